@@ -1,0 +1,5 @@
+"""syncd: connects a company's own database to DingTalk approvals."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
