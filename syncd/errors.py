@@ -86,7 +86,9 @@ class DingTalkTransient(DingTalkError):
 class DingTalkThrottled(DingTalkTransient):
     """DingTalk throttled the call; wait, then retry."""
 
-    def __init__(self, message: str | None = None, *, retry_after: float = 1.0, **kw: object) -> None:
+    def __init__(
+        self, message: str | None = None, *, retry_after: float = 1.0, **kw: object
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
 
