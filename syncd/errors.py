@@ -87,9 +87,15 @@ class DingTalkThrottled(DingTalkTransient):
     """DingTalk throttled the call; wait, then retry."""
 
     def __init__(
-        self, message: str | None = None, *, retry_after: float = 1.0, **kw: object
+        self,
+        message: str | None = None,
+        *,
+        retry_after: float = 1.0,
+        code: str = "",
+        request_id: str = "",
+        http_status: int | None = None,
     ) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, code=code, request_id=request_id, http_status=http_status)
         self.retry_after = retry_after
 
 
