@@ -1,0 +1,216 @@
+-- syncd: the whole current schema.
+--
+-- This file is the truth for readers and DBAs; sql/migrations/ holds the same schema as
+-- forward-only steps, and tests/migration proves that both produce the same catalog.
+-- Change both in the same commit. Works on PostgreSQL 12 and newer.
+
+CREATE SCHEMA IF NOT EXISTS syncd;
+
+-- Applied migration versions (maintained by `syncd migrate`).
+CREATE TABLE IF NOT EXISTS syncd.schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- The public contract: applications and capture triggers write here, syncd reads.
+CREATE TABLE syncd.outbox (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    kind          text NOT NULL,
+    business_key  text NOT NULL,
+    action        text NOT NULL DEFAULT 'submit',
+    payload       jsonb NOT NULL DEFAULT '{}',
+    originator    text NULL,
+    request_id    text NULL UNIQUE,
+    consumed_at   timestamptz NULL
+);
+COMMENT ON TABLE syncd.outbox IS
+    'Approval requests written by applications and capture triggers; consumed by syncd ingest.';
+
+-- Claims scan only unconsumed rows, however large the consumed history grows.
+CREATE INDEX outbox_unconsumed_idx ON syncd.outbox (id) WHERE consumed_at IS NULL;
+-- Retention deletes old consumed rows in created order.
+CREATE INDEX outbox_consumed_at_idx ON syncd.outbox (consumed_at) WHERE consumed_at IS NOT NULL;
+
+-- A hint to listening daemons; polling stays the truth. One notification per statement.
+CREATE FUNCTION syncd.notify_outbox() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('syncd_outbox', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER outbox_notify
+    AFTER INSERT ON syncd.outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION syncd.notify_outbox();
+
+-- One row per approval request round: (kind, business_key, round).
+CREATE TABLE syncd.approval (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind                text NOT NULL,
+    business_key        text NOT NULL,
+    round               integer NOT NULL DEFAULT 1,
+    outbox_id           bigint NULL,
+    state               text NOT NULL DEFAULT 'pending',
+    payload             jsonb NOT NULL DEFAULT '{}',
+    originator          text NULL,
+    dept_id             bigint NULL,
+    process_code        text NULL,
+    form_values         jsonb NULL,
+    instance_id         text NULL,
+    business_id         text NULL,
+    attempts            integer NOT NULL DEFAULT 0,
+    next_attempt_at     timestamptz NOT NULL DEFAULT now(),
+    lease_owner         text NULL,
+    lease_expires_at    timestamptz NULL,
+    last_error_code     text NULL,
+    last_error_message  text NULL,
+    dingtalk_status     text NULL,
+    dingtalk_result     text NULL,
+    calls_spent         integer NOT NULL DEFAULT 0,
+    cancel_requested_at timestamptz NULL,
+    last_event_at       timestamptz NULL,
+    next_poll_at        timestamptz NULL,
+    captured_at         timestamptz NOT NULL DEFAULT now(),
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    submitted_at        timestamptz NULL,
+    instance_created_at timestamptz NULL,
+    finished_at         timestamptz NULL,
+    written_back_at     timestamptz NULL,
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT approval_round_unique UNIQUE (kind, business_key, round),
+    CONSTRAINT approval_state_check CHECK (state IN (
+        'pending', 'submitting', 'running', 'approved', 'rejected', 'canceled',
+        'invalid', 'dead', 'unknown')),
+    CONSTRAINT approval_round_positive CHECK (round >= 1)
+);
+COMMENT ON TABLE syncd.approval IS
+    'One row per approval request round; state machine pending → submitting → running → terminal.';
+
+CREATE UNIQUE INDEX approval_instance_idx ON syncd.approval (instance_id)
+    WHERE instance_id IS NOT NULL;
+-- Claim paths: each partial index covers only the rows a stage can claim.
+CREATE INDEX approval_submit_due_idx ON syncd.approval (next_attempt_at)
+    WHERE state = 'pending';
+CREATE INDEX approval_lease_idx ON syncd.approval (lease_expires_at)
+    WHERE state IN ('submitting', 'unknown');
+CREATE INDEX approval_poll_due_idx ON syncd.approval (next_poll_at)
+    WHERE state = 'running';
+CREATE INDEX approval_unwritten_idx ON syncd.approval (finished_at)
+    WHERE written_back_at IS NULL AND state IN ('approved', 'rejected', 'canceled');
+CREATE INDEX approval_parked_idx ON syncd.approval (kind, updated_at)
+    WHERE state IN ('invalid', 'dead');
+
+-- Append-only history: every transition and every DingTalk call.
+CREATE TABLE syncd.approval_event (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    approval_id  bigint NOT NULL REFERENCES syncd.approval (id) ON DELETE CASCADE,
+    at           timestamptz NOT NULL DEFAULT now(),
+    event_type   text NOT NULL,
+    from_state   text NULL,
+    to_state     text NULL,
+    endpoint     text NULL,
+    http_status  integer NULL,
+    code         text NULL,
+    duration_ms  integer NULL,
+    message      text NULL,
+    actor        text NULL,
+    CONSTRAINT approval_event_type_check CHECK (event_type IN ('transition', 'call', 'note'))
+);
+CREATE INDEX approval_event_approval_idx ON syncd.approval_event (approval_id, id);
+
+-- Approver tasks and operation records as learned from DingTalk.
+CREATE TABLE syncd.task (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    approval_id   bigint NOT NULL REFERENCES syncd.approval (id) ON DELETE CASCADE,
+    instance_id   text NOT NULL,
+    record_type   text NOT NULL,
+    record_key    text NOT NULL,
+    activity_id   text NULL,
+    user_id       text NULL,
+    status        text NULL,
+    result        text NULL,
+    operation     text NULL,
+    remark        text NULL,
+    started_at    timestamptz NULL,
+    finished_at   timestamptz NULL,
+    recorded_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT task_record_unique UNIQUE (approval_id, record_type, record_key),
+    CONSTRAINT task_record_type_check CHECK (record_type IN ('task', 'operation'))
+);
+
+-- Events received from DingTalk, deduplicated by event id (or a stable fallback key).
+CREATE TABLE syncd.inbox (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    dedup_key     text NOT NULL UNIQUE,
+    channel       text NOT NULL,
+    event_type    text NOT NULL,
+    instance_id   text NULL,
+    payload       jsonb NOT NULL,
+    received_at   timestamptz NOT NULL DEFAULT now(),
+    processed_at  timestamptz NULL,
+    attempts      integer NOT NULL DEFAULT 0,
+    last_error    text NULL,
+    CONSTRAINT inbox_channel_check CHECK (channel IN ('stream', 'callback', 'failed_list', 'poll'))
+);
+CREATE INDEX inbox_unprocessed_idx ON syncd.inbox (id) WHERE processed_at IS NULL;
+CREATE INDEX inbox_processed_at_idx ON syncd.inbox (processed_at) WHERE processed_at IS NOT NULL;
+
+-- Capture triggers installed by `syncd capture add`.
+CREATE TABLE syncd.capture (
+    trigger_name  text PRIMARY KEY,
+    kind          text NOT NULL,
+    table_schema  text NOT NULL,
+    table_name    text NOT NULL,
+    key_column    text NOT NULL,
+    when_sql      text NULL,
+    cancel_sql    text NULL,
+    installed_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT capture_kind_table_unique UNIQUE (kind, table_schema, table_name)
+);
+
+-- DBA views.
+
+CREATE VIEW syncd.backlog AS
+SELECT 'outbox'::text AS stage, o.kind, count(*) AS items, min(o.created_at) AS oldest_at,
+       now() - min(o.created_at) AS oldest_age
+  FROM syncd.outbox o
+ WHERE o.consumed_at IS NULL
+ GROUP BY o.kind
+UNION ALL
+SELECT a.state AS stage, a.kind, count(*) AS items, min(a.captured_at) AS oldest_at,
+       now() - min(a.captured_at) AS oldest_age
+  FROM syncd.approval a
+ WHERE a.state IN ('pending', 'submitting', 'unknown', 'running')
+ GROUP BY a.state, a.kind;
+
+CREATE VIEW syncd.stuck AS
+SELECT a.id, a.kind, a.business_key, a.round, a.state, a.attempts, a.captured_at,
+       now() - a.captured_at AS age, a.next_attempt_at, a.last_error_code, a.last_error_message
+  FROM syncd.approval a
+ WHERE a.state IN ('pending', 'submitting', 'unknown')
+   AND a.captured_at < now() - interval '15 minutes';
+
+CREATE VIEW syncd.parked AS
+SELECT a.id, a.kind, a.business_key, a.round, a.state, a.attempts,
+       a.last_error_code, a.last_error_message, a.outbox_id, a.captured_at, a.updated_at
+  FROM syncd.approval a
+ WHERE a.state IN ('invalid', 'dead');
+
+CREATE VIEW syncd.unwritten AS
+SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.finished_at,
+       a.last_error_code, a.last_error_message
+  FROM syncd.approval a
+ WHERE a.state IN ('approved', 'rejected', 'canceled')
+   AND a.written_back_at IS NULL;
+
+CREATE VIEW syncd.summary AS
+SELECT a.kind, a.state, count(*) AS approvals,
+       min(a.captured_at) AS oldest_captured_at,
+       max(a.updated_at) AS last_change_at,
+       sum(a.calls_spent) AS calls_spent
+  FROM syncd.approval a
+ GROUP BY a.kind, a.state;

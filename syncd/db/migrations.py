@@ -1,0 +1,123 @@
+"""Forward-only migrations from ``sql/migrations/NNNN_name.sql``.
+
+``apply()`` is idempotent and safe when several replicas start at once: runs are
+serialised by a session advisory lock, and each migration is applied in its own
+transaction together with its row in ``syncd.schema_migrations``. An applied migration
+whose file changed afterwards is an error, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from syncd.db.connect import connect
+from syncd.db.queries import QUERIES, sql_dir
+from syncd.errors import MigrationError
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str = field(repr=False)
+    checksum: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+
+@dataclass(frozen=True)
+class Status:
+    applied: list[int]
+    pending: list[Migration]
+
+    @property
+    def current(self) -> bool:
+        return not self.pending
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """All migration files in version order; names and numbering are checked."""
+    folder = directory or sql_dir() / "migrations"
+    found: list[Migration] = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"migration file {path.name} must be named NNNN_snake_case.sql")
+        text = path.read_text(encoding="utf-8")
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        found.append(Migration(int(match[1]), match[2], text, digest))
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise MigrationError(
+                f"migration {migration.label} is out of sequence: expected version {expected:04d}"
+            )
+    return found
+
+
+async def status(dsn: str) -> Status:
+    """Which migrations are applied and which are pending (creates nothing)."""
+    migrations = load_migrations()
+    async with connect(dsn, autocommit=True) as conn:
+        row = await (await conn.execute(QUERIES["migrations_table_exists"])).fetchone()
+        if not row or not row["present"]:
+            return Status(applied=[], pending=migrations)
+        rows = await (await conn.execute(QUERIES["select_applied_migrations"])).fetchall()
+    return _compare(migrations, {r["version"]: r["checksum"] for r in rows})
+
+
+def _compare(migrations: list[Migration], applied: dict[int, str]) -> Status:
+    known = {m.version: m for m in migrations}
+    for version, checksum in applied.items():
+        migration = known.get(version)
+        if migration is None:
+            raise MigrationError(
+                f"the database has migration {version:04d}, which this syncd does not know: "
+                "run a newer syncd"
+            )
+        if migration.checksum != checksum:
+            raise MigrationError(
+                f"migration {migration.label} changed after it was applied; "
+                "migrations are forward-only: restore the file and add a new migration"
+            )
+    pending = [m for m in migrations if m.version not in applied]
+    return Status(applied=sorted(applied), pending=pending)
+
+
+async def apply(dsn: str) -> list[Migration]:
+    """Apply pending migrations in order; returns what was applied (empty when current)."""
+    async with connect(dsn, autocommit=True, application_name="syncd-migrate") as conn:
+        await conn.execute(QUERIES["lock_migrations"])
+        try:
+            await conn.execute(QUERIES["create_migrations_table"])
+            rows = await (await conn.execute(QUERIES["select_applied_migrations"])).fetchall()
+            state = _compare(load_migrations(), {r["version"]: r["checksum"] for r in rows})
+            for migration in state.pending:
+                await _apply_one(conn, migration)
+            return state.pending
+        finally:
+            await conn.execute(QUERIES["unlock_migrations"])
+
+
+async def _apply_one(conn: psycopg.AsyncConnection[dict[str, object]], m: Migration) -> None:
+    try:
+        async with conn.transaction():
+            await conn.execute(m.sql)
+            await conn.execute(
+                QUERIES["insert_applied_migration"],
+                {"version": m.version, "name": m.name, "checksum": m.checksum},
+            )
+    except psycopg.Error as exc:
+        raise MigrationError(f"migration {m.label} failed: {exc}".strip()) from exc
+    logger.info("migration applied", extra={"action": "migration_applied", "migration": m.label})
