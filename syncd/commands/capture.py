@@ -1,0 +1,95 @@
+"""``syncd capture``: install, review, list and remove capture triggers."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from syncd.commands.common import database_dsn, out
+from syncd.db import capture
+from syncd.db.connect import connect
+from syncd.errors import ConfigError
+from syncd.settings import KIND_NAME
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "capture",
+        help="capture business-table changes into the outbox",
+        description="Manage triggers that turn business-table changes into outbox rows.",
+    )
+    actions = parser.add_subparsers(dest="capture_action", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("add", "install (or replace) a capture trigger"),
+        ("sql", "print the DDL that 'add' would run, for review; changes nothing"),
+    ):
+        action = actions.add_parser(name, help=help_text, description=help_text)
+        _target_options(action)
+        action.add_argument("--key", required=True, help="column holding the business key")
+        action.add_argument(
+            "--when", help="SQL condition on NEW that submits, e.g. \"NEW.status = 'submitted'\""
+        )
+        action.add_argument("--cancel-when", help="SQL condition on NEW that cancels")
+        action.set_defaults(handler=run_add if name == "add" else run_sql)
+    remove = actions.add_parser("remove", help="remove a capture trigger")
+    _target_options(remove)
+    remove.set_defaults(handler=run_remove)
+    listing = actions.add_parser("list", help="list installed capture triggers")
+    listing.add_argument("--dsn", help="database (default: database.dsn)")
+    listing.set_defaults(handler=run_list)
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", required=True, help="approval kind ([kinds.<name>])")
+    parser.add_argument("--table", required=True, help="business table, e.g. app.leave_request")
+    parser.add_argument("--dsn", help="database (default: database.dsn)")
+
+
+def _spec(args: argparse.Namespace) -> capture.CaptureSpec:
+    if not re.match(KIND_NAME, args.kind):
+        raise ConfigError(
+            f"--kind {args.kind!r}: use lower-case letters, digits and _ (max 40), "
+            "the same name as [kinds.<name>] in the config"
+        )
+    return capture.CaptureSpec(args.kind, args.table, args.key, args.when, args.cancel_when)
+
+
+async def run_add(args: argparse.Namespace) -> int:
+    spec = _spec(args)
+    async with connect(database_dsn(args)) as conn:
+        await capture.install(conn, spec)
+    out(f"capture trigger {capture.trigger_name(spec.kind)} installed on {spec.table}")
+    return 0
+
+
+async def run_sql(args: argparse.Namespace) -> int:
+    spec = _spec(args)
+    async with connect(database_dsn(args)) as conn:
+        _, ddl = await capture.plan(conn, spec)
+        await conn.rollback()
+    out(ddl)
+    return 0
+
+
+async def run_remove(args: argparse.Namespace) -> int:
+    async with connect(database_dsn(args)) as conn:
+        await capture.remove(conn, args.kind, args.table)
+    out(f"capture trigger {capture.trigger_name(args.kind)} removed from {args.table}")
+    return 0
+
+
+async def run_list(args: argparse.Namespace) -> int:
+    async with connect(database_dsn(args)) as conn:
+        rows = await capture.list_captures(conn)
+    if not rows:
+        out("no capture triggers installed")
+        return 0
+    for row in rows:
+        state = "" if row["present"] else "  (TRIGGER MISSING: re-run capture add)"
+        out(
+            f"{row['kind']}: {row['table_schema']}.{row['table_name']} key={row['key_column']}"
+            f" when={row['when_sql'] or 'on insert'}"
+            + (f" cancel_when={row['cancel_sql']}" if row["cancel_sql"] else "")
+            + state
+        )
+    return 0

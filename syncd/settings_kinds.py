@@ -1,0 +1,179 @@
+"""``[kinds.<name>]``: how one kind of business request becomes a DingTalk approval.
+
+A *value source* says where a value comes from. In the TOML file it is either a bare
+string (a payload path such as ``"applicant"`` or ``"amount.total"``) or a table with
+exactly one of ``field`` (payload path), ``fields`` (several payload paths, for a date
+range), ``template`` (``"{reason} ({days} days)"`` over payload paths), ``value`` (a
+constant) or ``column`` (an outbox column: ``originator``, ``business_key``, ``kind``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OUTBOX_COLUMNS = ("originator", "business_key", "kind")
+WRITE_BACK_SOURCES = (
+    "status",
+    "dingtalk_status",
+    "result",
+    "instance_id",
+    "business_id",
+    "finished_at",
+    "remark",
+    "approver",
+    "approval_id",
+    "round",
+    "error",
+)
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_path(path: str) -> str:
+    if not _PATH.match(path):
+        raise ValueError(f"{path!r} is not a payload path like 'amount' or 'items.0.name'")
+    return path
+
+
+class ValueSource(_Model):
+    """Where one value comes from; exactly one of the fields is set."""
+
+    field: str | None = None
+    fields: list[str] | None = None
+    template: str | None = None
+    value: str | int | float | bool | None = None
+    column: Literal["originator", "business_key", "kind"] | None = None
+    columns: dict[str, str] | None = Field(
+        default=None, description="TableField: child component label → key in each row"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"field": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        chosen = [
+            name
+            for name in ("field", "fields", "template", "value", "column")
+            if getattr(self, name) is not None
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                "set exactly one of field, fields, template, value or column"
+                + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
+        if self.field is not None:
+            _check_path(self.field)
+        for path in self.fields or []:
+            _check_path(path)
+        for path in _PLACEHOLDER.findall(self.template or ""):
+            _check_path(path)
+        if self.columns is not None and self.field is None:
+            raise ValueError("columns (for a table) needs field, the payload list of rows")
+        return self
+
+    def paths(self) -> list[str]:
+        """The payload paths this source reads."""
+        if self.field is not None:
+            return [self.field]
+        if self.template is not None:
+            return _PLACEHOLDER.findall(self.template)
+        return list(self.fields or [])
+
+
+class ApproverStep(_Model):
+    """One step of an explicit approval flow (overrides the template's flow)."""
+
+    action: Literal["AND", "OR", "NONE"] = "NONE"
+    users: list[str] | None = None
+    field: str | None = Field(default=None, description="payload path to a list of user ids")
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.users is None) == (self.field is None):
+            raise ValueError("set users (a list of user ids) or field (a payload path)")
+        if self.field is not None:
+            _check_path(self.field)
+        return self
+
+
+class CcSettings(_Model):
+    """Who gets a copy; DingTalk honours it only with explicit approvers."""
+
+    users: list[str] = Field(default_factory=list)
+    field: str | None = None
+    position: Literal["START", "FINISH", "START_FINISH"] = "FINISH"
+
+
+class WriteBackSettings(_Model):
+    """How an outcome is written into the business table: a table mapping or a procedure."""
+
+    table: str | None = Field(default=None, description="schema-qualified table, e.g. app.leave")
+    key_column: str | None = Field(default=None, description="column matching business_key")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="business column → outcome field"
+    )
+    status_map: dict[str, str] = Field(
+        default_factory=dict, description="syncd state → value written for 'status'"
+    )
+    procedure: str | None = Field(
+        default=None, description="called as CALL proc(business_key text, outcome jsonb)"
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        if self.procedure is not None:
+            if self.table is not None or self.columns:
+                raise ValueError("use either procedure or table + columns, not both")
+            _check_identifier(self.procedure, "procedure")
+            return self
+        if self.table is None or self.key_column is None or not self.columns:
+            raise ValueError("a table write-back needs table, key_column and columns")
+        _check_identifier(self.table, "table")
+        for column, source in self.columns.items():
+            if source not in WRITE_BACK_SOURCES:
+                raise ValueError(
+                    f"columns.{column} = {source!r}: expected one of "
+                    + ", ".join(WRITE_BACK_SOURCES)
+                )
+        unknown = set(self.status_map) - {"approved", "rejected", "canceled"}
+        if unknown:
+            raise ValueError(
+                f"status_map keys must be approved, rejected or canceled (got {sorted(unknown)})"
+            )
+        return self
+
+
+def _check_identifier(name: str, what: str) -> None:
+    if not _QUALIFIED.match(name):
+        raise ValueError(f"{what} {name!r} must be name or schema.name (letters, digits, _)")
+
+
+class KindSettings(_Model):
+    """One approval kind: template, people, form mapping and write-back."""
+
+    process_code: str = Field(min_length=1, description="the DingTalk template's process code")
+    originator: ValueSource = ValueSource(column="originator")
+    dept_id: ValueSource = ValueSource(value=-1)
+    form: dict[str, ValueSource] = Field(
+        default_factory=dict, description="DingTalk component label → value source"
+    )
+    approvers: list[ApproverStep] = Field(default_factory=list, max_length=20)
+    cc: CcSettings | None = None
+    correlation_field: str | None = Field(
+        default=None,
+        description="label of a text component that syncd fills with the approval's key",
+    )
+    on_resubmit: Literal["reject", "supersede"] = "reject"
+    cancel_remark: str = "Canceled by the requesting system"
+    write_back: WriteBackSettings | None = None
