@@ -1,0 +1,282 @@
+"""``HttpxApprovalClient``: the DingTalk workflow API (contract §3-§7) on httpx.
+
+The client is given an ``httpx.AsyncClient`` (see :func:`build_http_client`) whose auth
+is :class:`~syncd.dingtalk.auth.DingTalkTokenAuth`, so tests run the real request
+building, decoding, auth and error mapping against the simulator. It is the only module
+that catches ``httpx.HTTPError``; every failure leaves it as a
+:class:`~syncd.errors.DingTalkError` chosen by what the caller must do next.
+
+A create is never retried here. A create that fails before its request left (connect
+error, pool timeout, local pacing, token trouble) is transient; one that fails after
+(timeout while reading, reset, 5xx, unreadable answer) is
+:class:`~syncd.errors.DingTalkOutcomeUnknown`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from syncd.clock import SystemClock
+from syncd.dingtalk.auth import TOKEN_PATH, DingTalkTokenAuth
+from syncd.dingtalk.mapping import error_from_response, for_create
+from syncd.dingtalk.models import (
+    ActionResponse,
+    CreateInstanceRequest,
+    CreateInstanceResponse,
+    FormSchema,
+    GetInstanceResponse,
+    InstanceId,
+    ListInstanceIdsResponse,
+    ProcessInstance,
+    SchemaResponse,
+)
+from syncd.dingtalk.pacing import MemoryPacer, Pacer
+from syncd.errors import (
+    DingTalkError,
+    DingTalkOutcomeUnknown,
+    DingTalkThrottled,
+    DingTalkTransient,
+)
+from syncd.ports import Clock
+
+logger = logging.getLogger(__name__)
+
+API_BASE_URL = "https://api.dingtalk.com"
+#: DingTalk accepts at most 120 days per list query and 20 ids per page (contract §5.1).
+LIST_WINDOW = timedelta(days=120)
+LIST_PAGE_SIZE = 20
+
+Endpoint = Literal["create", "get", "list", "terminate", "comment", "schema"]
+_M = TypeVar("_M", bound=BaseModel)
+
+#: Transport errors raised before any byte of the request can have reached DingTalk.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+def build_http_client(
+    app_key: str,
+    app_secret: SecretStr | str,
+    *,
+    base_url: str = API_BASE_URL,
+    clock: Clock | None = None,
+    timeout: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` configured for DingTalk, with token auth."""
+    auth = DingTalkTokenAuth(app_key, app_secret, clock=clock or SystemClock())
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        timeout=httpx.Timeout(timeout, connect=5.0),
+        headers={"Accept": "application/json"},
+        transport=transport,
+    )
+
+
+def _failed_before_sending(exc: httpx.HTTPError) -> bool:
+    if isinstance(exc, _NOT_SENT):
+        return True
+    try:
+        request = exc.request
+    except RuntimeError:
+        return False
+    return request.url.path == TOKEN_PATH  # the token fetch failed: the call never left
+
+
+def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> DingTalkError:
+    kind = type(exc).__name__
+    if endpoint == "create" and not _failed_before_sending(exc):
+        return DingTalkOutcomeUnknown(f"create outcome unknown after {kind}")
+    return DingTalkTransient(f"DingTalk unreachable ({kind})")
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def windows(start: datetime, end: datetime, span: timedelta = LIST_WINDOW) -> list[tuple[int, int]]:
+    """``[start, end]`` cut into consecutive windows of at most ``span``, in epoch ms."""
+    chunks: list[tuple[int, int]] = []
+    cursor = _ms(start)
+    last = _ms(end)
+    step = int(span.total_seconds() * 1000)
+    while cursor <= last:
+        upper = min(cursor + step - 1, last)
+        chunks.append((cursor, upper))
+        cursor = upper + 1
+    return chunks
+
+
+class HttpxApprovalClient:
+    """DingTalk's workflow API; implements ``syncd.ports.ApprovalClient``."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, pacer: Pacer | None = None, clock: Clock | None = None
+    ) -> None:
+        self._http = http
+        self._clock = clock or SystemClock()
+        self._pacer = pacer or MemoryPacer(clock=self._clock)
+        self.calls = 0  # requests sent, for metrics (each costs monthly quota)
+
+    async def create_instance(self, request: CreateInstanceRequest) -> InstanceId:
+        """Start an approval instance; never retried here (contract §12)."""
+        body = await self._call(
+            "create", "POST", "/v1.0/workflow/processInstances", json=request.to_wire()
+        )
+        answer = self._parse(CreateInstanceResponse, body, "create")
+        return InstanceId(answer.instance_id)
+
+    async def get_instance(self, instance_id: str) -> ProcessInstance:
+        """Read one instance; the authoritative state (contract §4.1)."""
+        body = await self._call(
+            "get",
+            "GET",
+            "/v1.0/workflow/processInstances",
+            params={"processInstanceId": instance_id},
+        )
+        answer = self._parse(GetInstanceResponse, body, "get")
+        return answer.result.model_copy(update={"instance_id": instance_id})
+
+    async def list_instance_ids(
+        self,
+        process_code: str,
+        start: datetime,
+        end: datetime | None = None,
+        *,
+        user_ids: Sequence[str] = (),
+        statuses: Sequence[str] = (),
+    ) -> list[InstanceId]:
+        """Ids of instances started in ``[start, end]``, paged and cut into 120-day windows."""
+        found: dict[str, None] = {}
+        for lower, upper in windows(start, end or self._clock.now()):
+            query: dict[str, Any] = {"processCode": process_code, "startTime": lower}
+            query.update(endTime=upper, maxResults=LIST_PAGE_SIZE)
+            if user_ids:
+                query["userIds"] = list(user_ids)
+            if statuses:
+                query["statuses"] = list(statuses)
+            await self._list_window(query, found)
+        return [InstanceId(instance_id) for instance_id in found]
+
+    async def _list_window(self, query: dict[str, Any], found: dict[str, None]) -> None:
+        cursor: int | None = 0
+        while cursor is not None:
+            body = await self._call(
+                "list",
+                "POST",
+                "/v1.0/workflow/processes/instanceIds/query",
+                json={**query, "nextToken": cursor},
+            )
+            page = self._parse(ListInstanceIdsResponse, body, "list").result
+            found.update(dict.fromkeys(page.ids))
+            cursor = page.next_cursor if page.ids else None
+
+    async def terminate_instance(
+        self, instance_id: str, *, operating_user_id: str | None = None, remark: str | None = None
+    ) -> None:
+        """Revoke a running instance; as the system unless an operating user is given."""
+        payload: dict[str, Any] = {
+            "processInstanceId": instance_id,
+            "isSystem": operating_user_id is None,
+        }
+        if operating_user_id is not None:
+            payload["operatingUserId"] = operating_user_id
+        if remark is not None:
+            payload["remark"] = remark
+        body = await self._call(
+            "terminate", "POST", "/v1.0/workflow/processInstances/terminate", json=payload
+        )
+        self._check_action(body, "terminate")
+
+    async def add_comment(self, instance_id: str, text: str, comment_user_id: str) -> None:
+        """Add a comment to an instance (contract §6.2)."""
+        payload = {
+            "processInstanceId": instance_id,
+            "text": text,
+            "commentUserId": comment_user_id,
+        }
+        body = await self._call(
+            "comment", "POST", "/v1.0/workflow/processInstances/comments", json=payload
+        )
+        self._check_action(body, "comment")
+
+    async def get_form_schema(self, process_code: str) -> FormSchema:
+        """A template's form schema (contract §7.1)."""
+        body = await self._call(
+            "schema",
+            "GET",
+            "/v1.0/workflow/forms/schemas/processCodes",
+            params={"processCode": process_code},
+        )
+        return self._parse(SchemaResponse, body, "schema").result
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> bytes:
+        await self._pacer.acquire(endpoint)
+        self.calls += 1
+        try:
+            response = await self._http.request(method, path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            failure = _transport_error(exc, endpoint)
+            self._log_failure(endpoint, failure)
+            raise failure from exc
+        error = error_from_response(response.status_code, response.headers, response.content)
+        if error is None:
+            return response.content
+        if isinstance(error, DingTalkThrottled):
+            await self._pacer.penalize(endpoint, error.retry_after)
+        failure = for_create(error) if endpoint == "create" else error
+        self._log_failure(endpoint, failure)
+        raise failure
+
+    def _parse(self, model: type[_M], body: bytes, endpoint: Endpoint) -> _M:
+        try:
+            answer = model.model_validate_json(body)
+        except ValidationError as exc:
+            error: DingTalkError = DingTalkTransient(f"unreadable {endpoint} answer from DingTalk")
+            if endpoint == "create":
+                error = DingTalkOutcomeUnknown("create answered, but the answer is unreadable")
+            self._log_failure(endpoint, error)
+            raise error from exc
+        if getattr(answer, "success", True) is False:
+            error = DingTalkTransient(f"DingTalk answered success=false to {endpoint}")
+            self._log_failure(endpoint, error)
+            raise error
+        return answer
+
+    def _check_action(self, body: bytes, endpoint: Endpoint) -> None:
+        if not self._parse(ActionResponse, body, endpoint).result:
+            error = DingTalkTransient(f"DingTalk answered result=false to {endpoint}")
+            self._log_failure(endpoint, error)
+            raise error
+
+    @staticmethod
+    def _log_failure(endpoint: Endpoint, error: DingTalkError) -> None:
+        logger.warning(
+            "DingTalk %s failed: %s",
+            endpoint,
+            type(error).__name__,
+            extra={
+                "action": "dingtalk_call_failed",
+                "endpoint": endpoint,
+                "error": type(error).__name__,
+                "code": error.code,
+                "http_status": error.http_status,
+                "request_id": error.request_id,
+            },
+        )
