@@ -26,6 +26,7 @@ from syncd.db.queries import QUERIES
 from syncd.errors import CaptureError
 
 _DOLLAR_TAG = "$syncd_cond$"
+_BOOLEAN_OID = 16
 
 
 @dataclass(frozen=True)
@@ -86,20 +87,23 @@ async def _check_condition(
 ) -> None:
     if _DOLLAR_TAG in condition:
         raise CaptureError(f"{option} must not contain {_DOLLAR_TAG}")
-    query = sql.SQL("SELECT ({})::boolean FROM ONLY {} AS new WHERE false").format(
+    query = sql.SQL("SELECT ({}) FROM ONLY {} AS new WHERE false").format(
         sql.SQL(condition),  # the operator's SQL, checked right here
         target.qualified,
     )
     try:
         async with conn.transaction():
-            await conn.execute(query, prepare=True)
+            cursor = await conn.execute(query, prepare=True)
     except psycopg.Error as exc:
         detail = (exc.diag.message_primary or str(exc)).strip()
         raise CaptureError(f"{option} {condition!r} is not a valid condition: {detail}") from exc
+    description = cursor.description or []
+    if len(description) != 1 or description[0].type_code != _BOOLEAN_OID:
+        raise CaptureError(f"{option} {condition!r} is not a valid condition: it is not boolean")
 
 
 def _condition_function(name: str, target: Target, condition: str | None) -> sql.Composed:
-    body = f"SELECT ({condition or 'true'})::boolean"
+    body = f"SELECT ({condition or 'true'})"
     return sql.SQL(
         "CREATE OR REPLACE FUNCTION syncd.{name}(new {table}) RETURNS boolean\n"
         "    LANGUAGE sql STABLE AS {tag}{body}{tag};"

@@ -1,6 +1,6 @@
 """The one loader of syncd's SQL files.
 
-``QUERIES["name"]`` returns the statement under the ``-- name --`` header of
+``QUERIES[name]`` returns the statement under the ``-- name --`` header of
 ``sql/queries.sql``. The SQL directory is found inside the installed package (a wheel
 maps ``sql/`` to ``syncd/sql``) or, in a source checkout, at the repository root.
 Files are read on first use, never at import.
