@@ -1,0 +1,205 @@
+"""The admin API (``/_sim/...``) and the web page listing instances with their buttons."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from syncd.simulator.progress import DecisionError
+from syncd.simulator.state import get_result
+
+if TYPE_CHECKING:
+    from syncd.simulator.core import Simulator
+    from syncd.simulator.state import Instance
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px}form{display:inline}"
+)
+
+
+async def _payload(request: Request) -> tuple[dict[str, Any], bool]:
+    """The request's fields and whether they came from an HTML form."""
+    content_type = request.headers.get("content-type", "")
+    raw = await request.body()
+    if "application/x-www-form-urlencoded" in content_type:
+        return dict(parse_qsl(raw.decode("utf-8"))), True
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = None
+    return (data if isinstance(data, dict) else {}), False
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _row(instance: Instance) -> str:
+    e = html.escape
+    buttons = ""
+    if instance.status == "RUNNING":
+        buttons = "".join(
+            f'<form method="post" action="/_sim/instances/{e(instance.instance_id)}/{action}">'
+            f'<input name="remark" placeholder="remark" size="8">'
+            f"<button>{action}</button></form>"
+            for action in ("approve", "refuse", "terminate")
+        )
+    pending = ", ".join(t.user_id for t in instance.running_tasks())
+    cells = [
+        instance.instance_id,
+        instance.process_code,
+        instance.title,
+        instance.originator,
+        instance.status,
+        instance.result,
+        pending,
+    ]
+    return "<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + f"<td>{buttons}</td></tr>"
+
+
+def page(sim: Simulator) -> str:
+    heads = ["instance", "process", "title", "originator", "status", "result", "pending", ""]
+    rows = "".join(_row(i) for i in reversed(sim.instances()))
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>DingTalk simulator</title>"
+        f"<style>{_STYLE}</style></head><body><h1>DingTalk simulator — "
+        f"{html.escape(sim.world.corp.name)}</h1><table><tr>"
+        + "".join(f"<th>{h}</th>" for h in heads)
+        + f"</tr>{rows}</table></body></html>"
+    )
+
+
+class Admin:
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    async def index(self, request: Request) -> Response:
+        return HTMLResponse(page(self.sim))
+
+    async def list_instances(self, request: Request) -> Response:
+        q = request.query_params
+        found = self.sim.instances(q.get("processCode"), q.get("originator"))
+        if status := q.get("status"):
+            found = [i for i in found if i.status == status]
+        return JSONResponse({"instances": [i.summary() for i in found]})
+
+    async def show_instance(self, request: Request) -> Response:
+        try:
+            instance = self.sim.instance(request.path_params["instance_id"])
+        except DecisionError as exc:
+            return _error(404, str(exc))
+        return JSONResponse(instance.summary() | {"detail": get_result(instance)})
+
+    async def decide(self, request: Request) -> Response:
+        instance_id, action = request.path_params["instance_id"], request.path_params["action"]
+        data, from_form = await _payload(request)
+        decide = {
+            "approve": self.sim.approve,
+            "refuse": self.sim.refuse,
+            "terminate": self.sim.terminate,
+        }.get(action)
+        if decide is None:
+            return _error(404, f"unknown action {action}")
+        try:
+            decide(instance_id, data.get("userId") or None, str(data.get("remark") or ""))
+        except DecisionError as exc:
+            return _error(409 if "no instance" not in str(exc) else 404, str(exc))
+        if from_form:
+            return RedirectResponse("/_sim/", status_code=303)
+        return JSONResponse(self.sim.instance(instance_id).summary())
+
+    async def calls(self, request: Request) -> Response:
+        return JSONResponse({"calls": dict(self.sim.calls)})
+
+    async def events(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "events": [
+                    {"eventId": e.event_id, "eventType": e.event_type, "data": e.data}
+                    for e in self.sim.events
+                ],
+                "pushed": self.sim.events_pushed,
+                "acknowledged": self.sim.events_acknowledged,
+                "failed": self.sim.events_failed,
+            }
+        )
+
+    async def faults(self, request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(self.sim.faults.snapshot())
+        data, _ = await _payload(request)
+        try:
+            return JSONResponse(self.sim.faults.update(**data))
+        except (ValueError, ValidationError) as exc:
+            return _error(400, str(exc))
+
+    async def reset_faults(self, request: Request) -> Response:
+        self.sim.faults.reset()
+        return JSONResponse(self.sim.faults.snapshot())
+
+    async def callback(self, request: Request) -> Response:
+        app_key = request.path_params["app_key"]
+        if self.sim.app_for(app_key) is None:
+            return _error(404, f"unknown app {app_key}")
+        data, _ = await _payload(request)
+        self.sim.callbacks.set_url(app_key, data.get("url"))
+        return JSONResponse({"appKey": app_key, "url": self.sim.callbacks.url(app_key)})
+
+    async def stream_action(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        data, _ = await _payload(request)
+        app_key = data.get("appKey")
+        if action == "disconnect":
+            count = await self.sim.stream.disconnect(app_key)
+        elif action == "drop":
+            count = await self.sim.stream.drop(app_key)
+        else:
+            return _error(404, f"unknown action {action}")
+        return JSONResponse({"connections": count})
+
+    async def stream_state(self, request: Request) -> Response:
+        gateway = self.sim.stream
+        return JSONResponse(
+            {
+                "connections": [
+                    {"connectionId": c.connection_id, "appKey": c.app.app_key}
+                    for c in gateway.live()
+                ],
+                "inflight": len(gateway.inflight),
+                "backlog": {k: len(v) for k, v in gateway.backlog.items()},
+            }
+        )
+
+    async def expire_tokens(self, request: Request) -> Response:
+        self.sim.tokens.expire_all()
+        return JSONResponse({"expired": True})
+
+    async def world(self, request: Request) -> Response:
+        return JSONResponse(self.sim.world.dump())
+
+
+def admin_routes(sim: Simulator) -> list[BaseRoute]:
+    a = Admin(sim)
+    return [
+        Route("/_sim/", a.index, methods=["GET"]),
+        Route("/_sim/instances", a.list_instances, methods=["GET"]),
+        Route("/_sim/instances/{instance_id}", a.show_instance, methods=["GET"]),
+        Route("/_sim/instances/{instance_id}/{action}", a.decide, methods=["POST"]),
+        Route("/_sim/calls", a.calls, methods=["GET"]),
+        Route("/_sim/events", a.events, methods=["GET"]),
+        Route("/_sim/faults", a.faults, methods=["GET", "POST", "PATCH"]),
+        Route("/_sim/faults/reset", a.reset_faults, methods=["POST"]),
+        Route("/_sim/apps/{app_key}/callback", a.callback, methods=["PUT", "POST"]),
+        Route("/_sim/stream", a.stream_state, methods=["GET"]),
+        Route("/_sim/stream/{action}", a.stream_action, methods=["POST"]),
+        Route("/_sim/tokens/expire", a.expire_tokens, methods=["POST"]),
+        Route("/_sim/world", a.world, methods=["GET"]),
+    ]

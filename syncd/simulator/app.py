@@ -1,0 +1,287 @@
+"""The HTTP face of the simulator: api.dingtalk.com and oapi.dingtalk.com paths."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from syncd.simulator.admin import admin_routes
+from syncd.simulator.faults import QPS_MESSAGE, QUOTA_MESSAGE
+from syncd.simulator.responses import (
+    ApiError,
+    ConnectionDropped,
+    OapiError,
+    api_error_body,
+    dingtalk_json,
+    oapi_error_body,
+)
+from syncd.simulator.schema import schema_result
+from syncd.simulator.state import ms
+
+if TYPE_CHECKING:
+    from syncd.simulator.core import Simulator
+
+ENDPOINTS: dict[tuple[str, str], str] = {
+    ("POST", "/v1.0/oauth2/accessToken"): "oauth2.accessToken",
+    ("POST", "/v1.0/workflow/processInstances"): "workflow.create",
+    ("GET", "/v1.0/workflow/processInstances"): "workflow.get",
+    ("POST", "/v1.0/workflow/processes/instanceIds/query"): "workflow.listIds",
+    ("POST", "/v1.0/workflow/processInstances/terminate"): "workflow.terminate",
+    ("POST", "/v1.0/workflow/processInstances/comments"): "workflow.comment",
+    ("GET", "/v1.0/workflow/forms/schemas/processCodes"): "workflow.schema",
+    ("POST", "/v1.0/gateway/connections/open"): "gateway.open",
+    ("GET", "/gettoken"): "oapi.gettoken",
+    ("GET", "/call_back/get_call_back_failed_result"): "oapi.failedList",
+}
+QUOTA_EXEMPT = {"oauth2.accessToken", "gateway.open", "oapi.gettoken"}
+TOKEN_HEADER = "x-acs-dingtalk-access-token"
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+def endpoint_name(method: str, path: str) -> str | None:
+    return ENDPOINTS.get((method, path.rstrip("/") or "/"))
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalidParameter", "body is mandatory for this action")
+    return body
+
+
+class Api:
+    """Route handlers; each returns the bare business JSON or raises ApiError/OapiError."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def wrap(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            rid = self.sim.request_id()
+            try:
+                return dingtalk_json(await handler(request), 200, rid)
+            except ApiError as exc:
+                return dingtalk_json(api_error_body(exc, rid), exc.status, rid)
+            except OapiError as exc:
+                return dingtalk_json(oapi_error_body(exc, rid), 200, rid)
+
+        return endpoint
+
+    def _limits(self, app_key: str, endpoint: str, old: bool = False) -> None:
+        code = self.sim.limiter.check_rate(app_key, endpoint)
+        if code is not None:
+            raise OapiError(90018, QPS_MESSAGE) if old else ApiError(403, code, QPS_MESSAGE)
+        if endpoint not in QUOTA_EXEMPT and not self.sim.limiter.check_quota():
+            if old:
+                raise OapiError(90020, QUOTA_MESSAGE)
+            raise ApiError(403, "Forbidden.AccessDenied.ApiCountLimitForOrg", QUOTA_MESSAGE)
+
+    def auth(self, request: Request) -> str:
+        """The app key behind the request's token header (§2.4); rate limits and quota."""
+        token = request.headers.get(TOKEN_HEADER)
+        if token is None:
+            raise ApiError(
+                400, "AuthenticationFailed.MissingParameter", f"缺少参数：{TOKEN_HEADER}"
+            )
+        app_key = self.sim.tokens.check(token)
+        if app_key is None:
+            raise ApiError(400, "InvalidAuthentication", "不合法的access_token")
+        self._limits(app_key, endpoint_name(request.method, request.url.path) or "")
+        return app_key
+
+    def _credentials(self, key: object, secret: object) -> str | None:
+        app = self.sim.app_for(key) if isinstance(key, str) else None
+        return app.app_key if app is not None and app.app_secret == secret else None
+
+    async def access_token(self, request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        app_key = self._credentials(body.get("appKey"), body.get("appSecret"))
+        if app_key is None:
+            raise ApiError(400, "invalidClientIdOrSecret", "无效的clientId或者clientSecret")
+        self._limits(app_key, "oauth2.accessToken")
+        token = self.sim.tokens.issue(app_key)
+        return {"accessToken": token.value, "expireIn": self.sim.faults.limits.token_ttl}
+
+    async def create(self, request: Request) -> dict[str, Any]:
+        app_key = self.auth(request)
+        instance = self.sim.workflow.create(app_key, await _json_body(request))
+        return {"instanceId": instance.instance_id}
+
+    async def get(self, request: Request) -> dict[str, Any]:
+        self.auth(request)
+        return self.sim.workflow.get(request.query_params.get("processInstanceId"))
+
+    async def list_ids(self, request: Request) -> dict[str, Any]:
+        self.auth(request)
+        return self.sim.workflow.list_ids(await _json_body(request))
+
+    async def terminate(self, request: Request) -> dict[str, Any]:
+        self.auth(request)
+        return self.sim.workflow.terminate(await _json_body(request))
+
+    async def comment(self, request: Request) -> dict[str, Any]:
+        self.auth(request)
+        return self.sim.workflow.comment(await _json_body(request))
+
+    async def schema(self, request: Request) -> dict[str, Any]:
+        self.auth(request)
+        code = request.query_params.get("processCode")
+        if not code:
+            raise ApiError(400, "invalidParameter", "processCode不能为空")
+        template = self.sim.world.template(code)
+        if template is None:
+            raise ApiError(400, "aflowProcessCodeIsError", "processCode不合法")
+        created = ms(self.sim.clock.now()) - 86_400_000
+        return {"result": schema_result(self.sim.world, template, created)}
+
+    async def open_connection(self, request: Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        app_key = self._credentials(body.get("clientId"), body.get("clientSecret"))
+        if app_key is None:
+            raise ApiError(401, "authFailed", "鉴权失败")
+        scheme = "wss" if request.url.scheme in ("https", "wss") else "ws"
+        return {
+            "endpoint": f"{scheme}://{request.url.netloc}/connect",
+            "ticket": self.sim.stream.open_ticket(app_key),
+        }
+
+    async def gettoken(self, request: Request) -> dict[str, Any]:
+        key, secret = request.query_params.get("appkey"), request.query_params.get("appsecret")
+        if not key or not secret:
+            raise OapiError(40035, "缺少参数 corpid or appkey")
+        app_key = self._credentials(key, secret)
+        if app_key is None:
+            raise OapiError(40096, "不合法的appKey或appSecret")
+        token = self.sim.tokens.issue(app_key)
+        ttl = self.sim.faults.limits.token_ttl
+        return {"errcode": 0, "errmsg": "ok", "access_token": token.value, "expires_in": ttl}
+
+    async def failed_list(self, request: Request) -> dict[str, Any]:
+        token = request.query_params.get("access_token")
+        if not token:
+            raise OapiError(41001, "缺少参数access_token")
+        app_key = self.sim.tokens.check(token)
+        if app_key is None:
+            raise OapiError(40014, "不合法的access_token")
+        self._limits(app_key, "oapi.failedList", old=True)
+        items, more = self.sim.callbacks.take_failed(app_key)
+        return {"errcode": 0, "errmsg": "ok", "has_more": more, "failed_list": items}
+
+    async def not_found(self, request: Request) -> dict[str, Any]:
+        path = request.url.path
+        if path.startswith("/v1.0/"):
+            raise ApiError(404, "InvalidAction.NotFound", "Specified api is not found")
+        if path.startswith("/topapi/"):
+            api = "dingtalk.oapi" + path.removeprefix("/topapi").replace("/", ".")
+            raise OapiError(22, f"Invalid method[submsg=不合法ApiName，ApiName = {api}]")
+        raise OapiError(404, "请求的URI地址不存在")
+
+    def routes(self) -> list[BaseRoute]:
+        handlers: dict[str, Handler] = {
+            "oauth2.accessToken": self.access_token,
+            "workflow.create": self.create,
+            "workflow.get": self.get,
+            "workflow.listIds": self.list_ids,
+            "workflow.terminate": self.terminate,
+            "workflow.comment": self.comment,
+            "workflow.schema": self.schema,
+            "gateway.open": self.open_connection,
+            "oapi.gettoken": self.gettoken,
+            "oapi.failedList": self.failed_list,
+        }
+        return [
+            Route(path, self.wrap(handlers[name]), methods=[method], name=name)
+            for (method, path), name in ENDPOINTS.items()
+        ]
+
+
+class FaultLayer:
+    """Counts calls and injects latency, resets, 5xx, 429 and lost create responses."""
+
+    def __init__(self, inner: ASGIApp, sim: Simulator) -> None:
+        self.inner = inner
+        self.sim = sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = (
+            endpoint_name(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        )
+        if endpoint is None:
+            await self.inner(scope, receive, send)
+            return
+        self.sim.calls[endpoint] += 1
+        faults = self.sim.faults
+        if faults.applies_to(endpoint) and (delay := faults.latency()) > 0:
+            await asyncio.sleep(delay)
+        fault = faults.request_fault(endpoint)
+        if fault == "reset":
+            await _drop(send)
+        if fault is not None:
+            await self._fault_response(endpoint, fault, scope, receive, send)
+            return
+        if endpoint == "workflow.create" and faults.applies_to(endpoint):
+            if faults.lose_create_response():
+                await self._lose_response(scope, receive, send)
+                return
+        await self.inner(scope, receive, send)
+
+    async def _fault_response(
+        self, endpoint: str, fault: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        rid = self.sim.request_id()
+        if endpoint.startswith("oapi."):
+            response = dingtalk_json({"errcode": -1, "errmsg": "系统繁忙", "request_id": rid})
+        elif fault == "429":
+            error = ApiError(429, "system.busy", "系统繁忙，请稍后重试")
+            response = dingtalk_json(api_error_body(error, rid), 429, rid)
+        else:
+            error = ApiError(500, "systemError", "系统错误")
+            response = dingtalk_json(api_error_body(error, rid), 500, rid)
+        await response(scope, receive, send)
+
+    async def _lose_response(self, scope: Scope, receive: Receive, send: Send) -> None:
+        messages: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            messages.append(message)
+
+        await self.inner(scope, receive, keep)
+        if messages and messages[0].get("status") == 200:
+            await _drop(send)
+        for message in messages:
+            await send(message)
+
+
+async def _drop(send: Send) -> None:
+    """Start a response, then fail: the client sees a broken connection, not a status."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+        }
+    )
+    raise ConnectionDropped("connection reset by the simulator")
+
+
+def build_app(sim: Simulator) -> ASGIApp:
+    api = Api(sim)
+    routes: list[BaseRoute] = [
+        *api.routes(),
+        WebSocketRoute("/connect", sim.stream.endpoint),
+        *admin_routes(sim),
+        Route("/{path:path}", api.wrap(api.not_found), methods=["GET", "POST", "PUT", "DELETE"]),
+    ]
+    return FaultLayer(Starlette(routes=routes), sim)

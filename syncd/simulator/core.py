@@ -1,0 +1,203 @@
+"""The simulator object: world, clock, state, event push and fault switches in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from syncd.clock import SystemClock
+from syncd.ports import Clock
+from syncd.simulator import rules
+from syncd.simulator.callbacks import CallbackPusher
+from syncd.simulator.events import DeliveryLog, Event
+from syncd.simulator.faults import Faults, Limiter
+from syncd.simulator.progress import DecisionError, Engine
+from syncd.simulator.state import Instance, TokenStore
+from syncd.simulator.stream import StreamGateway
+from syncd.simulator.timeline import Timeline
+from syncd.simulator.workflow import Workflow
+from syncd.simulator.world import App, World
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+
+class Simulator:
+    """A faithful local DingTalk for approvals.
+
+    ``time_scale`` multiplies every simulated delay (rule decisions, callback retries,
+    Stream ACK timeouts and pings): 0.01 makes a 10 s retry take 0.1 s.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        clock: Clock | None = None,
+        time_scale: float = 1.0,
+        *,
+        callback_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.world = world
+        self.clock: Clock = clock or SystemClock()
+        self.time_scale = time_scale
+        self.faults = Faults(world.faults, world.limits)
+        self.limiter = Limiter(self.clock, self.faults)
+        self.rng = random.Random(world.faults.seed)
+        self.tokens = TokenStore(self.clock, self.rng, lambda: self.faults.limits.token_ttl)
+        self.timeline = Timeline(self.clock)
+        self.log = DeliveryLog(on_change=self._changed)
+        self.events: list[Event] = []
+        self.calls: Counter[str] = Counter()
+        self.engine = Engine(self.clock, self._emit, self._node_started)
+        self.workflow = Workflow(world, self.clock, self.engine, self.rng)
+        self.stream = StreamGateway(self)
+        self.callbacks = CallbackPusher(self, callback_client)
+        self._request_ids = itertools.count(1)
+        self._event_ids = itertools.count(1)
+        self._change = asyncio.Event()
+        self._app: ASGIApp | None = None
+
+    # wiring -----------------------------------------------------------------------------
+
+    @property
+    def app(self) -> ASGIApp:
+        """The ASGI app: new API, old API, admin API and page, Stream websocket."""
+        if self._app is None:
+            from syncd.simulator.app import build_app
+
+            self._app = build_app(self)
+        return self._app
+
+    @property
+    def fake_time(self) -> bool:
+        return hasattr(self.clock, "advance")
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.time_scale
+
+    def request_id(self) -> str:
+        return f"SIM-{next(self._request_ids)}"
+
+    def app_for(self, app_key: str) -> App | None:
+        return self.world.app(app_key)
+
+    async def advance(self, seconds: float = 0.0) -> int:
+        """Move a FakeClock and run all work that fell due; returns the number of jobs run."""
+        return await self.timeline.advance(seconds)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Simulator]:
+        """Run timed work in the background (real clock only) and clean up on exit."""
+        task = None if self.fake_time else asyncio.create_task(self.timeline.run_forever())
+        try:
+            yield self
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.stream.close_all()
+            await self.callbacks.aclose()
+
+    async def aclose(self) -> None:
+        await self.stream.close_all()
+        await self.callbacks.aclose()
+
+    # events -----------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._change.set()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; re-checked whenever an event is made or delivered.
+
+        Put a deadline around it: ``async with asyncio.timeout(5): await sim.wait_for(...)``.
+        """
+        while not predicate():
+            self._change.clear()
+            await self._change.wait()
+
+    def _emit(self, event_type: str, data: dict[str, Any]) -> None:
+        event_id = f"{self.rng.getrandbits(64):016x}{next(self._event_ids):08x}"
+        event = Event(event_id, event_type, self.world.corp.corp_id, self.clock.now(), data)
+        self.events.append(event)
+        self._changed()
+        for app in self.world.apps:
+            copies = 2 if self.faults.duplicate_event() else 1
+            delay = 0.0
+            if self.faults.reorder_event():
+                delay = self.scaled(self.faults.settings.reorder_delay)
+            for _ in range(copies):
+                if app.stream:
+                    self.timeline.at(delay, "stream", partial(self.stream.deliver, app, event))
+                if self.callbacks.url(app.app_key):
+                    self.timeline.at(delay, "callback", partial(self.callbacks.push, app, event))
+
+    @property
+    def events_pushed(self) -> list[dict[str, Any]]:
+        return self.log.pushed
+
+    @property
+    def events_acknowledged(self) -> list[dict[str, Any]]:
+        return self.log.acknowledged
+
+    @property
+    def events_failed(self) -> list[dict[str, Any]]:
+        return self.log.failed
+
+    # decisions --------------------------------------------------------------------------
+
+    def _node_started(self, instance: Instance) -> None:
+        rule = rules.decide(self.world.rules, instance)
+        if rule is None:
+            return
+        node = instance.current_node
+
+        async def apply() -> None:
+            if instance.status != "RUNNING" or instance.current_node != node:
+                return
+            agree = rule.decision == "agree"
+            while instance.status == "RUNNING" and instance.current_node == node:
+                self.engine.act(instance, None, agree, rule.remark)
+                if not agree:
+                    return
+
+        self.timeline.at(self.scaled(rule.delay), f"rule {instance.instance_id}", apply)
+
+    def instance(self, instance_id: str) -> Instance:
+        instance = self.workflow.instances.get(instance_id)
+        if instance is None:
+            raise DecisionError(f"no instance {instance_id}")
+        return instance
+
+    def approve(self, instance_id: str, user_id: str | None = None, remark: str = "") -> None:
+        """An approver (default: the first with a running task) agrees."""
+        self.engine.act(self.instance(instance_id), user_id, True, remark)
+
+    def refuse(self, instance_id: str, user_id: str | None = None, remark: str = "") -> None:
+        """An approver (default: the first with a running task) refuses."""
+        self.engine.act(self.instance(instance_id), user_id, False, remark)
+
+    def terminate(self, instance_id: str, user_id: str | None = None, remark: str = "") -> None:
+        """Revoke a running instance (no 15-second rule: this is the operator's hand)."""
+        instance = self.instance(instance_id)
+        self.engine.terminate(instance, user_id or instance.originator, remark)
+
+    def instances(
+        self, process_code: str | None = None, originator: str | None = None
+    ) -> list[Instance]:
+        """Instances in creation order, optionally filtered."""
+        return [
+            i
+            for i in self.workflow.instances.values()
+            if (process_code is None or i.process_code == process_code)
+            and (originator is None or i.originator == originator)
+        ]
