@@ -91,8 +91,8 @@ class DingTalkTokenAuth(httpx.Auth):
             extensions=request.extensions,
         )
 
-    def _store(self, response: httpx.Response) -> str:
-        error = error_from_response(response.status_code, response.headers, response.content)
+    def _store(self, content: bytes, response: httpx.Response) -> str:
+        error = error_from_response(response.status_code, response.headers, content)
         if isinstance(error, DingTalkAuthError | DingTalkRejected):
             raise DingTalkAuthError(
                 f"DingTalk refused the app key or secret ({error.message}); fix them and restart",
@@ -103,7 +103,7 @@ class DingTalkTokenAuth(httpx.Auth):
         if error is not None:
             raise error
         try:
-            token = TokenResponse.model_validate_json(response.content)
+            token = TokenResponse.model_validate_json(content)
         except ValidationError as exc:
             raise DingTalkTransient("DingTalk's token answer is unreadable") from exc
         self._token = token.access_token
@@ -129,9 +129,11 @@ class DingTalkTokenAuth(httpx.Auth):
                 async with self._lock:
                     token = self._fresh_token()
                     if token is None:
-                        token = self._store((yield self._token_request(request)))
+                        answer = yield self._token_request(request)
+                        token = self._store(await answer.aread(), answer)
             request.headers[TOKEN_HEADER] = token
             response = yield request
+            await response.aread()
             if attempt == 2 or not is_token_rejection(response):
                 return
             logger.info("token refused, refreshing once", extra={"action": "token_rejected"})

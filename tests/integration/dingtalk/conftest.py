@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.inbox import PostgresInbox
+from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
+from syncd.dingtalk.pacing import MemoryPacer, Pacer
+from syncd.simulator.core import Simulator
+from syncd.simulator.world import World
+from syncd.testing import FakeClock
 
 
 @pytest.fixture
@@ -45,3 +53,52 @@ def inbox_rows(pool: AsyncConnectionPool[Any]) -> InboxRows:
             return list(await cursor.fetchall())
 
     return read
+
+
+class FakeSleeper:
+    """A pacer's sleep on a FakeClock: moves the clock to the end of the longest wait."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    async def __call__(self, seconds: float) -> None:
+        target = self.clock.monotonic() + seconds
+        if target > self.clock.monotonic():
+            self.clock.advance(target - self.clock.monotonic())
+
+
+APP_KEY, APP_SECRET = "dingsimappkey0001", "sim-app-secret-0001"
+
+
+@dataclass
+class SimEnv:
+    """An in-process simulator on a FakeClock, and a way to build clients for it."""
+
+    sim: Simulator
+    clock: FakeClock
+    pacer: MemoryPacer
+    opened: list[httpx.AsyncClient] = field(default_factory=list)
+
+    def http(self, secret: str = APP_SECRET, **kw: Any) -> httpx.AsyncClient:
+        transport = kw.pop("transport", None) or httpx.ASGITransport(app=self.sim.app)
+        http = build_http_client(
+            APP_KEY, secret, base_url="http://sim", clock=self.clock, transport=transport, **kw
+        )
+        self.opened.append(http)
+        return http
+
+    def client(self, *, pacer: Pacer | None = None, **kw: Any) -> HttpxApprovalClient:
+        return HttpxApprovalClient(self.http(**kw), pacer=pacer or self.pacer, clock=self.clock)
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[SimEnv]:
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    sim = Simulator(World.default(), clock=clock)
+    env = SimEnv(sim, clock, MemoryPacer(clock=clock, sleep=FakeSleeper(clock)))
+    try:
+        yield env
+    finally:
+        for http in env.opened:
+            await http.aclose()
+        await sim.aclose()
