@@ -53,7 +53,7 @@ class Simulator:
         self.rng = random.Random(world.faults.seed)
         self.tokens = TokenStore(self.clock, self.rng, lambda: self.faults.limits.token_ttl)
         self.timeline = Timeline(self.clock)
-        self.log = DeliveryLog(on_change=self._changed)
+        self.log = DeliveryLog(on_change=self.notify)
         self.events: list[Event] = []
         self.calls: Counter[str] = Counter()
         self.engine = Engine(self.clock, self._emit, self._node_started)
@@ -113,7 +113,8 @@ class Simulator:
 
     # events -----------------------------------------------------------------------------
 
-    def _changed(self) -> None:
+    def notify(self) -> None:
+        """Wake :meth:`wait_for` callers: something was made, delivered or connected."""
         self._change.set()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
@@ -129,7 +130,7 @@ class Simulator:
         event_id = f"{self.rng.getrandbits(64):016x}{next(self._event_ids):08x}"
         event = Event(event_id, event_type, self.world.corp.corp_id, self.clock.now(), data)
         self.events.append(event)
-        self._changed()
+        self.notify()
         for app in self.world.apps:
             copies = 2 if self.faults.duplicate_event() else 1
             delay = 0.0

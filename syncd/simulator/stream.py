@@ -90,6 +90,7 @@ class StreamGateway:
         await ws.accept()
         conn = Connection(self._id("conn_"), app, ws)
         self.connections[conn.connection_id] = conn
+        self._sim.notify()
         self._schedule_ping(conn)
         self._schedule_rotation(conn)
         for event, attempt in self.backlog.pop(app.app_key, []):
@@ -101,6 +102,7 @@ class StreamGateway:
             pass
         finally:
             conn.open = False
+            self._sim.notify()
 
     async def _send(self, conn: Connection, frame: dict[str, Any]) -> bool:
         if not conn.open:
