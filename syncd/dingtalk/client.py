@@ -22,11 +22,13 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from syncd import __version__
 from syncd.clock import SystemClock
 from syncd.dingtalk.auth import TOKEN_PATH, DingTalkTokenAuth
 from syncd.dingtalk.mapping import error_from_response, for_create
 from syncd.dingtalk.models import (
     ActionResponse,
+    ConnectionTicket,
     CreateInstanceRequest,
     CreateInstanceResponse,
     FormSchema,
@@ -51,6 +53,7 @@ API_BASE_URL = "https://api.dingtalk.com"
 #: DingTalk accepts at most 120 days per list query and 20 ids per page (contract §5.1).
 LIST_WINDOW = timedelta(days=120)
 LIST_PAGE_SIZE = 20
+STREAM_OPEN_PATH = "/v1.0/gateway/connections/open"
 
 Endpoint = Literal["create", "get", "list", "terminate", "comment", "schema"]
 _M = TypeVar("_M", bound=BaseModel)
@@ -111,6 +114,37 @@ def windows(start: datetime, end: datetime, span: timedelta = LIST_WINDOW) -> li
         chunks.append((cursor, upper))
         cursor = upper + 1
     return chunks
+
+
+async def open_stream_connection(
+    http: httpx.AsyncClient, app_key: str, app_secret: SecretStr | str
+) -> ConnectionTicket:
+    """``POST /v1.0/gateway/connections/open`` (§11.1): a Stream endpoint and one-time ticket.
+
+    Sent without the token header (a no-op auth); a refused key or secret raises
+    :class:`~syncd.errors.DingTalkAuthError`.
+    """
+    secret = app_secret.get_secret_value() if isinstance(app_secret, SecretStr) else app_secret
+    body = {
+        "clientId": app_key,
+        "clientSecret": secret,
+        "subscriptions": [{"type": "EVENT", "topic": "*"}],
+        "ua": f"syncd/{__version__}",
+    }
+    try:
+        response = await http.post(STREAM_OPEN_PATH, json=body, auth=httpx.Auth())
+    except httpx.HTTPError as exc:
+        raise DingTalkTransient(f"DingTalk unreachable ({type(exc).__name__})") from exc
+    error = error_from_response(response.status_code, response.headers, response.content)
+    if error is not None:
+        raise error
+    try:
+        ticket = ConnectionTicket.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise DingTalkTransient("unreadable connections/open answer from DingTalk") from exc
+    if not ticket.endpoint or not ticket.ticket:
+        raise DingTalkTransient("DingTalk returned no Stream endpoint or ticket")
+    return ticket
 
 
 class HttpxApprovalClient:

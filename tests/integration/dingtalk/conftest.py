@@ -14,6 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.inbox import PostgresInbox
 from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
+from syncd.dingtalk.models import CreateInstanceRequest
+from syncd.dingtalk.models import FormComponentValue as Value
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
 from syncd.simulator.core import Simulator
 from syncd.simulator.world import World
@@ -68,6 +70,17 @@ class FakeSleeper:
 
 
 APP_KEY, APP_SECRET = "dingsimappkey0001", "sim-app-secret-0001"
+
+LEAVE = CreateInstanceRequest(
+    process_code="PROC-SIM-LEAVE",
+    originator_user_id="u1",
+    dept_id=-1,
+    form_component_values=[
+        Value(name="请假类型", value="年假"),
+        Value(name='["开始时间","结束时间"]', value='["2025-01-01","2025-01-02"]'),
+        Value(name="天数", value="2"),
+    ],
+)
 
 
 @dataclass

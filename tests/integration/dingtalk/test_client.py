@@ -10,8 +10,6 @@ import httpx
 import pytest
 
 from syncd.dingtalk.client import HttpxApprovalClient
-from syncd.dingtalk.models import CreateInstanceRequest
-from syncd.dingtalk.models import FormComponentValue as Value
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.errors import (
     DingTalkAuthError,
@@ -23,18 +21,7 @@ from syncd.errors import (
 )
 from syncd.ports import ApprovalClient
 
-from .conftest import APP_SECRET, FakeSleeper, SimEnv
-
-LEAVE = CreateInstanceRequest(
-    process_code="PROC-SIM-LEAVE",
-    originator_user_id="u1",
-    dept_id=-1,
-    form_component_values=[
-        Value(name="请假类型", value="年假"),
-        Value(name='["开始时间","结束时间"]', value='["2025-01-01","2025-01-02"]'),
-        Value(name="天数", value="2"),
-    ],
-)
+from .conftest import APP_SECRET, LEAVE, FakeSleeper, SimEnv
 
 
 async def test_round_trip_of_every_call(env: SimEnv) -> None:
