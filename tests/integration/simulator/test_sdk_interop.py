@@ -1,0 +1,188 @@
+"""DingTalk's official Python SDKs work unchanged against the running simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import dingtalk_stream
+import pytest
+from alibabacloud_dingtalk.oauth2_1_0 import models as oauth_models
+from alibabacloud_dingtalk.oauth2_1_0.client import Client as OAuthClient
+from alibabacloud_dingtalk.workflow_1_0 import models as wf
+from alibabacloud_dingtalk.workflow_1_0.client import Client as WorkflowClient
+from alibabacloud_tea_openapi import models as openapi_models
+from alibabacloud_tea_util import models as util_models
+from Tea.exceptions import TeaException
+
+from syncd.simulator import RunningServer, Simulator, World, serve
+from syncd.testing import FakeClock
+
+APP_KEY, APP_SECRET = "dingsimappkey0001", "sim-app-secret-0001"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def server(clock: FakeClock) -> AsyncIterator[RunningServer]:
+    async with serve(Simulator(World.default(), clock=clock)) as running:
+        yield running
+
+
+def _config(server: RunningServer) -> openapi_models.Config:
+    return openapi_models.Config(
+        protocol="http", region_id="central", endpoint=f"{server.host}:{server.port}"
+    )
+
+
+def _token(server: RunningServer) -> str:
+    client = OAuthClient(_config(server))
+    request = oauth_models.GetAccessTokenRequest(app_key=APP_KEY, app_secret=APP_SECRET)
+    response = client.get_access_token(request)
+    assert response.body.expire_in == 7200
+    return str(response.body.access_token)
+
+
+def _create(server: RunningServer, token: str) -> str:
+    client = WorkflowClient(_config(server))
+    headers = wf.StartProcessInstanceHeaders(x_acs_dingtalk_access_token=token)
+    values = [
+        wf.StartProcessInstanceRequestFormComponentValues(name="金额（元）", value="5000"),
+        wf.StartProcessInstanceRequestFormComponentValues(name="费用类型", value="差旅"),
+        wf.StartProcessInstanceRequestFormComponentValues(name="发生日期", value="2026-01-02"),
+    ]
+    request = wf.StartProcessInstanceRequest(
+        process_code="PROC-SIM-EXPENSE",
+        originator_user_id="u1",
+        dept_id=-1,
+        form_component_values=values,
+    )
+    response = client.start_process_instance_with_options(
+        request, headers, util_models.RuntimeOptions()
+    )
+    return str(response.body.instance_id)
+
+
+def _get(server: RunningServer, token: str, instance_id: str) -> Any:
+    client = WorkflowClient(_config(server))
+    headers = wf.GetProcessInstanceHeaders(x_acs_dingtalk_access_token=token)
+    request = wf.GetProcessInstanceRequest(process_instance_id=instance_id)
+    return client.get_process_instance_with_options(
+        request, headers, util_models.RuntimeOptions()
+    ).body
+
+
+def _list(server: RunningServer, token: str, start_ms: int) -> Any:
+    client = WorkflowClient(_config(server))
+    headers = wf.ListProcessInstanceIdsHeaders(x_acs_dingtalk_access_token=token)
+    request = wf.ListProcessInstanceIdsRequest(
+        process_code="PROC-SIM-EXPENSE", start_time=start_ms, next_token=0, max_results=20
+    )
+    return client.list_process_instance_ids_with_options(
+        request, headers, util_models.RuntimeOptions()
+    ).body
+
+
+def _terminate(server: RunningServer, token: str, instance_id: str) -> Any:
+    client = WorkflowClient(_config(server))
+    headers = wf.TerminateProcessInstanceHeaders(x_acs_dingtalk_access_token=token)
+    request = wf.TerminateProcessInstanceRequest(
+        process_instance_id=instance_id, is_system=False, operating_user_id="u1", remark="sdk"
+    )
+    return client.terminate_process_instance_with_options(
+        request, headers, util_models.RuntimeOptions()
+    ).body
+
+
+async def test_workflow_and_oauth_sdks(server, clock) -> None:
+    token = await asyncio.to_thread(_token, server)
+    instance_id = await asyncio.to_thread(_create, server, token)
+    body = await asyncio.to_thread(_get, server, token, instance_id)
+    assert body.success == "true"
+    assert body.result.status == "RUNNING"
+    assert body.result.originator_user_id == "u1"
+    assert {t.user_id for t in body.result.tasks} == {"manager1", "manager2"}
+    start_ms = int((clock.now() - timedelta(hours=1)).timestamp() * 1000)
+    listed = await asyncio.to_thread(_list, server, token, start_ms)
+    assert listed.success is True and listed.result.list == [instance_id]
+    with pytest.raises(TeaException) as too_early:
+        await asyncio.to_thread(_terminate, server, token, instance_id)
+    assert too_early.value.code == "aflowProcessInstStatusException"
+    clock.advance(16)
+    terminated = await asyncio.to_thread(_terminate, server, token, instance_id)
+    assert terminated.success is True and terminated.result is True
+    body = await asyncio.to_thread(_get, server, token, instance_id)
+    assert body.result.status == "TERMINATED"
+
+
+async def test_sdk_error_codes(server) -> None:
+    with pytest.raises(TeaException) as bad:
+        await asyncio.to_thread(_get, server, "garbage", "x")
+    assert bad.value.code == "InvalidAuthentication"
+    token = await asyncio.to_thread(_token, server)
+    with pytest.raises(TeaException) as missing:
+        await asyncio.to_thread(_get, server, token, "nope")
+    assert missing.value.code == "processInstanceNotExist"
+
+
+class _Recorder(dingtalk_stream.EventHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def process(self, event: dingtalk_stream.EventMessage) -> tuple[int, str]:
+        self.events.append((event.headers.event_type, event.data))
+        return dingtalk_stream.AckMessage.STATUS_OK, "OK"
+
+
+def _run_stream_client(client: Any, stop: threading.Event) -> None:
+    """Run the SDK's own loop in its own thread (it blocks on requests) until told to stop."""
+
+    async def main() -> None:
+        task = asyncio.create_task(client.start())
+        await asyncio.to_thread(stop.wait)
+        while not task.done():  # the SDK's loop swallows a cancellation once, then sleeps
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+
+    asyncio.run(main())
+
+
+async def test_stream_sdk_receives_and_acks(server, monkeypatch) -> None:
+    sim = server.sim
+    monkeypatch.setattr(
+        dingtalk_stream.DingTalkStreamClient,
+        "OPEN_CONNECTION_API",
+        f"{server.base_url}/v1.0/gateway/connections/open",
+    )
+    client = dingtalk_stream.DingTalkStreamClient(dingtalk_stream.Credential(APP_KEY, APP_SECRET))
+    recorder = _Recorder()
+    client.register_all_event_handler(recorder)
+    stop = threading.Event()
+    thread = threading.Thread(target=_run_stream_client, args=(client, stop), daemon=True)
+    thread.start()
+    try:
+        async with asyncio.timeout(10):
+            await sim.wait_for(lambda: bool(sim.stream.live()))
+        token = await asyncio.to_thread(_token, server)
+        instance_id = await asyncio.to_thread(_create, server, token)
+        await sim.advance(0)
+        async with asyncio.timeout(10):
+            await sim.wait_for(lambda: len(sim.events_acknowledged) == 3)
+        kinds = [(t, d["type"]) for t, d in recorder.events]
+        assert kinds[0] == ("bpms_instance_change", "start")
+        assert recorder.events[0][1]["processInstanceId"] == instance_id
+        await sim.advance(30)  # acknowledged events are not redelivered
+        assert len([p for p in sim.events_pushed if p["transport"] == "stream"]) == 3
+        assert json.dumps(recorder.events, ensure_ascii=False)
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 15)
+        assert not thread.is_alive()
