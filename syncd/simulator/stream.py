@@ -127,25 +127,21 @@ class StreamGateway:
         if delivery is None:
             return
         if _is_success(message):
-            self._sim.log.record(
-                "acknowledged",
-                delivery.event,
-                "stream",
-                delivery.app.app_key,
-                messageId=message_id,
-                attempt=delivery.attempt,
-            )
+            self._record("acknowledged", delivery)
             return
+        self._record("failed", delivery, reason="LATER")
+        self._retry(delivery, self._sim.world.stream.later_delay)
+
+    def _record(self, kind: str, delivery: Delivery, **extra: Any) -> None:
         self._sim.log.record(
-            "failed",
+            kind,
             delivery.event,
             "stream",
             delivery.app.app_key,
-            messageId=message_id,
+            messageId=delivery.message_id,
             attempt=delivery.attempt,
-            reason="LATER",
+            **extra,
         )
-        self._retry(delivery, self._sim.world.stream.later_delay)
 
     # delivery ---------------------------------------------------------------------------
 
@@ -162,16 +158,7 @@ class StreamGateway:
         silent = self._sim.faults.settings.stream_silent
         frame = stream_frame(event, message_id, self._sim.clock.now(), app.unified_app_id)
         sent = False if silent else await self._send(conn, frame)
-        self._sim.log.record(
-            "pushed",
-            event,
-            "stream",
-            app.app_key,
-            messageId=message_id,
-            attempt=attempt,
-            connectionId=conn.connection_id,
-            sent=sent,
-        )
+        self._record("pushed", delivery, connectionId=conn.connection_id, sent=sent)
 
         async def check() -> None:
             if self.inflight.pop(message_id, None) is not None:
@@ -181,15 +168,7 @@ class StreamGateway:
 
     async def _redeliver(self, delivery: Delivery) -> None:
         if delivery.attempt >= self._sim.world.stream.max_redeliveries:
-            self._sim.log.record(
-                "failed",
-                delivery.event,
-                "stream",
-                delivery.app.app_key,
-                messageId=delivery.message_id,
-                attempt=delivery.attempt,
-                reason="gave up",
-            )
+            self._record("failed", delivery, reason="gave up")
             return
         await self.deliver(delivery.app, delivery.event, delivery.attempt + 1)
 

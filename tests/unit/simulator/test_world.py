@@ -112,3 +112,13 @@ def test_cli_prints_the_world(capsys) -> None:
 def test_cli_decide_reports_unreachable(capsys) -> None:
     assert run(_parse("approve", "x", "--url", "http://127.0.0.1:9")) == 1
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_the_documented_example_world_loads() -> None:
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).parents[3] / "docs" / "simulator.md"
+    block = re.findall(r"```toml\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)[0]
+    world = World.model_validate(tomllib.loads(block))
+    assert world.templates[0].flow[0].approvers == ["boss"]
