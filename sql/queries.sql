@@ -101,3 +101,367 @@ INSERT INTO syncd.inbox (dedup_key, channel, event_type, instance_id, payload)
 VALUES (%(dedup_key)s, %(channel)s, %(event_type)s, %(instance_id)s, %(payload)s)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id;
+
+-- try_lock_ingest --
+-- Ingest runs on one replica at a time, which keeps per-business-key order (transaction lock).
+SELECT pg_try_advisory_xact_lock(495891964773) AS locked;
+
+-- claim_outbox_batch --
+-- Unconsumed outbox rows in arrival order.
+SELECT id, created_at, kind, business_key, action, payload, originator, request_id
+  FROM syncd.outbox
+ WHERE consumed_at IS NULL
+ ORDER BY id
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED;
+
+-- mark_outbox_consumed --
+-- Mark claimed outbox rows consumed (same transaction as the approvals they made).
+UPDATE syncd.outbox SET consumed_at = %(now)s WHERE id = ANY(%(ids)s);
+
+-- select_latest_round --
+-- The newest round of a business key, locked for the ingest decision.
+SELECT id, round, state, instance_id, cancel_requested_at
+  FROM syncd.approval
+ WHERE kind = %(kind)s AND business_key = %(business_key)s
+ ORDER BY round DESC
+ LIMIT 1
+   FOR UPDATE;
+
+-- insert_approval --
+-- A new approval round.
+INSERT INTO syncd.approval
+       (kind, business_key, round, outbox_id, state, payload, originator, dept_id,
+        process_code, form_values, last_error_code, last_error_message, next_attempt_at,
+        captured_at, created_at, updated_at)
+VALUES (%(kind)s, %(business_key)s, %(round)s, %(outbox_id)s, %(state)s, %(payload)s,
+        %(originator)s, %(dept_id)s, %(process_code)s, %(form_values)s, %(error_code)s,
+        %(error_message)s, %(now)s, %(captured_at)s, %(now)s, %(now)s)
+RETURNING id;
+
+-- insert_approval_event --
+-- One line of an approval's history: a transition, a DingTalk call or a note.
+INSERT INTO syncd.approval_event
+       (approval_id, at, event_type, from_state, to_state, endpoint, http_status, code,
+        duration_ms, message, actor)
+VALUES (%(approval_id)s, %(at)s, %(event_type)s, %(from_state)s, %(to_state)s, %(endpoint)s,
+        %(http_status)s, %(code)s, %(duration_ms)s, %(message)s, %(actor)s);
+
+-- request_cancel --
+-- Ask for an approval to be canceled; the cancel stage acts on it.
+UPDATE syncd.approval
+   SET cancel_requested_at = coalesce(cancel_requested_at, %(now)s), updated_at = %(now)s
+ WHERE id = %(id)s;
+
+-- claim_submit_batch --
+-- Due pending approvals, skipping keys whose earlier round is still active; takes a lease.
+WITH due AS (
+    SELECT a.id, a.state
+      FROM syncd.approval a
+     WHERE a.state = 'pending'
+       AND a.next_attempt_at <= %(now)s
+       AND a.cancel_requested_at IS NULL
+       AND NOT EXISTS (
+           SELECT 1 FROM syncd.approval p
+            WHERE p.kind = a.kind AND p.business_key = a.business_key AND p.round < a.round
+              AND p.state IN ('pending', 'submitting', 'running', 'unknown'))
+     ORDER BY a.next_attempt_at, a.id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE syncd.approval a
+   SET state = 'submitting', attempts = a.attempts + 1, lease_owner = %(owner)s,
+       lease_expires_at = %(lease_until)s, submitted_at = coalesce(a.submitted_at, %(now)s),
+       updated_at = %(now)s
+  FROM due
+ WHERE a.id = due.id
+RETURNING a.id, a.kind, a.business_key, a.round, a.payload, a.originator, a.dept_id,
+          a.attempts, a.captured_at, due.state AS from_state;
+
+-- record_created --
+-- DingTalk created the instance: the approval runs (also adopts one found by reconciling).
+WITH prev AS (
+    SELECT id, state FROM syncd.approval
+     WHERE id = %(id)s AND state IN ('submitting', 'unknown') AND instance_id IS NULL
+       FOR UPDATE
+)
+UPDATE syncd.approval a
+   SET state = 'running', instance_id = %(instance_id)s, process_code = %(process_code)s,
+       form_values = coalesce(%(form_values)s, a.form_values),
+       instance_created_at = coalesce(%(created_at)s, %(now)s),
+       lease_owner = NULL, lease_expires_at = NULL, last_error_code = NULL,
+       last_error_message = NULL, calls_spent = a.calls_spent + %(calls)s,
+       next_poll_at = %(next_poll_at)s, updated_at = %(now)s
+  FROM prev
+ WHERE a.id = prev.id
+RETURNING prev.state AS from_state;
+
+-- record_attempt_failed --
+-- A submit attempt ended without an instance: back to pending, unknown, invalid or dead.
+WITH prev AS (
+    SELECT id, state FROM syncd.approval
+     WHERE id = %(id)s AND state IN ('submitting', 'unknown') AND instance_id IS NULL
+       FOR UPDATE
+)
+UPDATE syncd.approval a
+   SET state = %(to_state)s, next_attempt_at = %(next_attempt_at)s,
+       attempts = greatest(a.attempts - %(refund)s, 0),
+       lease_owner = NULL, lease_expires_at = NULL,
+       process_code = coalesce(%(process_code)s, a.process_code),
+       form_values = coalesce(%(form_values)s, a.form_values),
+       last_error_code = %(error_code)s, last_error_message = %(error_message)s,
+       calls_spent = a.calls_spent + %(calls)s, updated_at = %(now)s
+  FROM prev
+ WHERE a.id = prev.id
+RETURNING prev.state AS from_state;
+
+-- expire_submit_leases --
+-- Submits whose worker vanished may have reached DingTalk: they must be reconciled.
+UPDATE syncd.approval
+   SET state = 'unknown', lease_owner = NULL, lease_expires_at = NULL,
+       next_attempt_at = %(now)s, last_error_code = 'lease_expired',
+       last_error_message = 'the worker submitting this approval stopped; reconciling',
+       updated_at = %(now)s
+ WHERE state = 'submitting' AND lease_expires_at < %(now)s
+RETURNING id;
+
+-- claim_unknown_batch --
+-- Approvals whose create outcome is unknown and due for reconciling; takes a lease.
+WITH due AS (
+    SELECT id FROM syncd.approval
+     WHERE state = 'unknown' AND next_attempt_at <= %(now)s
+       AND (lease_expires_at IS NULL OR lease_expires_at < %(now)s)
+     ORDER BY next_attempt_at, id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE syncd.approval a
+   SET lease_owner = %(owner)s, lease_expires_at = %(lease_until)s, updated_at = %(now)s
+  FROM due
+ WHERE a.id = due.id
+RETURNING a.id, a.kind, a.business_key, a.round, a.payload, a.originator, a.dept_id,
+          a.process_code, a.form_values, a.attempts, a.submitted_at, a.captured_at;
+
+-- select_known_instances --
+-- Which of these DingTalk instance ids already belong to an approval.
+SELECT instance_id FROM syncd.approval WHERE instance_id = ANY(%(ids)s);
+
+-- add_calls --
+-- Count DingTalk calls spent on an approval outside a state change.
+UPDATE syncd.approval SET calls_spent = calls_spent + %(calls)s WHERE id = %(id)s;
+
+-- add_usage --
+-- Count DingTalk calls per month and purpose.
+INSERT INTO syncd.usage (month, purpose, calls)
+VALUES (%(month)s, %(purpose)s, %(calls)s)
+ON CONFLICT (month, purpose) DO UPDATE SET calls = syncd.usage.calls + EXCLUDED.calls;
+
+-- select_usage --
+-- Calls spent in a month, per purpose.
+SELECT purpose, calls FROM syncd.usage WHERE month = %(month)s ORDER BY purpose;
+
+-- select_control --
+-- A cluster-wide switch, if set and not expired.
+SELECT name, reason, until, set_at, set_by FROM syncd.control
+ WHERE name = %(name)s AND (until IS NULL OR until > %(now)s);
+
+-- set_control --
+-- Set a cluster-wide switch.
+INSERT INTO syncd.control (name, reason, until, set_at, set_by)
+VALUES (%(name)s, %(reason)s, %(until)s, %(now)s, %(set_by)s)
+ON CONFLICT (name) DO UPDATE
+   SET reason = EXCLUDED.reason, until = EXCLUDED.until, set_at = EXCLUDED.set_at,
+       set_by = EXCLUDED.set_by;
+
+-- clear_control --
+-- Clear a cluster-wide switch.
+DELETE FROM syncd.control WHERE name = %(name)s;
+
+-- claim_inbox_batch --
+-- Due unprocessed events; pushing next_attempt_at forward works as a lease.
+WITH due AS (
+    SELECT id FROM syncd.inbox
+     WHERE processed_at IS NULL AND next_attempt_at <= %(now)s
+     ORDER BY next_attempt_at, id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE syncd.inbox i
+   SET next_attempt_at = %(lease_until)s, attempts = i.attempts + 1
+  FROM due
+ WHERE i.id = due.id
+RETURNING i.id, i.channel, i.event_type, i.instance_id, i.payload, i.received_at, i.attempts;
+
+-- defer_inbox_event --
+-- Try an event again later (e.g. its instance is not known yet).
+UPDATE syncd.inbox SET next_attempt_at = %(next_attempt_at)s, last_error = %(error)s
+ WHERE id = %(id)s;
+
+-- mark_inbox_processed --
+-- Events handled (or deliberately dropped, with the reason in last_error).
+UPDATE syncd.inbox SET processed_at = %(now)s, last_error = %(note)s
+ WHERE id = ANY(%(ids)s) AND processed_at IS NULL;
+
+-- select_approval_by_instance --
+-- The approval a DingTalk instance belongs to.
+SELECT id, kind, business_key, round, state, instance_id, instance_created_at, calls_spent
+  FROM syncd.approval
+ WHERE instance_id = %(instance_id)s;
+
+-- touch_approval_event --
+-- An event arrived for a running approval: it is alive, so polling can wait.
+UPDATE syncd.approval
+   SET last_event_at = %(now)s, next_poll_at = greatest(next_poll_at, %(next_poll_at)s),
+       updated_at = %(now)s
+ WHERE id = %(id)s AND state = 'running';
+
+-- upsert_task --
+-- An approver task or operation record, as last seen.
+INSERT INTO syncd.task
+       (approval_id, instance_id, record_type, record_key, activity_id, user_id, status,
+        result, operation, remark, started_at, finished_at, recorded_at)
+VALUES (%(approval_id)s, %(instance_id)s, %(record_type)s, %(record_key)s, %(activity_id)s,
+        %(user_id)s, %(status)s, %(result)s, %(operation)s, %(remark)s, %(started_at)s,
+        %(finished_at)s, %(now)s)
+ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
+   SET activity_id = coalesce(EXCLUDED.activity_id, syncd.task.activity_id),
+       user_id = coalesce(EXCLUDED.user_id, syncd.task.user_id),
+       status = coalesce(EXCLUDED.status, syncd.task.status),
+       result = coalesce(EXCLUDED.result, syncd.task.result),
+       operation = coalesce(EXCLUDED.operation, syncd.task.operation),
+       remark = coalesce(EXCLUDED.remark, syncd.task.remark),
+       started_at = coalesce(EXCLUDED.started_at, syncd.task.started_at),
+       finished_at = coalesce(EXCLUDED.finished_at, syncd.task.finished_at),
+       recorded_at = EXCLUDED.recorded_at;
+
+-- finish_approval --
+-- DingTalk decided (or the request was canceled): move to a final state, never backwards.
+WITH prev AS (
+    SELECT id, state FROM syncd.approval
+     WHERE id = %(id)s AND state = ANY(%(from_states)s)
+       FOR UPDATE
+)
+UPDATE syncd.approval a
+   SET state = %(to_state)s, dingtalk_status = %(dingtalk_status)s,
+       dingtalk_result = %(dingtalk_result)s,
+       finished_at = coalesce(%(finished_at)s, %(now)s),
+       business_id = coalesce(%(business_id)s, a.business_id),
+       calls_spent = a.calls_spent + %(calls)s,
+       lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL,
+       next_attempt_at = %(now)s, updated_at = %(now)s
+  FROM prev
+ WHERE a.id = prev.id
+RETURNING prev.state AS from_state;
+
+-- select_outcome --
+-- Everything a write-back may use about one finished approval.
+SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business_id,
+       a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
+       a.last_error_code, a.last_error_message,
+       (SELECT t.remark FROM syncd.task t
+         WHERE t.approval_id = a.id AND t.remark IS NOT NULL AND t.remark <> ''
+         ORDER BY t.finished_at DESC NULLS LAST, t.id DESC LIMIT 1) AS remark,
+       (SELECT t.user_id FROM syncd.task t
+         WHERE t.approval_id = a.id AND t.record_type = 'task'
+           AND upper(coalesce(t.result, '')) IN ('AGREE', 'REFUSE')
+         ORDER BY t.finished_at DESC NULLS LAST, t.id DESC LIMIT 1) AS approver
+  FROM syncd.approval a
+ WHERE a.id = %(id)s;
+
+-- mark_written_back --
+-- The outcome is in the business table (same transaction as the write).
+UPDATE syncd.approval
+   SET written_back_at = %(now)s, writeback_attempts = writeback_attempts + 1,
+       last_error_code = NULL, last_error_message = NULL, updated_at = %(now)s
+ WHERE id = %(id)s;
+
+-- record_writeback_failed --
+-- The write-back failed; it is retried later, and shows in syncd.unwritten.
+UPDATE syncd.approval
+   SET writeback_attempts = writeback_attempts + 1, next_attempt_at = %(next_attempt_at)s,
+       last_error_code = 'writeback_failed', last_error_message = %(error)s,
+       updated_at = %(now)s
+ WHERE id = %(id)s AND written_back_at IS NULL;
+
+-- claim_unwritten_batch --
+-- Finished approvals whose write-back is due again; pushing next_attempt_at is the lease.
+WITH due AS (
+    SELECT id FROM syncd.approval
+     WHERE state IN ('approved', 'rejected', 'canceled') AND written_back_at IS NULL
+       AND next_attempt_at <= %(now)s AND writeback_attempts < %(max_attempts)s
+     ORDER BY next_attempt_at, id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE syncd.approval a
+   SET next_attempt_at = %(lease_until)s
+  FROM due
+ WHERE a.id = due.id
+RETURNING a.id;
+
+-- notify_result --
+-- Wake listeners of syncd_result (a hint; the approval id as payload).
+SELECT pg_notify('syncd_result', %(payload)s);
+
+-- claim_poll_batch --
+-- Running approvals due for a poll; pushing next_poll_at forward works as a lease.
+WITH due AS (
+    SELECT id FROM syncd.approval
+     WHERE state = 'running' AND next_poll_at <= %(now)s
+     ORDER BY next_poll_at, id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE syncd.approval a
+   SET next_poll_at = %(lease_until)s
+  FROM due
+ WHERE a.id = due.id
+RETURNING a.id, a.kind, a.instance_id, a.instance_created_at, a.last_event_at, a.captured_at;
+
+-- set_next_poll --
+-- When to poll a running approval next.
+UPDATE syncd.approval SET next_poll_at = %(next_poll_at)s, calls_spent = calls_spent + %(calls)s
+ WHERE id = %(id)s AND state = 'running';
+
+-- claim_cancel_batch --
+-- Running approvals asked to cancel, older than DingTalk's 15 s revoke guard; takes a lease.
+WITH due AS (
+    SELECT id FROM syncd.approval
+     WHERE cancel_requested_at IS NOT NULL AND state = 'running'
+       AND instance_created_at <= %(created_before)s
+       AND next_attempt_at <= %(now)s
+       AND (lease_expires_at IS NULL OR lease_expires_at < %(now)s)
+     ORDER BY cancel_requested_at, id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE syncd.approval a
+   SET lease_owner = %(owner)s, lease_expires_at = %(lease_until)s, updated_at = %(now)s
+  FROM due
+ WHERE a.id = due.id
+RETURNING a.id, a.kind, a.business_key, a.instance_id, a.originator;
+
+-- select_pending_cancels --
+-- Approvals asked to cancel before they were ever submitted.
+SELECT id FROM syncd.approval
+ WHERE cancel_requested_at IS NOT NULL AND state = 'pending'
+ ORDER BY id
+ LIMIT %(limit)s;
+
+-- release_cancel --
+-- A terminate attempt failed for now: try again later.
+UPDATE syncd.approval
+   SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = %(next_attempt_at)s,
+       last_error_code = %(error_code)s, last_error_message = %(error_message)s,
+       calls_spent = calls_spent + %(calls)s, updated_at = %(now)s
+ WHERE id = %(id)s AND state = 'running';
+
+-- select_procedure_exists --
+-- Whether a write-back procedure exists.
+SELECT to_regproc(%(name)s) IS NOT NULL AS present;
+
+-- select_approval_ref --
+-- One approval by id.
+SELECT id, kind, business_key, round, state, instance_id, instance_created_at, calls_spent
+  FROM syncd.approval
+ WHERE id = %(id)s;

@@ -80,6 +80,7 @@ CREATE TABLE syncd.approval (
     instance_created_at timestamptz NULL,
     finished_at         timestamptz NULL,
     written_back_at     timestamptz NULL,
+    writeback_attempts  integer NOT NULL DEFAULT 0,
     updated_at          timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT approval_round_unique UNIQUE (kind, business_key, round),
     CONSTRAINT approval_state_check CHECK (state IN (
@@ -103,6 +104,11 @@ CREATE INDEX approval_unwritten_idx ON syncd.approval (finished_at)
     WHERE written_back_at IS NULL AND state IN ('approved', 'rejected', 'canceled');
 CREATE INDEX approval_parked_idx ON syncd.approval (kind, updated_at)
     WHERE state IN ('invalid', 'dead');
+-- Per business key: the active round (resubmit rules, per-key order).
+CREATE INDEX approval_active_key_idx ON syncd.approval (kind, business_key)
+    WHERE state IN ('pending', 'submitting', 'running', 'unknown');
+CREATE INDEX approval_cancel_idx ON syncd.approval (cancel_requested_at)
+    WHERE cancel_requested_at IS NOT NULL AND state IN ('pending', 'running');
 
 -- Append-only history: every transition and every DingTalk call.
 CREATE TABLE syncd.approval_event (
@@ -153,11 +159,29 @@ CREATE TABLE syncd.inbox (
     received_at   timestamptz NOT NULL DEFAULT now(),
     processed_at  timestamptz NULL,
     attempts      integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error    text NULL,
     CONSTRAINT inbox_channel_check CHECK (channel IN ('stream', 'callback', 'failed_list', 'poll'))
 );
-CREATE INDEX inbox_unprocessed_idx ON syncd.inbox (id) WHERE processed_at IS NULL;
+CREATE INDEX inbox_unprocessed_idx ON syncd.inbox (next_attempt_at) WHERE processed_at IS NULL;
 CREATE INDEX inbox_processed_at_idx ON syncd.inbox (processed_at) WHERE processed_at IS NOT NULL;
+
+-- Cluster-wide switches shared by every replica (e.g. the monthly-quota pause).
+CREATE TABLE syncd.control (
+    name     text PRIMARY KEY,
+    reason   text NOT NULL,
+    until    timestamptz NULL,
+    set_at   timestamptz NOT NULL DEFAULT now(),
+    set_by   text NULL
+);
+
+-- DingTalk calls spent, per calendar month (China time, as DingTalk counts) and purpose.
+CREATE TABLE syncd.usage (
+    month    date NOT NULL,
+    purpose  text NOT NULL,
+    calls    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (month, purpose)
+);
 
 -- Capture triggers installed by `syncd capture add`.
 CREATE TABLE syncd.capture (

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
+from typing import Any
+
+#: DingTalk counts monthly quotas in China Standard Time.
+DINGTALK_TZ = timezone(timedelta(hours=8), "CST")
+
+
+def month_start(now: datetime) -> datetime:
+    """Midnight of the first day of DingTalk's month containing ``now``."""
+    local = now.astimezone(DINGTALK_TZ)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month_start(now: datetime) -> datetime:
+    start = month_start(now)
+    return (start + timedelta(days=32)).replace(day=1)
 
 
 class ApprovalState(StrEnum):
@@ -60,3 +77,151 @@ TRANSITIONS: dict[ApprovalState, frozenset[ApprovalState]] = {
 
 def can_move(source: ApprovalState, target: ApprovalState) -> bool:
     return target in TRANSITIONS[source]
+
+
+# --- what the stages claim and decide --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    created_at: datetime
+    kind: str
+    business_key: str
+    action: str
+    payload: Any
+    originator: str | None
+
+
+@dataclass(frozen=True)
+class LatestRound:
+    id: int
+    round: int
+    state: ApprovalState
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class NewRound:
+    """Ingest decision: start a round, pending or already invalid."""
+
+    state: ApprovalState
+    originator: str | None = None
+    dept_id: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelRound:
+    """Ingest decision: ask for the latest round to be canceled."""
+
+    approval_id: int
+
+
+@dataclass(frozen=True)
+class NoteOnRound:
+    """Ingest decision: nothing to do but say why, in the latest round's history."""
+
+    approval_id: int
+    message: str
+
+
+IngestDecision = NewRound | CancelRound | NoteOnRound
+
+
+@dataclass(frozen=True)
+class SubmitItem:
+    id: int
+    kind: str
+    business_key: str
+    round: int
+    payload: Any
+    originator: str | None
+    dept_id: int | None
+    attempts: int
+    captured_at: datetime
+    process_code: str | None = None
+    form_values: Any = None
+    submitted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One DingTalk call made for an approval, for its history and the usage counters."""
+
+    endpoint: str
+    purpose: str
+    ok: bool
+    duration_ms: int
+    code: str | None = None
+    http_status: int | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    id: int
+    channel: str
+    event_type: str
+    instance_id: str | None
+    payload: Any
+    received_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ApprovalRef:
+    id: int
+    kind: str
+    business_key: str
+    round: int
+    state: ApprovalState
+    instance_id: str | None
+    instance_created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """An approver task or operation record, for ``syncd.task``."""
+
+    record_type: str
+    record_key: str
+    user_id: str | None = None
+    activity_id: str | None = None
+    status: str | None = None
+    result: str | None = None
+    operation: str | None = None
+    remark: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Final:
+    """DingTalk's final word on an instance."""
+
+    state: ApprovalState
+    dingtalk_status: str
+    dingtalk_result: str | None
+    finished_at: datetime | None
+    business_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PollItem:
+    id: int
+    kind: str
+    instance_id: str
+    instance_created_at: datetime | None
+    last_event_at: datetime | None
+    captured_at: datetime
+
+
+@dataclass(frozen=True)
+class CancelItem:
+    id: int
+    kind: str
+    business_key: str
+    instance_id: str
+    originator: str | None

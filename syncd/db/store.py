@@ -1,0 +1,391 @@
+"""``PostgresStore``: the pipeline's view of PostgreSQL, in domain verbs.
+
+One method, one transaction, opened and committed here; pipeline code never sees a
+connection. State changes are guarded transitions: each UPDATE names the states it may
+move from and returns the old state, so a lost lease or a duplicate event changes
+nothing. Every transition and every DingTalk call is appended to
+``syncd.approval_event`` in the same transaction. All times come from the caller's clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from syncd.db.connect import redact
+from syncd.db.queries import QUERIES
+from syncd.domain import (
+    ApprovalState,
+    CallRecord,
+    CancelRound,
+    IngestDecision,
+    LatestRound,
+    NewRound,
+    NoteOnRound,
+    OutboxRow,
+    SubmitItem,
+    month_start,
+)
+from syncd.errors import StoreError
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+Decide = Callable[[OutboxRow, LatestRound | None], IngestDecision]
+
+
+class BaseStore:
+    """Pool access, error mapping and the history helpers every store shares."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *, actor: str = "syncd") -> None:
+        self._pool = pool
+        self.actor = actor
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """A connection inside one transaction; psycopg errors become ``StoreError``."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {redact(str(exc)).strip()}") from exc
+
+    async def history(
+        self,
+        conn: Conn,
+        approval_id: int,
+        now: datetime,
+        *,
+        event_type: str = "transition",
+        from_state: str | None = None,
+        to_state: str | None = None,
+        message: str | None = None,
+        call: CallRecord | None = None,
+    ) -> None:
+        await conn.execute(
+            QUERIES["insert_approval_event"],
+            {
+                "approval_id": approval_id,
+                "at": now,
+                "event_type": event_type,
+                "from_state": from_state,
+                "to_state": to_state,
+                "endpoint": call.endpoint if call else None,
+                "http_status": call.http_status if call else None,
+                "code": call.code if call else None,
+                "duration_ms": call.duration_ms if call else None,
+                "message": message,
+                "actor": self.actor,
+            },
+        )
+
+    async def calls(
+        self, conn: Conn, approval_id: int, now: datetime, calls: Sequence[CallRecord]
+    ) -> None:
+        """Record DingTalk calls in the approval's history and the monthly usage."""
+        for call in calls:
+            await self.history(
+                conn, approval_id, now, event_type="call", call=call, message=call.message
+            )
+            await conn.execute(
+                QUERIES["add_usage"],
+                {"month": usage_month(now), "purpose": call.purpose, "calls": 1},
+            )
+
+    async def fetch_one(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        async with self.transaction() as conn:
+            return await (await conn.execute(QUERIES[name], params)).fetchone()
+
+    async def fetch_all(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async with self.transaction() as conn:
+            return await (await conn.execute(QUERIES[name], params)).fetchall()
+
+
+def usage_month(now: datetime) -> date:
+    """The first day of DingTalk's month (China time) containing ``now``."""
+    return month_start(now).date()
+
+
+class IngestStore(BaseStore):
+    """Outbox rows in, approval rounds out."""
+
+    async def ingest(self, limit: int, now: datetime, decide: Decide) -> int:
+        """Claim up to ``limit`` outbox rows, apply ``decide`` to each, mark them consumed.
+
+        Runs on one replica at a time (a transaction advisory lock), which keeps the
+        order of rows for the same business key; returns 0 when another replica holds it.
+        """
+        async with self.transaction() as conn:
+            locked = await (await conn.execute(QUERIES["try_lock_ingest"])).fetchone()
+            if not locked or not locked["locked"]:
+                return 0
+            rows = await (
+                await conn.execute(QUERIES["claim_outbox_batch"], {"limit": limit})
+            ).fetchall()
+            for row in rows:
+                item = OutboxRow(**{k: row[k] for k in OutboxRow.__dataclass_fields__})
+                latest = await self._latest(conn, item)
+                await self._apply(conn, item, latest, decide(item, latest), now)
+            if rows:
+                await conn.execute(
+                    QUERIES["mark_outbox_consumed"], {"now": now, "ids": [r["id"] for r in rows]}
+                )
+            return len(rows)
+
+    async def _latest(self, conn: Conn, item: OutboxRow) -> LatestRound | None:
+        params = {"kind": item.kind, "business_key": item.business_key}
+        row = await (await conn.execute(QUERIES["select_latest_round"], params)).fetchone()
+        if row is None:
+            return None
+        return LatestRound(
+            id=row["id"],
+            round=row["round"],
+            state=ApprovalState(row["state"]),
+            cancel_requested=row["cancel_requested_at"] is not None,
+        )
+
+    async def _apply(
+        self,
+        conn: Conn,
+        item: OutboxRow,
+        latest: LatestRound | None,
+        decision: IngestDecision,
+        now: datetime,
+    ) -> None:
+        if isinstance(decision, CancelRound):
+            await conn.execute(QUERIES["request_cancel"], {"id": decision.approval_id, "now": now})
+            await self.history(
+                conn,
+                decision.approval_id,
+                now,
+                event_type="note",
+                message=f"cancel requested by outbox row {item.id}",
+            )
+            return
+        if isinstance(decision, NoteOnRound):
+            await self.history(
+                conn, decision.approval_id, now, event_type="note", message=decision.message
+            )
+            return
+        await self._new_round(conn, item, latest, decision, now)
+
+    async def _new_round(
+        self,
+        conn: Conn,
+        item: OutboxRow,
+        latest: LatestRound | None,
+        decision: NewRound,
+        now: datetime,
+    ) -> None:
+        row = await (
+            await conn.execute(
+                QUERIES["insert_approval"],
+                {
+                    "kind": item.kind,
+                    "business_key": item.business_key,
+                    "round": latest.round + 1 if latest else 1,
+                    "outbox_id": item.id,
+                    "state": decision.state.value,
+                    "payload": Jsonb(item.payload),
+                    "originator": decision.originator,
+                    "dept_id": decision.dept_id,
+                    "process_code": None,
+                    "form_values": None,
+                    "error_code": decision.error_code,
+                    "error_message": decision.error_message,
+                    "now": now,
+                    "captured_at": item.created_at,
+                },
+            )
+        ).fetchone()
+        assert row is not None
+        await self.history(
+            conn,
+            row["id"],
+            now,
+            to_state=decision.state.value,
+            message=decision.error_message or f"captured from outbox row {item.id}",
+        )
+
+
+def submit_item(row: dict[str, Any]) -> SubmitItem:
+    fields = SubmitItem.__dataclass_fields__
+    return SubmitItem(**{k: row[k] for k in fields if k in row})
+
+
+def jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+def ids(rows: Iterable[dict[str, Any]]) -> list[int]:
+    return [int(r["id"]) for r in rows]
+
+
+class SubmitStore(BaseStore):
+    """Claims and outcomes of creates and reconciliations."""
+
+    async def claim_submits(
+        self, limit: int, now: datetime, owner: str, lease_until: datetime
+    ) -> list[SubmitItem]:
+        params = {"limit": limit, "now": now, "owner": owner, "lease_until": lease_until}
+        async with self.transaction() as conn:
+            rows = await (await conn.execute(QUERIES["claim_submit_batch"], params)).fetchall()
+            for row in rows:
+                await self.history(
+                    conn,
+                    row["id"],
+                    now,
+                    from_state=row["from_state"],
+                    to_state="submitting",
+                    message=f"attempt {row['attempts']}",
+                )
+        return [submit_item(r) for r in sorted(rows, key=lambda r: r["id"])]
+
+    async def record_created(
+        self,
+        approval_id: int,
+        *,
+        instance_id: str,
+        process_code: str,
+        form_values: Any,
+        now: datetime,
+        next_poll_at: datetime,
+        created_at: datetime | None = None,
+        calls: Sequence[CallRecord] = (),
+    ) -> bool:
+        """Store the new instance id; False if the approval already moved on."""
+        params = {
+            "id": approval_id,
+            "instance_id": instance_id,
+            "process_code": process_code,
+            "form_values": jsonb(form_values),
+            "created_at": created_at,
+            "now": now,
+            "next_poll_at": next_poll_at,
+            "calls": len(calls),
+        }
+        async with self.transaction() as conn:
+            row = await (await conn.execute(QUERIES["record_created"], params)).fetchone()
+            if row is None:
+                return False
+            await self.calls(conn, approval_id, now, calls)
+            await self.history(
+                conn,
+                approval_id,
+                now,
+                from_state=row["from_state"],
+                to_state="running",
+                message=f"instance {instance_id}",
+            )
+        return True
+
+    async def record_failed(
+        self,
+        approval_id: int,
+        *,
+        to_state: ApprovalState,
+        now: datetime,
+        next_attempt_at: datetime,
+        error_code: str,
+        error_message: str,
+        refund: bool = False,
+        process_code: str | None = None,
+        form_values: Any = None,
+        calls: Sequence[CallRecord] = (),
+    ) -> bool:
+        """An attempt ended without an instance; False if the approval already moved on."""
+        params = {
+            "id": approval_id,
+            "to_state": to_state.value,
+            "now": now,
+            "next_attempt_at": next_attempt_at,
+            "refund": 1 if refund else 0,
+            "error_code": error_code,
+            "error_message": error_message[:2000],
+            "process_code": process_code,
+            "form_values": jsonb(form_values),
+            "calls": len(calls),
+        }
+        async with self.transaction() as conn:
+            row = await (await conn.execute(QUERIES["record_attempt_failed"], params)).fetchone()
+            if row is None:
+                return False
+            await self.calls(conn, approval_id, now, calls)
+            if row["from_state"] != to_state.value or to_state is not ApprovalState.UNKNOWN:
+                await self.history(
+                    conn,
+                    approval_id,
+                    now,
+                    from_state=row["from_state"],
+                    to_state=to_state.value,
+                    message=f"{error_code}: {error_message}"[:2000],
+                )
+        return True
+
+    async def expire_leases(self, now: datetime) -> list[int]:
+        """Submitting approvals whose worker vanished become ``unknown``."""
+        async with self.transaction() as conn:
+            rows = await (
+                await conn.execute(QUERIES["expire_submit_leases"], {"now": now})
+            ).fetchall()
+            for approval_id in ids(rows):
+                await self.history(
+                    conn,
+                    approval_id,
+                    now,
+                    from_state="submitting",
+                    to_state="unknown",
+                    message="lease expired during a create; reconciling before any retry",
+                )
+        return ids(rows)
+
+    async def claim_unknowns(
+        self, limit: int, now: datetime, owner: str, lease_until: datetime
+    ) -> list[SubmitItem]:
+        params = {"limit": limit, "now": now, "owner": owner, "lease_until": lease_until}
+        rows = await self.fetch_all("claim_unknown_batch", params)
+        return [submit_item(r) for r in sorted(rows, key=lambda r: r["id"])]
+
+    async def known_instances(self, instance_ids: Sequence[str]) -> set[str]:
+        rows = await self.fetch_all("select_known_instances", {"ids": list(instance_ids)})
+        return {r["instance_id"] for r in rows}
+
+    async def record_calls(
+        self, approval_id: int, now: datetime, calls: Sequence[CallRecord]
+    ) -> None:
+        if not calls:
+            return
+        async with self.transaction() as conn:
+            await conn.execute(QUERIES["add_calls"], {"id": approval_id, "calls": len(calls)})
+            await self.calls(conn, approval_id, now, calls)
+
+
+class ControlStore(BaseStore):
+    """Cluster-wide switches (pauses) and the monthly usage counters."""
+
+    async def get(self, name: str, now: datetime) -> dict[str, Any] | None:
+        return await self.fetch_one("select_control", {"name": name, "now": now})
+
+    async def set(self, name: str, reason: str, until: datetime | None, now: datetime) -> None:
+        params = {"name": name, "reason": reason, "until": until, "now": now, "set_by": self.actor}
+        async with self.transaction() as conn:
+            await conn.execute(QUERIES["set_control"], params)
+
+    async def clear(self, name: str) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(QUERIES["clear_control"], {"name": name})
+
+    async def add_usage(self, now: datetime, purpose: str, calls: int = 1) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                QUERIES["add_usage"],
+                {"month": usage_month(now), "purpose": purpose, "calls": calls},
+            )
+
+    async def usage(self, now: datetime) -> dict[str, int]:
+        rows = await self.fetch_all("select_usage", {"month": usage_month(now)})
+        return {r["purpose"]: int(r["calls"]) for r in rows}

@@ -1,0 +1,328 @@
+"""``TrackStore``: events in, outcomes written back — the apply side of the pipeline.
+
+``finish`` is the heart of exactly-once write-back: in one transaction it moves the
+approval to its final state (only from a state that may move there, so duplicates and
+late events change nothing), records tasks, writes the outcome into the business table,
+marks the events processed and notifies ``syncd_result``. If the business write fails,
+that transaction rolls back and a second one records the final state with the
+write-back error, to be retried and shown in ``syncd.unwritten``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from syncd.db.queries import QUERIES
+from syncd.db.store import BaseStore, Conn, ids
+from syncd.db.writeback import Outcome, WriteBack, WriteBackError
+from syncd.domain import (
+    ApprovalRef,
+    ApprovalState,
+    CallRecord,
+    CancelItem,
+    Final,
+    InboxItem,
+    PollItem,
+    TaskRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+_FROM = {
+    ApprovalState.APPROVED: ["running"],
+    ApprovalState.REJECTED: ["running"],
+    ApprovalState.CANCELED: ["running", "pending"],
+}
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    moved: bool
+    written: bool
+    error: str | None = None
+
+
+class TrackStore(BaseStore):
+    def __init__(self, pool: Any, writebacks: Mapping[str, WriteBack], *, actor: str = "syncd"):
+        super().__init__(pool, actor=actor)
+        self.writebacks = writebacks
+
+    # --- inbox ----------------------------------------------------------------------
+
+    async def claim_inbox(
+        self, limit: int, now: datetime, lease_until: datetime
+    ) -> list[InboxItem]:
+        params = {"limit": limit, "now": now, "lease_until": lease_until}
+        rows = await self.fetch_all("claim_inbox_batch", params)
+        fields = InboxItem.__dataclass_fields__
+        return [InboxItem(**{k: r[k] for k in fields}) for r in sorted(rows, key=lambda r: r["id"])]
+
+    async def defer_inbox(self, inbox_id: int, next_attempt_at: datetime, error: str) -> None:
+        async with self.transaction() as conn:
+            params = {"id": inbox_id, "next_attempt_at": next_attempt_at, "error": error}
+            await conn.execute(QUERIES["defer_inbox_event"], params)
+
+    async def drop_inbox(self, inbox_ids: Sequence[int], now: datetime, note: str | None) -> None:
+        async with self.transaction() as conn:
+            await self._processed(conn, inbox_ids, now, note)
+
+    async def _processed(
+        self, conn: Conn, inbox_ids: Sequence[int], now: datetime, note: str | None = None
+    ) -> None:
+        if inbox_ids:
+            params = {"ids": list(inbox_ids), "now": now, "note": note}
+            await conn.execute(QUERIES["mark_inbox_processed"], params)
+
+    async def approval_by_instance(self, instance_id: str) -> ApprovalRef | None:
+        return await self._ref("select_approval_by_instance", {"instance_id": instance_id})
+
+    async def approval_by_id(self, approval_id: int) -> ApprovalRef | None:
+        return await self._ref("select_approval_ref", {"id": approval_id})
+
+    async def _ref(self, query: str, params: dict[str, Any]) -> ApprovalRef | None:
+        row = await self.fetch_one(query, params)
+        if row is None:
+            return None
+        return ApprovalRef(
+            id=row["id"],
+            kind=row["kind"],
+            business_key=row["business_key"],
+            round=row["round"],
+            state=ApprovalState(row["state"]),
+            instance_id=row["instance_id"],
+            instance_created_at=row["instance_created_at"],
+        )
+
+    # --- progress without a decision -------------------------------------------------
+
+    async def touch(
+        self,
+        approval: ApprovalRef,
+        now: datetime,
+        *,
+        next_poll_at: datetime,
+        tasks: Sequence[TaskRecord] = (),
+        inbox_ids: Sequence[int] = (),
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
+        """An event or poll showed the instance alive: record tasks, push polling back."""
+        async with self.transaction() as conn:
+            await self._tasks(conn, approval, tasks, now)
+            await conn.execute(
+                QUERIES["touch_approval_event"],
+                {"id": approval.id, "now": now, "next_poll_at": next_poll_at},
+            )
+            await conn.execute(QUERIES["add_calls"], {"id": approval.id, "calls": len(calls)})
+            await self.calls(conn, approval.id, now, calls)
+            await self._processed(conn, inbox_ids, now)
+
+    async def _tasks(
+        self, conn: Conn, approval: ApprovalRef, tasks: Sequence[TaskRecord], now: datetime
+    ) -> None:
+        for task in tasks:
+            await conn.execute(
+                QUERIES["upsert_task"],
+                {
+                    "approval_id": approval.id,
+                    "instance_id": approval.instance_id,
+                    "record_type": task.record_type,
+                    "record_key": task.record_key,
+                    "activity_id": task.activity_id,
+                    "user_id": task.user_id,
+                    "status": task.status,
+                    "result": task.result,
+                    "operation": task.operation,
+                    "remark": task.remark,
+                    "started_at": task.started_at,
+                    "finished_at": task.finished_at,
+                    "now": now,
+                },
+            )
+
+    # --- the final word ---------------------------------------------------------------
+
+    async def finish(
+        self,
+        approval: ApprovalRef,
+        final: Final,
+        now: datetime,
+        *,
+        tasks: Sequence[TaskRecord] = (),
+        inbox_ids: Sequence[int] = (),
+        calls: Sequence[CallRecord] = (),
+        retry_at: datetime | None = None,
+    ) -> FinishResult:
+        """Make the approval final and write the outcome back, exactly once."""
+        try:
+            async with self.transaction() as conn:
+                moved = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
+                if not moved:
+                    return FinishResult(moved=False, written=False)
+                await self._write_back(conn, approval.id, now)
+            return FinishResult(moved=True, written=True)
+        except WriteBackError as exc:
+            error = str(exc)
+        async with self.transaction() as conn:
+            moved = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
+            if moved:
+                await self._writeback_failed(conn, approval.id, now, error, retry_at or now)
+        return FinishResult(moved=moved, written=False, error=error)
+
+    async def _finish(
+        self,
+        conn: Conn,
+        approval: ApprovalRef,
+        final: Final,
+        now: datetime,
+        tasks: Sequence[TaskRecord],
+        inbox_ids: Sequence[int],
+        calls: Sequence[CallRecord],
+    ) -> bool:
+        await self._tasks(conn, approval, tasks, now)
+        await self._processed(conn, inbox_ids, now)
+        params = {
+            "id": approval.id,
+            "from_states": _FROM[final.state],
+            "to_state": final.state.value,
+            "dingtalk_status": final.dingtalk_status,
+            "dingtalk_result": final.dingtalk_result,
+            "finished_at": final.finished_at,
+            "business_id": final.business_id,
+            "now": now,
+            "calls": len(calls),
+        }
+        row = await (await conn.execute(QUERIES["finish_approval"], params)).fetchone()
+        await self.calls(conn, approval.id, now, calls)
+        if row is None:
+            return False
+        await self.history(
+            conn,
+            approval.id,
+            now,
+            from_state=row["from_state"],
+            to_state=final.state.value,
+            message=f"DingTalk {final.dingtalk_status} {final.dingtalk_result or ''}".strip(),
+        )
+        return True
+
+    async def _write_back(self, conn: Conn, approval_id: int, now: datetime) -> None:
+        row = await (await conn.execute(QUERIES["select_outcome"], {"id": approval_id})).fetchone()
+        assert row is not None
+        writer = self.writebacks.get(row["kind"])
+        if writer is not None:
+            outcome = Outcome(
+                approval_id=row["id"],
+                kind=row["kind"],
+                business_key=row["business_key"],
+                round=row["round"],
+                status=row["state"],
+                dingtalk_status=row["dingtalk_status"],
+                result=row["dingtalk_result"],
+                instance_id=row["instance_id"],
+                business_id=row["business_id"],
+                finished_at=row["finished_at"],
+                remark=row["remark"],
+                approver=row["approver"],
+            )
+            await writer.write(conn, outcome)
+        await conn.execute(QUERIES["mark_written_back"], {"id": approval_id, "now": now})
+        await self.history(
+            conn,
+            approval_id,
+            now,
+            event_type="note",
+            message=f"written back to {writer.target}" if writer else "no write-back configured",
+        )
+        await conn.execute(QUERIES["notify_result"], {"payload": str(approval_id)})
+
+    async def _writeback_failed(
+        self, conn: Conn, approval_id: int, now: datetime, error: str, retry_at: datetime
+    ) -> None:
+        params = {"id": approval_id, "now": now, "error": error[:2000], "next_attempt_at": retry_at}
+        await conn.execute(QUERIES["record_writeback_failed"], params)
+        await self.history(
+            conn, approval_id, now, event_type="note", message=f"write-back failed: {error}"
+        )
+
+    async def claim_unwritten(
+        self, limit: int, now: datetime, lease_until: datetime, max_attempts: int
+    ) -> list[int]:
+        params = {
+            "limit": limit,
+            "now": now,
+            "lease_until": lease_until,
+            "max_attempts": max_attempts,
+        }
+        return ids(await self.fetch_all("claim_unwritten_batch", params))
+
+    async def write_back(self, approval_id: int, now: datetime, retry_at: datetime) -> str | None:
+        """Retry one write-back; returns the error, or None when written."""
+        try:
+            async with self.transaction() as conn:
+                await self._write_back(conn, approval_id, now)
+            return None
+        except WriteBackError as exc:
+            error = str(exc)
+        async with self.transaction() as conn:
+            await self._writeback_failed(conn, approval_id, now, error, retry_at)
+        return error
+
+    # --- polling and canceling ---------------------------------------------------------
+
+    async def claim_polls(self, limit: int, now: datetime, lease_until: datetime) -> list[PollItem]:
+        params = {"limit": limit, "now": now, "lease_until": lease_until}
+        rows = await self.fetch_all("claim_poll_batch", params)
+        fields = PollItem.__dataclass_fields__
+        return [PollItem(**{k: r[k] for k in fields}) for r in rows]
+
+    async def set_next_poll(
+        self, approval_id: int, at: datetime, calls: Sequence[CallRecord], now: datetime
+    ) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                QUERIES["set_next_poll"],
+                {"id": approval_id, "next_poll_at": at, "calls": len(calls)},
+            )
+            await self.calls(conn, approval_id, now, calls)
+
+    async def claim_cancels(
+        self, limit: int, now: datetime, created_before: datetime, owner: str, lease_until: datetime
+    ) -> list[CancelItem]:
+        params = {
+            "limit": limit,
+            "now": now,
+            "created_before": created_before,
+            "owner": owner,
+            "lease_until": lease_until,
+        }
+        rows = await self.fetch_all("claim_cancel_batch", params)
+        fields = CancelItem.__dataclass_fields__
+        return [CancelItem(**{k: r[k] for k in fields}) for r in rows]
+
+    async def pending_cancels(self, limit: int) -> list[int]:
+        return ids(await self.fetch_all("select_pending_cancels", {"limit": limit}))
+
+    async def release_cancel(
+        self,
+        approval_id: int,
+        now: datetime,
+        retry_at: datetime,
+        error_code: str,
+        error_message: str,
+        calls: Sequence[CallRecord] = (),
+    ) -> None:
+        params = {
+            "id": approval_id,
+            "now": now,
+            "next_attempt_at": retry_at,
+            "error_code": error_code,
+            "error_message": error_message[:2000],
+            "calls": len(calls),
+        }
+        async with self.transaction() as conn:
+            await conn.execute(QUERIES["release_cancel"], params)
+            await self.calls(conn, approval_id, now, calls)

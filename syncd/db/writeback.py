@@ -1,0 +1,226 @@
+"""Writing an approval's outcome into the application's own table.
+
+Per kind, either a table mapping (business columns set from outcome fields, the row
+found by its key column) or a stored procedure ``CALL proc(business_key, outcome)``.
+Both run on the connection of the transaction that makes the approval final, so the
+outcome is written exactly once. Table mappings are checked at start through SQLAlchemy
+reflection (table, key column and each mapped column exist; the types can take the
+values), and the UPDATE is built and quoted by SQLAlchemy, then run through psycopg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
+
+from syncd.db.queries import QUERIES
+from syncd.errors import ConfigError, StoreError
+from syncd.settings_kinds import WriteBackSettings
+
+_TIME_SOURCES = {"finished_at"}
+_NUMBER_SOURCES = {"approval_id", "round"}
+
+
+class WriteBackError(StoreError):
+    """The outcome could not be written into the business table."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a write-back may use about a finished approval."""
+
+    approval_id: int
+    kind: str
+    business_key: str
+    round: int
+    status: str
+    dingtalk_status: str | None
+    result: str | None
+    instance_id: str | None
+    business_id: str | None
+    finished_at: datetime | None
+    remark: str | None
+    approver: str | None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        return data
+
+
+@dataclass(frozen=True)
+class TableWriteBack:
+    kind: str
+    target: str
+    key_column: str
+    statement: str
+    sources: dict[str, str]
+    key_is_number: bool
+    status_map: Mapping[str, str]
+
+    async def write(self, conn: psycopg.AsyncConnection[Any], outcome: Outcome) -> None:
+        params: dict[str, Any] = {}
+        for param, source in self.sources.items():
+            value = getattr(outcome, source)
+            if source == "status":
+                value = self.status_map.get(outcome.status, outcome.status)
+            params[param] = value
+        params["syncd_key"] = self._key(outcome.business_key)
+        try:
+            cursor = await conn.execute(self.statement, params)
+        except psycopg.Error as exc:
+            detail = (exc.diag.message_primary or str(exc)).strip()
+            raise WriteBackError(f"writing to {self.target} failed: {detail}") from exc
+        if cursor.rowcount != 1:
+            raise WriteBackError(
+                f"no row in {self.target} where {self.key_column} = {outcome.business_key!r}"
+                if cursor.rowcount == 0
+                else f"{cursor.rowcount} rows in {self.target} match "
+                f"{self.key_column} = {outcome.business_key!r}; the key must be unique"
+            )
+
+    def _key(self, business_key: str) -> Any:
+        if not self.key_is_number:
+            return business_key
+        try:
+            return int(business_key)
+        except ValueError:
+            raise WriteBackError(
+                f"business_key {business_key!r} is not a number, but {self.target}."
+                f"{self.key_column} is"
+            ) from None
+
+
+@dataclass(frozen=True)
+class ProcedureWriteBack:
+    kind: str
+    target: str
+    statement: sql.Composed
+
+    async def write(self, conn: psycopg.AsyncConnection[Any], outcome: Outcome) -> None:
+        params = {"business_key": outcome.business_key, "outcome": Jsonb(outcome.as_json())}
+        try:
+            await conn.execute(self.statement, params)
+        except psycopg.Error as exc:
+            detail = (exc.diag.message_primary or str(exc)).strip()
+            raise WriteBackError(f"CALL {self.target} failed: {detail}") from exc
+
+
+WriteBack = TableWriteBack | ProcedureWriteBack
+
+
+def _split(name: str) -> tuple[str | None, str]:
+    schema, _, table = name.rpartition(".")
+    return (schema or None), table
+
+
+def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> TableWriteBack:
+    assert config.table is not None and config.key_column is not None
+    schema, name = _split(config.table)
+    where = f"[kinds.{kind}.write_back]"
+    try:
+        table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)
+    except sa.exc.NoSuchTableError:
+        raise ConfigError(f"{where} table {config.table!r} does not exist") from None
+    missing = [c for c in (config.key_column, *config.columns) if c not in table.c]
+    if missing:
+        raise ConfigError(
+            f"{where} {config.table} has no column {missing[0]!r}; "
+            f"its columns are: {', '.join(table.c.keys())}"
+        )
+    for column, source in config.columns.items():
+        _check_type(where, config.table, table.c[column], source)
+    params = {f"v{i}": source for i, source in enumerate(config.columns.values())}
+    statement = (
+        sa.update(table)
+        .where(table.c[config.key_column] == sa.bindparam("syncd_key"))
+        .values({col: sa.bindparam(f"v{i}") for i, col in enumerate(config.columns)})
+    )
+    compiled = str(statement.compile(dialect=pg_dialect.dialect()))  # type: ignore[no-untyped-call]
+    key_type = table.c[config.key_column].type
+    return TableWriteBack(
+        kind=kind,
+        target=config.table,
+        key_column=config.key_column,
+        statement=compiled,
+        sources=params,
+        key_is_number=_python_type(key_type) is int,
+        status_map=dict(config.status_map),
+    )
+
+
+def _python_type(column_type: sa.types.TypeEngine[Any]) -> type | None:
+    try:
+        return column_type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _check_type(where: str, table: str, column: sa.Column[Any], source: str) -> None:
+    python = _python_type(column.type)
+    if python is None or python is str:
+        return
+    fits = (
+        (source in _TIME_SOURCES and python is datetime)
+        or (source in _NUMBER_SOURCES and python in (int, float))
+        or (source not in _TIME_SOURCES | _NUMBER_SOURCES and python is str)
+    )
+    if not fits:
+        raise ConfigError(
+            f"{where} column {table}.{column.name} is {column.type}, "
+            f"which cannot hold {source!r}; use a text column or another source"
+        )
+
+
+def _procedure(kind: str, name: str) -> ProcedureWriteBack:
+    schema, proc = _split(name)
+    identifier = sql.Identifier(schema, proc) if schema else sql.Identifier(proc)
+    statement = sql.SQL("CALL {}(%(business_key)s, %(outcome)s)").format(identifier)
+    return ProcedureWriteBack(kind=kind, target=name, statement=statement)
+
+
+def _check_procedures(dsn: str, procedures: Mapping[str, str]) -> None:
+    if not procedures:
+        return
+    with psycopg.connect(dsn) as conn:
+        for kind, name in procedures.items():
+            row = conn.execute(QUERIES["select_procedure_exists"], {"name": name}).fetchone()
+            if not row or not row[0]:
+                raise ConfigError(
+                    f"[kinds.{kind}.write_back] procedure {name!r} does not exist; create "
+                    "it as PROCEDURE (business_key text, outcome jsonb)"
+                )
+
+
+def build_sync(dsn: str, configs: Mapping[str, WriteBackSettings]) -> dict[str, WriteBack]:
+    """Check every kind's write-back against the database and prepare its statement."""
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
+    try:
+        result: dict[str, WriteBack] = {}
+        procedures = {}
+        for kind, config in configs.items():
+            if config.procedure is not None:
+                procedures[kind] = config.procedure
+                result[kind] = _procedure(kind, config.procedure)
+            else:
+                result[kind] = _reflect(engine, kind, config)
+        _check_procedures(dsn, procedures)
+        return result
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"cannot inspect the business tables: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+
+
+async def build(dsn: str, configs: Mapping[str, WriteBackSettings]) -> dict[str, WriteBack]:
+    return await asyncio.to_thread(build_sync, dsn, configs)

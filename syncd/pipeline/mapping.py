@@ -1,0 +1,336 @@
+"""From an outbox payload to DingTalk form values (contract §7.3), with precise errors.
+
+Two steps. ``resolve`` (at ingest, no DingTalk call) reads every configured source from
+the payload, so a missing field parks the row at once. ``encode`` (at submit, with the
+template's form schema) turns each value into the string DingTalk expects for the
+component's type and checks it: required components, select options, numbers, dates,
+table children. Every problem is a :class:`MappingError` naming the form field, the
+payload path and what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from syncd.dingtalk.models import FormComponent, FormComponentValue, FormSchema
+from syncd.errors import SyncdError
+from syncd.settings_kinds import KindSettings, ValueSource
+
+MISSING: Any = object()
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_TEXT_LIMIT = 65535
+_NOT_CREATABLE = frozenset({"TextNote"})
+
+
+class MappingError(SyncdError):
+    """The outbox row does not fit the kind's form."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The values of one request, read from the payload, before type encoding."""
+
+    originator: str
+    dept_id: int | None
+    form: dict[str, Any] = field(default_factory=dict)
+    approvers: list[tuple[str, list[str]]] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+
+
+def lookup(payload: Any, path: str) -> Any:
+    """The value at a dotted path (``items.0.name``), or ``MISSING``."""
+    current = payload
+    for part in path.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return MISSING
+    return current
+
+
+def _read(source: ValueSource, payload: Any, columns: Mapping[str, Any], what: str) -> Any:
+    if source.value is not None:
+        return source.value
+    if source.column is not None:
+        value = columns.get(source.column)
+        if value in (None, ""):
+            raise MappingError(f"{what}: the outbox column {source.column!r} is empty", field=what)
+        return value
+    if source.template is not None:
+        return _render(source.template, payload, what)
+    if source.fields is not None:
+        return [_required(payload, path, what) for path in source.fields]
+    assert source.field is not None
+    return _required(payload, source.field, what)
+
+
+def _required(payload: Any, path: str, what: str) -> Any:
+    value = lookup(payload, path)
+    if value is MISSING or value is None:
+        raise MappingError(f"{what}: payload has no value at {path!r}", field=what)
+    return value
+
+
+def _render(template: str, payload: Any, what: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        value = _required(payload, match[1], what)
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def resolve(kind: KindSettings, payload: Any, columns: Mapping[str, Any]) -> Resolved:
+    """Read originator, department, form values, approvers and cc from one outbox row."""
+    if not isinstance(payload, Mapping):
+        raise MappingError("payload: expected a JSON object", field="payload")
+    originator = _read(kind.originator, payload, columns, "originator")
+    if not isinstance(originator, str | int) or isinstance(originator, bool) or not originator:
+        raise MappingError(f"originator: expected a DingTalk userId, got {originator!r}")
+    dept = _read(kind.dept_id, payload, columns, "dept_id")
+    try:
+        dept_id = int(dept)
+    except (TypeError, ValueError):
+        raise MappingError(f"dept_id: expected a department number, got {dept!r}") from None
+    form = {label: _read(src, payload, columns, f"form {label!r}") for label, src in kind.form.items()}
+    approvers = [
+        (step.action, _user_list(step.users, step.field, payload, "approvers"))
+        for step in kind.approvers
+    ]
+    cc = _user_list(kind.cc.users, kind.cc.field, payload, "cc") if kind.cc else []
+    return Resolved(str(originator), dept_id, form, approvers, cc)
+
+
+def _user_list(users: list[str] | None, path: str | None, payload: Any, what: str) -> list[str]:
+    if path is None:
+        return list(users or [])
+    value = _required(payload, path, what)
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str | int) and str(v) for v in values):
+        raise MappingError(f"{what}: {path!r} must be a user id or a list of user ids")
+    return [str(v) for v in values]
+
+
+# --- encoding against the template's schema ----------------------------------------------
+
+
+def _labels(component: FormComponent) -> set[str]:
+    label = component.props.label or ""
+    found = {label}
+    try:
+        parsed = json.loads(label)
+    except ValueError:
+        return found
+    if isinstance(parsed, list):
+        found.add(json.dumps(parsed, ensure_ascii=False, separators=(",", ":")))
+    return found
+
+
+def _key(label: str) -> str:
+    try:
+        parsed = json.loads(label)
+    except ValueError:
+        return label
+    return json.dumps(parsed, ensure_ascii=False, separators=(",", ":")) if isinstance(parsed, list) else label
+
+
+def components_by_label(schema: FormSchema) -> dict[str, FormComponent]:
+    found: dict[str, FormComponent] = {}
+    for component in schema.schema_content.items:
+        for label in _labels(component):
+            found[label] = component
+    return found
+
+
+def encode(
+    form: Mapping[str, Any],
+    schema: FormSchema,
+    *,
+    columns: Mapping[str, Mapping[str, str]] | None = None,
+    process_code: str = "",
+) -> list[FormComponentValue]:
+    """Encode resolved values for the template; refuse anything DingTalk would refuse."""
+    by_label = components_by_label(schema)
+    values: list[FormComponentValue] = []
+    seen: set[str] = set()
+    for label, raw in form.items():
+        component = by_label.get(_key(label)) or by_label.get(label)
+        if component is None:
+            known = ", ".join(sorted(c.props.label or "" for c in schema.schema_content.items))
+            raise MappingError(
+                f"form {label!r}: template {process_code} has no such component; "
+                f"its components are: {known}",
+                field=label,
+            )
+        seen.add(component.props.id or component.props.label or label)
+        table_columns = (columns or {}).get(label)
+        text = encode_value(component, raw, f"form {label!r}", table_columns)
+        values.append(
+            FormComponentValue(name=component.props.label or label, value=text)
+        )
+    _check_required(schema, seen)
+    return values
+
+
+def _check_required(schema: FormSchema, seen: set[str]) -> None:
+    for component in schema.schema_content.items:
+        key = component.props.id or component.props.label or ""
+        if component.props.required and key not in seen:
+            if component.component_name in _NOT_CREATABLE:
+                continue
+            label = component.props.label
+            raise MappingError(
+                f"form {label!r}: required by the template but not mapped in [kinds.<name>.form]",
+                field=label or "",
+            )
+
+
+def encode_value(
+    component: FormComponent, raw: Any, what: str, table_columns: Mapping[str, str] | None = None
+) -> str:
+    """One value as the string DingTalk expects for this component type (contract §7.3)."""
+    kind = component.component_name
+    if kind in _NOT_CREATABLE:
+        raise MappingError(f"{what}: a {kind} cannot be set when creating an instance")
+    encoder = _ENCODERS.get(kind, _text)
+    text = encoder(component, raw, what, table_columns)
+    if len(text) > _TEXT_LIMIT:
+        raise MappingError(f"{what}: {len(text)} characters; DingTalk accepts at most 65535")
+    return text
+
+
+def _text(component: FormComponent, raw: Any, what: str, _: Any = None) -> str:
+    if isinstance(raw, dict | list):
+        raise MappingError(f"{what}: expected text, got a JSON {type(raw).__name__}")
+    if raw is None:
+        raise MappingError(f"{what}: expected text, got null")
+    return raw if isinstance(raw, str) else json.dumps(raw)
+
+
+def _number(component: FormComponent, raw: Any, what: str, _: Any = None) -> str:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+        raise MappingError(f"{what}: expected a number, got {raw!r}")
+    try:
+        number = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise MappingError(f"{what}: expected a number, got {raw!r}") from None
+    if not number.is_finite():
+        raise MappingError(f"{what}: expected a finite number, got {raw!r}")
+    return format(number, "f")
+
+
+def _options(component: FormComponent) -> list[str]:
+    return list(component.props.options)
+
+
+def _select(component: FormComponent, raw: Any, what: str, _: Any = None) -> str:
+    value = _text(component, raw, what)
+    options = _options(component)
+    if options and value not in options:
+        raise MappingError(f"{what}: {value!r} is not an option; options are: {', '.join(options)}")
+    return value
+
+
+def _multi_select(component: FormComponent, raw: Any, what: str, _: Any = None) -> str:
+    items = raw if isinstance(raw, list) else [raw]
+    chosen = [_select(component, item, what) for item in items]
+    return json.dumps(chosen, ensure_ascii=False)
+
+
+def _date_text(component: FormComponent, raw: Any, what: str) -> str:
+    if isinstance(raw, datetime | date):
+        moment: date = raw
+    elif isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw.strip().replace(" ", "T", 1))
+        except ValueError:
+            raise MappingError(f"{what}: expected a date like 2026-01-31, got {raw!r}") from None
+    else:
+        raise MappingError(f"{what}: expected a date like 2026-01-31, got {raw!r}")
+    with_time = "HH" in (component.props.format or "") or component.props.unit in {"小时", "hour"}
+    if with_time:
+        if not isinstance(moment, datetime):
+            moment = datetime(moment.year, moment.month, moment.day)
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.strftime("%Y-%m-%d")
+
+
+def _date(component: FormComponent, raw: Any, what: str, _: Any = None) -> str:
+    return _date_text(component, raw, what)
+
+
+def _date_range(component: FormComponent, raw: Any, what: str, _: Any = None) -> str:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise MappingError(f"{what}: expected two dates (use fields = [start, end]), got {raw!r}")
+    start, end = (_date_text(component, item, what) for item in raw)
+    if end < start:
+        raise MappingError(f"{what}: the range ends ({end}) before it starts ({start})")
+    return json.dumps([start, end], ensure_ascii=False)
+
+
+def _json_list(component: FormComponent, raw: Any, what: str, _: Any = None) -> str:
+    items = raw if isinstance(raw, list) else [raw]
+    if any(item in (None, "") for item in items):
+        raise MappingError(f"{what}: expected a list without empty items, got {raw!r}")
+    return json.dumps(items, ensure_ascii=False)
+
+
+def _comma_list(component: FormComponent, raw: Any, what: str, _: Any = None) -> str:
+    items = raw if isinstance(raw, list) else [raw]
+    if any(isinstance(item, dict | list) or item in (None, "") for item in items):
+        raise MappingError(f"{what}: expected a list of plain values, got {raw!r}")
+    return ",".join(str(item) for item in items)
+
+
+def _table(
+    component: FormComponent, raw: Any, what: str, columns: Mapping[str, str] | None = None
+) -> str:
+    if not isinstance(raw, list) or not all(isinstance(row, Mapping) for row in raw):
+        raise MappingError(f"{what}: expected a list of rows (JSON objects), got {raw!r}")
+    rows = []
+    for number, row in enumerate(raw, start=1):
+        cells = []
+        for child in component.children:
+            label = child.props.label or ""
+            key = (columns or {}).get(label, label)
+            value = lookup(row, key)
+            cell = f"{what} row {number} {label!r}"
+            if value is MISSING or value is None:
+                if child.props.required:
+                    raise MappingError(f"{cell}: required, but row has no {key!r}")
+                continue
+            cells.append({"name": label, "value": encode_value(child, value, cell)})
+        rows.append(cells)
+    return json.dumps(rows, ensure_ascii=False)
+
+
+_ENCODERS = {
+    "TextField": _text,
+    "TextareaField": _text,
+    "PhoneField": _text,
+    "NumberField": _number,
+    "MoneyField": _number,
+    "StarRatingField": _number,
+    "DDSelectField": _select,
+    "DDMultiSelectField": _multi_select,
+    "DDDateField": _date,
+    "DDDateRangeField": _date_range,
+    "DDPhotoField": _json_list,
+    "InnerContactField": _json_list,
+    "RelateField": _json_list,
+    "DDAttachment": _json_list,
+    "DepartmentField": _comma_list,
+    "AddressField": _comma_list,
+    "TableField": _table,
+}
