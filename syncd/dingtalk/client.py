@@ -269,6 +269,9 @@ class HttpxApprovalClient:
             failure = _transport_error(exc, endpoint)
             self._log_failure(endpoint, failure)
             raise failure from exc
+        except DingTalkError as token_failure:  # from the token auth: the call was not sent
+            self._log_failure(endpoint, token_failure)
+            raise
         error = error_from_response(response.status_code, response.headers, response.content)
         if error is None:
             return response.content

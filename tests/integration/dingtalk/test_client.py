@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import timedelta
 
 import httpx
@@ -252,3 +253,29 @@ async def test_two_clients_sharing_a_pacer_stay_under_the_limit(env: SimEnv) -> 
     instance_id = await env.client().create_instance(LEAVE)
     assert await _hammer([env.client(), env.client()], instance_id, 40) == 0
     assert env.sim.calls["workflow.get"] == 80
+
+
+async def test_logs_carry_an_action_and_never_a_secret(
+    env: SimEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = env.client()
+    instance_id = await client.create_instance(LEAVE)
+    env.sim.tokens.expire_all()
+    await client.get_instance(instance_id)
+    env.sim.faults.update(qps_per_api=1)
+    with pytest.raises(DingTalkThrottled):
+        await client.get_instance(instance_id)
+    ours = [r for r in caplog.records if r.name.startswith("syncd.dingtalk")]
+    actions = {getattr(r, "action", None) for r in ours}
+    assert {
+        "token_refreshed",
+        "token_rejected",
+        "dingtalk_throttled",
+        "dingtalk_call_failed",
+    } <= actions
+    assert None not in actions
+    tokens = [t.value for t in env.sim.tokens._by_value.values()]
+    for record in caplog.records:
+        text = record.getMessage() + repr(vars(record))
+        assert APP_SECRET not in text and not any(token in text for token in tokens)
