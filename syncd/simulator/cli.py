@@ -98,5 +98,8 @@ def _decide(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{response.status_code}: {response.text}\n")
         return 1
     summary = response.json()
-    _out(f"{summary['instanceId']}: {summary['status']} {summary['result']}".rstrip())
+    line = f"{summary['instanceId']}: {summary['status']} {summary['result']}".rstrip()
+    if summary.get("pendingApprovers"):
+        line += f" (waiting for {', '.join(summary['pendingApprovers'])})"
+    _out(line)
     return 0
