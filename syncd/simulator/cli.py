@@ -77,7 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         async with serve(sim, args.host, args.port, log_level="info") as server:
             _out(f"DingTalk simulator listening on {server.base_url}")
             _out(f"  API base URL: {server.base_url}  page: {server.base_url}/_sim/")
-            await asyncio.Event().wait()
+            await server.wait()
 
     try:
         asyncio.run(main())

@@ -40,6 +40,11 @@ class RunningServer:
     host: str
     port: int
     sim: Simulator
+    task: asyncio.Task[None]
+
+    async def wait(self) -> None:
+        """Return when the server stops (e.g. on Ctrl-C or SIGTERM)."""
+        await asyncio.shield(self.task)
 
     @property
     def base_url(self) -> str:
@@ -80,7 +85,7 @@ async def serve(
             await task
             raise OSError(f"simulator could not listen on {host}:{port}")
         async with sim.running():
-            yield RunningServer(host, sock.getsockname()[1], sim)
+            yield RunningServer(host, sock.getsockname()[1], sim, task)
             await sim.stream.close_all()
     finally:
         server.should_exit = True
