@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,8 +14,12 @@ from psycopg_pool import AsyncConnectionPool
 from syncd.db.inbox import PostgresInbox
 from syncd.dingtalk.callback import DEFAULT_PATH, CallbackEndpoint, create_callback_app
 from syncd.dingtalk.crypto import CallbackCrypto
+from syncd.dingtalk.events import InboundEvent
 from syncd.errors import StoreError
+from syncd.ports import InboxWriter
 from syncd.testing import FakeClock
+
+from .conftest import APP_KEY, LEAVE, SimEnv
 
 TOKEN, AES_KEY, OWNER = (
     "simtoken123",
@@ -279,3 +283,67 @@ async def test_storage_failure_answers_503_so_dingtalk_retries() -> None:
         query, body = _push(INSTANCE_FINISH)
         assert (await _post(http, query, body)).status_code == 503
         assert endpoint.accepted == 0
+
+
+# --- pushed by the simulator ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def pushed_to(env: SimEnv) -> AsyncIterator[Callable[[InboxWriter], CallbackEndpoint]]:
+    """Points the simulator's callback pusher at our endpoint (in-process)."""
+    opened: list[httpx.AsyncClient] = []
+
+    def attach(inbox: InboxWriter) -> CallbackEndpoint:
+        endpoint = CallbackEndpoint(CallbackCrypto(TOKEN, AES_KEY, APP_KEY), inbox, clock=env.clock)
+        client = _client(endpoint)
+        opened.append(client)
+        env.sim.callbacks.set_client(client)
+        env.sim.callbacks.set_url(APP_KEY, f"http://syncd{DEFAULT_PATH}")
+        return endpoint
+
+    yield attach
+    for client in opened:
+        await client.aclose()
+
+
+def _http_acks(env: SimEnv) -> list[dict[str, Any]]:
+    return [e for e in env.sim.events_acknowledged if e["transport"] == "http"]
+
+
+async def test_simulator_pushes_duplicated_and_reordered_events_stored_once(
+    env: SimEnv, pushed_to: Any, inbox: PostgresInbox, inbox_rows: Any
+) -> None:
+    endpoint = pushed_to(inbox)
+    env.sim.faults.update(event_duplicate_rate=1.0, event_reorder_rate=1.0)
+    instance_id = await env.client().create_instance(LEAVE)
+    env.sim.approve(instance_id)
+    env.sim.refuse(instance_id)
+    await env.sim.advance(env.sim.faults.settings.reorder_delay)
+    assert len(_http_acks(env)) == 2 * len(env.sim.events) == endpoint.accepted
+    rows = await inbox_rows()
+    assert {r["dedup_key"] for r in rows} == {
+        f"{e.event_type}:{e.event_id}" for e in env.sim.events
+    }
+    assert {r["channel"] for r in rows} == {"callback"}
+
+
+class _FailingOnce:
+    def __init__(self, inner: InboxWriter) -> None:
+        self.inner, self.failed = inner, False
+
+    async def put(self, event: InboundEvent) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("database restarting")
+        return await self.inner.put(event)
+
+
+async def test_storage_failure_is_retried_by_dingtalk_and_then_stored(
+    env: SimEnv, pushed_to: Any, inbox: PostgresInbox, inbox_rows: Any
+) -> None:
+    pushed_to(_FailingOnce(inbox))
+    await env.client().create_instance(LEAVE)
+    await env.sim.advance(0)
+    assert len(await inbox_rows()) == 1  # the first of two events failed
+    await env.sim.advance(env.sim.world.callbacks.retry_delays[0])
+    assert len(await inbox_rows()) == 2 and len(_http_acks(env)) == 2
