@@ -17,8 +17,7 @@ from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
 from syncd.dingtalk.models import CreateInstanceRequest
 from syncd.dingtalk.models import FormComponentValue as Value
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
-from syncd.simulator.core import Simulator
-from syncd.simulator.world import World
+from syncd.simulator import Simulator, World
 from syncd.testing import FakeClock
 
 

@@ -18,8 +18,7 @@ from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
 from syncd.dingtalk.pg_pacing import PostgresPacer
 from syncd.errors import DingTalkThrottled, DingTalkTransient
-from syncd.simulator.core import Simulator
-from syncd.simulator.world import World
+from syncd.simulator import Simulator, World
 
 from .conftest import APP_KEY, APP_SECRET, LEAVE
 
