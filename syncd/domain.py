@@ -48,6 +48,9 @@ class ApprovalState(StrEnum):
 
 FINISHED = frozenset({ApprovalState.APPROVED, ApprovalState.REJECTED, ApprovalState.CANCELED})
 PARKED = frozenset({ApprovalState.INVALID, ApprovalState.DEAD})
+ACTIVE = frozenset(
+    {ApprovalState.PENDING, ApprovalState.SUBMITTING, ApprovalState.RUNNING, ApprovalState.UNKNOWN}
+)
 
 #: Every allowed move. Finished states never move again; parked ones only by an operator.
 TRANSITIONS: dict[ApprovalState, frozenset[ApprovalState]] = {
@@ -225,3 +228,12 @@ class CancelItem:
     business_key: str
     instance_id: str
     originator: str | None
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    """What ``finish`` did: moved to a final state, and wrote the outcome back."""
+
+    moved: bool
+    written: bool
+    error: str | None = None

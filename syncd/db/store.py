@@ -35,7 +35,7 @@ from syncd.domain import (
 from syncd.errors import StoreError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
-Decide = Callable[[OutboxRow, LatestRound | None], IngestDecision]
+Decide = Callable[[OutboxRow, LatestRound | None], Sequence[IngestDecision]]
 
 
 class BaseStore:
@@ -129,7 +129,8 @@ class IngestStore(BaseStore):
             for row in rows:
                 item = OutboxRow(**{k: row[k] for k in OutboxRow.__dataclass_fields__})
                 latest = await self._latest(conn, item)
-                await self._apply(conn, item, latest, decide(item, latest), now)
+                for decision in decide(item, latest):
+                    await self._apply(conn, item, latest, decision, now)
             if rows:
                 await conn.execute(
                     QUERIES["mark_outbox_consumed"], {"now": now, "ids": [r["id"] for r in rows]}

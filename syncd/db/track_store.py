@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from syncd.domain import (
     CallRecord,
     CancelItem,
     Final,
+    FinishResult,
     InboxItem,
     PollItem,
     TaskRecord,
@@ -37,13 +37,6 @@ _FROM = {
     ApprovalState.REJECTED: ["running"],
     ApprovalState.CANCELED: ["running", "pending"],
 }
-
-
-@dataclass(frozen=True)
-class FinishResult:
-    moved: bool
-    written: bool
-    error: str | None = None
 
 
 class TrackStore(BaseStore):

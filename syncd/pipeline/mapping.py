@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -43,7 +43,7 @@ class Resolved:
     originator: str
     dept_id: int | None
     form: dict[str, Any] = field(default_factory=dict)
-    approvers: list[tuple[str, list[str]]] = field(default_factory=list)
+    approvers: Sequence[tuple[str, list[str]]] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
 
 
@@ -103,7 +103,9 @@ def resolve(kind: KindSettings, payload: Any, columns: Mapping[str, Any]) -> Res
         dept_id = int(dept)
     except (TypeError, ValueError):
         raise MappingError(f"dept_id: expected a department number, got {dept!r}") from None
-    form = {label: _read(src, payload, columns, f"form {label!r}") for label, src in kind.form.items()}
+    form = {
+        label: _read(src, payload, columns, f"form {label!r}") for label, src in kind.form.items()
+    }
     approvers = [
         (step.action, _user_list(step.users, step.field, payload, "approvers"))
         for step in kind.approvers
@@ -142,7 +144,11 @@ def _key(label: str) -> str:
         parsed = json.loads(label)
     except ValueError:
         return label
-    return json.dumps(parsed, ensure_ascii=False, separators=(",", ":")) if isinstance(parsed, list) else label
+    return (
+        json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+        if isinstance(parsed, list)
+        else label
+    )
 
 
 def components_by_label(schema: FormSchema) -> dict[str, FormComponent]:
@@ -176,9 +182,7 @@ def encode(
         seen.add(component.props.id or component.props.label or label)
         table_columns = (columns or {}).get(label)
         text = encode_value(component, raw, f"form {label!r}", table_columns)
-        values.append(
-            FormComponentValue(name=component.props.label or label, value=text)
-        )
+        values.append(FormComponentValue(name=component.props.label or label, value=text))
     _check_required(schema, seen)
     return values
 
@@ -315,7 +319,9 @@ def _table(
     return json.dumps(rows, ensure_ascii=False)
 
 
-_ENCODERS = {
+Encoder = Callable[[FormComponent, Any, str, Any], str]
+
+_ENCODERS: dict[str, Encoder] = {
     "TextField": _text,
     "TextareaField": _text,
     "PhoneField": _text,

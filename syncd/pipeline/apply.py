@@ -1,0 +1,166 @@
+"""Apply: events from the inbox move approvals forward and write outcomes back.
+
+``finish`` and ``terminate`` instance events are final (they arrive over authenticated
+channels); a ``finish`` without a usable result is confirmed with a GET. Task events
+record who did what. Duplicate and late events change nothing: the store only moves an
+approval from a state that may move. An event for an instance syncd does not know yet
+(its create response may still be on the way) is retried for a while, then dropped with
+a note.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from syncd.domain import ApprovalRef, CallRecord, Final, InboxItem, TaskRecord
+from syncd.errors import DingTalkError
+from syncd.pipeline.calls import call
+from syncd.pipeline.outcomes import (
+    final_from_event,
+    final_from_instance,
+    needs_confirmation,
+    task_from_event,
+)
+from syncd.ports import ApprovalClient, Clock, TrackStore
+
+logger = logging.getLogger(__name__)
+
+UNMATCHED_PATIENCE = timedelta(hours=1)
+
+
+class Apply:
+    def __init__(
+        self,
+        store: TrackStore,
+        client: ApprovalClient,
+        clock: Clock,
+        *,
+        quiet_after: timedelta,
+        writeback_retry: timedelta = timedelta(seconds=30),
+        batch_size: int = 100,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.quiet_after = quiet_after
+        self.writeback_retry = writeback_retry
+        self.batch_size = batch_size
+
+    async def run_once(self) -> int:
+        now = self.clock.now()
+        items = await self.store.claim_inbox(self.batch_size, now, now + timedelta(minutes=5))
+        for item in items:
+            await self.apply_one(item)
+        return len(items)
+
+    async def apply_one(self, item: InboxItem) -> None:
+        now = self.clock.now()
+        if not item.instance_id:
+            await self.store.drop_inbox([item.id], now, "event without processInstanceId")
+            return
+        approval = await self.store.approval_by_instance(item.instance_id)
+        if approval is None:
+            await self._unmatched(item)
+            return
+        if item.event_type == "bpms_task_change":
+            await self.store.touch(
+                approval,
+                now,
+                next_poll_at=now + self.quiet_after,
+                tasks=[task_from_event(item.payload)],
+                inbox_ids=[item.id],
+            )
+            return
+        calls: list[CallRecord] = []
+        final = final_from_event(item.payload)
+        if final is None and needs_confirmation(item.payload):
+            try:
+                instance = await call(
+                    calls, "get", "confirm", self.client.get_instance(item.instance_id)
+                )
+            except DingTalkError as exc:
+                await self.store.defer_inbox(item.id, now + timedelta(seconds=30), str(exc))
+                return
+            final = final_from_instance(instance)
+        if final is None:
+            await self.store.touch(
+                approval, now, next_poll_at=now + self.quiet_after, inbox_ids=[item.id], calls=calls
+            )
+            return
+        await self.finish(approval, final, inbox_ids=[item.id], calls=calls, channel=item.channel)
+
+    async def finish(
+        self,
+        approval: ApprovalRef,
+        final: Final,
+        *,
+        inbox_ids: list[int] | None = None,
+        calls: list[CallRecord] | None = None,
+        tasks: list[TaskRecord] | None = None,
+        channel: str = "",
+    ) -> bool:
+        now = self.clock.now()
+        result = await self.store.finish(
+            approval,
+            final,
+            now,
+            inbox_ids=inbox_ids or [],
+            calls=calls or [],
+            tasks=tasks or [],
+            retry_at=now + self.writeback_retry,
+        )
+        if result.moved:
+            logger.info(
+                "approval finished",
+                extra={
+                    "action": "writeback_done" if result.written else "writeback_failed",
+                    "approval_id": approval.id,
+                    "kind": approval.kind,
+                    "state": final.state.value,
+                    "channel": channel,
+                    "error": result.error,
+                },
+            )
+        return result.moved
+
+    async def _unmatched(self, item: InboxItem) -> None:
+        now = self.clock.now()
+        if now - item.received_at > UNMATCHED_PATIENCE:
+            await self.store.drop_inbox(
+                [item.id], now, f"no approval has instance {item.instance_id}; not created by syncd"
+            )
+            return
+        delay = timedelta(seconds=min(60.0, 2.0 * item.attempts))
+        await self.store.defer_inbox(item.id, now + delay, "instance not known yet")
+
+
+class WriteBackRetry:
+    """Retries write-backs that failed (e.g. the business row was locked or missing)."""
+
+    def __init__(
+        self, store: TrackStore, clock: Clock, *, max_attempts: int = 10, batch_size: int = 50
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+
+    async def run_once(self) -> int:
+        now = self.clock.now()
+        lease = now + timedelta(minutes=2)
+        ids = await self.store.claim_unwritten(self.batch_size, now, lease, self.max_attempts)
+        for approval_id in ids:
+            error = await self.store.write_back(
+                approval_id, self.clock.now(), now + timedelta(minutes=5)
+            )
+            logger.log(
+                logging.WARNING if error else logging.INFO,
+                "write-back retried",
+                extra={
+                    "action": "writeback_failed" if error else "writeback_done",
+                    "approval_id": approval_id,
+                    "error": error,
+                },
+            )
+        return len(ids)

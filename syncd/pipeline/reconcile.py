@@ -1,0 +1,177 @@
+"""Reconcile creates whose outcome is unknown: adopt the instance DingTalk made, or retry.
+
+DingTalk's create has no idempotency key, so after a timeout or a reset syncd lists the
+template's instances started by the originator around the attempt, reads the ones no
+approval owns yet, and matches them: by the kind's correlation field (which carries the
+approval's key) when configured, else by every form value sent. A match is adopted;
+no match means the create never happened, and the approval is submitted again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from syncd.dingtalk.models import ProcessInstance
+from syncd.domain import ApprovalRef, ApprovalState, CallRecord, SubmitItem
+from syncd.errors import DingTalkError
+from syncd.pipeline.apply import Apply
+from syncd.pipeline.calls import call
+from syncd.pipeline.outcomes import final_from_instance, tasks_from_instance
+from syncd.pipeline.pauses import Pauses
+from syncd.pipeline.retry import RetryPolicy
+from syncd.pipeline.submit import correlation_key
+from syncd.ports import ApprovalClient, Clock, SubmitStore
+from syncd.settings_kinds import KindSettings
+
+logger = logging.getLogger(__name__)
+
+WINDOW_BEFORE = timedelta(minutes=10)
+
+
+def matches(item: SubmitItem, kind: KindSettings | None, instance: ProcessInstance) -> bool:
+    """Whether ``instance`` is the one this approval's lost create made."""
+    values = {v.name: v.value for v in instance.form_component_values if v.name}
+    if kind is not None and kind.correlation_field:
+        expected = correlation_key(item.kind, item.business_key, item.round)
+        return values.get(kind.correlation_field) == expected
+    sent: list[Mapping[str, Any]] = item.form_values or []
+    if not sent or (item.originator and instance.originator_user_id not in (None, item.originator)):
+        return False
+    return all(values.get(str(v.get("name"))) == v.get("value") for v in sent)
+
+
+class Reconcile:
+    def __init__(
+        self,
+        store: SubmitStore,
+        pauses: Pauses,
+        client: ApprovalClient,
+        apply: Apply,
+        kinds: Mapping[str, KindSettings],
+        clock: Clock,
+        retry: RetryPolicy,
+        *,
+        owner: str,
+        quiet_after: timedelta,
+        batch_size: int = 10,
+    ) -> None:
+        self.store = store
+        self.pauses = pauses
+        self.client = client
+        self.apply = apply
+        self.kinds = kinds
+        self.clock = clock
+        self.retry = retry
+        self.owner = owner
+        self.quiet_after = quiet_after
+        self.batch_size = batch_size
+
+    async def run_once(self) -> int:
+        now = self.clock.now()
+        if await self.pauses.active(now):
+            return 0
+        items = await self.store.claim_unknowns(
+            self.batch_size, now, self.owner, now + timedelta(minutes=5)
+        )
+        for item in items:
+            await self.reconcile_one(item)
+        return len(items)
+
+    async def reconcile_one(self, item: SubmitItem) -> None:
+        calls: list[CallRecord] = []
+        try:
+            found = await self._find(item, calls)
+        except DingTalkError as exc:
+            now = self.clock.now()
+            await self.store.record_failed(
+                item.id,
+                to_state=ApprovalState.UNKNOWN,
+                now=now,
+                next_attempt_at=now + timedelta(seconds=self.retry.delay(item.attempts)),
+                error_code=exc.code or type(exc).__name__,
+                error_message=f"reconciling: {exc.message}",
+                calls=calls,
+            )
+            return
+        now = self.clock.now()
+        if found is None:
+            state = (
+                ApprovalState.DEAD if self.retry.exhausted(item.attempts) else ApprovalState.PENDING
+            )
+            await self.store.record_failed(
+                item.id,
+                to_state=state,
+                now=now,
+                next_attempt_at=now,
+                error_code="not_created",
+                calls=calls,
+                error_message="DingTalk has no instance from the lost create; submitting again",
+            )
+            logger.info(
+                "no instance found; retrying create",
+                extra={"action": "reconcile_retry", "approval_id": item.id},
+            )
+            return
+        await self._adopt(item, found, calls)
+
+    async def _find(self, item: SubmitItem, calls: list[CallRecord]) -> ProcessInstance | None:
+        if not item.process_code:
+            return None
+        start = (item.submitted_at or item.captured_at) - WINDOW_BEFORE
+        ids = await call(
+            calls,
+            "list",
+            "reconcile",
+            self.client.list_instance_ids(
+                item.process_code, start, user_ids=[item.originator] if item.originator else ()
+            ),
+        )
+        known = await self.store.known_instances(ids) if ids else set()
+        kind = self.kinds.get(item.kind)
+        for instance_id in ids:
+            if instance_id in known:
+                continue
+            instance = await call(calls, "get", "reconcile", self.client.get_instance(instance_id))
+            if matches(item, kind, instance):
+                return instance.model_copy(update={"instance_id": instance_id})
+        return None
+
+    async def _adopt(
+        self, item: SubmitItem, instance: ProcessInstance, calls: list[CallRecord]
+    ) -> None:
+        now = self.clock.now()
+        adopted = await self.store.record_created(
+            item.id,
+            instance_id=instance.instance_id,
+            process_code=item.process_code or "",
+            form_values=None,
+            now=now,
+            next_poll_at=now + self.quiet_after,
+            created_at=instance.create_time,
+            calls=calls,
+        )
+        logger.info(
+            "lost create found and adopted",
+            extra={
+                "action": "reconcile_adopted",
+                "approval_id": item.id,
+                "instance_id": instance.instance_id,
+            },
+        )
+        final = final_from_instance(instance)
+        if adopted and final is not None:
+            ref = ApprovalRef(
+                id=item.id,
+                kind=item.kind,
+                business_key=item.business_key,
+                round=item.round,
+                state=ApprovalState.RUNNING,
+                instance_id=instance.instance_id,
+                instance_created_at=instance.create_time,
+            )
+            await self.apply.finish(
+                ref, final, tasks=tasks_from_instance(instance), channel="reconcile"
+            )

@@ -1,0 +1,266 @@
+"""Submit: create DingTalk instances for due pending approvals.
+
+Claim (lease, commit) → build the request from the payload and the template's form
+schema → create, outside any transaction → record the outcome in a new transaction.
+A create whose outcome is unknown is never retried blindly: the approval goes to
+``unknown`` and the reconciler decides. Transient errors retry with backoff, throttling
+waits the hinted time, a rejected request is parked with DingTalk's code and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from syncd.dingtalk.models import (
+    ApproverRule,
+    CreateInstanceRequest,
+    FormComponentValue,
+)
+from syncd.domain import ApprovalState, CallRecord, SubmitItem
+from syncd.errors import (
+    DingTalkAuthError,
+    DingTalkError,
+    DingTalkOutcomeUnknown,
+    DingTalkQuotaExhausted,
+    DingTalkRejected,
+    DingTalkThrottled,
+)
+from syncd.pipeline.calls import call
+from syncd.pipeline.mapping import MappingError, encode, resolve
+from syncd.pipeline.pauses import Pauses
+from syncd.pipeline.retry import RetryPolicy
+from syncd.pipeline.schemas import SchemaCache
+from syncd.ports import ApprovalClient, Clock, SubmitStore
+from syncd.settings_kinds import KindSettings
+
+logger = logging.getLogger(__name__)
+
+#: Codes meaning the form did not fit the template: the cached schema may be stale.
+SCHEMA_CODES = frozenset({"formConverterError", "illegalComponent"})
+
+
+def correlation_key(kind: str, business_key: str, round_: int) -> str:
+    """The value syncd writes into a kind's correlation field, unique per approval round."""
+    return f"syncd:{kind}/{business_key}/{round_}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    lease: timedelta
+    unknown_grace: timedelta
+    quiet_after: timedelta
+
+
+class Submit:
+    def __init__(
+        self,
+        store: SubmitStore,
+        pauses: Pauses,
+        client: ApprovalClient,
+        schemas: SchemaCache,
+        kinds: Mapping[str, KindSettings],
+        clock: Clock,
+        retry: RetryPolicy,
+        timing: Timing,
+        *,
+        owner: str,
+        batch_size: int = 20,
+        concurrency: int = 8,
+        agent_id: int | None = None,
+    ) -> None:
+        self.store = store
+        self.pauses = pauses
+        self.client = client
+        self.schemas = schemas
+        self.kinds = kinds
+        self.clock = clock
+        self.retry = retry
+        self.timing = timing
+        self.owner = owner
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.agent_id = agent_id
+
+    async def run_once(self) -> int:
+        now = self.clock.now()
+        await self.store.expire_leases(now)
+        if await self.pauses.active(now):
+            return 0
+        items = await self.store.claim_submits(
+            self.batch_size, now, self.owner, now + self.timing.lease
+        )
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: SubmitItem) -> None:
+            async with gate:
+                await self.submit_one(item)
+
+        await asyncio.gather(*(one(item) for item in items))
+        return len(items)
+
+    async def build(
+        self, item: SubmitItem, kind: KindSettings, calls: list[CallRecord]
+    ) -> CreateInstanceRequest:
+        """The create request for one approval; ``MappingError`` if the row does not fit."""
+        columns = {
+            "originator": item.originator,
+            "business_key": item.business_key,
+            "kind": item.kind,
+        }
+        resolved = resolve(kind, item.payload, columns)
+        schema = await self.schemas.get(kind.process_code, calls)
+        table_columns = {
+            label: src.columns for label, src in kind.form.items() if src.columns is not None
+        }
+        values = encode(
+            resolved.form, schema, columns=table_columns, process_code=kind.process_code
+        )
+        if kind.correlation_field:
+            key = correlation_key(item.kind, item.business_key, item.round)
+            values.append(FormComponentValue(name=kind.correlation_field, value=key))
+        approvers = [ApproverRule(action_type=a, user_ids=u) for a, u in resolved.approvers]
+        return CreateInstanceRequest(
+            process_code=kind.process_code,
+            originator_user_id=resolved.originator,
+            form_component_values=values,
+            dept_id=resolved.dept_id,
+            microapp_agent_id=self.agent_id,
+            approvers=approvers or None,
+            cc_list=resolved.cc or None,
+            cc_position=kind.cc.position if kind.cc and resolved.cc else None,
+        )
+
+    async def submit_one(self, item: SubmitItem) -> None:
+        kind = self.kinds.get(item.kind)
+        calls: list[CallRecord] = []
+        if kind is None:
+            await self._park(
+                item, "unknown_kind", f"kind {item.kind!r} is no longer configured", calls
+            )
+            return
+        try:
+            request = await self.build(item, kind, calls)
+        except MappingError as exc:
+            await self._park(item, "bad_payload", exc.message, calls)
+            return
+        except DingTalkError as exc:
+            await self._failed(item, exc, calls)
+            return
+        form = [v.to_wire() for v in request.form_component_values]
+        try:
+            instance_id = await call(
+                calls, "create", "create", self.client.create_instance(request)
+            )
+        except DingTalkError as exc:
+            if exc.code in SCHEMA_CODES:
+                self.schemas.forget(kind.process_code)
+            await self._failed(item, exc, calls, process_code=kind.process_code, form=form)
+            return
+        now = self.clock.now()
+        await self.store.record_created(
+            item.id,
+            instance_id=instance_id,
+            process_code=kind.process_code,
+            form_values=form,
+            now=now,
+            next_poll_at=now + self.timing.quiet_after,
+            calls=calls,
+        )
+        logger.info(
+            "approval instance created",
+            extra={
+                "action": "push_created",
+                "approval_id": item.id,
+                "kind": item.kind,
+                "instance_id": instance_id,
+                "attempt": item.attempts,
+            },
+        )
+
+    async def _park(
+        self, item: SubmitItem, code: str, message: str, calls: list[CallRecord]
+    ) -> None:
+        now = self.clock.now()
+        await self.store.record_failed(
+            item.id,
+            to_state=ApprovalState.INVALID,
+            now=now,
+            next_attempt_at=now,
+            error_code=code,
+            error_message=message,
+            calls=calls,
+        )
+        logger.warning(
+            "approval parked",
+            extra={
+                "action": "push_rejected",
+                "approval_id": item.id,
+                "kind": item.kind,
+                "error_code": code,
+                "error": message,
+            },
+        )
+
+    async def _failed(
+        self,
+        item: SubmitItem,
+        exc: DingTalkError,
+        calls: list[CallRecord],
+        *,
+        process_code: str | None = None,
+        form: Any = None,
+    ) -> None:
+        now = self.clock.now()
+        state, retry_at, refund = await self._classify(item, exc, now)
+        await self.store.record_failed(
+            item.id,
+            to_state=state,
+            now=now,
+            next_attempt_at=retry_at,
+            error_code=exc.code or type(exc).__name__,
+            error_message=exc.message,
+            refund=refund,
+            process_code=process_code,
+            form_values=form,
+            calls=calls,
+        )
+        logger.warning(
+            "create failed",
+            extra={
+                "action": "push_retry" if state is ApprovalState.PENDING else f"push_{state.value}",
+                "approval_id": item.id,
+                "kind": item.kind,
+                "attempt": item.attempts,
+                "error_class": type(exc).__name__,
+                "error_code": exc.code,
+            },
+        )
+
+    async def _classify(
+        self, item: SubmitItem, exc: DingTalkError, now: datetime
+    ) -> tuple[ApprovalState, datetime, bool]:
+        """Next state, when to try again, and whether the attempt is refunded."""
+        if isinstance(exc, DingTalkOutcomeUnknown):
+            return ApprovalState.UNKNOWN, now + self.timing.unknown_grace, False
+        if isinstance(exc, DingTalkRejected):
+            return ApprovalState.INVALID, now, False
+        if isinstance(exc, DingTalkQuotaExhausted):
+            pause = await self.pauses.quota_exhausted(now)
+            return ApprovalState.PENDING, pause.until or now, True
+        if isinstance(exc, DingTalkAuthError):
+            pause = await self.pauses.auth_failed(now, exc.message)
+            return ApprovalState.PENDING, pause.until or now, True
+        if self.retry.exhausted(item.attempts):
+            return ApprovalState.DEAD, now, False
+        if isinstance(exc, DingTalkThrottled):
+            return ApprovalState.PENDING, now + timedelta(seconds=exc.retry_after), True
+        return (
+            ApprovalState.PENDING,
+            now + timedelta(seconds=self.retry.delay(item.attempts)),
+            False,
+        )

@@ -1,0 +1,140 @@
+"""Track: learn outcomes that events did not bring.
+
+Events (Stream, callbacks) land in the inbox through the DingTalk adapters; this module
+holds the two safety nets that make result capture impossible to stop silently: a poller
+that reads only instances quiet for too long — its interval growing with their age and
+its calls capped by a monthly budget — and a sweeper of DingTalk's failed-push list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Protocol
+
+from syncd.dingtalk.events import InboundEvent
+from syncd.domain import ApprovalRef, ApprovalState, CallRecord, PollItem
+from syncd.errors import DingTalkAuthError, DingTalkError, DingTalkQuotaExhausted
+from syncd.pipeline.apply import Apply
+from syncd.pipeline.calls import call
+from syncd.pipeline.outcomes import final_from_instance, tasks_from_instance
+from syncd.pipeline.pauses import Pauses
+from syncd.ports import ApprovalClient, Clock, ControlStore, InboxWriter, TrackStore
+
+logger = logging.getLogger(__name__)
+
+
+class Poll:
+    def __init__(
+        self,
+        store: TrackStore,
+        control: ControlStore,
+        pauses: Pauses,
+        client: ApprovalClient,
+        apply: Apply,
+        clock: Clock,
+        *,
+        quiet_after: timedelta,
+        max_interval: timedelta,
+        monthly_budget: int,
+        batch_size: int = 20,
+    ) -> None:
+        self.store = store
+        self.control = control
+        self.pauses = pauses
+        self.client = client
+        self.apply = apply
+        self.clock = clock
+        self.quiet_after = quiet_after
+        self.max_interval = max_interval
+        self.monthly_budget = monthly_budget
+        self.batch_size = batch_size
+        self.budget_exhausted = False
+
+    def interval(self, item: PollItem) -> timedelta:
+        """Poll young instances after ``quiet_after``; older ones less often."""
+        since = item.last_event_at or item.instance_created_at or item.captured_at
+        age = self.clock.now() - since
+        return max(self.quiet_after, min(self.max_interval, age))
+
+    async def run_once(self) -> int:
+        now = self.clock.now()
+        if await self.pauses.active(now):
+            return 0
+        spent = (await self.control.usage(now)).get("poll", 0)
+        left = self.monthly_budget - spent
+        self.budget_exhausted = left <= 0
+        if self.budget_exhausted:
+            return 0
+        items = await self.store.claim_polls(
+            min(self.batch_size, left), now, now + timedelta(minutes=5)
+        )
+        for item in items:
+            await self.poll_one(item)
+        return len(items)
+
+    async def poll_one(self, item: PollItem) -> None:
+        calls: list[CallRecord] = []
+        try:
+            instance = await call(calls, "get", "poll", self.client.get_instance(item.instance_id))
+        except DingTalkError as exc:
+            now = self.clock.now()
+            if isinstance(exc, DingTalkQuotaExhausted):
+                await self.pauses.quota_exhausted(now)
+            elif isinstance(exc, DingTalkAuthError):
+                await self.pauses.auth_failed(now, exc.message)
+            await self.store.set_next_poll(item.id, now + self.quiet_after, calls, now)
+            return
+        final = final_from_instance(instance)
+        if final is None:
+            now = self.clock.now()
+            await self.store.set_next_poll(item.id, now + self.interval(item), calls, now)
+            return
+        ref = ApprovalRef(
+            id=item.id,
+            kind=item.kind,
+            business_key="",
+            round=0,
+            state=ApprovalState.RUNNING,
+            instance_id=item.instance_id,
+            instance_created_at=item.instance_created_at,
+        )
+        await self.apply.finish(
+            ref, final, calls=calls, tasks=tasks_from_instance(instance), channel="poll"
+        )
+
+
+class FailedEventSource(Protocol):
+    """DingTalk's list of events it could not push (contract §9.7)."""
+
+    async def failed_events(self) -> tuple[Sequence[InboundEvent], bool]:
+        """A batch of failed events and whether more remain."""
+        ...
+
+
+class SweepFailed:
+    """Moves DingTalk's failed-push list into the inbox, where apply picks it up."""
+
+    def __init__(
+        self, source: FailedEventSource, inbox: InboxWriter, control: ControlStore, clock: Clock
+    ) -> None:
+        self.source = source
+        self.inbox = inbox
+        self.control = control
+        self.clock = clock
+
+    async def run_once(self) -> int:
+        stored = 0
+        for _ in range(50):  # at most 10,000 events per sweep
+            events, more = await self.source.failed_events()
+            await self.control.add_usage(self.clock.now(), "failed_list")
+            for event in events:
+                stored += int(await self.inbox.put(event))
+            if not more:
+                break
+        if stored:
+            logger.info(
+                "failed pushes recovered", extra={"action": "failed_list_swept", "events": stored}
+            )
+        return stored
