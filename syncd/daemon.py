@@ -1,0 +1,324 @@
+"""The composition root: ``Settings`` in, a running daemon out.
+
+``Daemon`` reads the settings once, builds the adapters (pool, stores, DingTalk client,
+Stream client, callback endpoint, HTTP server) and the stages, and either runs them until
+asked to stop (``run``) or until a whole cycle finds nothing to do (``drain``, the basis
+of ``syncd run --once`` and of sleep-free tests). Only this module and the CLI see
+``Settings``; everything it builds receives plain values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from syncd import __version__
+from syncd.clock import SystemClock
+from syncd.db import migrations, writeback
+from syncd.db.inbox import PostgresInbox
+from syncd.db.listen import Listener
+from syncd.db.store import ControlStore, IngestStore, SubmitStore
+from syncd.db.track_store import TrackStore
+from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
+from syncd.dingtalk.events import InboundEvent
+from syncd.dingtalk.pacing import Pacer
+from syncd.dingtalk.pg_pacing import PostgresPacer
+from syncd.errors import MigrationError, StoreError, SyncdError
+from syncd.pipeline.apply import Apply, WriteBackRetry
+from syncd.pipeline.cancel import Cancel
+from syncd.pipeline.ingest import Ingest
+from syncd.pipeline.pauses import Pause, Pauses
+from syncd.pipeline.reconcile import Reconcile
+from syncd.pipeline.retry import RetryPolicy
+from syncd.pipeline.schemas import SchemaCache
+from syncd.pipeline.submit import Submit, Timing
+from syncd.pipeline.track import Poll
+from syncd.ports import Clock, InboxWriter
+from syncd.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Stage(Protocol):
+    async def run_once(self) -> int: ...
+
+
+def replica_name(settings: Settings) -> str:
+    return settings.replica_name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WakingInbox:
+    """Stores events, then wakes the daemon so they are applied at once."""
+
+    def __init__(self, inner: InboxWriter, wake: asyncio.Event) -> None:
+        self.inner = inner
+        self.wake = wake
+
+    async def put(self, event: InboundEvent) -> bool:
+        new = await self.inner.put(event)
+        if new:
+            self.wake.set()
+        return new
+
+
+@dataclass
+class Summary:
+    """Items handled per stage over a drain, and the cycles it took."""
+
+    handled: dict[str, int] = field(default_factory=dict)
+    cycles: int = 0
+
+    def add(self, counts: Mapping[str, int]) -> None:
+        for name, count in counts.items():
+            self.handled[name] = self.handled.get(name, 0) + count
+        self.cycles += 1
+
+
+class Daemon:
+    """Build with settings; ``async with`` opens and closes everything it owns."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        pacer: Pacer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.transport = transport
+        self.pacer = pacer
+        self.owner = replica_name(settings)
+        self.wake = asyncio.Event()
+        self.stages: dict[str, Stage] = {}
+        self._closers: list[Any] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def dsn(self) -> str:
+        return self.settings.database.dsn.get_secret_value()
+
+    async def __aenter__(self) -> Daemon:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect, check the schema and the write-back targets, build the stages."""
+        state = await migrations.status(self.dsn)
+        if not state.current:
+            pending = ", ".join(m.label for m in state.pending)
+            raise MigrationError(f"the database schema is behind ({pending}): run `syncd migrate`")
+        self.pool = await self._open_pool()
+        kinds = self.settings.kinds
+        writebacks = await writeback.build(
+            self.dsn, {name: k.write_back for name, k in kinds.items() if k.write_back}
+        )
+        self.http = self._http_client()
+        self._closers.append(self.http.aclose)
+        self.client = HttpxApprovalClient(self.http, pacer=self._pacer(), clock=self.clock)
+        self.control = ControlStore(self.pool, actor=self.owner)
+        self.track_store = TrackStore(self.pool, writebacks, actor=self.owner)
+        self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake)
+        self.pauses = Pauses(self.control)
+        self._build_stages()
+        logger.info(
+            "daemon ready",
+            extra={
+                "action": "daemon_start",
+                "replica": self.owner,
+                "version": __version__,
+                "kinds": sorted(kinds),
+            },
+        )
+
+    async def _open_pool(self) -> AsyncConnectionPool[Any]:
+        db = self.settings.database
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.dsn,
+            min_size=db.pool_min_size,
+            max_size=db.pool_max_size,
+            kwargs={
+                "row_factory": dict_row,
+                "application_name": f"syncd {self.owner}",
+                "options": f"-c statement_timeout={int(db.statement_timeout * 1000)}",
+            },
+            open=False,
+            timeout=db.connect_timeout,
+        )
+        try:
+            await pool.open(wait=True, timeout=db.connect_timeout)
+        except Exception as exc:
+            await pool.close()
+            raise StoreError(f"cannot open the connection pool: {exc}") from exc
+        self._closers.append(pool.close)
+        return pool
+
+    def _http_client(self) -> httpx.AsyncClient:
+        dt = self.settings.dingtalk
+        return build_http_client(
+            dt.app_key,
+            dt.app_secret,
+            base_url=dt.api_url,
+            clock=self.clock,
+            timeout=dt.timeout,
+            transport=self.transport,
+        )
+
+    def _pacer(self) -> Pacer:
+        if self.pacer is not None:
+            return self.pacer
+        return PostgresPacer(
+            self.pool, clock=self.clock, rate=self.settings.dingtalk.rate_per_second
+        )
+
+    def _build_stages(self) -> None:
+        s = self.settings
+        p = s.pipeline
+        kinds = s.kinds
+        retry = RetryPolicy(base=p.retry_base, cap=p.retry_cap, max_attempts=p.max_attempts)
+        quiet = timedelta(seconds=s.polling.quiet_after)
+        timing = Timing(
+            lease=timedelta(seconds=p.lease_seconds),
+            unknown_grace=timedelta(seconds=p.unknown_grace),
+            quiet_after=quiet,
+        )
+        submit_store = SubmitStore(self.pool, actor=self.owner)
+        schemas = SchemaCache(self.client, self.clock)
+        apply = Apply(
+            self.track_store, self.client, self.clock, quiet_after=quiet, batch_size=p.batch_size
+        )
+        self.stages = {
+            "ingest": Ingest(
+                IngestStore(self.pool, actor=self.owner), kinds, self.clock, batch_size=p.batch_size
+            ),
+            "submit": Submit(
+                submit_store,
+                self.pauses,
+                self.client,
+                schemas,
+                kinds,
+                self.clock,
+                retry,
+                timing,
+                owner=self.owner,
+                batch_size=p.batch_size,
+                agent_id=s.dingtalk.agent_id,
+            ),
+            "reconcile": Reconcile(
+                submit_store,
+                self.pauses,
+                self.client,
+                apply,
+                kinds,
+                self.clock,
+                retry,
+                owner=self.owner,
+                quiet_after=quiet,
+            ),
+            "apply": apply,
+            "cancel": Cancel(
+                self.track_store,
+                self.pauses,
+                self.client,
+                apply,
+                kinds,
+                self.clock,
+                retry,
+                owner=self.owner,
+            ),
+            "writeback": WriteBackRetry(self.track_store, self.clock),
+            "poll": Poll(
+                self.track_store,
+                self.control,
+                self.pauses,
+                self.client,
+                apply,
+                self.clock,
+                quiet_after=quiet,
+                max_interval=timedelta(seconds=s.polling.max_interval),
+                monthly_budget=s.polling.monthly_budget,
+            ),
+        }
+
+    async def cycle(self) -> dict[str, int]:
+        """Run every stage once; a failing stage is logged and counted, the others go on."""
+        counts: dict[str, int] = {}
+        for name, stage in self.stages.items():
+            try:
+                counts[name] = await stage.run_once()
+            except SyncdError as exc:
+                counts[name] = 0
+                logger.error(
+                    "stage failed",
+                    extra={
+                        "action": "stage_error",
+                        "stage": name,
+                        "error_class": type(exc).__name__,
+                        "error": str(exc),
+                    },
+                )
+        return counts
+
+    async def drain(self, max_cycles: int = 10_000) -> Summary:
+        """Run cycles until one handles nothing; returns what was done."""
+        summary = Summary()
+        while summary.cycles < max_cycles:
+            counts = await self.cycle()
+            summary.add(counts)
+            if not any(counts.values()):
+                break
+        return summary
+
+    async def pause(self) -> Pause | None:
+        return await self.pauses.active(self.clock.now())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then finish the cycle in flight and return."""
+        self._start_background()
+        interval = self.settings.pipeline.outbox_poll_interval
+        try:
+            while not stop.is_set():
+                counts = await self.cycle()
+                if any(counts.values()):
+                    continue
+                self.wake.clear()
+                waiters = [
+                    asyncio.ensure_future(self.wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ]
+                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            logger.info("daemon stopping", extra={"action": "daemon_stop", "replica": self.owner})
+
+    def _start_background(self) -> None:
+        listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
+        self.listener = listener
+        self._tasks.append(asyncio.create_task(listener.run(), name="listen"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for closer in reversed(self._closers):
+            await closer()
+        self._closers.clear()
