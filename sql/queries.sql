@@ -351,7 +351,7 @@ UPDATE syncd.approval a
        next_attempt_at = %(now)s, updated_at = %(now)s
   FROM prev
  WHERE a.id = prev.id
-RETURNING prev.state AS from_state;
+RETURNING prev.state AS from_state, a.calls_spent;
 
 -- select_outcome --
 -- Everything a write-back may use about one finished approval.

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,7 +45,7 @@ from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll
-from syncd.ports import Clock, InboxWriter
+from syncd.ports import Clock, InboxWriter, NullObserver, Observer
 from syncd.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,12 +62,14 @@ def replica_name(settings: Settings) -> str:
 class WakingInbox:
     """Stores events, then wakes the daemon so they are applied at once."""
 
-    def __init__(self, inner: InboxWriter, wake: asyncio.Event) -> None:
+    def __init__(self, inner: InboxWriter, wake: asyncio.Event, observer: Observer) -> None:
         self.inner = inner
         self.wake = wake
+        self.observer = observer
 
     async def put(self, event: InboundEvent) -> bool:
         new = await self.inner.put(event)
+        self.observer.event_stored(event.channel, new)
         if new:
             self.wake.set()
         return new
@@ -95,8 +98,10 @@ class Daemon:
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         pacer: Pacer | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
+        self.observer = observer or NullObserver()
         self.clock = clock or SystemClock()
         self.transport = transport
         self.pacer = pacer
@@ -135,7 +140,7 @@ class Daemon:
         self.client = HttpxApprovalClient(self.http, pacer=self._pacer(), clock=self.clock)
         self.control = ControlStore(self.pool, actor=self.owner)
         self.track_store = TrackStore(self.pool, writebacks, actor=self.owner)
-        self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake)
+        self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake, self.observer)
         self.pauses = Pauses(self.control)
         self._build_stages()
         logger.info(
@@ -202,11 +207,20 @@ class Daemon:
         submit_store = SubmitStore(self.pool, actor=self.owner)
         schemas = SchemaCache(self.client, self.clock)
         apply = Apply(
-            self.track_store, self.client, self.clock, quiet_after=quiet, batch_size=p.batch_size
+            self.track_store,
+            self.client,
+            self.clock,
+            quiet_after=quiet,
+            batch_size=p.batch_size,
+            observer=self.observer,
         )
         self.stages = {
             "ingest": Ingest(
-                IngestStore(self.pool, actor=self.owner), kinds, self.clock, batch_size=p.batch_size
+                IngestStore(self.pool, actor=self.owner),
+                kinds,
+                self.clock,
+                batch_size=p.batch_size,
+                observer=self.observer,
             ),
             "submit": Submit(
                 submit_store,
@@ -220,6 +234,7 @@ class Daemon:
                 owner=self.owner,
                 batch_size=p.batch_size,
                 agent_id=s.dingtalk.agent_id,
+                observer=self.observer,
             ),
             "reconcile": Reconcile(
                 submit_store,
@@ -261,10 +276,12 @@ class Daemon:
         """Run every stage once; a failing stage is logged and counted, the others go on."""
         counts: dict[str, int] = {}
         for name, stage in self.stages.items():
+            started = time.monotonic()
             try:
                 counts[name] = await stage.run_once()
             except SyncdError as exc:
                 counts[name] = 0
+                self.observer.stage_failed(name, type(exc).__name__)
                 logger.error(
                     "stage failed",
                     extra={
@@ -274,6 +291,7 @@ class Daemon:
                         "error": str(exc),
                     },
                 )
+            self.observer.stage_run(name, counts[name], time.monotonic() - started)
         return counts
 
     async def drain(self, max_cycles: int = 10_000) -> Summary:

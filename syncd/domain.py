@@ -237,3 +237,4 @@ class FinishResult:
     moved: bool
     written: bool
     error: str | None = None
+    calls_spent: int | None = None

@@ -247,3 +247,63 @@ class TrackStore(Protocol):
         error_message: str,
         calls: Sequence[CallRecord] = (),
     ) -> None: ...
+
+
+class Observer(Protocol):
+    """Told what the pipeline does, for metrics (``syncd.metrics`` implements it).
+
+    Every label value passed here comes from a small closed set: stage names, kinds from
+    the configuration, states, channels, error classes and syncd's own error codes.
+    """
+
+    def stage_run(self, stage: str, handled: int, seconds: float) -> None: ...
+
+    def stage_failed(self, stage: str, error_class: str) -> None: ...
+
+    def approval_created(self, kind: str, seconds_since_capture: float) -> None: ...
+
+    def approval_parked(self, kind: str, state: str, reason: str) -> None: ...
+
+    def approval_finished(
+        self,
+        kind: str,
+        state: str,
+        channel: str,
+        *,
+        written: bool,
+        seconds_since_decision: float | None,
+        calls_spent: int | None,
+    ) -> None: ...
+
+    def event_stored(self, channel: str, new: bool) -> None: ...
+
+
+class NullObserver:
+    """An observer that ignores everything (the default outside the daemon)."""
+
+    def stage_run(self, stage: str, handled: int, seconds: float) -> None:
+        pass
+
+    def stage_failed(self, stage: str, error_class: str) -> None:
+        pass
+
+    def approval_created(self, kind: str, seconds_since_capture: float) -> None:
+        pass
+
+    def approval_parked(self, kind: str, state: str, reason: str) -> None:
+        pass
+
+    def approval_finished(
+        self,
+        kind: str,
+        state: str,
+        channel: str,
+        *,
+        written: bool,
+        seconds_since_decision: float | None,
+        calls_spent: int | None,
+    ) -> None:
+        pass
+
+    def event_stored(self, channel: str, new: bool) -> None:
+        pass

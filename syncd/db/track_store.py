@@ -152,18 +152,19 @@ class TrackStore(BaseStore):
         """Make the approval final and write the outcome back, exactly once."""
         try:
             async with self.transaction() as conn:
-                moved = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
-                if not moved:
+                spent = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
+                if spent is None:
                     return FinishResult(moved=False, written=False)
                 await self._write_back(conn, approval.id, now)
-            return FinishResult(moved=True, written=True)
+            return FinishResult(moved=True, written=True, calls_spent=spent)
         except WriteBackError as exc:
             error = str(exc)
         async with self.transaction() as conn:
-            moved = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
-            if moved:
+            spent = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
+            if spent is not None:
                 await self._writeback_failed(conn, approval.id, now, error, retry_at or now)
-        return FinishResult(moved=moved, written=False, error=error)
+        moved = spent is not None
+        return FinishResult(moved=moved, written=False, error=error, calls_spent=spent)
 
     async def _finish(
         self,
@@ -174,7 +175,8 @@ class TrackStore(BaseStore):
         tasks: Sequence[TaskRecord],
         inbox_ids: Sequence[int],
         calls: Sequence[CallRecord],
-    ) -> bool:
+    ) -> int | None:
+        """The final transition; returns the calls spent, or None when nothing moved."""
         await self._tasks(conn, approval, tasks, now)
         await self._processed(conn, inbox_ids, now)
         params = {
@@ -191,7 +193,7 @@ class TrackStore(BaseStore):
         row = await (await conn.execute(QUERIES["finish_approval"], params)).fetchone()
         await self.calls(conn, approval.id, now, calls)
         if row is None:
-            return False
+            return None
         await self.history(
             conn,
             approval.id,
@@ -200,7 +202,7 @@ class TrackStore(BaseStore):
             to_state=final.state.value,
             message=f"DingTalk {final.dingtalk_status} {final.dingtalk_result or ''}".strip(),
         )
-        return True
+        return int(row["calls_spent"])
 
     async def _write_back(self, conn: Conn, approval_id: int, now: datetime) -> None:
         row = await (await conn.execute(QUERIES["select_outcome"], {"id": approval_id})).fetchone()

@@ -22,7 +22,7 @@ from syncd.pipeline.outcomes import (
     needs_confirmation,
     task_from_event,
 )
-from syncd.ports import ApprovalClient, Clock, TrackStore
+from syncd.ports import ApprovalClient, Clock, NullObserver, Observer, TrackStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ class Apply:
         quiet_after: timedelta,
         writeback_retry: timedelta = timedelta(seconds=30),
         batch_size: int = 100,
+        observer: Observer | None = None,
     ) -> None:
+        self.observer = observer or NullObserver()
         self.store = store
         self.client = client
         self.clock = clock
@@ -111,6 +113,15 @@ class Apply:
             retry_at=now + self.writeback_retry,
         )
         if result.moved:
+            decided = final.finished_at or now
+            self.observer.approval_finished(
+                approval.kind,
+                final.state.value,
+                channel,
+                written=result.written,
+                seconds_since_decision=max(0.0, (self.clock.now() - decided).total_seconds()),
+                calls_spent=result.calls_spent,
+            )
             logger.info(
                 "approval finished",
                 extra={

@@ -21,7 +21,7 @@ from syncd.domain import (
     OutboxRow,
 )
 from syncd.pipeline.mapping import MappingError, resolve
-from syncd.ports import Clock, IngestStore
+from syncd.ports import Clock, IngestStore, NullObserver, Observer
 from syncd.settings_kinds import KindSettings
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,9 @@ class Ingest:
         clock: Clock,
         *,
         batch_size: int = 50,
+        observer: Observer | None = None,
     ) -> None:
+        self.observer = observer or NullObserver()
         self.store = store
         self.kinds = kinds
         self.clock = clock
@@ -114,6 +116,8 @@ class Ingest:
         decisions = decide(row, latest, self.kinds)
         for decision in decisions:
             if isinstance(decision, NewRound) and decision.state is ApprovalState.INVALID:
+                kind = row.kind if row.kind in self.kinds else "(unknown)"
+                self.observer.approval_parked(kind, "invalid", decision.error_code or "invalid")
                 logger.warning(
                     "outbox row parked",
                     extra={

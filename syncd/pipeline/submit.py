@@ -35,7 +35,7 @@ from syncd.pipeline.mapping import MappingError, encode, resolve
 from syncd.pipeline.pauses import Pauses
 from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
-from syncd.ports import ApprovalClient, Clock, SubmitStore
+from syncd.ports import ApprovalClient, Clock, NullObserver, Observer, SubmitStore
 from syncd.settings_kinds import KindSettings
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,9 @@ class Submit:
         batch_size: int = 20,
         concurrency: int = 8,
         agent_id: int | None = None,
+        observer: Observer | None = None,
     ) -> None:
+        self.observer = observer or NullObserver()
         self.store = store
         self.pauses = pauses
         self.client = client
@@ -171,6 +173,7 @@ class Submit:
             next_poll_at=now + self.timing.quiet_after,
             calls=calls,
         )
+        self.observer.approval_created(item.kind, (now - item.captured_at).total_seconds())
         logger.info(
             "approval instance created",
             extra={
@@ -195,6 +198,7 @@ class Submit:
             error_message=message,
             calls=calls,
         )
+        self.observer.approval_parked(item.kind, ApprovalState.INVALID.value, code)
         logger.warning(
             "approval parked",
             extra={
@@ -229,6 +233,8 @@ class Submit:
             form_values=form,
             calls=calls,
         )
+        if state in (ApprovalState.INVALID, ApprovalState.DEAD):
+            self.observer.approval_parked(item.kind, state.value, type(exc).__name__)
         logger.warning(
             "create failed",
             extra={

@@ -1,0 +1,129 @@
+"""An in-process world for pipeline tests: real PostgreSQL, the simulator over httpx's
+ASGI transport, one fake clock shared by daemon and simulator, and no sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from syncd.daemon import Daemon
+from syncd.db import capture
+from syncd.db.connect import connect
+from syncd.dingtalk.pacing import MemoryPacer
+from syncd.settings import Settings
+from syncd.simulator import Simulator, World
+from syncd.testing import FakeClock
+
+APP_KEY = "dingsimappkey0001"
+APP_SECRET = "sim-app-secret-0001"
+
+LEAVE_TABLE = """
+CREATE SCHEMA app;
+CREATE TABLE app.leave_request (
+    id serial PRIMARY KEY,
+    applicant text NOT NULL,
+    leave_type text NOT NULL DEFAULT '年假',
+    start_date date NOT NULL DEFAULT '2026-01-10',
+    end_date date NOT NULL DEFAULT '2026-01-11',
+    days numeric NOT NULL,
+    reason text,
+    status text NOT NULL DEFAULT 'draft',
+    approval_status text,
+    instance_id text,
+    decided_at timestamptz
+);
+"""
+
+LEAVE_KIND: dict[str, Any] = {
+    "process_code": "PROC-SIM-LEAVE",
+    "originator": "applicant",
+    "correlation_field": "业务编号",
+    "form": {
+        "请假类型": "leave_type",
+        '["开始时间","结束时间"]': {"fields": ["start_date", "end_date"]},
+        "天数": "days",
+        "请假事由": {"template": "{reason}"},
+    },
+    "write_back": {
+        "table": "app.leave_request",
+        "key_column": "id",
+        "columns": {
+            "approval_status": "status",
+            "instance_id": "instance_id",
+            "decided_at": "finished_at",
+        },
+        "status_map": {"approved": "APPROVED", "rejected": "REJECTED", "canceled": "CANCELED"},
+    },
+}
+
+
+def settings_for(dsn: str, **overrides: Any) -> Settings:
+    data: dict[str, Any] = {
+        "database": {"dsn": dsn},
+        "dingtalk": {"app_key": APP_KEY, "app_secret": APP_SECRET},
+        "kinds": {"leave": LEAVE_KIND},
+        "polling": {"quiet_after": 60},
+        "pipeline": {"unknown_grace": 10},
+    }
+    for key, value in overrides.items():
+        data[key] = {**data.get(key, {}), **value}
+    return Settings(**data)
+
+
+@dataclass
+class Env:
+    dsn: str
+    clock: FakeClock
+    sim: Simulator
+
+    def daemon(self, settings: Settings | None = None, **kw: Any) -> Daemon:
+        async def sleep(seconds: float) -> None:
+            self.clock.advance(seconds)
+
+        pacer = MemoryPacer(clock=self.clock, rate=1000, sleep=sleep)
+        transport = httpx.ASGITransport(app=self.sim.app)
+        return Daemon(
+            settings or settings_for(self.dsn),
+            clock=self.clock,
+            transport=transport,
+            pacer=pacer,
+            **kw,
+        )
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cursor = conn.execute(query, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def submit_leave(self, applicant: str = "u1", days: int = 2, reason: str = "rest") -> int:
+        [(key,)] = self.sql(
+            "INSERT INTO app.leave_request (applicant, days, reason, status) "
+            "VALUES (%s, %s, %s, 'submitted') RETURNING id",
+            applicant,
+            days,
+            reason,
+        )
+        return int(key)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the shared clock; the simulator runs what became due (rules, pushes)."""
+        await self.sim.advance(seconds)
+
+
+@pytest.fixture
+async def env(database) -> AsyncIterator[Env]:
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(LEAVE_TABLE)
+    async with connect(database) as conn:
+        await capture.install(
+            conn,
+            capture.CaptureSpec("leave", "app.leave_request", "id", "NEW.status = 'submitted'"),
+        )
+    clock = FakeClock()
+    sim = Simulator(World.default(), clock=clock)
+    yield Env(database, clock, sim)
