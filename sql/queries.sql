@@ -499,3 +499,26 @@ UPDATE syncd.rate_limit
    SET next_slot_at = greatest(next_slot_at,
                                clock_timestamp() + make_interval(secs => %(seconds)s::float8))
  WHERE endpoint = %(endpoint)s;
+
+-- claim_turn --
+-- Take a periodic job's turn: at most one replica runs it per interval (a lease, no lock).
+INSERT INTO syncd.control (name, reason, until, set_at, set_by)
+VALUES (%(name)s, 'periodic job turn', %(until)s, %(now)s, %(set_by)s)
+ON CONFLICT (name) DO UPDATE
+   SET until = EXCLUDED.until, set_at = EXCLUDED.set_at, set_by = EXCLUDED.set_by
+ WHERE syncd.control.until IS NULL OR syncd.control.until <= EXCLUDED.set_at
+RETURNING name;
+
+-- delete_old_outbox --
+-- Retention: consumed outbox rows older than the cutoff, in bounded batches.
+DELETE FROM syncd.outbox
+ WHERE id IN (SELECT id FROM syncd.outbox
+               WHERE consumed_at IS NOT NULL AND consumed_at < %(cutoff)s
+               ORDER BY consumed_at LIMIT %(limit)s);
+
+-- delete_old_inbox --
+-- Retention: processed events older than the cutoff, in bounded batches.
+DELETE FROM syncd.inbox
+ WHERE id IN (SELECT id FROM syncd.inbox
+               WHERE processed_at IS NOT NULL AND processed_at < %(cutoff)s
+               ORDER BY processed_at LIMIT %(limit)s);

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from syncd import __version__
-from syncd.commands import capture, config, migrate
+from syncd.commands import capture, config, migrate, run
 from syncd.errors import CaptureError, ConfigError, SyncdError
 from syncd.logging import setup_logging
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_parser(sub)
     capture.add_parser(sub)
     config.add_parser(sub)
+    run.add_parser(sub)
     _add_simulator(sub)
     return parser
 
@@ -43,7 +44,8 @@ def _add_simulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         simulator_cli = importlib.import_module("syncd.simulator.cli")
     except ImportError:
         return
-    simulator_cli.add_parser(sub)
+    parser = simulator_cli.add_parser(sub)
+    parser.set_defaults(sync_handler=simulator_cli.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,10 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(fmt=args.log_format or "auto")
     handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 2
+    sync_handler: Callable[[argparse.Namespace], int] | None = getattr(args, "sync_handler", None)
     try:
+        if sync_handler is not None:
+            return sync_handler(args)
+        if handler is None:
+            parser.print_help()
+            return 2
         return asyncio.run(handler(args))
     except (ConfigError, CaptureError) as exc:
         sys.stderr.write(f"syncd: {exc}\n")

@@ -14,7 +14,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
@@ -23,6 +24,10 @@ from typing import Any, Protocol
 import httpx
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from syncd import __version__
 from syncd.clock import SystemClock
@@ -31,11 +36,17 @@ from syncd.db.inbox import PostgresInbox
 from syncd.db.listen import Listener
 from syncd.db.store import ControlStore, IngestStore, SubmitStore
 from syncd.db.track_store import TrackStore
+from syncd.dingtalk.callback import CallbackEndpoint
 from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
+from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import InboundEvent
+from syncd.dingtalk.failed import FailedPushList
 from syncd.dingtalk.pacing import Pacer
 from syncd.dingtalk.pg_pacing import PostgresPacer
-from syncd.errors import MigrationError, StoreError, SyncdError
+from syncd.dingtalk.stream import StreamClient
+from syncd.errors import ConfigError, StoreError, SyncdError
+from syncd.http import Listening
+from syncd.http import serve as http_serve
 from syncd.pipeline.apply import Apply, WriteBackRetry
 from syncd.pipeline.cancel import Cancel
 from syncd.pipeline.ingest import Ingest
@@ -44,8 +55,9 @@ from syncd.pipeline.reconcile import Reconcile
 from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
-from syncd.pipeline.track import Poll
+from syncd.pipeline.track import Poll, SweepFailed
 from syncd.ports import Clock, InboxWriter, NullObserver, Observer
+from syncd.scheduler import Scheduler
 from syncd.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -110,6 +122,10 @@ class Daemon:
         self.stages: dict[str, Stage] = {}
         self._closers: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._http_server: AbstractAsyncContextManager[Listening] | None = None
+        self.scheduler: Scheduler | None = None
+        self.stream: StreamClient | None = None
+        self.callback: CallbackEndpoint | None = None
 
     @property
     def dsn(self) -> str:
@@ -129,7 +145,10 @@ class Daemon:
         state = await migrations.status(self.dsn)
         if not state.current:
             pending = ", ".join(m.label for m in state.pending)
-            raise MigrationError(f"the database schema is behind ({pending}): run `syncd migrate`")
+            raise ConfigError(
+                f"the database schema is behind ({pending}): "
+                "run `syncd migrate` (or `syncd run --migrate`)"
+            )
         self.pool = await self._open_pool()
         kinds = self.settings.kinds
         writebacks = await writeback.build(
@@ -142,6 +161,7 @@ class Daemon:
         self.track_store = TrackStore(self.pool, writebacks, actor=self.owner)
         self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake, self.observer)
         self.pauses = Pauses(self.control)
+        self._build_events()
         self._build_stages()
         logger.info(
             "daemon ready",
@@ -174,6 +194,33 @@ class Daemon:
             raise StoreError(f"cannot open the connection pool: {exc}") from exc
         self._closers.append(pool.close)
         return pool
+
+    def _build_events(self) -> None:
+        dt = self.settings.dingtalk
+        events = self.settings.events
+        oapi = httpx.AsyncClient(
+            base_url=dt.oapi_url, auth=self.http.auth, timeout=dt.timeout, transport=self.transport
+        )
+        self._closers.append(oapi.aclose)
+        self.sweeper = SweepFailed(FailedPushList(oapi), self.inbox, self.control, self.clock)
+        if events.stream:
+            self.stream = StreamClient(
+                self.http,
+                dt.app_key,
+                dt.app_secret,
+                self.inbox,
+                silence_timeout=events.stream_silence_timeout,
+            )
+        callback = events.callback
+        if callback.enabled:
+            crypto = CallbackCrypto(
+                callback.token.get_secret_value(),
+                callback.aes_key.get_secret_value(),
+                callback.owner_key or dt.app_key,
+            )
+            self.callback = CallbackEndpoint(
+                crypto, self.inbox, clock=self.clock, max_age=callback.max_age
+            )
 
     def _http_client(self) -> httpx.AsyncClient:
         dt = self.settings.dingtalk
@@ -309,7 +356,7 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish the cycle in flight and return."""
-        self._start_background()
+        await self._start_background()
         interval = self.settings.pipeline.outbox_poll_interval
         try:
             while not stop.is_set():
@@ -327,12 +374,92 @@ class Daemon:
         finally:
             logger.info("daemon stopping", extra={"action": "daemon_stop", "replica": self.owner})
 
-    def _start_background(self) -> None:
+    async def _start_background(self) -> None:
         listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
         self.listener = listener
-        self._tasks.append(asyncio.create_task(listener.run(), name="listen"))
+        self._spawn(listener.run(), "listen")
+        if self.stream is not None:
+            self._spawn(self.stream.run(), "stream")
+        http = self.settings.http
+        self._http_server = http_serve(self.http_app(), http.host, http.port)
+        self.listening = await self._http_server.__aenter__()
+        logger.info(
+            "serving health, metrics and callbacks",
+            extra={"action": "http_listening", "url": self.listening.base_url},
+        )
+        self.scheduler = self._schedule()
+        self.scheduler.start()
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(work, name=name))
+
+    def _schedule(self) -> Scheduler:
+        control = self.control
+
+        async def take_turn(name: str, period: timedelta) -> bool:
+            now = self.clock.now()
+            return await control.claim_turn(name, now, now + period)
+
+        scheduler = Scheduler(self.clock, take_turn)
+        scheduler.every("sweep_failed", self.settings.polling.failed_list_interval, self.sweep)
+        scheduler.every("retention", 3600, self.purge)
+        return scheduler
+
+    async def sweep(self) -> int:
+        """Move DingTalk's failed-push list into the inbox (skipped while paused)."""
+        if await self.pause():
+            return 0
+        return await self.sweeper.run_once()
+
+    async def purge(self) -> int:
+        days = self.settings.pipeline.retention_days
+        return await self.control.purge(self.clock.now() - timedelta(days=days))
+
+    def http_app(self) -> Starlette:
+        routes: list[BaseRoute] = [
+            Route("/healthz", self._healthz),
+            Route("/readyz", self._readyz),
+        ]
+        if self.callback is not None:
+            routes.append(self.callback.route(self.settings.events.callback.path))
+        return Starlette(routes=routes)
+
+    async def _healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "replica": self.owner})
+
+    async def readiness(self) -> dict[str, Any]:
+        """Each readiness check with whether it passes."""
+        checks: dict[str, Any] = {}
+        try:
+            await self.control.fetch_one("ping", {})
+            checks["database"] = {"ok": True}
+        except SyncdError as exc:
+            checks["database"] = {"ok": False, "error": str(exc)}
+        if self.stream is not None:
+            state = str(self.stream.state)
+            checks["stream"] = {"ok": state == "connected", "state": state}
+        pause = await self.pause() if checks["database"]["ok"] else None
+        checks["dingtalk"] = (
+            {"ok": True}
+            if pause is None
+            else {"ok": False, "paused": pause.reason, "until": str(pause.until)}
+        )
+        return checks
+
+    async def _readyz(self, request: Request) -> Response:
+        checks = await self.readiness()
+        ready = all(check["ok"] for check in checks.values())
+        body = {"status": "ready" if ready else "unready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        if self.stream is not None:
+            await self.stream.stop()
+        if self._http_server is not None:
+            await self._http_server.__aexit__(None, None, None)
+            self._http_server = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

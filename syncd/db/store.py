@@ -390,3 +390,17 @@ class ControlStore(BaseStore):
     async def usage(self, now: datetime) -> dict[str, int]:
         rows = await self.fetch_all("select_usage", {"month": usage_month(now)})
         return {r["purpose"]: int(r["calls"]) for r in rows}
+
+    async def claim_turn(self, name: str, now: datetime, until: datetime) -> bool:
+        """Whether this replica runs periodic job ``name`` now (one replica per interval)."""
+        params = {"name": f"turn:{name}", "now": now, "until": until, "set_by": self.actor}
+        return await self.fetch_one("claim_turn", params) is not None
+
+    async def purge(self, cutoff: datetime, limit: int = 5000) -> int:
+        """Retention: delete consumed outbox rows and processed events older than ``cutoff``."""
+        removed = 0
+        async with self.transaction() as conn:
+            for query in ("delete_old_outbox", "delete_old_inbox"):
+                cursor = await conn.execute(QUERIES[query], {"cutoff": cutoff, "limit": limit})
+                removed += cursor.rowcount
+        return removed

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 TOKEN_PATH = "/v1.0/oauth2/accessToken"
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
+OLD_API_PREFIXES = ("/call_back/", "/topapi/")
 #: The contract's advice (D-guide): refresh ten minutes before expiry.
 DEFAULT_REFRESH_MARGIN = 600.0
 
@@ -45,8 +46,21 @@ def is_token_rejection(response: httpx.Response) -> bool:
     return isinstance(body, dict) and body.get("code") == "InvalidAuthentication"
 
 
+def _attach(request: httpx.Request, token: str) -> None:
+    """The new API takes the token in a header, the old one (oapi) in the query."""
+    if request.url.path.startswith(OLD_API_PREFIXES):
+        request.url = request.url.copy_set_param("access_token", token)
+    else:
+        request.headers[TOKEN_HEADER] = token
+
+
 class DingTalkTokenAuth(httpx.Auth):
-    """Adds ``x-acs-dingtalk-access-token`` to every request (async clients only)."""
+    """Adds the access token to every request (async clients only).
+
+    One instance can serve both hosts: ``x-acs-dingtalk-access-token`` on the new API,
+    ``?access_token=`` on old-API paths; give ``token_url`` when it is shared, so tokens
+    are always fetched from the new API.
+    """
 
     requires_response_body = True
 
@@ -57,7 +71,9 @@ class DingTalkTokenAuth(httpx.Auth):
         *,
         clock: Clock,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+        token_url: str | None = None,
     ) -> None:
+        self._token_url = token_url
         self._app_key = app_key
         self._app_secret = (
             app_secret if isinstance(app_secret, SecretStr) else SecretStr(app_secret)
@@ -85,7 +101,7 @@ class DingTalkTokenAuth(httpx.Auth):
         body = {"appKey": self._app_key, "appSecret": self._app_secret.get_secret_value()}
         return httpx.Request(
             "POST",
-            request.url.join(TOKEN_PATH),
+            self._token_url or request.url.join(TOKEN_PATH),
             json=body,
             headers={"Accept": "application/json"},
             extensions=request.extensions,
@@ -131,7 +147,7 @@ class DingTalkTokenAuth(httpx.Auth):
                     if token is None:
                         answer = yield self._token_request(request)
                         token = self._store(await answer.aread(), answer)
-            request.headers[TOKEN_HEADER] = token
+            _attach(request, token)
             response = yield request
             await response.aread()
             if attempt == 2 or not is_token_rejection(response):

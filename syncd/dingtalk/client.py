@@ -72,7 +72,12 @@ def build_http_client(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` configured for DingTalk, with token auth."""
-    auth = DingTalkTokenAuth(app_key, app_secret, clock=clock or SystemClock())
+    auth = DingTalkTokenAuth(
+        app_key,
+        app_secret,
+        clock=clock or SystemClock(),
+        token_url=f"{base_url.rstrip('/')}{TOKEN_PATH}",
+    )
     return httpx.AsyncClient(
         base_url=base_url,
         auth=auth,

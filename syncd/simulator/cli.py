@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from syncd.signals import stop_on_signals
 from syncd.simulator.core import Simulator
 from syncd.simulator.server import serve
 from syncd.simulator.world import World
@@ -74,15 +75,14 @@ def _serve(args: argparse.Namespace) -> int:
     sim = Simulator(world, time_scale=args.time_scale)
 
     async def main() -> None:
+        stop = asyncio.Event()
         async with serve(sim, args.host, args.port, log_level="info") as server:
             _out(f"DingTalk simulator listening on {server.base_url}")
             _out(f"  API base URL: {server.base_url}  page: {server.base_url}/_sim/")
-            await server.wait()
+            with stop_on_signals(stop):
+                await stop.wait()
 
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(main())
     return 0
 
 

@@ -1,0 +1,65 @@
+"""DingTalk's list of events it failed to push (contract §9.7), read into the inbox.
+
+``GET /call_back/get_call_back_failed_result`` on the old API: token in the query,
+errors as HTTP 200 with ``errcode``, up to 200 events per call and ``has_more``. Each
+item is keyed by its tag; approval payloads sit under ``bpmsCallBackData``. Events come
+out with the fallback dedup key (the list carries no event id), so an event that did
+arrive earlier by another channel is at worst applied twice, which changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from syncd.dingtalk.auth import DingTalkTokenAuth
+from syncd.dingtalk.events import InboundEvent, make_event
+from syncd.dingtalk.mapping import error_from_response
+from syncd.errors import DingTalkAuthError, DingTalkTransient
+
+PATH = "/call_back/get_call_back_failed_result"
+_PAYLOAD_KEYS = ("bpmsCallBackData", "callbackData", "roleLabelChange")
+
+
+def _item_event(item: dict[str, Any]) -> InboundEvent | None:
+    tag = item.get("call_back_tag")
+    if not isinstance(tag, str) or not tag:
+        return None
+    wrapper = item.get(tag)
+    payload: Any = {}
+    if isinstance(wrapper, dict):
+        payload = next((wrapper[k] for k in _PAYLOAD_KEYS if isinstance(wrapper.get(k), dict)), {})
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    return make_event("failed_list", tag, payload if isinstance(payload, dict) else {})
+
+
+class FailedPushList:
+    """Reads the failed-push list; ``http`` is based on the old API host with token auth."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def failed_events(self) -> tuple[list[InboundEvent], bool]:
+        for attempt in (1, 2):
+            try:
+                response = await self._http.get(PATH)
+            except httpx.HTTPError as exc:
+                raise DingTalkTransient(f"DingTalk unreachable ({type(exc).__name__})") from exc
+            error = error_from_response(response.status_code, response.headers, response.content)
+            if isinstance(error, DingTalkAuthError) and attempt == 1:
+                if isinstance(self._http.auth, DingTalkTokenAuth):
+                    self._http.auth.invalidate()
+                continue
+            if error is not None:
+                raise error
+            break
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise DingTalkTransient("unreadable failed-push list from DingTalk") from exc
+        items = body.get("failed_list") or []
+        events = [e for e in (_item_event(i) for i in items if isinstance(i, dict)) if e]
+        return events, bool(body.get("has_more"))
