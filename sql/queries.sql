@@ -281,8 +281,9 @@ DELETE FROM syncd.control WHERE name = %(name)s;
 -- Due unprocessed events; pushing next_attempt_at forward works as a lease.
 WITH due AS (
     SELECT id FROM syncd.inbox
-     WHERE processed_at IS NULL AND next_attempt_at <= %(now)s
-     ORDER BY next_attempt_at, id
+     WHERE processed_at IS NULL
+       AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+     ORDER BY next_attempt_at NULLS FIRST, id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 )

@@ -159,11 +159,13 @@ CREATE TABLE syncd.inbox (
     received_at   timestamptz NOT NULL DEFAULT now(),
     processed_at  timestamptz NULL,
     attempts      integer NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    next_attempt_at timestamptz NULL,
     last_error    text NULL,
     CONSTRAINT inbox_channel_check CHECK (channel IN ('stream', 'callback', 'failed_list', 'poll'))
 );
-CREATE INDEX inbox_unprocessed_idx ON syncd.inbox (next_attempt_at) WHERE processed_at IS NULL;
+-- New events have no next_attempt_at (due at once, whatever the clocks say); retries do.
+CREATE INDEX inbox_unprocessed_idx ON syncd.inbox (next_attempt_at NULLS FIRST, id)
+    WHERE processed_at IS NULL;
 CREATE INDEX inbox_processed_at_idx ON syncd.inbox (processed_at) WHERE processed_at IS NOT NULL;
 
 -- Cluster-wide switches shared by every replica (e.g. the monthly-quota pause).
