@@ -281,6 +281,7 @@ class Daemon:
                 owner=self.owner,
                 batch_size=p.batch_size,
                 agent_id=s.dingtalk.agent_id,
+                concurrency=p.concurrency,
                 observer=self.observer,
             ),
             "reconcile": Reconcile(

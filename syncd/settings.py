@@ -150,6 +150,7 @@ class PipelineSettings(_Section):
     """[pipeline]: batch sizes, leases, retries and retention."""
 
     batch_size: int = Field(default=50, ge=1, le=1000)
+    concurrency: int = Field(default=8, ge=1, le=64, description="DingTalk calls in flight")
     lease_seconds: float = Field(default=120.0, ge=5, le=3600)
     outbox_poll_interval: float = Field(default=5.0, gt=0, le=300)
     retry_base: float = Field(default=2.0, gt=0, le=600)

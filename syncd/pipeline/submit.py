@@ -256,11 +256,11 @@ class Submit:
         if isinstance(exc, DingTalkRejected):
             return ApprovalState.INVALID, now, False
         if isinstance(exc, DingTalkQuotaExhausted):
-            pause = await self.pauses.quota_exhausted(now)
-            return ApprovalState.PENDING, pause.until or now, True
+            await self.pauses.quota_exhausted(now)  # the pause holds every claim back
+            return ApprovalState.PENDING, now, True
         if isinstance(exc, DingTalkAuthError):
-            pause = await self.pauses.auth_failed(now, exc.message)
-            return ApprovalState.PENDING, pause.until or now, True
+            await self.pauses.auth_failed(now, exc.message)
+            return ApprovalState.PENDING, now, True
         if self.retry.exhausted(item.attempts):
             return ApprovalState.DEAD, now, False
         if isinstance(exc, DingTalkThrottled):

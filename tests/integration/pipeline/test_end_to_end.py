@@ -53,4 +53,3 @@ async def test_callbacks_deliver_outcomes_without_polling(env):
         "SELECT remark, user_id FROM syncd.task WHERE result = 'REFUSE' AND record_type = 'task'"
     )
     assert remark == "too long" and approver == "manager1"
-
