@@ -523,3 +523,33 @@ DELETE FROM syncd.inbox
  WHERE id IN (SELECT id FROM syncd.inbox
                WHERE processed_at IS NOT NULL AND processed_at < %(cutoff)s
                ORDER BY processed_at LIMIT %(limit)s);
+
+-- ---- demo ----
+
+-- select_demo_states --
+-- Approvals per state, with the DingTalk calls they spent and finished ones not yet written back.
+SELECT state,
+       count(*)::int AS approvals,
+       coalesce(sum(calls_spent), 0)::int AS calls_spent,
+       count(*) FILTER (WHERE finished_at IS NOT NULL AND written_back_at IS NULL)::int AS unwritten
+  FROM syncd.approval
+ GROUP BY state;
+
+-- select_demo_latencies --
+-- p50/p95 seconds from outbox commit to DingTalk instance, and from decision to write-back; unconsumed outbox rows.
+SELECT percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM instance_created_at - captured_at)::float8) AS created_p50,
+       percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY extract(epoch FROM instance_created_at - captured_at)::float8) AS created_p95,
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY greatest(0, extract(epoch FROM written_back_at - finished_at))::float8)
+           AS written_p50,
+       percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY greatest(0, extract(epoch FROM written_back_at - finished_at))::float8)
+           AS written_p95,
+       (SELECT count(*) FROM syncd.outbox WHERE consumed_at IS NULL)::int AS unconsumed
+  FROM syncd.approval;
+
+-- select_demo_running_instances --
+-- DingTalk instance ids of running approvals (the demo asks its simulator which wait for a person).
+SELECT instance_id FROM syncd.approval WHERE state = 'running' AND instance_id IS NOT NULL;
