@@ -178,6 +178,13 @@ UPDATE syncd.approval a
 RETURNING a.id, a.kind, a.business_key, a.round, a.payload, a.originator, a.dept_id,
           a.attempts, a.captured_at, due.state AS from_state;
 
+-- record_intent --
+-- What is about to be sent to DingTalk, committed before the create (reconciling needs it).
+UPDATE syncd.approval
+   SET process_code = %(process_code)s, form_values = %(form_values)s, updated_at = %(now)s
+ WHERE id = %(id)s AND state = 'submitting' AND lease_owner = %(owner)s
+RETURNING id;
+
 -- record_created --
 -- DingTalk created the instance: the approval runs (also adopts one found by reconciling).
 WITH prev AS (
@@ -553,3 +560,143 @@ SELECT percentile_cont(0.5) WITHIN GROUP (
 -- select_demo_running_instances --
 -- DingTalk instance ids of running approvals (the demo asks its simulator which wait for a person).
 SELECT instance_id FROM syncd.approval WHERE state = 'running' AND instance_id IS NOT NULL;
+
+-- ---- operator commands ----
+
+-- select_status --
+-- Per kind and state: approvals, the oldest capture, unwritten and stuck counts, calls spent.
+SELECT a.kind, a.state, count(*) AS approvals, min(a.captured_at) AS oldest_captured_at,
+       count(*) FILTER (WHERE a.written_back_at IS NULL
+                          AND a.state IN ('approved', 'rejected', 'canceled')) AS unwritten,
+       count(*) FILTER (WHERE a.state IN ('pending', 'submitting', 'unknown')
+                          AND a.captured_at < %(stuck_before)s) AS stuck,
+       coalesce(sum(a.calls_spent), 0) AS calls_spent
+  FROM syncd.approval a
+ WHERE %(kind)s::text IS NULL OR a.kind = %(kind)s
+ GROUP BY a.kind, a.state
+ ORDER BY a.kind, a.state;
+
+-- select_outbox_backlog --
+-- Outbox rows not ingested yet, per kind, with the oldest.
+SELECT kind, count(*) AS waiting, min(created_at) AS oldest_at
+  FROM syncd.outbox
+ WHERE consumed_at IS NULL AND (%(kind)s::text IS NULL OR kind = %(kind)s)
+ GROUP BY kind
+ ORDER BY kind;
+
+-- select_rounds --
+-- Every round of one business key (or the one asked for), oldest first.
+SELECT id, kind, business_key, round, state, outbox_id, payload, originator, dept_id,
+       process_code, instance_id, business_id, attempts, next_attempt_at, lease_owner,
+       lease_expires_at, last_error_code, last_error_message, dingtalk_status, dingtalk_result,
+       calls_spent, cancel_requested_at, last_event_at, next_poll_at, captured_at,
+       submitted_at, instance_created_at, finished_at, written_back_at, writeback_attempts,
+       updated_at
+  FROM syncd.approval
+ WHERE kind = %(kind)s AND business_key = %(business_key)s
+   AND (%(round)s::integer IS NULL OR round = %(round)s)
+ ORDER BY round;
+
+-- select_approval_history --
+-- The history of some approvals, in the order it was written.
+SELECT approval_id, at, event_type, from_state, to_state, endpoint, http_status, code,
+       duration_ms, message, actor
+  FROM syncd.approval_event
+ WHERE approval_id = ANY(%(ids)s)
+ ORDER BY approval_id, id;
+
+-- select_approval_tasks --
+-- Approver tasks and operation records of some approvals, in the order they happened.
+SELECT approval_id, record_type, record_key, activity_id, user_id, status, result, operation,
+       remark, started_at, finished_at
+  FROM syncd.task
+ WHERE approval_id = ANY(%(ids)s)
+ ORDER BY approval_id, coalesce(finished_at, started_at, recorded_at), id;
+
+-- select_approvals_brief --
+-- Where some approvals stand, and whether a newer round of the same key exists.
+SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.written_back_at,
+       a.last_error_code, a.last_error_message,
+       EXISTS (SELECT 1 FROM syncd.approval n
+                WHERE n.kind = a.kind AND n.business_key = a.business_key
+                  AND n.round > a.round) AS superseded
+  FROM syncd.approval a
+ WHERE a.id = ANY(%(ids)s)
+ ORDER BY a.id;
+
+-- select_parked_ids --
+-- Parked approvals of a kind in the given states (invalid, dead), oldest first.
+SELECT id FROM syncd.approval
+ WHERE kind = %(kind)s AND state = ANY(%(states)s)
+ ORDER BY id;
+
+-- retry_parked --
+-- An operator sends a parked approval back to pending: attempts reset, error cleared, due now; never an older round of a key that has a newer one.
+WITH prev AS (
+    SELECT a.id, a.state, a.last_error_code, a.last_error_message
+      FROM syncd.approval a
+     WHERE a.id = %(id)s AND a.state IN ('invalid', 'dead')
+       AND NOT EXISTS (SELECT 1 FROM syncd.approval n
+                        WHERE n.kind = a.kind AND n.business_key = a.business_key
+                          AND n.round > a.round)
+       FOR UPDATE
+)
+UPDATE syncd.approval a
+   SET state = 'pending', attempts = 0, next_attempt_at = %(now)s, last_error_code = NULL,
+       last_error_message = NULL, lease_owner = NULL, lease_expires_at = NULL,
+       updated_at = %(now)s
+  FROM prev
+ WHERE a.id = prev.id
+RETURNING a.id, a.kind, a.business_key, a.round, prev.state AS from_state,
+          prev.last_error_code, prev.last_error_message;
+
+-- request_cancel_active --
+-- An operator asks to cancel the active round of a business key; the cancel stage terminates it.
+WITH prev AS (
+    SELECT id, cancel_requested_at FROM syncd.approval
+     WHERE kind = %(kind)s AND business_key = %(business_key)s
+       AND state IN ('pending', 'submitting', 'running', 'unknown')
+       FOR UPDATE
+)
+UPDATE syncd.approval a
+   SET cancel_requested_at = coalesce(a.cancel_requested_at, %(now)s), updated_at = %(now)s
+  FROM prev
+ WHERE a.id = prev.id
+RETURNING a.id, a.round, a.state, a.instance_id, prev.cancel_requested_at AS requested_before;
+
+-- select_unwritten_ids --
+-- Finished approvals of a kind whose outcome is not written back yet, oldest first.
+SELECT id FROM syncd.approval
+ WHERE kind = %(kind)s AND state IN ('approved', 'rejected', 'canceled')
+   AND written_back_at IS NULL
+ ORDER BY id;
+
+-- hold_writeback --
+-- Before a replay: hold back the daemon's write-back retry of a finished approval (already written ones only when forced).
+UPDATE syncd.approval
+   SET next_attempt_at = %(hold_until)s, updated_at = %(now)s
+ WHERE id = %(id)s AND state IN ('approved', 'rejected', 'canceled')
+   AND (written_back_at IS NULL OR %(force)s)
+RETURNING id, written_back_at;
+
+-- select_approvals_by_instances --
+-- The approvals owning any of these DingTalk instance ids.
+SELECT id, kind, business_key, round, state, instance_id, instance_created_at
+  FROM syncd.approval
+ WHERE instance_id = ANY(%(ids)s);
+
+-- select_running_since --
+-- Running approvals of a template whose instance was created since a time (DingTalk should list them).
+SELECT id, kind, business_key, round, state, instance_id, instance_created_at
+  FROM syncd.approval
+ WHERE kind = %(kind)s AND state = 'running' AND process_code = %(process_code)s
+   AND instance_created_at >= %(since)s
+ ORDER BY id;
+
+-- select_unknown_rounds --
+-- Approvals of a kind whose create outcome is unknown, as the reconciler matches them.
+SELECT id, kind, business_key, round, payload, originator, dept_id, attempts, captured_at,
+       process_code, form_values, submitted_at
+  FROM syncd.approval
+ WHERE kind = %(kind)s AND state = 'unknown' AND instance_id IS NULL
+ ORDER BY id;

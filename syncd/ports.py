@@ -149,6 +149,10 @@ class SubmitStore(Protocol):
         calls: Sequence[CallRecord] = (),
     ) -> bool: ...
 
+    async def record_intent(
+        self, approval_id: int, owner: str, process_code: str, form_values: Any, now: datetime
+    ) -> bool: ...
+
     async def expire_leases(self, now: datetime) -> list[int]: ...
 
     async def claim_unknowns(

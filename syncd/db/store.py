@@ -246,6 +246,21 @@ class SubmitStore(BaseStore):
                 )
         return [submit_item(r) for r in sorted(rows, key=lambda r: r["id"])]
 
+    async def record_intent(
+        self, approval_id: int, owner: str, process_code: str, form_values: Any, now: datetime
+    ) -> bool:
+        """Commit what is about to be created; False if the lease was lost meanwhile."""
+        params = {
+            "id": approval_id,
+            "owner": owner,
+            "process_code": process_code,
+            "form_values": jsonb(form_values),
+            "now": now,
+        }
+        async with self.transaction() as conn:
+            row = await (await conn.execute(QUERIES["record_intent"], params)).fetchone()
+        return row is not None
+
     async def record_created(
         self,
         approval_id: int,

@@ -117,8 +117,14 @@ class Reconcile:
             return
         await self._adopt(item, found, calls)
 
+    def _process_code(self, item: SubmitItem) -> str:
+        kind = self.kinds.get(item.kind)
+        return kind.process_code if kind else ""
+
     async def _find(self, item: SubmitItem, calls: list[CallRecord]) -> ProcessInstance | None:
-        if not item.process_code:
+        kind = self.kinds.get(item.kind)
+        process_code = item.process_code or self._process_code(item)
+        if not process_code:
             return None
         start = (item.submitted_at or item.captured_at) - WINDOW_BEFORE
         ids = await call(
@@ -126,11 +132,10 @@ class Reconcile:
             "list",
             "reconcile",
             self.client.list_instance_ids(
-                item.process_code, start, user_ids=[item.originator] if item.originator else ()
+                process_code, start, user_ids=[item.originator] if item.originator else ()
             ),
         )
         known = await self.store.known_instances(ids) if ids else set()
-        kind = self.kinds.get(item.kind)
         for instance_id in ids:
             if instance_id in known:
                 continue
@@ -146,7 +151,7 @@ class Reconcile:
         adopted = await self.store.record_created(
             item.id,
             instance_id=instance.instance_id,
-            process_code=item.process_code or "",
+            process_code=item.process_code or self._process_code(item),
             form_values=None,
             now=now,
             next_poll_at=now + self.quiet_after,

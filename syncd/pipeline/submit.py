@@ -154,6 +154,15 @@ class Submit:
             await self._failed(item, exc, calls)
             return
         form = [v.to_wire() for v in request.form_component_values]
+        intent = await self.store.record_intent(
+            item.id, self.owner, kind.process_code, form, self.clock.now()
+        )
+        if not intent:
+            logger.warning(
+                "lease lost before create",
+                extra={"action": "claim_lost", "approval_id": item.id, "kind": item.kind},
+            )
+            return
         try:
             instance_id = await call(
                 calls, "create", "create", self.client.create_instance(request)

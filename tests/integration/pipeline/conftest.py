@@ -71,7 +71,7 @@ def settings_for(dsn: str, **overrides: Any) -> Settings:
         "pipeline": {"unknown_grace": 10},
     }
     for key, value in overrides.items():
-        data[key] = {**data.get(key, {}), **value}
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return Settings(**data)
 
 

@@ -1,0 +1,70 @@
+"""Several daemons on one database share the work and never double-create."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from syncd.db.store import SubmitStore
+from syncd.pipeline.submit import Submit
+
+from .conftest import settings_for
+
+
+async def drain_together(*daemons):
+    """Run the replicas' cycles side by side until none of them finds work."""
+    while True:
+        counts = await asyncio.gather(*(d.cycle() for d in daemons))
+        if not any(sum(c.values()) for c in counts):
+            return
+
+
+async def test_two_replicas_share_the_work_and_create_each_instance_once(env):
+    keys = [env.submit_leave(applicant=f"u{1 + i % 3}", days=1 + i % 3) for i in range(30)]
+    one = env.daemon(settings_for(env.dsn, replica_name="one", pipeline={"batch_size": 4}))
+    two = env.daemon(settings_for(env.dsn, replica_name="two", pipeline={"batch_size": 4}))
+    env.sim.faults.update(qps_per_api=None)  # each test daemon paces alone, on a fake clock
+    async with one, two:
+        await drain_together(one, two)
+        await env.advance(120)
+        await drain_together(one, two)
+    instances = env.sim.instances()
+    assert len(instances) == len(keys)
+    assert len({i.instance_id for i in instances}) == len(keys)
+    actors = dict(
+        env.sql(
+            "SELECT actor, count(*) FROM syncd.approval_event WHERE to_state = 'running' GROUP BY 1"
+        )
+    )
+    assert set(actors) == {"one", "two"}, "both replicas should have created instances"
+    assert env.sql("SELECT DISTINCT state FROM syncd.approval") == [("approved",)]
+
+
+async def test_a_replica_dying_mid_create_is_reconciled_not_created_twice(env):
+    """The first replica claims an approval and DingTalk creates the instance, then the
+    replica dies before recording it. After its lease expires another replica must adopt
+    that instance rather than create a second one."""
+    env.submit_leave(days=1)
+    settings = settings_for(env.dsn, replica_name="survivor")
+    async with env.daemon(settings) as survivor:
+        await survivor.stages["ingest"].run_once()
+        doomed = survivor.stages["submit"]
+        assert isinstance(doomed, Submit)
+        now = env.clock.now()
+        store = SubmitStore(survivor.pool, actor="doomed")
+        [item] = await store.claim_submits(1, now, "doomed", now + timedelta(seconds=120))
+        kind = settings.kinds["leave"]
+        request = await doomed.build(item, kind, [])
+        await survivor.client.create_instance(request)  # ...and the replica dies here
+        await survivor.drain()
+        assert env.sql("SELECT state FROM syncd.approval") == [("submitting",)]
+        await env.advance(121)  # the lease expires
+        await survivor.drain()
+    [instance] = env.sim.instances()
+    # adopted, and since DingTalk had decided meanwhile, finished and written back
+    assert env.sql("SELECT state, instance_id FROM syncd.approval") == [
+        ("approved", instance.instance_id)
+    ]
+    history = [m for (m,) in env.sql("SELECT message FROM syncd.approval_event ORDER BY id")]
+    assert any("lease expired" in (m or "") for m in history)
+    assert env.sql("SELECT count(*) FROM syncd.approval_event WHERE endpoint = 'create'") == [(0,)]
