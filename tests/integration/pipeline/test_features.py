@@ -1,0 +1,142 @@
+"""Mapping, write-back and result capture features of the pipeline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from syncd.errors import ConfigError
+
+from .conftest import APP_KEY, LEAVE_KIND, settings_for
+
+PROCEDURE = """
+CREATE TABLE app.outcomes (business_key text, outcome jsonb);
+CREATE PROCEDURE app.on_leave(business_key text, outcome jsonb) LANGUAGE sql AS $$
+    INSERT INTO app.outcomes VALUES (business_key, outcome);
+$$;
+"""
+
+
+async def test_stored_procedure_write_back_receives_the_outcome(env):
+    env.sql(PROCEDURE)
+    kind = {**LEAVE_KIND, "write_back": {"procedure": "app.on_leave"}}
+    key = env.submit_leave(days=1)
+    async with env.daemon(settings_for(env.dsn, kinds={"leave": kind})) as daemon:
+        await daemon.drain()
+        await env.advance(120)
+        await daemon.drain()
+    [(business_key, outcome)] = env.sql("SELECT business_key, outcome FROM app.outcomes")
+    assert business_key == str(key)
+    assert outcome["status"] == "approved" and outcome["result"] == "agree"
+    assert outcome["approver"] == "hr1" and outcome["instance_id"]
+
+
+@pytest.mark.parametrize(
+    ("write_back", "message"),
+    [
+        (
+            {"table": "app.nope", "key_column": "id", "columns": {"x": "status"}},
+            "table 'app.nope' does not exist",
+        ),
+        (
+            {"table": "app.leave_request", "key_column": "id", "columns": {"nope": "status"}},
+            "has no column 'nope'",
+        ),
+        (
+            {"table": "app.leave_request", "key_column": "id", "columns": {"days": "status"}},
+            "cannot hold 'status'",
+        ),
+        ({"procedure": "app.missing"}, "procedure 'app.missing' does not exist"),
+    ],
+)
+async def test_write_back_targets_are_checked_at_start(env, write_back, message):
+    kind = {**LEAVE_KIND, "write_back": write_back}
+    with pytest.raises(ConfigError, match=message):
+        async with env.daemon(settings_for(env.dsn, kinds={"leave": kind})):
+            pass
+
+
+async def test_failed_write_back_is_retried_and_shown_until_it_succeeds(env):
+    key = env.submit_leave(days=1)
+    async with env.daemon() as daemon:
+        await daemon.drain()
+        env.sql("DELETE FROM app.leave_request")  # the business row vanished
+        await env.advance(120)
+        await daemon.drain()
+        [(state, error)] = env.sql("SELECT state, last_error_message FROM syncd.unwritten")
+        assert state == "approved" and f"no row in app.leave_request where id = '{key}'" in error
+        env.sql(
+            "INSERT INTO app.leave_request (id, applicant, days, status) VALUES (%s, 'u1', 1, 'x')",
+            key,
+        )
+        await env.advance(60)
+        await daemon.drain()
+    assert env.sql("SELECT count(*) FROM syncd.unwritten") == [(0,)]
+    assert env.sql("SELECT approval_status FROM app.leave_request") == [("APPROVED",)]
+
+
+async def test_explicit_approvers_and_cc_come_from_the_payload(env):
+    env.sql("ALTER TABLE app.leave_request ADD COLUMN approver text DEFAULT 'manager2'")
+    kind = {
+        **LEAVE_KIND,
+        "approvers": [{"action": "NONE", "field": "approver"}],
+        "cc": {"users": ["hr1"], "position": "FINISH"},
+    }
+    env.submit_leave(days=9)
+    async with env.daemon(settings_for(env.dsn, kinds={"leave": kind})) as daemon:
+        await daemon.drain()
+    [instance] = env.sim.instances()
+    assert [n.approvers for n in instance.nodes] == [["manager2"]]
+    assert instance.cc == ["hr1"]
+
+
+async def test_failed_pushes_are_swept_from_dingtalks_list(env):
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("nobody listens", request=request)
+
+    env.sim.callbacks.set_client(httpx.AsyncClient(transport=httpx.MockTransport(refuse)))
+    env.sim.callbacks.set_url(APP_KEY, "http://unreachable.example/callback")
+    settings = settings_for(env.dsn, events={"stream": False}, polling={"quiet_after": 86400})
+    env.submit_leave(days=1)
+    async with env.daemon(settings) as daemon:
+        await daemon.drain()
+        for _ in range(4):  # the decision, then DingTalk's retries after 10 s and 30 s
+            await env.advance(40)
+        assert env.sim.events_failed
+        assert await daemon.sweep() > 0
+        await daemon.drain()
+    assert env.sql("SELECT DISTINCT channel FROM syncd.inbox") == [("failed_list",)]
+    assert env.sql("SELECT state FROM syncd.approval") == [("approved",)]
+
+
+async def test_quota_pause_ends_by_itself_when_dingtalks_month_rolls_over(env):
+    env.sim.faults.update(monthly_quota=2)
+    env.submit_leave(days=1)
+    env.submit_leave(days=1)
+    async with env.daemon() as daemon:
+        await daemon.drain()
+        pause = await daemon.pause()
+        assert pause is not None and pause.until is not None
+        env.sim.faults.update(monthly_quota=None)
+        env.clock.advance((pause.until - env.clock.now()).total_seconds() + 1)
+        assert await daemon.pause() is None
+        await daemon.drain()
+    assert env.sql("SELECT count(*) FROM syncd.approval WHERE state = 'running'") == [(2,)]
+
+
+async def test_poll_interval_grows_with_the_age_of_a_quiet_instance(env):
+    env.submit_leave(days=9)  # left for a person: it stays running
+    async with env.daemon() as daemon:
+        await daemon.drain()
+        gaps = []
+        for _ in range(4):
+            [(due,)] = env.sql("SELECT next_poll_at FROM syncd.approval")
+            env.clock.advance((due - env.clock.now()).total_seconds() + 1)
+            await daemon.drain()
+            [(after,)] = env.sql("SELECT next_poll_at FROM syncd.approval")
+            gaps.append(after - env.clock.now())
+    assert gaps == sorted(gaps) and gaps[-1] > gaps[0] >= timedelta(seconds=59)
+    [(polls,)] = env.sql("SELECT count(*) FROM syncd.approval_event WHERE endpoint = 'get'")
+    assert polls == 4
