@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import httpx
+from prometheus_client import CollectorRegistry
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
@@ -47,6 +48,7 @@ from syncd.dingtalk.stream import StreamClient
 from syncd.errors import ConfigError, StoreError, SyncdError
 from syncd.http import Listening
 from syncd.http import serve as http_serve
+from syncd.metrics import Metrics, Sources
 from syncd.pipeline.apply import Apply, WriteBackRetry
 from syncd.pipeline.cancel import Cancel
 from syncd.pipeline.ingest import Ingest
@@ -56,11 +58,14 @@ from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll, SweepFailed
-from syncd.ports import Clock, InboxWriter, NullObserver, Observer
+from syncd.ports import Clock, InboxWriter, Observer
 from syncd.scheduler import Scheduler
 from syncd.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: Longest a readiness check waits for the database (probes time out soon after).
+READY_TIMEOUT = 2.0
 
 
 class Stage(Protocol):
@@ -111,9 +116,14 @@ class Daemon:
         transport: httpx.AsyncBaseTransport | None = None,
         pacer: Pacer | None = None,
         observer: Observer | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
-        self.observer = observer or NullObserver()
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(
+            self.registry, kinds=settings.kinds, monthly_quota=settings.dingtalk.monthly_quota
+        )
+        self.observer: Observer = observer or self.metrics
         self.clock = clock or SystemClock()
         self.transport = transport
         self.pacer = pacer
@@ -126,6 +136,7 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.stream: StreamClient | None = None
         self.callback: CallbackEndpoint | None = None
+        self._known_migrations: set[int] | None = None
 
     @property
     def dsn(self) -> str:
@@ -224,7 +235,7 @@ class Daemon:
 
     def _http_client(self) -> httpx.AsyncClient:
         dt = self.settings.dingtalk
-        return build_http_client(
+        client = build_http_client(
             dt.app_key,
             dt.app_secret,
             base_url=dt.api_url,
@@ -232,6 +243,7 @@ class Daemon:
             timeout=dt.timeout,
             transport=self.transport,
         )
+        return self.metrics.instrument(client)
 
     def _pacer(self) -> Pacer:
         if self.pacer is not None:
@@ -327,20 +339,19 @@ class Daemon:
             started = time.monotonic()
             try:
                 counts[name] = await stage.run_once()
-            except SyncdError as exc:
+            except Exception as exc:  # the top of the loop: log, count, go on
                 counts[name] = 0
-                self.observer.stage_failed(name, type(exc).__name__)
-                logger.error(
-                    "stage failed",
-                    extra={
-                        "action": "stage_error",
-                        "stage": name,
-                        "error_class": type(exc).__name__,
-                        "error": str(exc),
-                    },
-                )
+                self._stage_failed(name, exc)
             self.observer.stage_run(name, counts[name], time.monotonic() - started)
         return counts
+
+    def _stage_failed(self, name: str, exc: Exception) -> None:
+        self.observer.stage_failed(name, type(exc).__name__)
+        extra = {"action": "stage_error", "stage": name, "error_class": type(exc).__name__}
+        if isinstance(exc, SyncdError):  # expected trouble (database down, ...): one line
+            logger.error("stage failed: %s", exc, extra=extra)
+        else:  # a bug: the traceback matters
+            logger.exception("stage crashed", extra=extra)
 
     async def drain(self, max_cycles: int = 10_000) -> Summary:
         """Run cycles until one handles nothing; returns what was done."""
@@ -420,6 +431,7 @@ class Daemon:
         routes: list[BaseRoute] = [
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
+            Route("/metrics", self._metrics),
         ]
         if self.callback is not None:
             routes.append(self.callback.route(self.settings.events.callback.path))
@@ -428,14 +440,32 @@ class Daemon:
     async def _healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "replica": self.owner})
 
+    async def _metrics(self, request: Request) -> Response:
+        pool = getattr(self, "pool", None)
+        await self.metrics.refresh(
+            Sources(
+                now=self.clock.now(),
+                actor=self.owner,
+                store=getattr(self, "control", None),
+                stream=self.stream,
+                listener=getattr(self, "listener", None),
+                pool_stats=pool.get_stats() if pool is not None else {},
+            )
+        )
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
+
     async def readiness(self) -> dict[str, Any]:
-        """Each readiness check with whether it passes."""
+        """Each readiness check with whether it passes (database, migrations, events, pause)."""
         checks: dict[str, Any] = {}
         try:
-            await self.control.fetch_one("ping", {})
+            async with asyncio.timeout(READY_TIMEOUT):
+                applied = await self.control.fetch_all("select_applied_migrations", {})
             checks["database"] = {"ok": True}
-        except SyncdError as exc:
-            checks["database"] = {"ok": False, "error": str(exc)}
+            checks["migrations"] = self._migrations_check({int(r["version"]) for r in applied})
+        except (SyncdError, TimeoutError) as exc:
+            checks["database"] = {"ok": False, "error": str(exc) or "no answer in time"}
+            checks["migrations"] = {"ok": False, "error": "unknown: the database is unreachable"}
         if self.stream is not None:
             state = str(self.stream.state)
             checks["stream"] = {"ok": state == "connected", "state": state}
@@ -446,6 +476,15 @@ class Daemon:
             else {"ok": False, "paused": pause.reason, "until": str(pause.until)}
         )
         return checks
+
+    def _migrations_check(self, applied: set[int]) -> dict[str, Any]:
+        if self._known_migrations is None:
+            self._known_migrations = {m.version for m in migrations.load_migrations()}
+        pending = sorted(self._known_migrations - applied)
+        unknown = sorted(applied - self._known_migrations)
+        if not pending and not unknown:
+            return {"ok": True}
+        return {"ok": False, "pending": pending, "unknown": unknown}
 
     async def _readyz(self, request: Request) -> Response:
         checks = await self.readiness()
