@@ -700,3 +700,47 @@ SELECT id, kind, business_key, round, payload, originator, dept_id, attempts, ca
   FROM syncd.approval
  WHERE kind = %(kind)s AND state = 'unknown' AND instance_id IS NULL
  ORDER BY id;
+
+-- ---- metrics ----
+
+-- metrics_outbox_backlog --
+-- /metrics: outbox rows not yet ingested per kind, and the age of the oldest.
+SELECT kind, count(*) AS items,
+       greatest(0, extract(epoch FROM %(now)s::timestamptz - min(created_at)))::float8
+           AS oldest_seconds
+  FROM syncd.outbox
+ WHERE consumed_at IS NULL
+ GROUP BY kind;
+
+-- metrics_open_approvals --
+-- /metrics: approvals in open and parked states per kind and state, oldest capture age.
+SELECT kind, state, count(*) AS items,
+       greatest(0, extract(epoch FROM %(now)s::timestamptz - min(captured_at)))::float8
+           AS oldest_seconds
+  FROM syncd.approval
+ WHERE state IN ('pending', 'submitting', 'unknown', 'running', 'invalid', 'dead')
+ GROUP BY kind, state;
+
+-- metrics_unwritten --
+-- /metrics: finished approvals whose business row is not written yet, oldest finish age.
+SELECT kind, count(*) AS items,
+       greatest(0, extract(epoch FROM %(now)s::timestamptz - min(finished_at)))::float8
+           AS oldest_seconds
+  FROM syncd.approval
+ WHERE written_back_at IS NULL AND state IN ('approved', 'rejected', 'canceled')
+ GROUP BY kind;
+
+-- metrics_inbox_backlog --
+-- /metrics: received events not yet applied per channel, and the age of the oldest.
+SELECT channel, count(*) AS items,
+       greatest(0, extract(epoch FROM %(now)s::timestamptz - min(received_at)))::float8
+           AS oldest_seconds
+  FROM syncd.inbox
+ WHERE processed_at IS NULL
+ GROUP BY channel;
+
+-- metrics_control --
+-- /metrics: cluster-wide switches in force (pauses, periodic-job turns).
+SELECT name, reason, set_by
+  FROM syncd.control
+ WHERE until IS NULL OR until > %(now)s;

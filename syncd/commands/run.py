@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 
+from prometheus_client import CollectorRegistry
+
 from syncd.commands.common import out, settings_from
 from syncd.daemon import Daemon
 from syncd.db import migrations
@@ -35,7 +37,10 @@ async def run(args: argparse.Namespace) -> int:
     )
     if args.migrate:
         await migrations.apply(settings.database.dsn.get_secret_value())
-    async with Daemon(settings) as daemon:
+    # The daemon's own registry (never the global one): the pipeline's counters, the
+    # DingTalk client's requests and the gauges computed at scrape time, on /metrics.
+    registry = CollectorRegistry()
+    async with Daemon(settings, registry=registry) as daemon:
         if args.once:
             summary = await daemon.drain()
             out(json.dumps({"handled": summary.handled, "cycles": summary.cycles}))

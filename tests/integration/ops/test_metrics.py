@@ -1,0 +1,86 @@
+"""Metric values after real scenarios: each test has its own registry and database."""
+
+from __future__ import annotations
+
+import platform
+
+import httpx
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+import syncd
+from tests.integration.pipeline.conftest import settings_for
+
+
+async def scrape(daemon) -> dict[tuple[str, frozenset], float]:
+    """GET /metrics through the daemon's app; samples by (name, labels)."""
+    transport = httpx.ASGITransport(app=daemon.http_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://syncd") as http:
+        response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def value(samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(env):
+    registry = CollectorRegistry()
+    settings = settings_for(env.dsn, events={"stream": False})
+    env.submit_leave(days=2)
+    refused = env.submit_leave(days=2)
+    env.sql("INSERT INTO syncd.outbox (kind, business_key) VALUES ('no_such_kind', 'x1')")
+    async with env.daemon(settings, registry=registry) as daemon:
+        before = await scrape(daemon)
+        assert value(before, "syncd_outbox_backlog", kind="leave") == 2
+        assert value(before, "syncd_outbox_backlog", kind="unknown") == 1
+        assert value(before, "syncd_database_up") == 1
+        await daemon.drain()
+        [(instance,)] = env.sql(
+            "SELECT instance_id FROM syncd.approval WHERE business_key = %s", str(refused)
+        )
+        env.sim.refuse(instance, remark="no")
+        await env.advance(120)  # the rule approves the other after 30 s; polling after 60 s
+        await daemon.drain()
+        after = await scrape(daemon)
+
+    get = registry.get_sample_value
+    assert get("syncd_approvals_created_total", {"kind": "leave"}) == 2
+    assert (
+        get(
+            "syncd_approvals_parked_total",
+            {"kind": "unknown", "state": "invalid", "reason": "unknown_kind"},
+        )
+        == 1
+    )
+    finished = {"kind": "leave", "channel": "poll"}
+    assert get("syncd_approvals_finished_total", {**finished, "state": "approved"}) == 1
+    assert get("syncd_approvals_finished_total", {**finished, "state": "rejected"}) == 1
+    assert get("syncd_events_received_total", {"channel": "poll"}) == 2
+    assert get("syncd_events_received_total", {"channel": "stream"}) == 0
+    assert get("syncd_stage_items_total", {"stage": "ingest"}) == 3
+    assert get("syncd_create_latency_seconds_count", {"kind": "leave"}) == 2
+    assert get("syncd_writeback_latency_seconds_count", {"kind": "leave"}) == 2
+    assert get("syncd_dingtalk_calls_per_approval_count", {"kind": "leave"}) == 2
+    assert get("syncd_dingtalk_calls_per_approval_sum", {"kind": "leave"}) >= 4  # create + get
+    ok = {"outcome": "ok"}
+    assert get("syncd_dingtalk_requests_total", {"endpoint": "create", **ok}) == 2
+    assert get("syncd_dingtalk_requests_total", {"endpoint": "token", **ok}) == 1
+    assert get("syncd_dingtalk_request_duration_seconds_count", {"endpoint": "get", **ok}) >= 2
+    build = {"version": syncd.__version__, "python": platform.python_version()}
+    assert get("syncd_build_info", build) == 1
+
+    assert value(after, "syncd_outbox_backlog", kind="leave") is None
+    assert value(after, "syncd_approvals", kind="unknown", state="invalid") == 1
+    assert value(after, "syncd_approvals", kind="leave", state="running") is None
+    assert value(after, "syncd_dingtalk_quota_used_calls", purpose="create") == 2
+    assert value(after, "syncd_dingtalk_quota_projected_calls") > 0
+    assert value(after, "syncd_dingtalk_paused", reason="quota") == 0
+    assert any(name == "syncd_build_info" for name, _ in after)
+    assert not any("instance" in dict(labels) for _, labels in after)
