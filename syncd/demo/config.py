@@ -1,0 +1,96 @@
+"""The daemon's configuration for the demo: two kinds against the simulator's templates.
+
+It is the configuration an integrator would write in ``syncd.toml`` for these tables,
+built in code because every address (database, simulator) is only known at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncd.demo.world import EXPENSE, LEAVE
+from syncd.settings import (
+    DatabaseSettings,
+    DingTalkSettings,
+    EventSettings,
+    HttpSettings,
+    PipelineSettings,
+    Settings,
+)
+from syncd.settings_kinds import KindSettings
+from syncd.simulator import World
+
+STATUS_MAP = {"approved": "APPROVED", "rejected": "REJECTED", "canceled": "CANCELED"}
+WRITE_BACK_COLUMNS = {
+    "approval_status": "status",
+    "instance_id": "instance_id",
+    "decided_at": "finished_at",
+}
+
+KINDS: dict[str, dict[str, Any]] = {
+    "leave": {
+        "process_code": LEAVE,
+        "originator": "applicant",
+        "correlation_field": "业务编号",
+        "form": {
+            "请假类型": "leave_type",
+            '["开始时间","结束时间"]': {"fields": ["start_date", "end_date"]},
+            "天数": "days",
+            "请假事由": {"template": "{reason}"},
+        },
+        "write_back": {
+            "table": "app.leave_request",
+            "key_column": "id",
+            "columns": WRITE_BACK_COLUMNS,
+            "status_map": STATUS_MAP,
+        },
+    },
+    "expense": {
+        "process_code": EXPENSE,
+        "originator": "applicant",
+        "correlation_field": "业务编号",
+        "form": {
+            "金额（元）": "amount",
+            "费用类型": "category",
+            "发生日期": "spent_on",
+            "说明": {"template": "{note}"},
+            "明细": {"field": "items", "columns": {"项目": "name", "金额": "amount"}},
+        },
+        "write_back": {
+            "table": "app.expense_claim",
+            "key_column": "id",
+            "columns": WRITE_BACK_COLUMNS,
+            "status_map": STATUS_MAP,
+        },
+    },
+}
+
+# Business table, key column and the condition that submits, per kind.
+CAPTURES = {
+    "leave": ("app.leave_request", "id", "NEW.status = 'submitted'"),
+    "expense": ("app.expense_claim", "id", "NEW.status = 'submitted'"),
+}
+
+
+def demo_settings(dsn: str, simulator_url: str, world: World) -> Settings:
+    """Settings for a daemon that talks to the simulator at ``simulator_url``.
+
+    Each section is validated, but no ``SYNCD_*`` variable or config file is read: the
+    demo must never reach a real database or tenant configured for this shell.
+    """
+    app = world.apps[0]
+    return Settings.model_construct(
+        database=DatabaseSettings.model_validate({"dsn": dsn, "pool_max_size": 5}),
+        dingtalk=DingTalkSettings.model_validate(
+            {
+                "app_key": app.app_key,
+                "app_secret": app.app_secret,
+                "api_url": simulator_url,
+                "oapi_url": simulator_url,
+            }
+        ),
+        events=EventSettings.model_validate({"stream": True}),
+        http=HttpSettings.model_validate({"host": "127.0.0.1", "port": 0}),
+        pipeline=PipelineSettings.model_validate({"outbox_poll_interval": 1.0}),
+        kinds={name: KindSettings.model_validate(kind) for name, kind in KINDS.items()},
+    )

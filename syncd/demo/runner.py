@@ -1,0 +1,195 @@
+"""Running the demo: PostgreSQL, simulator, legacy app and daemon, then a clean stop.
+
+Everything is started in order and stopped in reverse, on the natural end of the run,
+on ``--duration``, or when ``stop`` is set (SIGINT/SIGTERM): the legacy app first, then
+the daemon (finishing its cycle), the simulator's server, and PostgreSQL, whose temporary
+data directory is removed unless ``keep``. The summary is read after the daemon stopped,
+so its numbers are final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pwd
+import shlex
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO
+
+from syncd.daemon import Daemon
+from syncd.db.connect import connect
+from syncd.demo import stats
+from syncd.demo.config import demo_settings
+from syncd.demo.legacy_app import LegacyApp, prepare
+from syncd.demo.stats import Snapshot
+from syncd.demo.view import Links, LiveView, LogTail, PlainView, Progress, summary_lines
+from syncd.demo.world import demo_world
+from syncd.embedded import EmbeddedPostgres, _bin_dir
+from syncd.errors import SyncdError
+from syncd.http import Listening
+from syncd.simulator import Simulator, serve
+
+TICK = 0.25
+LISTEN_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    requests: int = 40
+    rate: float = 2.0
+    duration: float | None = None
+    keep: bool = False
+    live: bool = False
+    time_scale: float = 1.0
+
+    @property
+    def wait_for_people(self) -> bool:
+        """Keep running after the rules are done, for someone to use the simulator page."""
+        return self.live or self.duration is not None
+
+
+class View(Protocol):
+    def show(self, progress: Progress) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def say(out: TextIO, *lines: str) -> None:
+    out.write("".join(f"{line}\n" for line in lines))
+    out.flush()
+
+
+async def run_demo(
+    options: DemoOptions, stop: asyncio.Event, out: TextIO, logs: LogTail | None = None
+) -> Snapshot:
+    """Run the whole demo until it ends or ``stop`` is set; prints URLs and the summary."""
+    pg = EmbeddedPostgres(keep=options.keep)
+    try:
+        dsn = await asyncio.to_thread(pg.start)
+        if not options.live:
+            say(out, f"PostgreSQL started, data in {pg.root}")
+        await prepare(dsn)
+        snapshot = Snapshot()
+        if not stop.is_set():
+            snapshot = await _run_world(options, dsn, stop, out, logs)
+        say(out, "", *summary_lines(snapshot))
+        return snapshot
+    finally:
+        await asyncio.to_thread(pg.close)
+        if options.keep:
+            say(out, "", *keep_lines(pg))
+
+
+async def _run_world(
+    options: DemoOptions, dsn: str, stop: asyncio.Event, out: TextIO, logs: LogTail | None
+) -> Snapshot:
+    world = demo_world()
+    sim = Simulator(world, time_scale=options.time_scale)
+    app = LegacyApp(dsn, count=options.requests, rate=options.rate)
+    async with serve(sim) as server, Daemon(demo_settings(dsn, server.base_url, world)) as daemon:
+        async with _running(daemon) as listening:
+            links = Links(server.base_url, listening.base_url, dsn)
+            view: View = LiveView(out, links, logs or LogTail()) if options.live else PlainView()
+            if not options.live:
+                say(out, *links.lines())
+            try:
+                async with _task(app.run(), "legacy app") as app_task:
+                    await _watch(options, dsn, sim, app, view, stop, app_task)
+            finally:
+                view.close()
+    async with connect(dsn, autocommit=True, application_name="syncd demo") as conn:
+        return await stats.take(conn, sim, app.inserted)
+
+
+@contextlib.asynccontextmanager
+async def _task(work: Any, name: str) -> AsyncIterator[asyncio.Task[Any]]:
+    """Run ``work`` in a task for the block; cancelled and awaited when the block ends."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def _running(daemon: Daemon) -> AsyncIterator[Listening]:
+    """Run the daemon for the block, yielding where it serves HTTP; stop it gracefully."""
+    done = asyncio.Event()
+    task = asyncio.create_task(daemon.run(done), name="daemon")
+    try:
+        async with asyncio.timeout(LISTEN_TIMEOUT):
+            while (listening := getattr(daemon, "listening", None)) is None:
+                if task.done():
+                    await task
+                    raise SyncdError("the daemon stopped before it started serving HTTP")
+                await asyncio.sleep(0.02)
+        yield listening
+    finally:
+        done.set()
+        await task
+
+
+async def _watch(
+    options: DemoOptions,
+    dsn: str,
+    sim: Simulator,
+    app: LegacyApp,
+    view: View,
+    stop: asyncio.Event,
+    app_task: asyncio.Task[Any],
+) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with connect(dsn, autocommit=True, application_name="syncd demo") as conn:
+        while True:
+            snapshot = await stats.take(conn, sim, app.inserted)
+            elapsed = loop.time() - started
+            finished, status = progress_status(options, snapshot, app.done.is_set(), elapsed)
+            view.show(Progress(snapshot, options.requests, options.rate, elapsed, status))
+            if finished or stop.is_set():
+                return
+            if app_task.done():
+                app_task.result()  # raises what stopped the legacy app
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK):
+                    await stop.wait()
+
+
+def progress_status(
+    options: DemoOptions, s: Snapshot, submitted_all: bool, elapsed: float
+) -> tuple[bool, str]:
+    """Whether the run is over, and a line saying what it waits for."""
+    if options.duration is not None and elapsed >= options.duration:
+        return True, "the time is up (--duration)"
+    if not submitted_all:
+        return False, "the legacy app is submitting requests…"
+    if s.all_done():
+        return True, "every request is decided and written back"
+    if not s.rules_done():
+        return False, "waiting for decisions and write-backs…"
+    if not options.wait_for_people:
+        return True, "every request the rules decide is done"
+    return False, (
+        f"the rules are done; {s.waiting_for_person} wait for a person: decide them on the"
+        " simulator page, or press Ctrl-C to stop"
+    )
+
+
+def keep_lines(pg: EmbeddedPostgres) -> list[str]:
+    """How to start the kept server again and connect with psql."""
+    bin_dir = _bin_dir()
+    owner = pwd.getpwuid(pg.root.stat().st_uid).pw_name
+    as_owner = f"runuser -u {owner} -- " if pg.root.stat().st_uid != os.geteuid() else ""
+    options = f"-h 127.0.0.1 -p {pg.port} -k {pg.root}"
+    start = [str(bin_dir / "pg_ctl"), "-D", str(pg.data_dir), "-l", str(pg.root / "postgres.log")]
+    return [
+        f"The database is kept in {pg.root} (the server is stopped). To look around:",
+        f"  {as_owner}{shlex.join([*start, '-o', options, 'start'])}",
+        f"  {shlex.join([str(bin_dir / 'psql'), pg.dsn()])}",
+        "  then e.g.: SELECT * FROM app.leave_request; SELECT * FROM syncd.summary;",
+        f"  {as_owner}{shlex.join([str(bin_dir / 'pg_ctl'), '-D', str(pg.data_dir), 'stop'])}",
+    ]

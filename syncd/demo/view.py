@@ -1,0 +1,194 @@
+"""Showing a demo run: a live terminal view (plain ANSI redraw) or plain log lines.
+
+Both views receive a :class:`~syncd.demo.stats.Snapshot` a few times a second. The live
+view redraws a block of lines in place and shows the last log lines under it; the plain
+view (``--no-ui``, or when stdout is not a terminal) logs a progress line when the
+counts change. :func:`summary_lines` is the text printed at the end of every run.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import logging
+import shutil
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from syncd.demo.stats import Snapshot
+
+logger = logging.getLogger(__name__)
+
+STATE_ROWS = ("pending", "submitting", "running", "approved", "rejected", "canceled")
+BAR = "█"
+BAR_WIDTH = 30
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where to look while the demo runs."""
+
+    simulator: str
+    daemon: str
+    database: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"  simulator page  {self.simulator}/_sim/   (decide the waiting requests here)",
+            f"  metrics         {self.daemon}/metrics",
+            f"  readiness       {self.daemon}/readyz",
+            f"  database        {self.database}",
+        ]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the run is: the latest snapshot and what the runner is waiting for."""
+
+    snapshot: Snapshot
+    requests: int
+    rate: float
+    elapsed: float
+    status: str
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} s"
+
+
+def _latency_lines(s: Snapshot) -> list[str]:
+    per_approval = "–" if s.calls_per_approval is None else f"{s.calls_per_approval:.1f}"
+    return [
+        f"  outbox → DingTalk instance   p50 {_seconds(s.created_p50)}"
+        f"   p95 {_seconds(s.created_p95)}",
+        f"  decision → written back      p50 {_seconds(s.written_p50)}"
+        f"   p95 {_seconds(s.written_p95)}",
+        f"  DingTalk calls per approval  {per_approval}   ({s.calls_spent} by approvals,"
+        f" {s.simulator_calls} received by the simulator)",
+    ]
+
+
+def summary_lines(s: Snapshot) -> list[str]:
+    """The end-of-run summary; one ``name  number`` pair per line, for people and scripts."""
+    parked = s.count("invalid", "dead")
+    return [
+        "syncd demo summary",
+        f"  requests     {s.inserted:>5}",
+        f"  approved     {s.count('approved'):>5}",
+        f"  rejected     {s.count('rejected'):>5}",
+        f"  canceled     {s.count('canceled'):>5}",
+        f"  pending      {s.in_flight:>5}   ({s.waiting_for_person} waiting for a person)",
+        f"  parked       {parked:>5}   (invalid {s.count('invalid')}, dead {s.count('dead')})",
+        *_latency_lines(s),
+    ]
+
+
+def frame(progress: Progress, links: Links) -> list[str]:
+    """The live view's lines (without log lines)."""
+    s = progress.snapshot
+    top = max([1, *s.states.values()])
+    lines = [
+        f"syncd demo · {progress.elapsed:.0f} s · {s.inserted} of {progress.requests}"
+        f" requests submitted ({progress.rate:g}/s) · Ctrl-C stops",
+        "",
+        *links.lines(),
+        "",
+    ]
+    for state in STATE_ROWS:
+        count = s.count(state)
+        note = f"   ({s.waiting_for_person} wait for a person)" if state == "running" else ""
+        bar = BAR * round(BAR_WIDTH * count / top) if count else ""
+        lines.append(f"  {state:<11} {count:>5}  {bar}{note}")
+    parked = s.count("invalid", "dead")
+    lines += [f"  {'parked':<11} {parked:>5}  {BAR * min(parked, BAR_WIDTH)}", ""]
+    lines += [*_latency_lines(s), "", f"  {progress.status}"]
+    return lines
+
+
+def display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal columns (wide characters count two)."""
+    if display_width(text) <= width:
+        return text
+    out, used = [], 0
+    for char in text:
+        used += display_width(char)
+        if used > width - 1:
+            break
+        out.append(char)
+    return "".join(out) + "…"
+
+
+class LogTail(io.StringIO):
+    """A stream for the log handler that keeps the last few lines for the live view."""
+
+    def __init__(self, lines: int = 6) -> None:
+        super().__init__()
+        self.lines: collections.deque[str] = collections.deque(maxlen=lines)
+
+    def write(self, text: str) -> int:
+        self.lines.extend(line for line in text.splitlines() if line.strip())
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+@dataclass
+class LiveView:
+    """Redraws the frame in place on a terminal, the last log lines under it."""
+
+    stream: TextIO
+    links: Links
+    logs: LogTail = field(default_factory=LogTail)
+    _drawn: int = 0
+
+    def show(self, progress: Progress) -> None:
+        size = shutil.get_terminal_size()
+        lines = frame(progress, self.links)
+        if self.logs.lines:
+            lines += ["", "  recent log lines:", *(f"  {line}" for line in self.logs.lines)]
+        lines = [clip(line, size.columns - 1) for line in lines[: max(size.lines - 1, 1)]]
+        erase = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else "\x1b[?25l"
+        self.stream.write(erase + "\n".join(lines) + "\n")
+        self.stream.flush()
+        self._drawn = len(lines)
+
+    def close(self) -> None:
+        self.stream.write("\x1b[?25h")
+        self.stream.flush()
+
+
+@dataclass
+class PlainView:
+    """Logs a progress line when the counts change (at most every ``every`` seconds)."""
+
+    every: float = 2.0
+    _last: tuple[int, ...] = ()
+    _at: float = 0.0
+
+    def show(self, progress: Progress) -> None:
+        s = progress.snapshot
+        key = (s.inserted, *(s.count(state) for state in STATE_ROWS), s.count("invalid", "dead"))
+        now = time.monotonic()
+        if key == self._last or now - self._at < self.every:
+            return
+        self._last, self._at = key, now
+        logger.info(
+            "demo progress",
+            extra={
+                "action": "demo_progress",
+                "submitted": s.inserted,
+                **{state: s.count(state) for state in STATE_ROWS},
+                "parked": s.count("invalid", "dead"),
+                "waiting_for_person": s.waiting_for_person,
+            },
+        )
+
+    def close(self) -> None:
+        pass
