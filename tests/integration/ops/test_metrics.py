@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import syncd
+from syncd.dingtalk.events import make_event
 from tests.integration.pipeline.conftest import settings_for
 
 
@@ -28,6 +29,16 @@ async def scrape(daemon) -> dict[tuple[str, frozenset], float]:
 
 def value(samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
+
+
+def total(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    """The sum of ``name`` over every series carrying ``labels``."""
+    return sum(
+        sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(env):
@@ -84,3 +95,48 @@ async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(
     assert value(after, "syncd_dingtalk_paused", reason="quota") == 0
     assert any(name == "syncd_build_info" for name, _ in after)
     assert not any("instance" in dict(labels) for _, labels in after)
+
+
+async def test_throttling_and_the_quota_pause_are_counted_and_shown(env):
+    registry = CollectorRegistry()
+    settings = settings_for(env.dsn, events={"stream": False}, dingtalk={"monthly_quota": 5000})
+    env.sim.faults.update(error_429_rate=1.0, endpoints=["workflow.create"])
+    env.submit_leave(days=1)
+    async with env.daemon(settings, registry=registry) as daemon:
+        await daemon.drain()
+        env.sim.faults.update(error_429_rate=0.0, monthly_quota=0)
+        env.clock.advance(3600)  # past every retry delay
+        await daemon.drain()
+        samples = await scrape(daemon)
+    get = registry.get_sample_value
+    assert get("syncd_dingtalk_throttled_total", {"endpoint": "create"}) >= 1
+    assert get("syncd_dingtalk_requests_total", {"endpoint": "create", "outcome": "throttled"})
+    assert total(registry, "syncd_dingtalk_requests_total", outcome="quota_exhausted") == 1
+    assert value(samples, "syncd_dingtalk_paused", reason="quota") == 1
+    assert value(samples, "syncd_dingtalk_quota_limit_calls") == 5000
+    assert value(samples, "syncd_approvals", kind="leave", state="pending") == 1
+
+
+async def test_duplicate_events_are_counted_per_channel(env):
+    registry = CollectorRegistry()
+    event = make_event("callback", "bpms_task_change", {"processInstanceId": "i-1"}, "e-1")
+    async with env.daemon(registry=registry) as daemon:
+        assert await daemon.inbox.put(event) is True
+        assert await daemon.inbox.put(event) is False
+        samples = await scrape(daemon)
+    get = registry.get_sample_value
+    assert get("syncd_events_received_total", {"channel": "callback"}) == 2
+    assert get("syncd_events_duplicate_total", {"channel": "callback"}) == 1
+    assert value(samples, "syncd_inbox_backlog", channel="callback") == 1
+    assert value(samples, "syncd_inbox_backlog_oldest_age_seconds", channel="callback") >= 0
+
+
+async def test_the_scrape_still_answers_when_the_database_is_gone(env):
+    registry = CollectorRegistry()
+    async with env.daemon(registry=registry) as daemon:
+        await daemon.pool.close()
+        samples = await scrape(daemon)
+    assert value(samples, "syncd_database_up") == 0
+    assert value(samples, "syncd_stage_runs_total", stage="ingest") is None
+    assert not any(name == "syncd_outbox_backlog" for name, _ in samples)
+    assert any(name == "syncd_build_info" for name, _ in samples)
