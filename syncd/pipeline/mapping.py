@@ -340,3 +340,54 @@ _ENCODERS: dict[str, Encoder] = {
     "AddressField": _comma_list,
     "TableField": _table,
 }
+
+
+def check_form(name: str, kind: KindSettings, schema: FormSchema) -> list[str]:
+    """Problems with a kind's form mapping against its template, before any row arrives."""
+    where = f"[kinds.{name}]"
+    by_label = components_by_label(schema)
+    problems: list[str] = []
+    mapped: set[str] = set()
+    for label, source in kind.form.items():
+        component = by_label.get(_key(label)) or by_label.get(label)
+        if component is None:
+            problems.append(f"{where} form {label!r}: no such component in {kind.process_code}")
+            continue
+        mapped.add(component.props.id or component.props.label or label)
+        problems += _check_source(where, label, source, component)
+    if kind.correlation_field:
+        component = by_label.get(kind.correlation_field)
+        if component is None or component.component_name not in ("TextField", "TextareaField"):
+            problems.append(
+                f"{where} correlation_field {kind.correlation_field!r}: needs a text component "
+                f"of that label in {kind.process_code}"
+            )
+        else:
+            mapped.add(component.props.id or kind.correlation_field)
+    for component in schema.schema_content.items:
+        key = component.props.id or component.props.label or ""
+        required = component.props.required and component.component_name not in _NOT_CREATABLE
+        if required and key not in mapped:
+            problems.append(
+                f"{where} form: {component.props.label!r} is required by {kind.process_code} "
+                "but not mapped"
+            )
+    return problems
+
+
+def _check_source(
+    where: str, label: str, source: ValueSource, component: FormComponent
+) -> list[str]:
+    if source.columns is not None:
+        children = {c.props.label for c in component.children}
+        return [
+            f"{where} form {label!r}: table has no column {child!r}"
+            for child in source.columns
+            if child not in children
+        ]
+    if source.value is not None:
+        try:
+            encode_value(component, source.value, f"{where} form {label!r}")
+        except MappingError as exc:
+            return [exc.message]
+    return []
