@@ -15,6 +15,7 @@ import stat
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -48,8 +49,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedPostgres:
     """Start with ``start()`` (or ``with``), connect with ``dsn()``, end with ``close()``."""
 
-    def __init__(self, data_dir: Path | None = None, *, port: int = 0, keep: bool = False):
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        port: int = 0,
+        keep: bool = False,
+        settings: Mapping[str, str] | None = None,
+    ):
+        """``settings`` are extra server settings, passed as ``-c name=value`` at start
+        (e.g. ``{"shared_preload_libraries": "pg_stat_statements"}``)."""
         self._bin = _bin_dir()
+        self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="syncd-pg-")) if data_dir is None else data_dir
         self.data_dir = self.root / "data"
         self.port = port or free_port()
@@ -72,7 +83,8 @@ class EmbeddedPostgres:
             "-l",
             str(self.root / "postgres.log"),
             "-o",
-            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=200",
+            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=200"
+            + "".join(f" -c {name}={value}" for name, value in self.settings.items()),
         )
         return self.dsn()
 
