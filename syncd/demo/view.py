@@ -150,10 +150,12 @@ class LiveView:
 
     def show(self, progress: Progress) -> None:
         size = shutil.get_terminal_size()
-        lines = frame(progress, self.links)
-        if self.logs.lines:
-            lines += ["", "  recent log lines:", *(f"  {line}" for line in self.logs.lines)]
-        lines = [clip(line, size.columns - 1) for line in lines[: max(size.lines - 1, 1)]]
+        lines = frame(progress, self.links)[: max(size.lines - 1, 1)]
+        room = size.lines - 1 - len(lines) - 2
+        if self.logs.lines and room > 0:
+            recent = list(self.logs.lines)[-room:]
+            lines += ["", "  recent log lines:", *(f"  {line}" for line in recent)]
+        lines = [clip(line, size.columns - 1) for line in lines]
         erase = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else "\x1b[?25l"
         self.stream.write(erase + "\n".join(lines) + "\n")
         self.stream.flush()

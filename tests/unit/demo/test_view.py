@@ -1,0 +1,99 @@
+"""When a run ends, and what the views and the summary show."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from syncd.demo.runner import DemoOptions, progress_status
+from syncd.demo.stats import Snapshot
+from syncd.demo.view import Links, LiveView, LogTail, Progress, clip, display_width, summary_lines
+
+DONE_BY_RULES = Snapshot(
+    inserted=20, states={"approved": 14, "rejected": 4, "running": 2}, waiting_for_person=2
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "snapshot", "submitted_all", "elapsed", "finished"),
+    [
+        (DemoOptions(), DONE_BY_RULES, False, 5.0, False),
+        (DemoOptions(), DONE_BY_RULES, True, 5.0, True),
+        (DemoOptions(live=True), DONE_BY_RULES, True, 5.0, False),
+        (DemoOptions(duration=60), DONE_BY_RULES, True, 5.0, False),
+        (DemoOptions(duration=60), DONE_BY_RULES, True, 60.0, True),
+        (DemoOptions(live=True), Snapshot(inserted=2, states={"approved": 2}), True, 1.0, True),
+        # a running approval that a rule will still decide keeps the run going
+        (DemoOptions(), Snapshot(inserted=1, states={"running": 1}), True, 1.0, False),
+        # an approval finished but not yet written back keeps the run going
+        (
+            DemoOptions(),
+            Snapshot(inserted=1, states={"approved": 1}, unwritten=1),
+            True,
+            1.0,
+            False,
+        ),
+        # an outbox row not yet ingested keeps the run going
+        (DemoOptions(), Snapshot(inserted=2, states={"approved": 1}), True, 1.0, False),
+    ],
+)
+def test_when_the_run_ends(options, snapshot, submitted_all, elapsed, finished):
+    assert progress_status(options, snapshot, submitted_all, elapsed)[0] is finished
+
+
+def test_the_summary_counts_every_state():
+    snapshot = Snapshot(
+        inserted=20,
+        states={"approved": 12, "rejected": 4, "running": 2, "pending": 1, "dead": 1},
+        calls_spent=30,
+        waiting_for_person=2,
+        created_p50=0.123,
+        created_p95=0.5,
+    )
+    text = "\n".join(summary_lines(snapshot))
+    assert "approved        12" in text
+    assert "pending          3   (2 waiting for a person)" in text
+    assert "parked           1   (invalid 0, dead 1)" in text
+    assert "p50 0.12 s   p95 0.50 s" in text
+    assert "decision → written back      p50 –" in text
+    assert "calls per approval  1.7" in text  # 30 calls over 18 approvals with an instance
+
+
+def test_clip_counts_wide_characters_twice():
+    assert display_width("请假ab") == 6
+    assert clip("请假请假ab", 6) == "请假…"
+    assert clip("short", 10) == "short"
+
+
+def test_the_live_view_redraws_in_place(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("LINES", "40")
+    stream = io.StringIO()
+    logs = LogTail(lines=2)
+    view = LiveView(stream, Links("http://sim:1", "http://d:2", "postgresql://db"), logs)
+    progress = Progress(DONE_BY_RULES, 20, 2.0, 3.0, "working")
+    view.show(progress)
+    logs.write("one\ntwo\nthree\n")
+    view.show(progress)
+    view.close()
+    first, second = stream.getvalue().split("\x1b[", 2)[1:]
+    assert first.startswith("?25l") and "http://sim:1/_sim/" in first
+    drawn = first.count("\n")
+    assert second.startswith(f"{drawn}F")
+    assert "three" in second and "one" not in second
+    assert stream.getvalue().endswith("\x1b[?25h")
+
+
+def test_the_live_view_fits_a_small_terminal_dropping_old_log_lines_first(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setenv("LINES", "26")
+    stream = io.StringIO()
+    logs = LogTail()
+    view = LiveView(stream, Links("http://sim:1", "http://d:2", "postgresql://db"), logs)
+    logs.write("old\nnew 请假" + "x" * 60 + "\n")
+    view.show(Progress(DONE_BY_RULES, 20, 2.0, 3.0, "working"))
+    lines = stream.getvalue().removeprefix("\x1b[?25l").splitlines()
+    assert len(lines) <= 25
+    assert all(display_width(line) <= 39 for line in lines)
+    assert lines[-1].startswith("  new 请假") and "old" not in lines
