@@ -238,43 +238,44 @@ class ScrapeCollector(Collector):
             seen[1] = max(seen[1], float(row["oldest_seconds"] or 0.0))
         return out
 
+    @staticmethod
     def _pair(
-        self,
-        name: str,
+        names: tuple[str, str],
         what: str,
         labels: Sequence[str],
         values: dict[tuple[str, ...], list[float]],
     ) -> list[Metric]:
-        count = GaugeMetricFamily(name, f"{what} (now)", labels=list(labels))
-        age = GaugeMetricFamily(
-            f"{name}_oldest_age_seconds", f"Age of the oldest of: {what}", labels=list(labels)
-        )
+        """A count gauge and an oldest-age gauge over the same rows."""
+        count = GaugeMetricFamily(names[0], f"{what} (now)", labels=list(labels))
+        age = GaugeMetricFamily(names[1], f"Age of the oldest of: {what}", labels=list(labels))
         for key, (items, oldest) in sorted(values.items()):
             count.add_metric(list(key), items)
             age.add_metric(list(key), oldest)
         return [count, age]
 
     def _backlog(self, outbox: Any, approvals: Any, unwritten: Any, inbox: Any) -> list[Metric]:
-        open_ = self._by(approvals, "kind", "state")
         return [
             *self._pair(
-                "syncd_outbox_backlog",
+                ("syncd_outbox_backlog", "syncd_outbox_backlog_oldest_age_seconds"),
                 "Outbox rows not yet ingested",
                 ["kind"],
                 self._by(outbox, "kind"),
             ),
             *self._pair(
-                "syncd_approvals", "Approvals in an open or parked state", ["kind", "state"], open_
+                ("syncd_approvals", "syncd_approvals_oldest_age_seconds"),
+                "Approvals in an open or parked state, age since capture",
+                ["kind", "state"],
+                self._by(approvals, "kind", "state"),
             ),
             *self._pair(
-                "syncd_writeback_backlog",
-                "Finished approvals not yet written back",
+                ("syncd_writeback_backlog", "syncd_writeback_backlog_oldest_age_seconds"),
+                "Finished approvals not yet written back, age since the decision",
                 ["kind"],
                 self._by(unwritten, "kind"),
             ),
             *self._pair(
-                "syncd_inbox_backlog",
-                "Events received, not yet applied",
+                ("syncd_inbox_backlog", "syncd_inbox_backlog_oldest_age_seconds"),
+                "Events received, not yet applied (inbox lag)",
                 ["channel"],
                 self._by(inbox, "channel"),
             ),
