@@ -8,6 +8,7 @@ the simulator; it returns the exit code, stdout and stderr.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,7 +52,16 @@ class Cli:
     async def __call__(self, *argv: str) -> tuple[int, str, str]:
         args = ["--config", str(self.config), *argv]
         self.calls.append(args)
-        code = await asyncio.to_thread(main, args)
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:
+            code = await asyncio.to_thread(main, args)
+        finally:  # main() routes logging to this test's stderr; give pytest its own back
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in handlers:
+                root.addHandler(handler)
+            root.setLevel(level)
         captured = self.capsys.readouterr()
         return code, captured.out, captured.err
 
