@@ -79,7 +79,7 @@ class Progress:
             return
         self.stream.write("\r" + text.ljust(self.width))
         self.stream.flush()
-        self.width = len(text)
+        self.width = max(self.width, len(text))
 
     def close(self) -> None:
         if self.stream is not None and self.width:
@@ -292,7 +292,7 @@ class Reconciler:
         field_value = values.get(kind.correlation_field) if kind.correlation_field else None
         carried = _correlation(field_value, report.kind)
         if carried is not None:
-            await self._carried(report, instance.instance_id, *carried)
+            await self._carried(report, instance, *carried)
             return
         report.add(
             "foreign",
@@ -301,30 +301,40 @@ class Reconciler:
             remains=False,
         )
 
-    async def _carried(self, report: KindReport, instance_id: str, key: str, round_: int) -> None:
+    async def _carried(
+        self, report: KindReport, instance: ProcessInstance, key: str, round_: int
+    ) -> None:
         """An unowned instance carrying the key of an approval that is not waiting for it."""
         row = await self.admin.round_of(report.kind, key, round_)
         label = f"{report.kind} {key} round {round_}"
+        carries = f"instance {instance.instance_id} carries the key of"
         if row is None:
             report.add(
                 "foreign",
-                f"instance {instance_id} carries the key of {label}, which this database "
-                "does not have (another syncd installation on the same DingTalk app?)",
+                f"{carries} {label}, which this database does not have "
+                "(another syncd installation on the same DingTalk app?)",
+                remains=False,
+            )
+            return
+        owner = f"approval {row['id']} ({label})"
+        if instance.status != "RUNNING":
+            report.add(
+                "duplicate",
+                f"{carries} {owner} but is not its instance; already {instance.status}, "
+                "so nothing to do",
                 remains=False,
             )
         elif row["instance_id"]:
             report.add(
                 "duplicate",
-                f"instance {instance_id} carries the key of approval {row['id']} ({label}), "
-                f"which owns instance {row['instance_id']}: a duplicate from a lost create; "
-                "terminate it in DingTalk",
+                f"{carries} {owner}, which owns instance {row['instance_id']}: a duplicate "
+                "from a lost create; terminate it in DingTalk",
                 remains=True,
             )
         else:
             report.add(
                 "duplicate",
-                f"instance {instance_id} carries the key of approval {row['id']} ({label}), "
-                f"which is {row['state']} without an instance: check it "
+                f"{carries} {owner}, which is {row['state']} without an instance: check it "
                 f"(`syncd show {report.kind} {key}`) before it is submitted again",
                 remains=True,
             )
