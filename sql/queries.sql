@@ -679,7 +679,7 @@ UPDATE syncd.approval
    AND (written_back_at IS NULL OR %(force)s)
 RETURNING id, written_back_at;
 
--- select_approvals_by_instances --
+-- select_instance_owners --
 -- The approvals owning any of these DingTalk instance ids.
 SELECT id, kind, business_key, round, state, instance_id, instance_created_at
   FROM syncd.approval

@@ -211,7 +211,7 @@ class AdminStore(BaseStore):
     async def approvals_by_instances(self, instance_ids: Sequence[str]) -> dict[str, ApprovalRef]:
         params = {"ids": list(instance_ids)}
         async with self.transaction() as conn:
-            cursor = await conn.execute(QUERIES["select_approvals_by_instances"], params)
+            cursor = await conn.execute(QUERIES["select_instance_owners"], params)
             rows = await cursor.fetchall()
         return {r["instance_id"]: approval_ref(r) for r in rows}
 

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from syncd.commands.operator import parse_duration
 from syncd.commands.reconcile import Progress
+from syncd.errors import ConfigError
 from syncd.pipeline.pauses import Pauses
 from syncd.simulator import serve
 
@@ -173,3 +175,17 @@ def test_progress_rewrites_one_line_and_clears_it():
     silent = Progress(None)
     silent.show("nothing")
     silent.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30m", 1800), ("2h", 7200), ("3d", 259200), ("1w", 604800), ("1d12h", 129600), ("45s", 45)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2", "h", "2 h", "1.5h", "-2h", "2hours"])
+def test_bad_durations_name_the_option_and_the_form(text):
+    with pytest.raises(ConfigError, match=r"--since .*use a number and a unit"):
+        parse_duration(text)
