@@ -316,6 +316,12 @@ SELECT id, kind, business_key, round, state, instance_id, instance_created_at, c
   FROM syncd.approval
  WHERE instance_id = %(instance_id)s;
 
+-- select_approvals_by_instances --
+-- The approvals a batch of DingTalk instances belong to (apply looks a batch up at once).
+SELECT id, kind, business_key, round, state, instance_id, instance_created_at, calls_spent
+  FROM syncd.approval
+ WHERE instance_id = ANY(%(instance_ids)s);
+
 -- touch_approval_event --
 -- An event arrived for a running approval: it is alive, so polling can wait.
 UPDATE syncd.approval
@@ -374,7 +380,8 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business
            AND upper(coalesce(t.result, '')) IN ('AGREE', 'REFUSE')
          ORDER BY t.finished_at DESC NULLS LAST, t.id DESC LIMIT 1) AS approver
   FROM syncd.approval a
- WHERE a.id = %(id)s;
+ WHERE a.id = %(id)s
+   FOR UPDATE OF a;
 
 -- mark_written_back --
 -- The outcome is in the business table (same transaction as the write).

@@ -195,6 +195,10 @@ class TrackStore(Protocol):
 
     async def approval_by_instance(self, instance_id: str) -> ApprovalRef | None: ...
 
+    async def approvals_by_instances(
+        self, instance_ids: Sequence[str]
+    ) -> dict[str, ApprovalRef]: ...
+
     async def approval_by_id(self, approval_id: int) -> ApprovalRef | None: ...
 
     async def touch(
@@ -206,6 +210,15 @@ class TrackStore(Protocol):
         tasks: Sequence[TaskRecord] = (),
         inbox_ids: Sequence[int] = (),
         calls: Sequence[CallRecord] = (),
+    ) -> None: ...
+
+    async def touch_many(
+        self,
+        touches: Sequence[tuple[ApprovalRef, Sequence[TaskRecord]]],
+        now: datetime,
+        *,
+        next_poll_at: datetime,
+        inbox_ids: Sequence[int] = (),
     ) -> None: ...
 
     async def finish(
@@ -225,7 +238,7 @@ class TrackStore(Protocol):
     ) -> list[int]: ...
 
     async def write_back(
-        self, approval_id: int, now: datetime, retry_at: datetime
+        self, approval_id: int, now: datetime, retry_at: datetime, *, force: bool = False
     ) -> str | None: ...
 
     async def claim_polls(

@@ -182,7 +182,9 @@ async def run_replay(args: argparse.Namespace) -> int:
                 failed += 1
                 continue
             assert row is not None
-            error = await track.write_back(approval_id, utcnow(), utcnow() + RETRY_AFTER)
+            error = await track.write_back(
+                approval_id, utcnow(), utcnow() + RETRY_AFTER, force=args.force
+            )
             target = writers[row["kind"]].target
             again = " again" if row["written_back_at"] else ""
             if error:

@@ -76,19 +76,15 @@ class TrackStore(BaseStore):
     async def approval_by_id(self, approval_id: int) -> ApprovalRef | None:
         return await self._ref("select_approval_ref", {"id": approval_id})
 
+    async def approvals_by_instances(self, instance_ids: Sequence[str]) -> dict[str, ApprovalRef]:
+        """The approvals these instances belong to, by instance id (one query)."""
+        params = {"instance_ids": sorted(set(instance_ids))}
+        rows = await self.fetch_all("select_approvals_by_instances", params)
+        return {row["instance_id"]: _approval_ref(row) for row in rows}
+
     async def _ref(self, query: str, params: dict[str, Any]) -> ApprovalRef | None:
         row = await self.fetch_one(query, params)
-        if row is None:
-            return None
-        return ApprovalRef(
-            id=row["id"],
-            kind=row["kind"],
-            business_key=row["business_key"],
-            round=row["round"],
-            state=ApprovalState(row["state"]),
-            instance_id=row["instance_id"],
-            instance_created_at=row["instance_created_at"],
-        )
+        return None if row is None else _approval_ref(row)
 
     # --- progress without a decision -------------------------------------------------
 
@@ -111,6 +107,24 @@ class TrackStore(BaseStore):
             )
             await conn.execute(QUERIES["add_calls"], {"id": approval.id, "calls": len(calls)})
             await self.calls(conn, approval.id, now, calls)
+            await self._processed(conn, inbox_ids, now)
+
+    async def touch_many(
+        self,
+        touches: Sequence[tuple[ApprovalRef, Sequence[TaskRecord]]],
+        now: datetime,
+        *,
+        next_poll_at: datetime,
+        inbox_ids: Sequence[int] = (),
+    ) -> None:
+        """Several :meth:`touch` (without calls) in one transaction, statements pipelined."""
+        async with self.transaction() as conn, conn.pipeline():
+            for approval, tasks in touches:
+                await self._tasks(conn, approval, tasks, now)
+                await conn.execute(
+                    QUERIES["touch_approval_event"],
+                    {"id": approval.id, "now": now, "next_poll_at": next_poll_at},
+                )
             await self._processed(conn, inbox_ids, now)
 
     async def _tasks(
@@ -204,9 +218,14 @@ class TrackStore(BaseStore):
         )
         return int(row["calls_spent"])
 
-    async def _write_back(self, conn: Conn, approval_id: int, now: datetime) -> None:
+    async def _write_back(
+        self, conn: Conn, approval_id: int, now: datetime, force: bool = False
+    ) -> None:
+        """Write the outcome of a final approval, locked; once unless ``force``."""
         row = await (await conn.execute(QUERIES["select_outcome"], {"id": approval_id})).fetchone()
         assert row is not None
+        if row["written_back_at"] is not None and not force:
+            return  # someone else (a replica, a replay) wrote it meanwhile
         writer = self.writebacks.get(row["kind"])
         if writer is not None:
             outcome = Outcome(
@@ -254,11 +273,13 @@ class TrackStore(BaseStore):
         }
         return ids(await self.fetch_all("claim_unwritten_batch", params))
 
-    async def write_back(self, approval_id: int, now: datetime, retry_at: datetime) -> str | None:
-        """Retry one write-back; returns the error, or None when written."""
+    async def write_back(
+        self, approval_id: int, now: datetime, retry_at: datetime, *, force: bool = False
+    ) -> str | None:
+        """Retry one write-back (again, with ``force``); returns the error, or None."""
         try:
             async with self.transaction() as conn:
-                await self._write_back(conn, approval_id, now)
+                await self._write_back(conn, approval_id, now, force)
             return None
         except WriteBackError as exc:
             error = str(exc)
@@ -321,3 +342,15 @@ class TrackStore(BaseStore):
         async with self.transaction() as conn:
             await conn.execute(QUERIES["release_cancel"], params)
             await self.calls(conn, approval_id, now, calls)
+
+
+def _approval_ref(row: dict[str, Any]) -> ApprovalRef:
+    return ApprovalRef(
+        id=row["id"],
+        kind=row["kind"],
+        business_key=row["business_key"],
+        round=row["round"],
+        state=ApprovalState(row["state"]),
+        instance_id=row["instance_id"],
+        instance_created_at=row["instance_created_at"],
+    )
