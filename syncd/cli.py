@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from syncd import __version__
-from syncd.commands import capture, config, demo, migrate, ops, reconcile, repair, run
+from syncd.commands import capture, check, config, demo, migrate, ops, reconcile, repair, run
 from syncd.errors import CaptureError, ConfigError, SyncdError
 from syncd.logging import setup_logging
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_parser(sub)
     config.add_parser(sub)
     run.add_parser(sub)
+    check.add_parser(sub)
     ops.add_parser(sub)
     repair.add_parser(sub)
     reconcile.add_parser(sub)
