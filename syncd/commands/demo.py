@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from syncd.demo.runner import DemoOptions, run_demo
-from syncd.demo.view import LogTail
+from syncd.demo.view import LogTail, worth_showing
 from syncd.logging import setup_logging
 from syncd.signals import stop_on_signals
 
@@ -63,7 +63,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 async def run(args: argparse.Namespace) -> int:
     live = not args.no_ui and sys.stdout.isatty()
     logs = LogTail() if live else None
-    setup_logging("INFO", args.log_format or "text", stream=logs)
+    handler = setup_logging("INFO", args.log_format or "text", stream=logs)
+    if live:
+        handler.addFilter(worth_showing)
     options = DemoOptions(
         requests=args.requests,
         rate=args.rate,

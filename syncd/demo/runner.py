@@ -67,7 +67,10 @@ async def run_demo(
     """Run the whole demo until it ends or ``stop`` is set; prints URLs and the summary."""
     pg = EmbeddedPostgres(keep=options.keep)
     try:
-        dsn = await asyncio.to_thread(pg.start)
+        try:
+            dsn = await asyncio.to_thread(pg.start)
+        except RuntimeError as exc:
+            raise SyncdError(f"cannot start the embedded PostgreSQL: {exc}") from exc
         if not options.live:
             say(out, f"PostgreSQL started, data in {pg.root}")
         await prepare(dsn)
@@ -89,14 +92,14 @@ async def _run_world(
     sim = Simulator(world, time_scale=options.time_scale)
     app = LegacyApp(dsn, count=options.requests, rate=options.rate)
     async with serve(sim) as server, Daemon(demo_settings(dsn, server.base_url, world)) as daemon:
-        async with _running(daemon) as listening:
+        async with _running(daemon) as (listening, daemon_task):
             links = Links(server.base_url, listening.base_url, dsn)
             view: View = LiveView(out, links, logs or LogTail()) if options.live else PlainView()
             if not options.live:
                 say(out, *links.lines())
             try:
                 async with _task(app.run(), "legacy app") as app_task:
-                    await _watch(options, dsn, sim, app, view, stop, app_task)
+                    await _watch(options, dsn, sim, app, view, stop, [app_task, daemon_task])
             finally:
                 view.close()
     async with connect(dsn, autocommit=True, application_name="syncd demo") as conn:
@@ -116,7 +119,7 @@ async def _task(work: Any, name: str) -> AsyncIterator[asyncio.Task[Any]]:
 
 
 @contextlib.asynccontextmanager
-async def _running(daemon: Daemon) -> AsyncIterator[Listening]:
+async def _running(daemon: Daemon) -> AsyncIterator[tuple[Listening, asyncio.Task[None]]]:
     """Run the daemon for the block, yielding where it serves HTTP; stop it gracefully."""
     done = asyncio.Event()
     task = asyncio.create_task(daemon.run(done), name="daemon")
@@ -127,7 +130,7 @@ async def _running(daemon: Daemon) -> AsyncIterator[Listening]:
                     await task
                     raise SyncdError("the daemon stopped before it started serving HTTP")
                 await asyncio.sleep(0.02)
-        yield listening
+        yield listening, task
     finally:
         done.set()
         await task
@@ -140,7 +143,7 @@ async def _watch(
     app: LegacyApp,
     view: View,
     stop: asyncio.Event,
-    app_task: asyncio.Task[Any],
+    workers: list[asyncio.Task[Any]],
 ) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -152,11 +155,19 @@ async def _watch(
             view.show(Progress(snapshot, options.requests, options.rate, elapsed, status))
             if finished or stop.is_set():
                 return
-            if app_task.done():
-                app_task.result()  # raises what stopped the legacy app
+            _check(workers, app.done.is_set())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK):
                     await stop.wait()
+
+
+def _check(workers: list[asyncio.Task[Any]], app_done: bool) -> None:
+    """Raise what stopped a worker (legacy app, daemon) before its time."""
+    for task in workers:
+        if task.done():
+            task.result()
+            if task.get_name() == "daemon" or not app_done:
+                raise SyncdError(f"the {task.get_name()} stopped unexpectedly")
 
 
 def progress_status(

@@ -22,6 +22,8 @@ from syncd.demo.stats import Snapshot
 logger = logging.getLogger(__name__)
 
 STATE_ROWS = ("pending", "submitting", "running", "approved", "rejected", "canceled")
+# Too frequent for the live view's few log lines; the counts above show their effect.
+CHATTY_ACTIONS = frozenset({"event_received", "demo_request"})
 BAR = "█"
 BAR_WIDTH = 30
 
@@ -122,6 +124,13 @@ def clip(text: str, width: int) -> str:
             break
         out.append(char)
     return "".join(out) + "…"
+
+
+def worth_showing(record: logging.LogRecord) -> bool:
+    """A log filter for the live view: warnings, and the records that are not chatty."""
+    return record.levelno >= logging.WARNING or (
+        getattr(record, "action", None) not in CHATTY_ACTIONS
+    )
 
 
 class LogTail(io.StringIO):

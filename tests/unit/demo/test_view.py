@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 
 from syncd.demo.runner import DemoOptions, progress_status
 from syncd.demo.stats import Snapshot
-from syncd.demo.view import Links, LiveView, LogTail, Progress, clip, display_width, summary_lines
+from syncd.demo.view import (
+    Links,
+    LiveView,
+    LogTail,
+    Progress,
+    clip,
+    display_width,
+    summary_lines,
+    worth_showing,
+)
 
 DONE_BY_RULES = Snapshot(
     inserted=20, states={"approved": 14, "rejected": 4, "running": 2}, waiting_for_person=2
@@ -97,3 +107,14 @@ def test_the_live_view_fits_a_small_terminal_dropping_old_log_lines_first(monkey
     assert len(lines) <= 25
     assert all(display_width(line) <= 39 for line in lines)
     assert lines[-1].startswith("  new 请假") and "old" not in lines
+
+
+def test_the_live_view_leaves_out_chatty_log_records():
+    def record(level: int, action: str) -> logging.LogRecord:
+        entry = logging.LogRecord("syncd", level, __file__, 1, "m", None, None)
+        entry.action = action
+        return entry
+
+    assert worth_showing(record(logging.INFO, "writeback_done"))
+    assert not worth_showing(record(logging.INFO, "event_received"))
+    assert worth_showing(record(logging.WARNING, "event_received"))
