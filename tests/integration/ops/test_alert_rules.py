@@ -55,10 +55,11 @@ def _fetch(folder: Path) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def promtool(request: pytest.FixtureRequest) -> str:
+def promtool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if found := shutil.which("promtool"):
         return found
-    folder = Path(request.config.cache.mkdir("promtool"))
+    cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    folder = Path(cache.mkdir("promtool")) if cache else tmp_path_factory.mktemp("promtool")
     binary = folder / "promtool"
     if not binary.exists():
         reason = _fetch(folder)
