@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import platform
+from datetime import timedelta
 
 import httpx
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import syncd
+from syncd.db.store import ControlStore
 from syncd.dingtalk.events import make_event
 from tests.integration.pipeline.conftest import settings_for
 
@@ -140,3 +142,18 @@ async def test_the_scrape_still_answers_when_the_database_is_gone(env):
     assert value(samples, "syncd_stage_runs_total", stage="ingest") is None
     assert not any(name == "syncd_outbox_backlog" for name, _ in samples)
     assert any(name == "syncd_build_info" for name, _ in samples)
+
+
+async def test_leader_shows_which_periodic_job_turns_this_replica_holds(env):
+    registry = CollectorRegistry()
+    async with env.daemon(registry=registry) as daemon:
+        now = env.clock.now()
+        assert await daemon.control.claim_turn("sweep_failed", now, now + timedelta(minutes=5))
+        other = ControlStore(daemon.pool, actor="another-replica")
+        assert await other.claim_turn("retention", now, now + timedelta(hours=1))
+        samples = await scrape(daemon)
+        env.clock.advance(600)  # the sweep turn has ended
+        later = await scrape(daemon)
+    assert value(samples, "syncd_leader", job="sweep_failed") == 1
+    assert value(samples, "syncd_leader", job="retention") == 0
+    assert value(later, "syncd_leader", job="sweep_failed") is None
