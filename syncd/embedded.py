@@ -25,7 +25,7 @@ _RUN_AS = "embedded_postgres"
 _TRAVERSE = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
 
 
-def _bin_dir() -> Path:
+def bin_dir() -> Path:
     try:
         with warnings.catch_warnings():
             # The wheel's package import warns about XDG_RUNTIME_DIR, which we never use.
@@ -59,7 +59,7 @@ class EmbeddedPostgres:
     ):
         """``settings`` are extra server settings, passed as ``-c name=value`` at start
         (e.g. ``{"shared_preload_libraries": "pg_stat_statements"}``)."""
-        self._bin = _bin_dir()
+        self._bin = bin_dir()
         self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="syncd-pg-")) if data_dir is None else data_dir
         self.data_dir = self.root / "data"

@@ -240,6 +240,27 @@ class Settings(BaseSettings):
         return [v.get_secret_value() for v in values if v.get_secret_value()]
 
 
+class _DataOnlySettings(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from_data(data: Mapping[str, Any]) -> Settings:
+    """Settings from a dict alone, ignoring ``SYNCD_*`` variables (the demo builds its own)."""
+    try:
+        return _DataOnlySettings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None
+
+
 def config_path(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Path | None:
     path = explicit or environ.get("SYNCD_CONFIG")
     return Path(path) if path else None

@@ -9,15 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncd.demo.world import EXPENSE, LEAVE
-from syncd.settings import (
-    DatabaseSettings,
-    DingTalkSettings,
-    EventSettings,
-    HttpSettings,
-    PipelineSettings,
-    Settings,
-)
-from syncd.settings_kinds import KindSettings
+from syncd.settings import Settings, settings_from_data
 from syncd.simulator import World
 
 STATUS_MAP = {"approved": "APPROVED", "rejected": "REJECTED", "canceled": "CANCELED"}
@@ -79,18 +71,18 @@ def demo_settings(dsn: str, simulator_url: str, world: World) -> Settings:
     demo must never reach a real database or tenant configured for this shell.
     """
     app = world.apps[0]
-    return Settings.model_construct(
-        database=DatabaseSettings.model_validate({"dsn": dsn, "pool_max_size": 5}),
-        dingtalk=DingTalkSettings.model_validate(
-            {
+    return settings_from_data(
+        {
+            "database": {"dsn": dsn, "pool_max_size": 5},
+            "dingtalk": {
                 "app_key": app.app_key,
                 "app_secret": app.app_secret,
                 "api_url": simulator_url,
                 "oapi_url": simulator_url,
-            }
-        ),
-        events=EventSettings.model_validate({"stream": True}),
-        http=HttpSettings.model_validate({"host": "127.0.0.1", "port": 0}),
-        pipeline=PipelineSettings.model_validate({"outbox_poll_interval": 1.0}),
-        kinds={name: KindSettings.model_validate(kind) for name, kind in KINDS.items()},
+            },
+            "events": {"stream": True},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "pipeline": {"outbox_poll_interval": 1.0},
+            "kinds": KINDS,
+        }
     )

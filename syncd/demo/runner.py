@@ -26,7 +26,7 @@ from syncd.demo.legacy_app import LegacyApp, prepare
 from syncd.demo.stats import Snapshot
 from syncd.demo.view import Links, LiveView, LogTail, PlainView, Progress, summary_lines
 from syncd.demo.world import demo_world
-from syncd.embedded import EmbeddedPostgres, _bin_dir
+from syncd.embedded import EmbeddedPostgres, bin_dir
 from syncd.errors import SyncdError
 from syncd.http import Listening
 from syncd.simulator import Simulator, serve
@@ -192,15 +192,15 @@ def progress_status(
 
 def keep_lines(pg: EmbeddedPostgres) -> list[str]:
     """How to start the kept server again and connect with psql."""
-    bin_dir = _bin_dir()
+    binaries = bin_dir()
     owner = pwd.getpwuid(pg.root.stat().st_uid).pw_name
     as_owner = f"runuser -u {owner} -- " if pg.root.stat().st_uid != os.geteuid() else ""
     options = f"-h 127.0.0.1 -p {pg.port} -k {pg.root}"
-    start = [str(bin_dir / "pg_ctl"), "-D", str(pg.data_dir), "-l", str(pg.root / "postgres.log")]
+    start = [str(binaries / "pg_ctl"), "-D", str(pg.data_dir), "-l", str(pg.root / "postgres.log")]
     return [
         f"The database is kept in {pg.root} (the server is stopped). To look around:",
         f"  {as_owner}{shlex.join([*start, '-o', options, 'start'])}",
-        f"  {shlex.join([str(bin_dir / 'psql'), pg.dsn()])}",
+        f"  {shlex.join([str(binaries / 'psql'), pg.dsn()])}",
         "  then e.g.: SELECT * FROM app.leave_request; SELECT * FROM syncd.summary;",
-        f"  {as_owner}{shlex.join([str(bin_dir / 'pg_ctl'), '-D', str(pg.data_dir), 'stop'])}",
+        f"  {as_owner}{shlex.join([str(binaries / 'pg_ctl'), '-D', str(pg.data_dir), 'stop'])}",
     ]

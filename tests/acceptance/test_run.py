@@ -123,7 +123,8 @@ async def test_run_once_drains_and_prints_a_summary(database, tmp_path):
         config.write_text(CONFIG.format(dsn=database, sim=server.base_url, stream="false"))
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute(
-                "INSERT INTO app.leave_request (applicant, days, status) VALUES ('u1', 1, 'submitted')"
+                "INSERT INTO app.leave_request (applicant, days, status) "
+                "VALUES ('u1', 1, 'submitted')"
             )
         process = await asyncio.create_subprocess_exec(
             sys.executable,
