@@ -1,0 +1,49 @@
+"""``syncd run`` for benchmarks, optionally without syncd's own pacing.
+
+``python -m bench.daemonproc CONFIG [--unpaced]`` is ``syncd --config CONFIG run`` (JSON
+logs at the configured level), except that with ``--unpaced`` the shared PostgreSQL
+pacer hands out slots at 1,000,000 calls per second instead of at most 20: the
+throughput benchmark measures syncd's pipeline, not DingTalk's rate limit. The pacer
+still takes its database round trip per call, as in production. Prints ``ready`` once
+the daemon is open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from syncd.daemon import Daemon
+from syncd.dingtalk.pacing import Pacer
+from syncd.dingtalk.pg_pacing import PostgresPacer
+from syncd.logging import setup_logging
+from syncd.settings import load_settings
+from syncd.signals import stop_on_signals
+
+UNPACED_RATE = 1_000_000.0
+
+
+class UnpacedDaemon(Daemon):
+    def _pacer(self) -> Pacer:
+        return PostgresPacer(self.pool, clock=self.clock, rate=UNPACED_RATE)
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = load_settings(Path(args.config))
+    setup_logging(settings.log.level, "json", secrets=settings.secrets)
+    kind = UnpacedDaemon if args.unpaced else Daemon
+    async with kind(settings, registry=CollectorRegistry()) as daemon:
+        print("ready", flush=True)  # noqa: T201 - the parent waits for this line
+        stop = asyncio.Event()
+        with stop_on_signals(stop):
+            await daemon.run(stop)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config")
+    parser.add_argument("--unpaced", action="store_true")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,68 @@
+"""The simulator as its own process, for benchmarks.
+
+``python -m bench.simproc --port P --stats FILE [--rule-delay S] [--qps N]
+[--callback-url URL]`` serves the demo world with one rule (every leave request is
+agreed at each node after ``--rule-delay`` seconds), the QPS limit given (none by
+default) and no latency. On SIGTERM it writes ``FILE``: the calls it received per
+endpoint and, per instance, when it was created and decided (epoch seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+from syncd.simulator import Simulator, World, serve
+from syncd.simulator.default_world import DEFAULT_WORLD
+
+
+def world(rule_delay: float, qps: int | None, callback_url: str | None) -> World:
+    data: dict[str, Any] = json.loads(json.dumps(DEFAULT_WORLD))
+    app = data["apps"][0]
+    if callback_url:
+        app["callback_url"] = callback_url
+        app["stream"] = False
+    data["rules"] = [
+        {"process_code": "PROC-SIM-LEAVE", "decision": "agree", "delay": rule_delay, "remark": "ok"}
+    ]
+    data["limits"] = {"qps_per_api": qps}
+    return World.model_validate(data)
+
+
+def stats(sim: Simulator) -> dict[str, Any]:
+    instances = [
+        {
+            "id": i.instance_id,
+            "created": i.create_time.timestamp(),
+            "finished": i.finish_time.timestamp() if i.finish_time else None,
+        }
+        for i in sim.workflow.instances.values()
+    ]
+    return {"calls": dict(sim.calls), "instances": instances}
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    sim = Simulator(world(args.rule_delay, args.qps, args.callback_url))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(sim, port=args.port):
+        print("ready", flush=True)  # noqa: T201 - the parent waits for this line
+        await stop.wait()
+    return stats(sim)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--stats", required=True)
+    parser.add_argument("--rule-delay", type=float, default=0.0)
+    parser.add_argument("--qps", type=int, default=None)
+    parser.add_argument("--callback-url", default=None)
+    args = parser.parse_args()
+    Path(args.stats).write_text(json.dumps(asyncio.run(main(args))))
