@@ -129,6 +129,7 @@ class Daemon:
         self.pacer = pacer
         self.owner = replica_name(settings)
         self.wake = asyncio.Event()
+        self.started = asyncio.Event()  # set once run() serves HTTP (self.listening)
         self.stages: dict[str, Stage] = {}
         self._closers: list[Any] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -401,6 +402,7 @@ class Daemon:
         )
         self.scheduler = self._schedule()
         self.scheduler.start()
+        self.started.set()
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))

@@ -124,13 +124,14 @@ async def _running(daemon: Daemon) -> AsyncIterator[tuple[Listening, asyncio.Tas
     done = asyncio.Event()
     task = asyncio.create_task(daemon.run(done), name="daemon")
     try:
-        async with asyncio.timeout(LISTEN_TIMEOUT):
-            while (listening := getattr(daemon, "listening", None)) is None:
-                if task.done():
-                    await task
-                    raise SyncdError("the daemon stopped before it started serving HTTP")
-                await asyncio.sleep(0.02)
-        yield listening, task
+        started = asyncio.create_task(daemon.started.wait())
+        await asyncio.wait({started, task}, timeout=LISTEN_TIMEOUT, return_when="FIRST_COMPLETED")
+        if not daemon.started.is_set():
+            started.cancel()
+            if task.done():
+                await task  # raises what stopped it
+            raise SyncdError("the daemon did not start serving HTTP in time")
+        yield daemon.listening, task
     finally:
         done.set()
         await task
