@@ -28,6 +28,17 @@ logger = logging.getLogger(__name__)
 
 UNMATCHED_PATIENCE = timedelta(hours=1)
 
+#: A batch of ``batch_size`` claims this many events per approval: each approval brings
+#: several (instance start and finish, a start and a finish per approver task).
+EVENTS_PER_APPROVAL = 8
+
+
+def _progress_only(item: InboxItem) -> bool:
+    """Whether the event only shows the instance alive: no decision, no GET to confirm."""
+    if item.event_type == "bpms_task_change":
+        return True
+    return final_from_event(item.payload) is None and not needs_confirmation(item.payload)
+
 
 class Apply:
     def __init__(
@@ -50,18 +61,53 @@ class Apply:
         self.batch_size = batch_size
 
     async def run_once(self) -> int:
+        """Apply a batch of events: the approvals are looked up at once, events that only
+        show progress (task changes, instance start) are recorded together in one
+        transaction, then each remaining event is applied on its own, in order."""
         now = self.clock.now()
-        items = await self.store.claim_inbox(self.batch_size, now, now + timedelta(minutes=5))
+        limit = self.batch_size * EVENTS_PER_APPROVAL
+        items = await self.store.claim_inbox(limit, now, now + timedelta(minutes=5))
+        if not items:
+            return 0
+        refs = await self.store.approvals_by_instances(
+            [item.instance_id for item in items if item.instance_id]
+        )
+        progress: list[tuple[ApprovalRef, list[TaskRecord], int]] = []
+        rest: list[InboxItem] = []
         for item in items:
-            await self.apply_one(item)
+            approval = refs.get(item.instance_id) if item.instance_id else None
+            if approval is not None and _progress_only(item):
+                tasks = (
+                    [task_from_event(item.payload)] if item.event_type == "bpms_task_change" else []
+                )
+                progress.append((approval, tasks, item.id))
+            else:
+                rest.append(item)
+        if progress:
+            # Approval order (stable, so each approval's events keep theirs): replicas
+            # touching the same approvals lock them in the same order.
+            progress.sort(key=lambda touch: touch[0].id)
+            await self.store.touch_many(
+                [(approval, tasks) for approval, tasks, _ in progress],
+                now,
+                next_poll_at=now + self.quiet_after,
+                inbox_ids=[inbox_id for _, _, inbox_id in progress],
+            )
+        for item in rest:
+            await self._apply(item, refs.get(item.instance_id) if item.instance_id else None)
         return len(items)
 
     async def apply_one(self, item: InboxItem) -> None:
+        approval = None
+        if item.instance_id:
+            approval = await self.store.approval_by_instance(item.instance_id)
+        await self._apply(item, approval)
+
+    async def _apply(self, item: InboxItem, approval: ApprovalRef | None) -> None:
         now = self.clock.now()
         if not item.instance_id:
             await self.store.drop_inbox([item.id], now, "event without processInstanceId")
             return
-        approval = await self.store.approval_by_instance(item.instance_id)
         if approval is None:
             await self._unmatched(item)
             return
