@@ -26,9 +26,6 @@ from prometheus_client import CollectorRegistry
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from syncd import __version__
 from syncd.clock import SystemClock
@@ -48,7 +45,7 @@ from syncd.dingtalk.stream import StreamClient
 from syncd.errors import ConfigError, StoreError, SyncdError
 from syncd.http import Listening
 from syncd.http import serve as http_serve
-from syncd.metrics import Metrics, Sources
+from syncd.metrics import Metrics
 from syncd.pipeline.apply import Apply, WriteBackRetry
 from syncd.pipeline.cancel import Cancel
 from syncd.pipeline.ingest import Ingest
@@ -61,11 +58,9 @@ from syncd.pipeline.track import Poll, SweepFailed
 from syncd.ports import Clock, InboxWriter, Observer
 from syncd.scheduler import Scheduler
 from syncd.settings import Settings
+from syncd.web import DaemonWeb
 
 logger = logging.getLogger(__name__)
-
-#: Longest a readiness check waits for the database (probes time out soon after).
-READY_TIMEOUT = 2.0
 
 
 class Stage(Protocol):
@@ -137,7 +132,6 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.stream: StreamClient | None = None
         self.callback: CallbackEndpoint | None = None
-        self._known_migrations: set[int] | None = None
 
     @property
     def dsn(self) -> str:
@@ -210,8 +204,13 @@ class Daemon:
     def _build_events(self) -> None:
         dt = self.settings.dingtalk
         events = self.settings.events
-        oapi = httpx.AsyncClient(
-            base_url=dt.oapi_url, auth=self.http.auth, timeout=dt.timeout, transport=self.transport
+        oapi = self.metrics.instrument(
+            httpx.AsyncClient(
+                base_url=dt.oapi_url,
+                auth=self.http.auth,
+                timeout=dt.timeout,
+                transport=self.transport,
+            )
         )
         self._closers.append(oapi.aclose)
         self.sweeper = SweepFailed(FailedPushList(oapi), self.inbox, self.control, self.clock)
@@ -430,69 +429,12 @@ class Daemon:
         return await self.control.purge(self.clock.now() - timedelta(days=days))
 
     def http_app(self) -> Starlette:
-        routes: list[BaseRoute] = [
-            Route("/healthz", self._healthz),
-            Route("/readyz", self._readyz),
-            Route("/metrics", self._metrics),
-        ]
-        if self.callback is not None:
-            routes.append(self.callback.route(self.settings.events.callback.path))
-        return Starlette(routes=routes)
-
-    async def _healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "replica": self.owner})
-
-    async def _metrics(self, request: Request) -> Response:
-        pool = getattr(self, "pool", None)
-        await self.metrics.refresh(
-            Sources(
-                now=self.clock.now(),
-                actor=self.owner,
-                store=getattr(self, "control", None),
-                stream=self.stream,
-                listener=getattr(self, "listener", None),
-                pool_stats=pool.get_stats() if pool is not None else {},
-            )
-        )
-        body, content_type = self.metrics.render()
-        return Response(body, media_type=content_type)
+        """The daemon's HTTP surface: health, readiness, metrics and the callback."""
+        return DaemonWeb(self).app()
 
     async def readiness(self) -> dict[str, Any]:
         """Each readiness check with whether it passes (database, migrations, events, pause)."""
-        checks: dict[str, Any] = {}
-        try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                applied = await self.control.fetch_all("select_applied_migrations", {})
-            checks["database"] = {"ok": True}
-            checks["migrations"] = self._migrations_check({int(r["version"]) for r in applied})
-        except (SyncdError, TimeoutError) as exc:
-            checks["database"] = {"ok": False, "error": str(exc) or "no answer in time"}
-            checks["migrations"] = {"ok": False, "error": "unknown: the database is unreachable"}
-        if self.stream is not None:
-            state = str(self.stream.state)
-            checks["stream"] = {"ok": state == "connected", "state": state}
-        pause = await self.pause() if checks["database"]["ok"] else None
-        checks["dingtalk"] = (
-            {"ok": True}
-            if pause is None
-            else {"ok": False, "paused": pause.reason, "until": str(pause.until)}
-        )
-        return checks
-
-    def _migrations_check(self, applied: set[int]) -> dict[str, Any]:
-        if self._known_migrations is None:
-            self._known_migrations = {m.version for m in migrations.load_migrations()}
-        pending = sorted(self._known_migrations - applied)
-        unknown = sorted(applied - self._known_migrations)
-        if not pending and not unknown:
-            return {"ok": True}
-        return {"ok": False, "pending": pending, "unknown": unknown}
-
-    async def _readyz(self, request: Request) -> Response:
-        checks = await self.readiness()
-        ready = all(check["ok"] for check in checks.values())
-        body = {"status": "ready" if ready else "unready", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return await DaemonWeb(self).readiness()
 
     async def close(self) -> None:
         if self.scheduler is not None:

@@ -1,0 +1,99 @@
+"""The daemon's HTTP surface: ``/healthz``, ``/readyz``, ``/metrics`` and the callback."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from syncd.db import migrations
+from syncd.errors import SyncdError
+from syncd.metrics import Sources
+
+if TYPE_CHECKING:
+    from syncd.daemon import Daemon
+
+#: How long a readiness probe waits for the database.
+READY_TIMEOUT = 2.0
+
+
+class DaemonWeb:
+    """Routes reading the state of one daemon."""
+
+    _known_migrations: set[int] | None = None
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def app(self) -> Starlette:
+        routes: list[BaseRoute] = [
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+        ]
+        callback = self.daemon.callback
+        if callback is not None:
+            routes.append(callback.route(self.daemon.settings.events.callback.path))
+        return Starlette(routes=routes)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "replica": self.daemon.owner})
+
+    async def metrics(self, request: Request) -> Response:
+        d = self.daemon
+        pool = getattr(d, "pool", None)
+        await d.metrics.refresh(
+            Sources(
+                now=d.clock.now(),
+                actor=d.owner,
+                store=getattr(d, "control", None),
+                stream=d.stream,
+                listener=getattr(d, "listener", None),
+                pool_stats=pool.get_stats() if pool is not None else {},
+            )
+        )
+        body, content_type = d.metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def readiness(self) -> dict[str, Any]:
+        """Each readiness check with whether it passes (database, migrations, events, pause)."""
+        d = self.daemon
+        checks: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                applied = await d.control.fetch_all("select_applied_migrations", {})
+            checks["database"] = {"ok": True}
+            checks["migrations"] = self._migrations_check({int(r["version"]) for r in applied})
+        except (SyncdError, TimeoutError) as exc:
+            checks["database"] = {"ok": False, "error": str(exc) or "no answer in time"}
+            checks["migrations"] = {"ok": False, "error": "unknown: the database is unreachable"}
+        if d.stream is not None:
+            state = str(d.stream.state)
+            checks["stream"] = {"ok": state == "connected", "state": state}
+        pause = await d.pause() if checks["database"]["ok"] else None
+        checks["dingtalk"] = (
+            {"ok": True}
+            if pause is None
+            else {"ok": False, "paused": pause.reason, "until": str(pause.until)}
+        )
+        return checks
+
+    @classmethod
+    def _migrations_check(cls, applied: set[int]) -> dict[str, Any]:
+        if cls._known_migrations is None:
+            cls._known_migrations = {m.version for m in migrations.load_migrations()}
+        pending = sorted(cls._known_migrations - applied)
+        unknown = sorted(applied - cls._known_migrations)
+        if not pending and not unknown:
+            return {"ok": True}
+        return {"ok": False, "pending": pending, "unknown": unknown}
+
+    async def readyz(self, request: Request) -> Response:
+        checks = await self.readiness()
+        ready = all(check["ok"] for check in checks.values())
+        body = {"status": "ready" if ready else "unready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
