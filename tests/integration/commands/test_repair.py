@@ -190,7 +190,8 @@ async def test_replay_writes_back_what_could_not_be_written(world, cli):
     assert "the daemon retries it" in out
 
     world.sql(
-        "INSERT INTO app.leave_request (id, applicant, days, status) VALUES (%s, 'u1', 2, 'draft')",
+        "INSERT INTO app.leave_request (id, applicant, leave_type, start_date, end_date, days, "
+        "status) VALUES (%s, 'u1', '年假', '2026-01-10', '2026-01-11', 2, 'draft')",
         key,
     )
     code, out, _ = await cli("status")

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from syncd.daemon import Daemon
-from syncd.db import capture
-from syncd.db.connect import connect
+from syncd.demo.config import KINDS
+from syncd.demo.legacy_app import prepare
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.settings import Settings
 from syncd.simulator import Simulator, World
@@ -22,44 +22,7 @@ from syncd.testing import FakeClock
 APP_KEY = "dingsimappkey0001"
 APP_SECRET = "sim-app-secret-0001"
 
-LEAVE_TABLE = """
-CREATE SCHEMA app;
-CREATE TABLE app.leave_request (
-    id serial PRIMARY KEY,
-    applicant text NOT NULL,
-    leave_type text NOT NULL DEFAULT '年假',
-    start_date date NOT NULL DEFAULT '2026-01-10',
-    end_date date NOT NULL DEFAULT '2026-01-11',
-    days numeric NOT NULL,
-    reason text,
-    status text NOT NULL DEFAULT 'draft',
-    approval_status text,
-    instance_id text,
-    decided_at timestamptz
-);
-"""
-
-LEAVE_KIND: dict[str, Any] = {
-    "process_code": "PROC-SIM-LEAVE",
-    "originator": "applicant",
-    "correlation_field": "业务编号",
-    "form": {
-        "请假类型": "leave_type",
-        '["开始时间","结束时间"]': {"fields": ["start_date", "end_date"]},
-        "天数": "days",
-        "请假事由": {"template": "{reason}"},
-    },
-    "write_back": {
-        "table": "app.leave_request",
-        "key_column": "id",
-        "columns": {
-            "approval_status": "status",
-            "instance_id": "instance_id",
-            "decided_at": "finished_at",
-        },
-        "status_map": {"approved": "APPROVED", "rejected": "REJECTED", "canceled": "CANCELED"},
-    },
-}
+LEAVE_KIND: dict[str, Any] = KINDS["leave"]
 
 
 def settings_for(dsn: str, **overrides: Any) -> Settings:
@@ -101,9 +64,11 @@ class Env:
             return cursor.fetchall() if cursor.description else []
 
     def submit_leave(self, applicant: str = "u1", days: int = 2, reason: str = "rest") -> int:
+        """A leave request as the demo's application writes it (the capture trigger fires)."""
         [(key,)] = self.sql(
-            "INSERT INTO app.leave_request (applicant, days, reason, status) "
-            "VALUES (%s, %s, %s, 'submitted') RETURNING id",
+            "INSERT INTO app.leave_request "
+            "(applicant, leave_type, start_date, end_date, days, reason, status) "
+            "VALUES (%s, '年假', '2026-01-10', '2026-01-11', %s, %s, 'submitted') RETURNING id",
             applicant,
             days,
             reason,
@@ -117,13 +82,8 @@ class Env:
 
 @pytest.fixture
 async def env(database) -> AsyncIterator[Env]:
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(LEAVE_TABLE)
-    async with connect(database) as conn:
-        await capture.install(
-            conn,
-            capture.CaptureSpec("leave", "app.leave_request", "id", "NEW.status = 'submitted'"),
-        )
+    """The demo's application tables and capture triggers, a simulator, one fake clock."""
+    await prepare(database)
     clock = FakeClock()
     sim = Simulator(World.default(), clock=clock)
     yield Env(database, clock, sim)

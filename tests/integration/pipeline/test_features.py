@@ -68,7 +68,8 @@ async def test_failed_write_back_is_retried_and_shown_until_it_succeeds(env):
         [(state, error)] = env.sql("SELECT state, last_error_message FROM syncd.unwritten")
         assert state == "approved" and f"no row in app.leave_request where id = '{key}'" in error
         env.sql(
-            "INSERT INTO app.leave_request (id, applicant, days, status) VALUES (%s, 'u1', 1, 'x')",
+            "INSERT INTO app.leave_request (id, applicant, leave_type, start_date, end_date, "
+            "days, status) VALUES (%s, 'u1', '年假', '2026-01-10', '2026-01-11', 1, 'x')",
             key,
         )
         await env.advance(60)
