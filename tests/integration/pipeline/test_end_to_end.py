@@ -32,6 +32,7 @@ CALLBACK = {
 async def test_callbacks_deliver_outcomes_without_polling(env):
     settings = settings_for(env.dsn, events={"stream": False, "callback": CALLBACK})
     approved, refused = env.submit_leave(days=2), env.submit_leave(days=8)
+    revoked = env.submit_leave(days=9)
     async with env.daemon(settings) as daemon:
         app = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=daemon.http_app()), base_url="http://syncd"
@@ -43,10 +44,14 @@ async def test_callbacks_deliver_outcomes_without_polling(env):
             "SELECT instance_id FROM syncd.approval WHERE business_key = %s", str(refused)
         )
         env.sim.refuse(refused_instance, remark="too long")
+        [(revoked_instance,)] = env.sql(
+            "SELECT instance_id FROM syncd.approval WHERE business_key = %s", str(revoked)
+        )
+        env.sim.terminate(revoked_instance)  # the originator revokes it in DingTalk
         await env.advance(120)  # the leave rule approves short requests, 30 s per node
         await daemon.drain()
     rows = env.sql("SELECT id, approval_status FROM app.leave_request ORDER BY id")
-    assert rows == [(approved, "APPROVED"), (refused, "REJECTED")]
+    assert rows == [(approved, "APPROVED"), (refused, "REJECTED"), (revoked, "CANCELED")]
     assert env.sql("SELECT DISTINCT channel FROM syncd.inbox") == [("callback",)]
     assert env.sql("SELECT count(*) FROM syncd.approval_event WHERE endpoint = 'get'") == [(0,)]
     [(remark, approver)] = env.sql(
