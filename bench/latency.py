@@ -1,6 +1,6 @@
 """Latency at low load: outbox commit → create call, and decision → business row written.
 
-``python -m bench.latency --count 200 --rate 5`` runs ``syncd run`` (default settings:
+``python -m bench.latency --count 120 --rate 2`` runs ``syncd run`` (default settings:
 LISTEN/NOTIFY wake-ups, pacing at 15 calls/s) and commits one business row every
 ``1/rate`` seconds. The simulator's rule agrees one second after each node starts.
 
@@ -91,7 +91,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=200, help="business rows per channel")
-    parser.add_argument("--rate", type=float, default=5.0, help="rows per second")
+    parser.add_argument("--count", type=int, default=120, help="business rows per channel")
+    parser.add_argument("--rate", type=float, default=2.0, help="rows per second")
     args = parser.parse_args()
     main()

@@ -20,7 +20,7 @@ from syncd.simulator import Simulator, World, serve
 from syncd.simulator.default_world import DEFAULT_WORLD
 
 
-def world(rule_delay: float, qps: int | None, callback_url: str | None) -> World:
+def world(rule_delay: float, qps: int | None, callback_url: str | None, seed: int) -> World:
     data: dict[str, Any] = json.loads(json.dumps(DEFAULT_WORLD))
     app = data["apps"][0]
     if callback_url:
@@ -30,6 +30,9 @@ def world(rule_delay: float, qps: int | None, callback_url: str | None) -> World
         {"process_code": "PROC-SIM-LEAVE", "decision": "agree", "delay": rule_delay, "remark": "ok"}
     ]
     data["limits"] = {"qps_per_api": qps}
+    # Instance ids come from the seeded generator: simulators that share a database in
+    # one run need different seeds, as DingTalk never hands out an instance id twice.
+    data["faults"] = {"seed": seed}
     return World.model_validate(data)
 
 
@@ -46,7 +49,7 @@ def stats(sim: Simulator) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    sim = Simulator(world(args.rule_delay, args.qps, args.callback_url))
+    sim = Simulator(world(args.rule_delay, args.qps, args.callback_url, args.port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
