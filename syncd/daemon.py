@@ -271,6 +271,7 @@ class Daemon:
             self.clock,
             quiet_after=quiet,
             batch_size=p.batch_size,
+            lease=timing.lease,
             observer=self.observer,
         )
         self.stages = {
@@ -306,6 +307,7 @@ class Daemon:
                 retry,
                 owner=self.owner,
                 quiet_after=quiet,
+                lease=timing.lease,
             ),
             "apply": apply,
             "cancel": Cancel(
@@ -317,8 +319,9 @@ class Daemon:
                 self.clock,
                 retry,
                 owner=self.owner,
+                lease=timing.lease,
             ),
-            "writeback": WriteBackRetry(self.track_store, self.clock),
+            "writeback": WriteBackRetry(self.track_store, self.clock, lease=timing.lease),
             "poll": Poll(
                 self.track_store,
                 self.control,
@@ -329,6 +332,7 @@ class Daemon:
                 quiet_after=quiet,
                 max_interval=timedelta(seconds=s.polling.max_interval),
                 monthly_budget=s.polling.monthly_budget,
+                lease=timing.lease,
             ),
         }
 

@@ -50,6 +50,7 @@ class Apply:
         quiet_after: timedelta,
         writeback_retry: timedelta = timedelta(seconds=30),
         batch_size: int = 100,
+        lease: timedelta = timedelta(minutes=5),
         observer: Observer | None = None,
     ) -> None:
         self.observer = observer or NullObserver()
@@ -59,6 +60,7 @@ class Apply:
         self.quiet_after = quiet_after
         self.writeback_retry = writeback_retry
         self.batch_size = batch_size
+        self.lease = lease  # how long a replica that died keeps its claimed events
 
     async def run_once(self) -> int:
         """Apply a batch of events: the approvals are looked up at once, events that only
@@ -66,7 +68,7 @@ class Apply:
         transaction, then each remaining event is applied on its own, in order."""
         now = self.clock.now()
         limit = self.batch_size * EVENTS_PER_APPROVAL
-        items = await self.store.claim_inbox(limit, now, now + timedelta(minutes=5))
+        items = await self.store.claim_inbox(limit, now, now + self.lease)
         if not items:
             return 0
         refs = await self.store.approvals_by_instances(
@@ -196,16 +198,23 @@ class WriteBackRetry:
     """Retries write-backs that failed (e.g. the business row was locked or missing)."""
 
     def __init__(
-        self, store: TrackStore, clock: Clock, *, max_attempts: int = 10, batch_size: int = 50
+        self,
+        store: TrackStore,
+        clock: Clock,
+        *,
+        max_attempts: int = 10,
+        batch_size: int = 50,
+        lease: timedelta = timedelta(minutes=2),
     ) -> None:
         self.store = store
         self.clock = clock
         self.max_attempts = max_attempts
         self.batch_size = batch_size
+        self.lease = lease
 
     async def run_once(self) -> int:
         now = self.clock.now()
-        lease = now + timedelta(minutes=2)
+        lease = now + self.lease
         ids = await self.store.claim_unwritten(self.batch_size, now, lease, self.max_attempts)
         for approval_id in ids:
             error = await self.store.write_back(

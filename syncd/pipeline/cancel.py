@@ -40,7 +40,9 @@ class Cancel:
         *,
         owner: str,
         batch_size: int = 20,
+        lease: timedelta = timedelta(minutes=2),
     ) -> None:
+        self.lease = lease  # how long a replica that died keeps its claimed cancels
         self.store = store
         self.pauses = pauses
         self.client = client
@@ -62,7 +64,7 @@ class Cancel:
         if await self.pauses.active(now):
             return handled
         items = await self.store.claim_cancels(
-            self.batch_size, now, now - REVOKE_GUARD, self.owner, now + timedelta(minutes=2)
+            self.batch_size, now, now - REVOKE_GUARD, self.owner, now + self.lease
         )
         for item in items:
             await self.cancel_one(item)

@@ -57,7 +57,9 @@ class Reconcile:
         owner: str,
         quiet_after: timedelta,
         batch_size: int = 10,
+        lease: timedelta = timedelta(minutes=5),
     ) -> None:
+        self.lease = lease  # how long a replica that died keeps its claimed unknowns
         self.store = store
         self.pauses = pauses
         self.client = client
@@ -73,9 +75,7 @@ class Reconcile:
         now = self.clock.now()
         if await self.pauses.active(now):
             return 0
-        items = await self.store.claim_unknowns(
-            self.batch_size, now, self.owner, now + timedelta(minutes=5)
-        )
+        items = await self.store.claim_unknowns(self.batch_size, now, self.owner, now + self.lease)
         for item in items:
             await self.reconcile_one(item)
         return len(items)

@@ -39,8 +39,10 @@ class Poll:
         max_interval: timedelta,
         monthly_budget: int,
         batch_size: int = 20,
+        lease: timedelta = timedelta(minutes=5),
     ) -> None:
         self.store = store
+        self.lease = lease  # how long a replica that died keeps its claimed polls
         self.control = control
         self.pauses = pauses
         self.client = client
@@ -67,9 +69,7 @@ class Poll:
         self.budget_exhausted = left <= 0
         if self.budget_exhausted:
             return 0
-        items = await self.store.claim_polls(
-            min(self.batch_size, left), now, now + timedelta(minutes=5)
-        )
+        items = await self.store.claim_polls(min(self.batch_size, left), now, now + self.lease)
         for item in items:
             await self.poll_one(item)
         return len(items)

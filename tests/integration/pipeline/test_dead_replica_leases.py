@@ -1,0 +1,86 @@
+"""A replica that dies holding claims gives them back after ``pipeline.lease_seconds``.
+
+Found by the fault suite (kill -9 under load): polls, reconciliations, events, cancels
+and write-back retries claimed by a killed replica were held for a hard-coded two to
+five minutes whatever the configured lease, so approvals sat still long after a
+restart. Here a replica "dies" in the middle of a stage (its DingTalk transport raises
+something no stage expects, leaving the claims in place) and a survivor must take the
+work over once the configured lease has passed.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from syncd.daemon import Daemon
+from syncd.dingtalk.pacing import MemoryPacer
+
+from .conftest import settings_for
+
+LEASE = 20
+
+
+class DyingTransport(httpx.AsyncBaseTransport):
+    """The simulator, except that the process "dies" when it calls ``method path``."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, call: str) -> None:
+        self.inner = inner
+        self.method, self.path = call.split(" ")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if (request.method, request.url.path) == (self.method, self.path):
+            raise RuntimeError("the replica died here")
+        return await self.inner.handle_async_request(request)
+
+
+def replica(env, name: str, dies_at: str | None = None) -> Daemon:
+    async def sleep(seconds: float) -> None:
+        env.clock.advance(seconds)
+
+    transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=env.sim.app)
+    if dies_at:
+        transport = DyingTransport(transport, dies_at)
+    settings = settings_for(env.dsn, replica_name=name, pipeline={"lease_seconds": LEASE})
+    return Daemon(
+        settings,
+        clock=env.clock,
+        transport=transport,
+        pacer=MemoryPacer(clock=env.clock, rate=1000, sleep=sleep),
+    )
+
+
+async def test_polls_of_a_dead_replica_are_taken_over_after_the_lease(env):
+    env.submit_leave(days=5)  # no rule decides: it waits for a person
+    async with replica(env, "doomed", dies_at="GET /v1.0/workflow/processInstances") as doomed:
+        await doomed.stages["ingest"].run_once()
+        await doomed.stages["submit"].run_once()  # a POST: the create goes through
+        await env.advance(61)  # quiet for longer than polling.quiet_after
+        with pytest.raises(RuntimeError):
+            await doomed.stages["poll"].run_once()  # the GET: dies holding the claim
+    [instance] = env.sim.instances()
+    env.sim.approve(instance.instance_id)
+    env.sim.approve(instance.instance_id)
+    await env.advance(LEASE + 1)
+    async with replica(env, "survivor") as survivor:
+        await survivor.stages["poll"].run_once()
+    assert env.sql("SELECT state FROM syncd.approval") == [("approved",)]
+
+
+async def test_reconciliations_of_a_dead_replica_are_taken_over_after_the_lease(env):
+    env.submit_leave(days=1)
+    env.sim.faults.update(create_response_lost_rate=1.0)
+    async with replica(
+        env, "doomed", dies_at="POST /v1.0/workflow/processes/instanceIds/query"
+    ) as d:
+        await d.drain()
+        assert env.sql("SELECT state FROM syncd.approval") == [("unknown",)]
+        env.sim.faults.update(create_response_lost_rate=0.0)
+        await env.advance(11)  # pipeline.unknown_grace
+        with pytest.raises(RuntimeError):
+            await d.stages["reconcile"].run_once()  # dies listing, holding the claim
+    await env.advance(LEASE + 1)
+    async with replica(env, "survivor") as survivor:
+        await survivor.stages["reconcile"].run_once()
+    assert env.sql("SELECT state FROM syncd.approval") in ([("running",)], [("approved",)])
+    assert len(env.sim.instances()) == 1
