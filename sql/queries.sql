@@ -204,10 +204,11 @@ UPDATE syncd.approval a
 RETURNING prev.state AS from_state;
 
 -- record_attempt_failed --
--- A submit attempt ended without an instance: back to pending, unknown, invalid or dead.
+-- A submit attempt ended without an instance: back to pending, unknown, invalid or dead (only by the claim's owner).
 WITH prev AS (
     SELECT id, state FROM syncd.approval
      WHERE id = %(id)s AND state IN ('submitting', 'unknown') AND instance_id IS NULL
+       AND (%(owner)s::text IS NULL OR lease_owner = %(owner)s)
        FOR UPDATE
 )
 UPDATE syncd.approval a

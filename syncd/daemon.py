@@ -262,6 +262,8 @@ class Daemon:
             lease=timedelta(seconds=p.lease_seconds),
             unknown_grace=timedelta(seconds=p.unknown_grace),
             quiet_after=quiet,
+            # a create's answer, or its timeout (and a token fetch's), before the lease ends
+            send_margin=timedelta(seconds=2 * s.dingtalk.timeout + 1),
         )
         submit_store = SubmitStore(self.pool, actor=self.owner)
         schemas = SchemaCache(self.client, self.clock)

@@ -14,7 +14,8 @@ called the library, with ``raise ... from exc``; nothing deeper ever sees them.
     │   └── ClaimLost                   our lease expired; drop the item, write nothing
     └── DingTalkError                   has .code, .message, .request_id, .http_status
         ├── DingTalkTransient           network, 5xx, busy → retry with backoff
-        │   └── DingTalkThrottled       QPS limit → wait .retry_after seconds, then retry
+        │   ├── DingTalkThrottled       QPS limit → wait .retry_after seconds, then retry
+        │   └── DingTalkNotSent         a create too late for its lease was kept back → retry
         ├── DingTalkOutcomeUnknown      a create may have reached DingTalk → reconcile first
         ├── DingTalkQuotaExhausted      monthly quota used up → pause calls, alert
         ├── DingTalkAuthError           bad app key/secret, no permission → stop, alert
@@ -97,6 +98,10 @@ class DingTalkThrottled(DingTalkTransient):
     ) -> None:
         super().__init__(message, code=code, request_id=request_id, http_status=http_status)
         self.retry_after = retry_after
+
+
+class DingTalkNotSent(DingTalkTransient):
+    """The create was not sent: its lease would end before DingTalk's answer could."""
 
 
 class DingTalkOutcomeUnknown(DingTalkError):

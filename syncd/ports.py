@@ -54,8 +54,15 @@ class ApprovalClient(Protocol):
     alone may raise ``DingTalkOutcomeUnknown``; it is never retried by the client.
     """
 
-    async def create_instance(self, request: CreateInstanceRequest) -> InstanceId:
-        """Start an approval instance and return its id."""
+    async def create_instance(
+        self, request: CreateInstanceRequest, *, send_before: datetime | None = None
+    ) -> InstanceId:
+        """Start an approval instance and return its id.
+
+        With ``send_before``, a create still waiting for its pacing slot at that time is
+        not sent at all (``DingTalkNotSent``): the caller's lease would expire while it
+        was in flight, and another replica could create the same instance again.
+        """
         ...
 
     async def get_instance(self, instance_id: str) -> ProcessInstance:
@@ -147,6 +154,7 @@ class SubmitStore(Protocol):
         process_code: str | None = None,
         form_values: Any = None,
         calls: Sequence[CallRecord] = (),
+        owner: str | None = None,
     ) -> bool: ...
 
     async def record_intent(

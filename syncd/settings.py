@@ -228,6 +228,19 @@ class Settings(BaseSettings):
                 )
         return kinds
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_create(self) -> Self:
+        # A create is sent only while its answer (or its timeout, and a token fetch's)
+        # can still come before the lease ends; see Timing.send_margin in the daemon.
+        least = 2 * self.dingtalk.timeout + 5
+        if self.pipeline.lease_seconds < least:
+            raise ValueError(
+                f"pipeline.lease_seconds ({self.pipeline.lease_seconds:g}) must be at least "
+                f"2 × dingtalk.timeout + 5 = {least:g} seconds, so that a create is answered "
+                "before its lease ends"
+            )
+        return self
+
     @property
     def secrets(self) -> list[str]:
         """Every secret value that is set, so logs and errors can be checked against them."""

@@ -312,10 +312,13 @@ class SubmitStore(BaseStore):
         process_code: str | None = None,
         form_values: Any = None,
         calls: Sequence[CallRecord] = (),
+        owner: str | None = None,
     ) -> bool:
-        """An attempt ended without an instance; False if the approval already moved on."""
+        """An attempt ended without an instance; False if the approval already moved on
+        (or, with ``owner``, if that replica's claim was lost: another one owns it now)."""
         params = {
             "id": approval_id,
+            "owner": owner,
             "to_state": to_state.value,
             "now": now,
             "next_attempt_at": next_attempt_at,

@@ -41,6 +41,7 @@ from syncd.dingtalk.models import (
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
 from syncd.errors import (
     DingTalkError,
+    DingTalkNotSent,
     DingTalkOutcomeUnknown,
     DingTalkThrottled,
     DingTalkTransient,
@@ -163,10 +164,19 @@ class HttpxApprovalClient:
         self._pacer = pacer or MemoryPacer(clock=self._clock)
         self.calls = 0  # requests sent, for metrics (each costs monthly quota)
 
-    async def create_instance(self, request: CreateInstanceRequest) -> InstanceId:
-        """Start an approval instance; never retried here (contract §12)."""
+    async def create_instance(
+        self, request: CreateInstanceRequest, *, send_before: datetime | None = None
+    ) -> InstanceId:
+        """Start an approval instance; never retried here (contract §12).
+
+        Not sent at all (``DingTalkNotSent``) if pacing held it until ``send_before``.
+        """
         body = await self._call(
-            "create", "POST", "/v1.0/workflow/processInstances", json=request.to_wire()
+            "create",
+            "POST",
+            "/v1.0/workflow/processInstances",
+            json=request.to_wire(),
+            send_before=send_before,
         )
         answer = self._parse(CreateInstanceResponse, body, "create")
         return InstanceId(answer.instance_id)
@@ -265,8 +275,13 @@ class HttpxApprovalClient:
         *,
         json: Any = None,
         params: dict[str, str] | None = None,
+        send_before: datetime | None = None,
     ) -> bytes:
         await self._pacer.acquire(endpoint)
+        if send_before is not None and self._clock.now() >= send_before:
+            late = DingTalkNotSent(f"{endpoint} kept back: its lease ends before an answer could")
+            self._log_failure(endpoint, late)
+            raise late
         self.calls += 1
         try:
             response = await self._http.request(method, path, json=json, params=params)

@@ -94,6 +94,7 @@ class Reconcile:
                 error_code=exc.code or type(exc).__name__,
                 error_message=f"reconciling: {exc.message}",
                 calls=calls,
+                owner=self.owner,
             )
             return
         now = self.clock.now()
@@ -109,6 +110,7 @@ class Reconcile:
                 error_code="not_created",
                 calls=calls,
                 error_message="DingTalk has no instance from the lost create; submitting again",
+                owner=self.owner,
             )
             logger.info(
                 "no instance found; retrying create",

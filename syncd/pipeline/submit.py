@@ -25,6 +25,7 @@ from syncd.domain import ApprovalState, CallRecord, SubmitItem
 from syncd.errors import (
     DingTalkAuthError,
     DingTalkError,
+    DingTalkNotSent,
     DingTalkOutcomeUnknown,
     DingTalkQuotaExhausted,
     DingTalkRejected,
@@ -54,6 +55,9 @@ class Timing:
     lease: timedelta
     unknown_grace: timedelta
     quiet_after: timedelta
+    #: A create must be sent at least this long before its lease ends, so that its answer
+    #: (or its timeout) comes before another replica may take the approval over.
+    send_margin: timedelta = timedelta(seconds=20)
 
 
 class Submit:
@@ -93,14 +97,14 @@ class Submit:
         await self.store.expire_leases(now)
         if await self.pauses.active(now):
             return 0
-        items = await self.store.claim_submits(
-            self.batch_size, now, self.owner, now + self.timing.lease
-        )
+        lease_until = now + self.timing.lease
+        items = await self.store.claim_submits(self.batch_size, now, self.owner, lease_until)
         gate = asyncio.Semaphore(self.concurrency)
+        send_before = lease_until - self.timing.send_margin
 
         async def one(item: SubmitItem) -> None:
             async with gate:
-                await self.submit_one(item)
+                await self.submit_one(item, send_before=send_before)
 
         await asyncio.gather(*(one(item) for item in items))
         return len(items)
@@ -137,7 +141,7 @@ class Submit:
             cc_position=kind.cc.position if kind.cc and resolved.cc else None,
         )
 
-    async def submit_one(self, item: SubmitItem) -> None:
+    async def submit_one(self, item: SubmitItem, *, send_before: datetime | None = None) -> None:
         kind = self.kinds.get(item.kind)
         calls: list[CallRecord] = []
         if kind is None:
@@ -165,7 +169,10 @@ class Submit:
             return
         try:
             instance_id = await call(
-                calls, "create", "create", self.client.create_instance(request)
+                calls,
+                "create",
+                "create",
+                self.client.create_instance(request, send_before=send_before),
             )
         except DingTalkError as exc:
             if exc.code in SCHEMA_CODES:
@@ -206,6 +213,7 @@ class Submit:
             error_code=code,
             error_message=message,
             calls=calls,
+            owner=self.owner,
         )
         self.observer.approval_parked(item.kind, ApprovalState.INVALID.value, code)
         logger.warning(
@@ -241,6 +249,7 @@ class Submit:
             process_code=process_code,
             form_values=form,
             calls=calls,
+            owner=self.owner,
         )
         if state in (ApprovalState.INVALID, ApprovalState.DEAD):
             self.observer.approval_parked(item.kind, state.value, type(exc).__name__)
@@ -262,6 +271,8 @@ class Submit:
         """Next state, when to try again, and whether the attempt is refunded."""
         if isinstance(exc, DingTalkOutcomeUnknown):
             return ApprovalState.UNKNOWN, now + self.timing.unknown_grace, False
+        if isinstance(exc, DingTalkNotSent):  # nothing reached DingTalk: try again at once
+            return ApprovalState.PENDING, now, True
         if isinstance(exc, DingTalkRejected):
             return ApprovalState.INVALID, now, False
         if isinstance(exc, DingTalkQuotaExhausted):

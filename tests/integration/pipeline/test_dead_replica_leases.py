@@ -10,15 +10,20 @@ work over once the configured lease has passed.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import httpx
 import pytest
 
 from syncd.daemon import Daemon
+from syncd.db.store import SubmitStore
 from syncd.dingtalk.pacing import MemoryPacer
+from syncd.domain import ApprovalState
 
 from .conftest import settings_for
 
-LEASE = 20
+LEASE = 30
 
 
 class DyingTransport(httpx.AsyncBaseTransport):
@@ -84,3 +89,74 @@ async def test_reconciliations_of_a_dead_replica_are_taken_over_after_the_lease(
         await survivor.stages["reconcile"].run_once()
     assert env.sql("SELECT state FROM syncd.approval") in ([("running",)], [("approved",)])
     assert len(env.sim.instances()) == 1
+
+
+class StallingPacer(MemoryPacer):
+    """Paces like the shared pacer, but a create waits until the test lets it go: the
+    replica's database (or the whole process) stalls between the intent and the send."""
+
+    def __init__(self, env) -> None:
+        async def sleep(seconds: float) -> None:
+            env.clock.advance(seconds)
+
+        super().__init__(clock=env.clock, rate=1000, sleep=sleep)
+        self.stalled = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def acquire(self, endpoint: str) -> None:
+        if endpoint == "create":
+            self.stalled.set()
+            await self.go.wait()
+        await super().acquire(endpoint)
+
+
+async def test_a_create_stalled_past_its_lease_is_not_sent(env):
+    """A replica commits its intent, then stalls (database pacing row locked, network
+    stall, GC pause) for longer than its lease. Another replica expires the lease,
+    finds no instance and creates one. When the first replica wakes up, it must not send
+    its create any more: that would be a second instance for the same approval."""
+    env.submit_leave(days=1)
+    settings = settings_for(env.dsn, replica_name="stalled", pipeline={"lease_seconds": LEASE})
+    pacer = StallingPacer(env)
+    transport = httpx.ASGITransport(app=env.sim.app)
+    stalled = Daemon(settings, clock=env.clock, transport=transport, pacer=pacer)
+    async with stalled, replica(env, "survivor") as survivor:
+        await stalled.stages["ingest"].run_once()
+        submit = asyncio.create_task(stalled.stages["submit"].run_once())
+        async with asyncio.timeout(5):
+            await pacer.stalled.wait()
+        await env.advance(LEASE + 11)  # past the lease and pipeline.unknown_grace
+        await survivor.drain()
+        assert len(env.sim.instances()) == 1
+        pacer.go.set()
+        async with asyncio.timeout(5):
+            await submit
+        await env.advance(60)
+        await survivor.drain()
+    assert len(env.sim.instances()) == 1
+    assert env.sql("SELECT state FROM syncd.approval") == [("approved",)]
+
+
+async def test_a_late_failure_report_leaves_the_new_owners_claim_alone(env):
+    """Replica A's create failed, but A reports it only after its lease expired and B
+    claimed the approval again. A's report must not send B's claim back to pending (B's
+    instance would then be recorded nowhere, and a third create would follow)."""
+    env.submit_leave(days=1)
+    async with replica(env, "b") as daemon:
+        await daemon.stages["ingest"].run_once()
+        store = SubmitStore(daemon.pool, actor="test")
+        now = env.clock.now()
+        [item] = await store.claim_submits(1, now, "a", now + timedelta(seconds=LEASE))
+        later = now + timedelta(seconds=LEASE + 1)
+        assert await store.expire_leases(later) == [item.id]
+        assert await store.record_failed(
+            item.id, to_state=ApprovalState.PENDING, now=later, next_attempt_at=later,
+            error_code="x", error_message="reconciled: not created", owner=None,
+        )  # fmt: skip
+        [claimed] = await store.claim_submits(1, later, "b", later + timedelta(seconds=LEASE))
+        moved = await store.record_failed(
+            item.id, to_state=ApprovalState.PENDING, now=later, next_attempt_at=later,
+            error_code="systemError", error_message="late report from a", owner="a",
+        )  # fmt: skip
+    assert not moved and claimed.id == item.id
+    assert env.sql("SELECT state, lease_owner FROM syncd.approval") == [("submitting", "b")]
