@@ -62,6 +62,10 @@ from syncd.web import DaemonWeb
 
 logger = logging.getLogger(__name__)
 
+#: Stages that ``run`` keeps in order within a lane while the lanes run side by side:
+#: the way in (outbox to DingTalk instance) and the way back (outcome to business row).
+LANES = (("ingest", "submit", "reconcile", "cancel"), ("apply", "writeback", "poll"))
+
 
 class Stage(Protocol):
     async def run_once(self) -> int: ...
@@ -338,10 +342,27 @@ class Daemon:
             ),
         }
 
-    async def cycle(self) -> dict[str, int]:
-        """Run every stage once; a failing stage is logged and counted, the others go on."""
+    async def cycle(self, *, lanes: bool = False) -> dict[str, int]:
+        """Run every stage once; a failing stage is logged and counted, the others go on.
+
+        Stages run one after the other; with ``lanes`` (as ``run`` does), the stages of
+        each of :data:`LANES` run one after the other and the lanes side by side, so
+        creating instances and applying outcomes do not wait for each other.
+        """
+        if not lanes:
+            return await self._run_stages(list(self.stages))
+        groups = [[name for name in lane if name in self.stages] for lane in LANES]
+        laned = {name for group in groups for name in group}
+        groups.append([name for name in self.stages if name not in laned])
         counts: dict[str, int] = {}
-        for name, stage in self.stages.items():
+        for lane_counts in await asyncio.gather(*(self._run_stages(g) for g in groups)):
+            counts.update(lane_counts)
+        return {name: counts[name] for name in self.stages}
+
+    async def _run_stages(self, names: list[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name in names:
+            stage = self.stages[name]
             started = time.monotonic()
             try:
                 counts[name] = await stage.run_once()
@@ -378,10 +399,11 @@ class Daemon:
         interval = self.settings.pipeline.outbox_poll_interval
         try:
             while not stop.is_set():
-                counts = await self.cycle()
+                # Cleared before the cycle, so a wake-up during it is not lost.
+                self.wake.clear()
+                counts = await self.cycle(lanes=True)
                 if any(counts.values()):
                     continue
-                self.wake.clear()
                 waiters = [
                     asyncio.ensure_future(self.wake.wait()),
                     asyncio.ensure_future(stop.wait()),
