@@ -211,7 +211,7 @@ token = "{token}"
 aes_key = "{aes_key}"
 max_age = 60.0
 [http]
-port = 0
+port = {http_port}
 [pipeline]
 batch_size = 25
 concurrency = 8
@@ -257,6 +257,7 @@ def write_config(
     callback: bool = False,
     lease: float = 20.0,
     write_back: str = WRITE_BACK,
+    http_port: int = 0,
 ) -> Path:
     path.write_text(
         CONFIG.format(
@@ -272,6 +273,7 @@ def write_config(
             process_code=PROCESS_CODE,
             correlation=CORRELATION,
             write_back=write_back,
+            http_port=http_port,
         ),
         encoding="utf-8",
     )
