@@ -7,6 +7,7 @@ by it (SIGTERM, then SIGKILL after a grace period), each by its own pid.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -110,6 +111,15 @@ def sql(dsn: str, query: str, params: Sequence[Any] | None = None) -> list[tuple
         return cursor.fetchall() if cursor.description else []
 
 
+def sql_version() -> str:
+    from syncd.embedded import bin_dir
+
+    out = subprocess.run(
+        [str(bin_dir() / "postgres"), "--version"], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip()
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -126,6 +136,18 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "syncd": __version__,
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip(),
+        "postgres": sql_version(),
+        "packages": {
+            name: importlib.metadata.version(name)
+            for name in ("psycopg", "procrastinate", "httpx", "uvicorn")
+        },
     }
 
 
@@ -346,14 +368,14 @@ class Bench:
         """Execution time of the claim queries (those with SKIP LOCKED), in ms."""
         rows = self.sql(
             "SELECT calls, mean_exec_time, max_exec_time, "
-            "substring(query from 'FROM (syncd\\.[a-z_]+)') "
+            "query "
             "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
             "WHERE d.datname = current_database() AND s.query LIKE '%%SKIP LOCKED%%' "
             "ORDER BY calls DESC"
         )
         return [
-            {"table": t, "calls": int(c), "mean_ms": float(m), "max_ms": float(x)}
-            for c, m, x, t in rows
+            {"stage": _claim_stage(q), "calls": int(c), "mean_ms": float(m), "max_ms": float(x)}
+            for c, m, x, q in rows
         ]
 
     def postgres_cpu(self) -> float:
@@ -371,6 +393,24 @@ class Bench:
             if ppid == postmaster:
                 total += cpu_seconds(int(entry.name))
         return total
+
+
+_CLAIMS = (
+    ("cancel_requested_at IS NOT NULL", "cancel"),
+    ("syncd.outbox", "ingest (outbox)"),
+    ("syncd.inbox", "apply (inbox)"),
+    ("'pending'", "submit"),
+    ("'unknown'", "reconcile"),
+    ("written_back_at IS NULL", "write-back retry"),
+    ("next_poll_at", "poll"),
+)
+
+
+def _claim_stage(query: str) -> str:
+    for marker, stage in _CLAIMS:
+        if marker in query:
+            return stage
+    return " ".join(query.split())[:60]
 
 
 @contextmanager

@@ -99,7 +99,7 @@ def run(b: Bench, sim_url: str, backlog: int, seconds: float) -> dict[str, Any]:
     }
     log(
         f"backlog {backlog}: {done} written in {seconds:.0f} s, RSS peak {peak:.0f} MiB, "
-        + ", ".join(f"{c['table']} {c['mean_ms']:.2f} ms" for c in claims)
+        + ", ".join(f"{c['stage']} {c['mean_ms']:.2f} ms" for c in claims)
     )
     return result
 

@@ -58,6 +58,7 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
     counters = b.counters()
     pg_cpu = b.postgres_cpu() - pg_cpu0
     top = b.top_statements()
+    claims = b.claim_statements()
     [(written,)] = b.sql(query)
     states = dict(b.sql("SELECT state, count(*) FROM syncd.approval GROUP BY state"))
     [(inbox,)] = b.sql("SELECT count(*) FROM syncd.inbox")
@@ -80,6 +81,7 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
         "history_rows_per_approval": history / max(1, written),
         "counters": counters,
         "top_statements": top,
+        "claims": claims,
         "samples": series,
         "timeline": {
             "ingested": timeline(b, t0, "created_at", "syncd.approval"),
