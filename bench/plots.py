@@ -103,16 +103,20 @@ def before_after() -> None:
     if before is None or after is None:
         return
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, data in (("before", before), ("after", after)):
+    runs = [("before the fixes", before), ("batched apply", after)]
+    final = load("final-2000")
+    if final is not None:
+        runs.append(("batched apply + lanes", final))
+    for label, data in runs:
         xs, ys = per_second(data["syncd"]["timeline"]["written"])
         rate = data["syncd"]["approvals_per_second"]
-        ax.plot(xs, ys, label=f"{label} the apply fix ({rate:.0f}/s)")
+        ax.plot(xs, ys, label=f"{label} ({rate:.0f}/s)")
     ax.set_title("syncd, 2,000 backlog: business rows written per second")
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("approvals per second")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    save(fig, "before-after-apply")
+    save(fig, "before-after")
 
 
 def quota() -> None:

@@ -19,6 +19,14 @@ from bench.harness import BENCH, RESULTS, log
 COMMANDS: dict[str, list[str]] = {
     "latency": ["bench.latency", "--count", "120", "--rate", "2"],
     "quota": ["bench.quota", "--backlog", "600"],
+    "throughput-2k": [
+        "bench.throughput",
+        "--backlog",
+        "2000",
+        "--no-baseline",
+        "--name",
+        "final-2000",
+    ],
     "throughput-10k": ["bench.throughput", "--backlog", "10000"],
     "scale": ["bench.scale", "--history", "1000000", "--backlog", "100000"],
     "throughput-100k": ["bench.throughput", "--backlog", "100000", "--no-baseline"],
