@@ -39,11 +39,11 @@ PARKED = ("invalid", "dead")
 #: Originators spread over the active people of the default world (list windows stay short).
 APPLICANTS = ("u1", "u2", "u3", "u4", "u5", "u6", "manager1", "manager2", "hr1", "finance1")
 
-FULL = os.environ.get("SYNCD_FAULTS_FULL") == "1"
+FULL = os.environ.get("SYNCD_TEST_FAULTS_FULL") == "1"
 
 
 def load(small: int, full: int) -> int:
-    """The number of approvals for a scenario: ``full`` with SYNCD_FAULTS_FULL=1."""
+    """The number of approvals for a scenario: ``full`` with SYNCD_TEST_FAULTS_FULL=1."""
     return full if FULL else small
 
 
@@ -548,7 +548,7 @@ class Report:
     def emit(self) -> None:
         line = json.dumps({"fault_report": self.__dict__}, ensure_ascii=False, default=str)
         sys.stdout.write(line + "\n")
-        out = os.environ.get("SYNCD_FAULTS_REPORT")
+        out = os.environ.get("SYNCD_TEST_FAULTS_REPORT")
         if out:
             with open(out, "a", encoding="utf-8") as file:
                 file.write(line + "\n")
@@ -683,6 +683,6 @@ async def timed(report: Report) -> AsyncIterator[None]:
 
 def rng(seed: int | None = None) -> random.Random:
     """The random source of fault moments; the seed is printed so a run can be repeated."""
-    value = int(os.environ.get("SYNCD_FAULTS_SEED", seed if seed is not None else time.time()))
+    value = int(os.environ.get("SYNCD_TEST_FAULTS_SEED", seed if seed is not None else time.time()))
     sys.stdout.write(f"fault seed {value}\n")
     return random.Random(value)
