@@ -175,15 +175,15 @@ CREATE TABLE syncd.usage (
 
 -- Capture triggers installed by `syncd capture add`.
 CREATE TABLE syncd.capture (
-    trigger_name  text PRIMARY KEY,
     kind          text NOT NULL,
     table_schema  text NOT NULL,
     table_name    text NOT NULL,
+    trigger_name  text NOT NULL,
     key_column    text NOT NULL,
     when_sql      text NULL,
     cancel_sql    text NULL,
     installed_at  timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT capture_kind_table_unique UNIQUE (kind, table_schema, table_name)
+    PRIMARY KEY (kind, table_schema, table_name)
 );
 
 -- DBA views.

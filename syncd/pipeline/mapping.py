@@ -37,6 +37,13 @@ class MappingError(SyncdError):
 
 
 @dataclass(frozen=True)
+class Absent:
+    """A form value the payload does not have: left out, unless the template requires it."""
+
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Resolved:
     """The values of one request, read from the payload, before type encoding."""
 
@@ -76,6 +83,14 @@ def _read(source: ValueSource, payload: Any, columns: Mapping[str, Any], what: s
     return _required(payload, source.field, what)
 
 
+def _read_form(source: ValueSource, payload: Any, columns: Mapping[str, Any], label: str) -> Any:
+    """A form value, or ``Absent`` when the payload lacks what it is made from."""
+    missing = tuple(p for p in source.paths() if lookup(payload, p) in (MISSING, None))
+    if missing:
+        return Absent(missing)
+    return _read(source, payload, columns, f"form {label!r}")
+
+
 def _required(payload: Any, path: str, what: str) -> Any:
     value = lookup(payload, path)
     if value is MISSING or value is None:
@@ -103,9 +118,7 @@ def resolve(kind: KindSettings, payload: Any, columns: Mapping[str, Any]) -> Res
         dept_id = int(dept)
     except (TypeError, ValueError):
         raise MappingError(f"dept_id: expected a department number, got {dept!r}") from None
-    form = {
-        label: _read(src, payload, columns, f"form {label!r}") for label, src in kind.form.items()
-    }
+    form = {label: _read_form(src, payload, columns, label) for label, src in kind.form.items()}
     approvers = [
         (step.action, _user_list(step.users, step.field, payload, "approvers"))
         for step in kind.approvers
@@ -172,6 +185,14 @@ def encode(
     seen: set[str] = set()
     for label, raw in form.items():
         component = by_label.get(_key(label)) or by_label.get(label)
+        if isinstance(raw, Absent) and component is not None:
+            if component.props.required:
+                raise MappingError(
+                    f"form {label!r}: payload has no value at {raw.paths[0]!r}, and template "
+                    f"{process_code} requires it",
+                    field=label,
+                )
+            continue  # an optional component the payload has nothing for is left out
         if component is None:
             known = ", ".join(sorted(c.props.label or "" for c in schema.schema_content.items))
             raise MappingError(

@@ -50,6 +50,26 @@ def correlation_key(kind: str, business_key: str, round_: int) -> str:
     return f"syncd:{kind}/{business_key}/{round_}"
 
 
+#: DingTalk codes that name a person or department it does not know (contract §3.1).
+PEOPLE_CODES = frozenset({"processInstanceInvalidParameter", "invalidParameter", "userNotExist"})
+
+
+def explain(exc: DingTalkError, item: SubmitItem) -> str:
+    """DingTalk's message, with what to check when the request itself was refused."""
+    if not isinstance(exc, DingTalkRejected):
+        return exc.message
+    if exc.code in PEOPLE_CODES:
+        hint = (
+            f"check the originator {item.originator!r}, its dept_id {item.dept_id} and any "
+            "approvers or cc users against the DingTalk directory"
+        )
+    elif exc.code in SCHEMA_CODES:
+        hint = "check the kind's form mapping against the template (syncd check)"
+    else:
+        hint = "fix the request or the kind's configuration, then syncd retry"
+    return f"DingTalk refused the create ({exc.code}): {exc.message}; {hint}"
+
+
 @dataclass(frozen=True)
 class Timing:
     lease: timedelta
@@ -244,7 +264,7 @@ class Submit:
             now=now,
             next_attempt_at=retry_at,
             error_code=exc.code or type(exc).__name__,
-            error_message=exc.message,
+            error_message=explain(exc, item),
             refund=refund,
             process_code=process_code,
             form_values=form,

@@ -197,3 +197,16 @@ async def test_null_business_key_still_commits_the_business_change(app_db):
     with psycopg.connect(app_db, autocommit=True) as conn:
         conn.execute("INSERT INTO app.leave_request (applicant, days) VALUES ('u1', 3)")
     assert [r[1] for r in outbox(app_db)] == [""]
+
+
+async def test_one_kind_can_be_captured_from_two_tables(app_db):
+    with psycopg.connect(app_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE app.leave_request_archive (LIKE app.leave_request)")
+    await install(app_db)
+    await install(app_db, capture.CaptureSpec("leave", "app.leave_request_archive", "id"))
+    async with connect(app_db) as conn:
+        rows = await capture.list_captures(conn)
+    assert [(r["table_name"], r["present"]) for r in rows] == [
+        ("leave_request", True),
+        ("leave_request_archive", True),
+    ]
