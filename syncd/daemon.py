@@ -32,7 +32,8 @@ from syncd.clock import SystemClock
 from syncd.db import migrations, writeback
 from syncd.db.inbox import PostgresInbox
 from syncd.db.listen import Listener
-from syncd.db.store import ControlStore, IngestStore, SubmitStore
+from syncd.db.store import ControlStore, IngestStore
+from syncd.db.submit_store import SubmitStore
 from syncd.db.track_store import TrackStore
 from syncd.dingtalk.callback import CallbackEndpoint
 from syncd.dingtalk.client import HttpxApprovalClient, build_http_client

@@ -30,7 +30,7 @@ from syncd.commands.common import out, settings_from
 from syncd.commands.operator import actor, parse_duration, table, when
 from syncd.daemon import Daemon
 from syncd.db.admin_store import AdminStore
-from syncd.db.store import SubmitStore
+from syncd.db.submit_store import SubmitStore
 from syncd.dingtalk.models import ProcessInstance
 from syncd.domain import ApprovalRef, ApprovalState, CallRecord, SubmitItem
 from syncd.errors import ConfigError, DingTalkError, DingTalkQuotaExhausted, SyncdError

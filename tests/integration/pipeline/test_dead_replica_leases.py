@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from syncd.daemon import Daemon
-from syncd.db.store import SubmitStore
+from syncd.db.submit_store import SubmitStore
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.domain import ApprovalState
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from syncd.db.store import SubmitStore
+from syncd.db.submit_store import SubmitStore
 from syncd.pipeline.submit import Submit
 
 from .conftest import settings_for

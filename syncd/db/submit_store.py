@@ -1,0 +1,173 @@
+"""``SubmitStore``: claims and outcomes of creates and reconciliations.
+
+Guarded transitions (ARCHITECTURE §4): a claim takes a lease and commits before any
+DingTalk call; the intent (what is about to be sent) is committed next; the outcome is
+recorded in a new transaction, only while the lease is still ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from syncd.db.queries import QUERIES
+from syncd.db.store import BaseStore, ids, jsonb, submit_item
+from syncd.domain import ApprovalState, CallRecord, SubmitItem
+
+
+class SubmitStore(BaseStore):
+    """Claims and outcomes of creates and reconciliations."""
+
+    async def claim_submits(
+        self, limit: int, now: datetime, owner: str, lease_until: datetime
+    ) -> list[SubmitItem]:
+        params = {"limit": limit, "now": now, "owner": owner, "lease_until": lease_until}
+        async with self.transaction() as conn:
+            rows = await (await conn.execute(QUERIES["claim_submit_batch"], params)).fetchall()
+            for row in rows:
+                await self.history(
+                    conn,
+                    row["id"],
+                    now,
+                    from_state=row["from_state"],
+                    to_state="submitting",
+                    message=f"attempt {row['attempts']}",
+                )
+        return [submit_item(r) for r in sorted(rows, key=lambda r: r["id"])]
+
+    async def record_intent(
+        self, approval_id: int, owner: str, process_code: str, form_values: Any, now: datetime
+    ) -> bool:
+        """Commit what is about to be created; False if the lease was lost meanwhile."""
+        params = {
+            "id": approval_id,
+            "owner": owner,
+            "process_code": process_code,
+            "form_values": jsonb(form_values),
+            "now": now,
+        }
+        async with self.transaction() as conn:
+            row = await (await conn.execute(QUERIES["record_intent"], params)).fetchone()
+        return row is not None
+
+    async def record_created(
+        self,
+        approval_id: int,
+        *,
+        instance_id: str,
+        process_code: str,
+        form_values: Any,
+        now: datetime,
+        next_poll_at: datetime,
+        created_at: datetime | None = None,
+        calls: Sequence[CallRecord] = (),
+    ) -> bool:
+        """Store the new instance id; False if the approval already moved on."""
+        params = {
+            "id": approval_id,
+            "instance_id": instance_id,
+            "process_code": process_code,
+            "form_values": jsonb(form_values),
+            "created_at": created_at,
+            "now": now,
+            "next_poll_at": next_poll_at,
+            "calls": len(calls),
+        }
+        async with self.transaction() as conn:
+            row = await (await conn.execute(QUERIES["record_created"], params)).fetchone()
+            if row is None:
+                return False
+            await self.calls(conn, approval_id, now, calls)
+            await self.history(
+                conn,
+                approval_id,
+                now,
+                from_state=row["from_state"],
+                to_state="running",
+                message=f"instance {instance_id}",
+            )
+        return True
+
+    async def record_failed(
+        self,
+        approval_id: int,
+        *,
+        to_state: ApprovalState,
+        now: datetime,
+        next_attempt_at: datetime,
+        error_code: str,
+        error_message: str,
+        refund: bool = False,
+        process_code: str | None = None,
+        form_values: Any = None,
+        calls: Sequence[CallRecord] = (),
+        owner: str | None = None,
+    ) -> bool:
+        """An attempt ended without an instance; False if the approval already moved on
+        (or, with ``owner``, if that replica's claim was lost: another one owns it now)."""
+        params = {
+            "id": approval_id,
+            "owner": owner,
+            "to_state": to_state.value,
+            "now": now,
+            "next_attempt_at": next_attempt_at,
+            "refund": 1 if refund else 0,
+            "error_code": error_code,
+            "error_message": error_message[:2000],
+            "process_code": process_code,
+            "form_values": jsonb(form_values),
+            "calls": len(calls),
+        }
+        async with self.transaction() as conn:
+            row = await (await conn.execute(QUERIES["record_attempt_failed"], params)).fetchone()
+            if row is None:
+                return False
+            await self.calls(conn, approval_id, now, calls)
+            if row["from_state"] != to_state.value or to_state is not ApprovalState.UNKNOWN:
+                await self.history(
+                    conn,
+                    approval_id,
+                    now,
+                    from_state=row["from_state"],
+                    to_state=to_state.value,
+                    message=f"{error_code}: {error_message}"[:2000],
+                )
+        return True
+
+    async def expire_leases(self, now: datetime) -> list[int]:
+        """Submitting approvals whose worker vanished become ``unknown``."""
+        async with self.transaction() as conn:
+            rows = await (
+                await conn.execute(QUERIES["expire_submit_leases"], {"now": now})
+            ).fetchall()
+            for approval_id in ids(rows):
+                await self.history(
+                    conn,
+                    approval_id,
+                    now,
+                    from_state="submitting",
+                    to_state="unknown",
+                    message="lease expired during a create; reconciling before any retry",
+                )
+        return ids(rows)
+
+    async def claim_unknowns(
+        self, limit: int, now: datetime, owner: str, lease_until: datetime
+    ) -> list[SubmitItem]:
+        params = {"limit": limit, "now": now, "owner": owner, "lease_until": lease_until}
+        rows = await self.fetch_all("claim_unknown_batch", params)
+        return [submit_item(r) for r in sorted(rows, key=lambda r: r["id"])]
+
+    async def known_instances(self, instance_ids: Sequence[str]) -> set[str]:
+        rows = await self.fetch_all("select_known_instances", {"ids": list(instance_ids)})
+        return {r["instance_id"] for r in rows}
+
+    async def record_calls(
+        self, approval_id: int, now: datetime, calls: Sequence[CallRecord]
+    ) -> None:
+        if not calls:
+            return
+        async with self.transaction() as conn:
+            await conn.execute(QUERIES["add_calls"], {"id": approval_id, "calls": len(calls)})
+            await self.calls(conn, approval_id, now, calls)
