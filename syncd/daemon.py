@@ -260,28 +260,35 @@ class Daemon:
     def _build_stages(self) -> None:
         s = self.settings
         p = s.pipeline
-        kinds = s.kinds
-        retry = RetryPolicy(base=p.retry_base, cap=p.retry_cap, max_attempts=p.max_attempts)
-        quiet = timedelta(seconds=s.polling.quiet_after)
-        timing = Timing(
+        self.retry = RetryPolicy(base=p.retry_base, cap=p.retry_cap, max_attempts=p.max_attempts)
+        self.timing = Timing(
             lease=timedelta(seconds=p.lease_seconds),
             unknown_grace=timedelta(seconds=p.unknown_grace),
-            quiet_after=quiet,
+            quiet_after=timedelta(seconds=s.polling.quiet_after),
             # a create's answer, or its timeout (and a token fetch's), before the lease ends
             send_margin=timedelta(seconds=2 * s.dingtalk.timeout + 1),
         )
-        submit_store = SubmitStore(self.pool, actor=self.owner)
-        schemas = SchemaCache(self.client, self.clock)
         apply = Apply(
             self.track_store,
             self.client,
             self.clock,
-            quiet_after=quiet,
+            quiet_after=self.timing.quiet_after,
             batch_size=p.batch_size,
-            lease=timing.lease,
+            lease=self.timing.lease,
             observer=self.observer,
         )
-        self.stages = {
+        self.stages = {**self._way_in(apply), **self._way_back(apply)}
+
+    def _way_in(self, apply: Apply) -> dict[str, Stage]:
+        """The stages that take requests to DingTalk: ingest, submit, reconcile, cancel."""
+        s, p, kinds, timing = (
+            self.settings,
+            self.settings.pipeline,
+            self.settings.kinds,
+            self.timing,
+        )
+        submit_store = SubmitStore(self.pool, actor=self.owner)
+        return {
             "ingest": Ingest(
                 IngestStore(self.pool, actor=self.owner),
                 kinds,
@@ -293,10 +300,10 @@ class Daemon:
                 submit_store,
                 self.pauses,
                 self.client,
-                schemas,
+                SchemaCache(self.client, self.clock),
                 kinds,
                 self.clock,
-                retry,
+                self.retry,
                 timing,
                 owner=self.owner,
                 batch_size=p.batch_size,
@@ -311,12 +318,11 @@ class Daemon:
                 apply,
                 kinds,
                 self.clock,
-                retry,
+                self.retry,
                 owner=self.owner,
-                quiet_after=quiet,
+                quiet_after=timing.quiet_after,
                 lease=timing.lease,
             ),
-            "apply": apply,
             "cancel": Cancel(
                 self.track_store,
                 self.pauses,
@@ -324,11 +330,18 @@ class Daemon:
                 apply,
                 kinds,
                 self.clock,
-                retry,
+                self.retry,
                 owner=self.owner,
                 lease=timing.lease,
             ),
-            "writeback": WriteBackRetry(self.track_store, self.clock, lease=timing.lease),
+        }
+
+    def _way_back(self, apply: Apply) -> dict[str, Stage]:
+        """The stages that bring outcomes back: apply, write-back retries, polling."""
+        polling, lease = self.settings.polling, self.timing.lease
+        return {
+            "apply": apply,
+            "writeback": WriteBackRetry(self.track_store, self.clock, lease=lease),
             "poll": Poll(
                 self.track_store,
                 self.control,
@@ -336,10 +349,10 @@ class Daemon:
                 self.client,
                 apply,
                 self.clock,
-                quiet_after=quiet,
-                max_interval=timedelta(seconds=s.polling.max_interval),
-                monthly_budget=s.polling.monthly_budget,
-                lease=timing.lease,
+                quiet_after=self.timing.quiet_after,
+                max_interval=timedelta(seconds=polling.max_interval),
+                monthly_budget=polling.monthly_budget,
+                lease=lease,
             ),
         }
 
