@@ -399,8 +399,8 @@ _CLAIMS = (
     ("cancel_requested_at IS NOT NULL", "cancel"),
     ("syncd.outbox", "ingest (outbox)"),
     ("syncd.inbox", "apply (inbox)"),
-    ("'pending'", "submit"),
-    ("'unknown'", "reconcile"),
+    ("p.round < a.round", "submit"),
+    ("lease_expires_at IS NULL OR", "reconcile"),
     ("written_back_at IS NULL", "write-back retry"),
     ("next_poll_at", "poll"),
 )
@@ -487,7 +487,7 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 def save(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    data = {"machine": machine(), **data}
+    data = {"machine": machine(), "load_average_at_end": os.getloadavg(), **data}
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     log(f"wrote {path}")
     return path

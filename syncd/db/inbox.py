@@ -32,8 +32,10 @@ class PostgresInbox:
             "payload": Jsonb(dict(event.payload)),
         }
         try:
+            # BEGIN, INSERT and COMMIT in one round trip.
             async with self._pool.connection() as conn:
-                cursor = await conn.execute(QUERIES["insert_inbox_event"], params)
+                async with conn.pipeline(), conn.transaction():
+                    cursor = await conn.execute(QUERIES["insert_inbox_event"], params)
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
             raise StoreError(f"cannot store the event: {redact(str(exc)).strip()}") from exc
