@@ -15,7 +15,10 @@ import argparse
 import time
 from typing import Any
 
+import psycopg
+
 from bench.harness import Bench, bench, log, save
+from syncd.db.queries import QUERIES
 
 HISTORY = [
     """
@@ -60,6 +63,18 @@ def generate_history(b: Bench, n: int) -> float:
     return time.monotonic() - started
 
 
+def explain(b: Bench, name: str) -> list[str]:
+    """The claim's plan and timing now (rolled back: nothing is claimed)."""
+    params = {"limit": 50, "now": "infinity", "owner": "bench", "lease_until": "infinity"}
+    with psycopg.connect(b.dsn) as conn:
+        rows = conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + QUERIES[name],  # type: ignore[operator]
+            params,
+        ).fetchall()
+        conn.rollback()
+    return [r[0] for r in rows]
+
+
 def run(b: Bench, sim_url: str, backlog: int, seconds: float) -> dict[str, Any]:
     [(before,)] = b.sql("SELECT count(*) FROM syncd.approval WHERE written_back_at IS NOT NULL")
     b.submit(backlog)
@@ -84,6 +99,11 @@ def run(b: Bench, sim_url: str, backlog: int, seconds: float) -> dict[str, Any]:
     _, peak = daemon.rss()
     claims = b.claim_statements()
     daemon.stop()
+    plans = {name: explain(b, name) for name in ("claim_submit_batch", "claim_inbox_batch")}
+    [dead] = b.sql(
+        "SELECT n_live_tup, n_dead_tup, last_autovacuum::text FROM pg_stat_user_tables "
+        "WHERE schemaname = 'syncd' AND relname = 'approval'"
+    )
     [(unconsumed,)] = b.sql("SELECT count(*) FROM syncd.outbox WHERE consumed_at IS NULL")
     done = samples[-1]["done"]
     result = {
@@ -95,6 +115,8 @@ def run(b: Bench, sim_url: str, backlog: int, seconds: float) -> dict[str, Any]:
         "rss_end_mib": samples[-1]["rss_mib"],
         "rss_peak_mib": peak,
         "claims": claims,
+        "plans_after": plans,
+        "approval_tuples_live_dead_autovacuum": list(dead),
         "samples": samples,
     }
     log(
