@@ -106,7 +106,7 @@ def before_after() -> None:
     runs = [("before the fixes", before), ("batched apply", after)]
     final = load("final-2000")
     if final is not None:
-        runs.append(("batched apply + lanes", final))
+        runs.append(("+ lanes + one-round-trip inbox (final)", final))
     for label, data in runs:
         xs, ys = per_second(data["syncd"]["timeline"]["written"])
         rate = data["syncd"]["approvals_per_second"]
