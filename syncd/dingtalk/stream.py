@@ -140,6 +140,7 @@ class StreamClient:
         attempt = 0
         while not self._stop.is_set():
             self._set(StreamState.CONNECTING)
+            connects = self.connects
             try:
                 again_now = await self._session()
                 attempt = 0
@@ -157,6 +158,8 @@ class StreamClient:
                 again_now = False
             if self._stop.is_set():
                 break
+            if self.connects > connects:
+                attempt = 0  # this connection worked: back off afresh from the first delay
             delay = 0.0 if again_now else self._delay(attempt)
             attempt += 0 if again_now else 1
             await self._pause(delay)

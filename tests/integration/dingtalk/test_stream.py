@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +184,20 @@ async def test_dropped_connection_reconnects_with_backoff_and_loses_nothing(
         await live.until(lambda: stream.events_stored == 2)
     assert stream.reconnects == 1
     assert _stored(await inbox_rows()) == _expected(live)
+
+
+@pytest.mark.slow
+async def test_backoff_starts_afresh_after_a_connection_that_worked(
+    live: Live, inbox: PostgresInbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="syncd.dingtalk.stream")
+    async with running(live.stream(inbox, backoff_initial=0.05, backoff_cap=10.0)) as stream:
+        for drops in range(1, 5):
+            await live.env.sim.stream.drop()
+            await live.until(lambda n=drops: stream.connects == n + 1)
+    delays = [r.delay for r in caplog.records if getattr(r, "action", "") == "stream_reconnect"]
+    assert len(delays) == 4
+    assert max(delays) <= 0.05  # without the reset the fourth would wait 0.2-0.4 s
 
 
 @pytest.mark.slow
