@@ -17,8 +17,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from syncd.daemon import Daemon
+from syncd.db.pacing import PostgresPacer
 from syncd.dingtalk.pacing import Pacer
-from syncd.dingtalk.pg_pacing import PostgresPacer
 from syncd.logging import setup_logging
 from syncd.settings import load_settings
 from syncd.signals import stop_on_signals

@@ -32,6 +32,7 @@ from syncd.clock import SystemClock
 from syncd.db import migrations, writeback
 from syncd.db.inbox import PostgresInbox
 from syncd.db.listen import Listener
+from syncd.db.pacing import PostgresPacer
 from syncd.db.store import ControlStore, IngestStore
 from syncd.db.submit_store import SubmitStore
 from syncd.db.track_store import TrackStore
@@ -41,7 +42,6 @@ from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import InboundEvent
 from syncd.dingtalk.failed import FailedPushList
 from syncd.dingtalk.pacing import Pacer
-from syncd.dingtalk.pg_pacing import PostgresPacer
 from syncd.dingtalk.stream import StreamClient
 from syncd.errors import ConfigError, StoreError, SyncdError
 from syncd.http import Listening

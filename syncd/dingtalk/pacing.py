@@ -8,7 +8,7 @@ and its rate is halved; the rate then recovers linearly. A call that would wait 
 than ``max_wait`` is not sent: :class:`~syncd.errors.DingTalkThrottled` tells the caller
 when to come back, so no lease is held across a long pause.
 
-:class:`MemoryPacer` paces one process. ``syncd.dingtalk.pg_pacing.PostgresPacer``
+:class:`MemoryPacer` paces one process. ``syncd.db.pacing.PostgresPacer``
 hands out the same slots from a row per endpoint in PostgreSQL, so any number of
 replicas together stay under the rate.
 """

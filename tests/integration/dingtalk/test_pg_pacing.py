@@ -13,10 +13,10 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.clock import SystemClock
+from syncd.db.pacing import PostgresPacer
 from syncd.db.queries import QUERIES, parse_queries, sql_dir
 from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
-from syncd.dingtalk.pg_pacing import PostgresPacer
 from syncd.errors import DingTalkThrottled, DingTalkTransient
 from syncd.simulator import Simulator, World
 

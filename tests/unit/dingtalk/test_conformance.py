@@ -9,9 +9,9 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.inbox import PostgresInbox
+from syncd.db.pacing import PostgresPacer
 from syncd.dingtalk.client import HttpxApprovalClient, windows
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
-from syncd.dingtalk.pg_pacing import PostgresPacer
 from syncd.ports import ApprovalClient, InboxWriter
 from syncd.testing import FakeClock
 
