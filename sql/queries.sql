@@ -432,7 +432,8 @@ UPDATE syncd.approval a
    SET next_poll_at = %(lease_until)s
   FROM due
  WHERE a.id = due.id
-RETURNING a.id, a.kind, a.instance_id, a.instance_created_at, a.last_event_at, a.captured_at;
+RETURNING a.id, a.kind, a.business_key, a.round, a.instance_id, a.instance_created_at,
+          a.last_event_at, a.captured_at;
 
 -- set_next_poll --
 -- When to poll a running approval next.

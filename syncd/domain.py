@@ -215,6 +215,8 @@ class Final:
 class PollItem:
     id: int
     kind: str
+    business_key: str
+    round: int
     instance_id: str
     instance_created_at: datetime | None
     last_event_at: datetime | None

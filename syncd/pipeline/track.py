@@ -94,8 +94,8 @@ class Poll:
         ref = ApprovalRef(
             id=item.id,
             kind=item.kind,
-            business_key="",
-            round=0,
+            business_key=item.business_key,
+            round=item.round,
             state=ApprovalState.RUNNING,
             instance_id=item.instance_id,
             instance_created_at=item.instance_created_at,
