@@ -95,12 +95,17 @@ ON CONFLICT (kind, table_schema, table_name) DO UPDATE
 DELETE FROM syncd.capture
  WHERE kind = %(kind)s AND table_schema = %(schema)s AND table_name = %(table)s;
 
--- insert_inbox_event --
--- Store a received DingTalk event once; returns the new id, or nothing for a duplicate.
+-- insert_inbox_events --
+-- Store received DingTalk events, each once (the first of equal dedup keys wins); returns
+-- the dedup keys that were new. One statement for a whole burst of Stream frames.
 INSERT INTO syncd.inbox (dedup_key, channel, event_type, instance_id, payload)
-VALUES (%(dedup_key)s, %(channel)s, %(event_type)s, %(instance_id)s, %(payload)s)
+SELECT e.dedup_key, e.channel, e.event_type, e.instance_id, e.payload::jsonb
+  FROM unnest(%(dedup_keys)s::text[], %(channels)s::text[], %(event_types)s::text[],
+              %(instance_ids)s::text[], %(payloads)s::text[])
+       WITH ORDINALITY AS e (dedup_key, channel, event_type, instance_id, payload, n)
+ ORDER BY e.n
 ON CONFLICT (dedup_key) DO NOTHING
-RETURNING id;
+RETURNING dedup_key;
 
 -- try_lock_ingest --
 -- Ingest runs on one replica at a time, which keeps per-business-key order (transaction lock).

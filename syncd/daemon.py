@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -85,11 +85,16 @@ class WakingInbox:
         self.observer = observer
 
     async def put(self, event: InboundEvent) -> bool:
-        new = await self.inner.put(event)
-        self.observer.event_stored(event.channel, new)
-        if new:
-            self.wake.set()
+        [new] = await self.put_many([event])
         return new
+
+    async def put_many(self, events: Sequence[InboundEvent]) -> list[bool]:
+        news = await self.inner.put_many(events)
+        for event, new in zip(events, news, strict=True):
+            self.observer.event_stored(event.channel, new)
+        if any(news):
+            self.wake.set()
+        return news
 
 
 @dataclass

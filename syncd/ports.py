@@ -107,6 +107,14 @@ class InboxWriter(Protocol):
         """
         ...
 
+    async def put_many(self, events: Sequence[InboundEvent]) -> list[bool]:
+        """Store a burst of events in one transaction; for each, True if it was new.
+
+        Of equal dedup keys in one burst only the first counts as new. All or nothing:
+        raises ``StoreError`` when the database fails, and then none is stored.
+        """
+        ...
+
 
 class IngestStore(Protocol):
     """Outbox rows in, approval rounds out (``syncd.db.store.IngestStore``)."""

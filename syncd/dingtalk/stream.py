@@ -4,9 +4,12 @@
 ticket → websocket), then for each frame:
 
 - ``EVENT``: store it in the inbox, and only once the row is committed answer
-  ``SUCCESS``; if the inbox fails, answer ``LATER`` so DingTalk delivers it again;
-- ``SYSTEM``/``ping``: answer at once, echoing the opaque data;
-- ``SYSTEM``/``disconnect``: open a new connection right away.
+  ``SUCCESS``; if the inbox fails, answer ``LATER`` so DingTalk delivers it again. Events
+  that arrive while earlier ones are being stored make up the next burst, stored in one
+  transaction and acknowledged together;
+- ``SYSTEM``/``ping``: answer at once, echoing the opaque data (storing never delays it);
+- ``SYSTEM``/``disconnect``: finish storing and acknowledging what was received, then
+  open a new connection right away.
 
 A connection that closes or fails is replaced after a jittered exponential backoff. One
 that stays silent (no frame for ``silence_timeout`` seconds, while websocket keepalive
@@ -22,7 +25,9 @@ import contextlib
 import json
 import logging
 import random
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote_plus
@@ -31,6 +36,7 @@ import httpx
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
+from websockets.protocol import State
 
 from syncd.dingtalk.client import open_stream_connection
 from syncd.dingtalk.events import make_event
@@ -41,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 #: No frame at all for this long means the connection is dead (STREAM-go waits 120 s idle).
 DEFAULT_SILENCE_TIMEOUT = 180.0
+#: Most events stored in one transaction (and acknowledged together).
+MAX_BURST = 500
+#: On ``disconnect``, how long to finish storing and acknowledging what was received.
+FLUSH_TIMEOUT = 5.0
 
 
 class StreamState(StrEnum):
@@ -191,12 +201,29 @@ class StreamClient:
             self.last_error = None
             self._set(StreamState.CONNECTED)
             logger.info("Stream connected", extra={"action": "stream_connected"})
+            received: asyncio.Queue[_Received] = asyncio.Queue()
+            storing = asyncio.create_task(self._store_all(ws, received))
             try:
-                return await self._receive(ws)
+                return await self._receive(ws, received)
             finally:
+                await self._finish(ws, storing, received)
                 self._ws = None
 
-    async def _receive(self, ws: ClientConnection) -> bool:
+    async def _finish(
+        self, ws: ClientConnection, storing: asyncio.Task[None], received: asyncio.Queue[_Received]
+    ) -> None:
+        """Store and acknowledge what was received, if the socket is still open."""
+        if not self._stop.is_set() and ws.state is State.OPEN:
+            joined = asyncio.ensure_future(received.join())
+            await asyncio.wait(
+                {joined, storing}, timeout=FLUSH_TIMEOUT, return_when=FIRST_COMPLETED
+            )
+            joined.cancel()
+        storing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await storing
+
+    async def _receive(self, ws: ClientConnection, received: asyncio.Queue[_Received]) -> bool:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -207,11 +234,16 @@ class StreamClient:
                 logger.warning("Stream connection silent", extra={"action": "stream_silent"})
                 return False
             self.last_frame_at = loop.time()
-            if await self._dispatch(ws, raw):
+            if await self._dispatch(ws, raw, received):
                 return True
 
-    async def _dispatch(self, ws: ClientConnection, raw: str | bytes) -> bool:
-        """Handle one frame; True when it was a ``disconnect``."""
+    async def _dispatch(
+        self, ws: ClientConnection, raw: str | bytes, received: asyncio.Queue[_Received]
+    ) -> bool:
+        """Handle one frame; True when it was a ``disconnect``.
+
+        System frames are answered at once; events are queued for :meth:`_store_all`.
+        """
         try:
             frame = json.loads(raw)
             headers = frame["headers"]
@@ -228,38 +260,84 @@ class StreamClient:
         kind, topic = frame.get("type"), headers.get("topic")
         if kind == "SYSTEM" and topic == "disconnect":
             logger.info("Stream asked to reconnect", extra={"action": "stream_disconnect"})
-            await ws.close()
             return True
         if kind == "SYSTEM":
             self.pings += topic == "ping"
             self._changed.set()
             await ws.send(_ack(message_id, data))
         elif kind == "EVENT":
-            await ws.send(await self._event(message_id, headers, data))
+            received.put_nowait(_Received(message_id, headers, data))
         else:
             await ws.send(_ack(message_id, {}, 404))
         return False
 
-    async def _event(self, message_id: str, headers: dict[str, Any], data: dict[str, Any]) -> str:
-        """Store the event; the ACK to send once it is committed (or LATER if not)."""
-        event_type = str(headers.get("eventType") or data.get("EventType") or "")
-        if not event_type:
-            logger.warning("Stream event without type", extra={"action": "stream_bad_frame"})
-            return _ack(message_id, {"status": "SUCCESS", "message": "ignored"})
-        event_id = headers.get("eventId")
-        event = make_event("stream", event_type, data, str(event_id) if event_id else None)
+    async def _store_all(self, ws: ClientConnection, received: asyncio.Queue[_Received]) -> None:
+        """Store events as they arrive, each burst in one transaction, then acknowledge it.
+
+        Whatever arrived while the last burst was being stored is the next burst, so a
+        busy connection costs one commit per burst instead of one per event.
+        """
+        while True:
+            burst = [await received.get()]
+            while len(burst) < MAX_BURST and not received.empty():
+                burst.append(received.get_nowait())
+            try:
+                for answer in await self._store(burst):
+                    await ws.send(answer)
+            except WebSocketException:
+                return  # the connection is gone; DingTalk delivers the unacknowledged again
+            except Exception:
+                logger.exception("Stream events not stored", extra={"action": "stream_error"})
+                await ws.close()  # a new connection; DingTalk delivers them again
+                return
+            finally:
+                for _ in burst:
+                    received.task_done()
+
+    async def _store(self, burst: list[_Received]) -> list[str]:
+        """Store a burst of events; the ACKs to send once committed (LATER for all if not)."""
+        answers: dict[str, str] = {}
+        events = []
+        for item in burst:
+            headers, data = item.headers, item.data
+            event_type = str(headers.get("eventType") or data.get("EventType") or "")
+            if not event_type:
+                logger.warning("Stream event without type", extra={"action": "stream_bad_frame"})
+                answers[item.message_id] = _ack(
+                    item.message_id, {"status": "SUCCESS", "message": "ignored"}
+                )
+                continue
+            event_id = headers.get("eventId")
+            events.append(
+                (
+                    item.message_id,
+                    make_event("stream", event_type, data, str(event_id) if event_id else None),
+                )
+            )
         try:
-            new = await self._inbox.put(event)
+            news = await self._inbox.put_many([event for _, event in events])
         except StoreError:
-            self.events_deferred += 1
-            logger.exception("Stream event not stored", extra={"action": "stream_event_later"})
-            return _ack(message_id, {"status": "LATER", "message": "not stored"}, 500)
-        if new:
-            self.events_stored += 1
+            self.events_deferred += len(events)
+            logger.exception("Stream events not stored", extra={"action": "stream_event_later"})
+            for message_id, _ in events:
+                later = {"status": "LATER", "message": "not stored"}
+                answers[message_id] = _ack(message_id, later, 500)
         else:
-            self.events_duplicate += 1
+            for (message_id, _), new in zip(events, news, strict=True):
+                self.events_stored += new
+                self.events_duplicate += not new
+                answers[message_id] = _ack(message_id, {"status": "SUCCESS", "message": "success"})
         self._changed.set()
-        return _ack(message_id, {"status": "SUCCESS", "message": "success"})
+        return [answers[item.message_id] for item in burst]
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """An event frame waiting to be stored and acknowledged."""
+
+    message_id: str
+    headers: dict[str, Any]
+    data: dict[str, Any]
 
 
 def _data(frame: dict[str, Any]) -> dict[str, Any]:
