@@ -335,14 +335,36 @@ UPDATE syncd.approval
        updated_at = %(now)s
  WHERE id = %(id)s AND state = 'running';
 
--- upsert_task --
--- An approver task or operation record, as last seen.
+-- touch_approvals --
+-- touch_approval_event for a batch of approvals, locked in id order (as every batch is).
+WITH locked AS (
+    SELECT id FROM syncd.approval
+     WHERE id = ANY(%(ids)s) AND state = 'running'
+     ORDER BY id
+       FOR NO KEY UPDATE
+)
+UPDATE syncd.approval a
+   SET last_event_at = %(now)s, next_poll_at = greatest(a.next_poll_at, %(next_poll_at)s),
+       updated_at = %(now)s
+  FROM locked
+ WHERE a.id = locked.id;
+
+-- upsert_tasks --
+-- Approver tasks and operation records, as last seen (one row per key in a call; what a
+-- record does not say keeps its earlier value).
 INSERT INTO syncd.task
        (approval_id, instance_id, record_type, record_key, activity_id, user_id, status,
         result, operation, remark, started_at, finished_at, recorded_at)
-VALUES (%(approval_id)s, %(instance_id)s, %(record_type)s, %(record_key)s, %(activity_id)s,
-        %(user_id)s, %(status)s, %(result)s, %(operation)s, %(remark)s, %(started_at)s,
-        %(finished_at)s, %(now)s)
+SELECT t.approval_id, t.instance_id, t.record_type, t.record_key, t.activity_id, t.user_id,
+       t.status, t.result, t.operation, t.remark, t.started_at, t.finished_at, %(now)s
+  FROM unnest(%(approval_ids)s::bigint[], %(instance_ids)s::text[], %(record_types)s::text[],
+              %(record_keys)s::text[], %(activity_ids)s::text[], %(user_ids)s::text[],
+              %(statuses)s::text[], %(results)s::text[], %(operations)s::text[],
+              %(remarks)s::text[], %(started_ats)s::timestamptz[],
+              %(finished_ats)s::timestamptz[])
+       AS t (approval_id, instance_id, record_type, record_key, activity_id, user_id, status,
+             result, operation, remark, started_at, finished_at)
+ ORDER BY t.approval_id, t.record_type, t.record_key
 ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
    SET activity_id = coalesce(EXCLUDED.activity_id, syncd.task.activity_id),
        user_id = coalesce(EXCLUDED.user_id, syncd.task.user_id),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -100,11 +101,11 @@ class TrackStore(BaseStore):
     ) -> None:
         """An event or poll showed the instance alive: record tasks, push polling back."""
         async with self.transaction() as conn:
-            await self._tasks(conn, approval, tasks, now)
             await conn.execute(
                 QUERIES["touch_approval_event"],
                 {"id": approval.id, "now": now, "next_poll_at": next_poll_at},
             )
+            await self._tasks(conn, approval, tasks, now)
             await conn.execute(QUERIES["add_calls"], {"id": approval.id, "calls": len(calls)})
             await self.calls(conn, approval.id, now, calls)
             await self._processed(conn, inbox_ids, now)
@@ -117,38 +118,57 @@ class TrackStore(BaseStore):
         next_poll_at: datetime,
         inbox_ids: Sequence[int] = (),
     ) -> None:
-        """Several :meth:`touch` (without calls) in one transaction, statements pipelined."""
+        """Several :meth:`touch` (without calls) in one transaction: three statements.
+
+        Approvals are locked first, in id order, then their tasks, as ``finish`` does.
+        """
         async with self.transaction() as conn, conn.pipeline():
-            for approval, tasks in touches:
-                await self._tasks(conn, approval, tasks, now)
-                await conn.execute(
-                    QUERIES["touch_approval_event"],
-                    {"id": approval.id, "now": now, "next_poll_at": next_poll_at},
-                )
+            params = {
+                "ids": sorted({approval.id for approval, _ in touches}),
+                "now": now,
+                "next_poll_at": next_poll_at,
+            }
+            await conn.execute(QUERIES["touch_approvals"], params)
+            await self._upsert_tasks(
+                conn, [(approval, task) for approval, tasks in touches for task in tasks], now
+            )
             await self._processed(conn, inbox_ids, now)
 
     async def _tasks(
         self, conn: Conn, approval: ApprovalRef, tasks: Sequence[TaskRecord], now: datetime
     ) -> None:
-        for task in tasks:
-            await conn.execute(
-                QUERIES["upsert_task"],
-                {
-                    "approval_id": approval.id,
-                    "instance_id": approval.instance_id,
-                    "record_type": task.record_type,
-                    "record_key": task.record_key,
-                    "activity_id": task.activity_id,
-                    "user_id": task.user_id,
-                    "status": task.status,
-                    "result": task.result,
-                    "operation": task.operation,
-                    "remark": task.remark,
-                    "started_at": task.started_at,
-                    "finished_at": task.finished_at,
-                    "now": now,
-                },
-            )
+        await self._upsert_tasks(conn, [(approval, task) for task in tasks], now)
+
+    async def _upsert_tasks(
+        self, conn: Conn, records: Sequence[tuple[ApprovalRef, TaskRecord]], now: datetime
+    ) -> None:
+        """Upsert task records in one statement, later records of a key over earlier ones."""
+        merged: dict[tuple[int, str, str], tuple[ApprovalRef, TaskRecord]] = {}
+        for approval, task in records:
+            key = (approval.id, task.record_type, task.record_key)
+            earlier = merged.get(key)
+            merged[key] = (approval, task if earlier is None else _over(earlier[1], task))
+        if not merged:
+            return
+        rows = list(merged.values())
+        await conn.execute(
+            QUERIES["upsert_tasks"],
+            {
+                "approval_ids": [a.id for a, _ in rows],
+                "instance_ids": [a.instance_id for a, _ in rows],
+                "record_types": [t.record_type for _, t in rows],
+                "record_keys": [t.record_key for _, t in rows],
+                "activity_ids": [t.activity_id for _, t in rows],
+                "user_ids": [t.user_id for _, t in rows],
+                "statuses": [t.status for _, t in rows],
+                "results": [t.result for _, t in rows],
+                "operations": [t.operation for _, t in rows],
+                "remarks": [t.remark for _, t in rows],
+                "started_ats": [t.started_at for _, t in rows],
+                "finished_ats": [t.finished_at for _, t in rows],
+                "now": now,
+            },
+        )
 
     # --- the final word ---------------------------------------------------------------
 
@@ -354,3 +374,13 @@ def _approval_ref(row: dict[str, Any]) -> ApprovalRef:
         instance_id=row["instance_id"],
         instance_created_at=row["instance_created_at"],
     )
+
+
+def _over(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
+    """``later`` with what it leaves out taken from ``earlier`` (as the upsert does)."""
+    changes = {
+        name: getattr(earlier, name)
+        for name in TaskRecord.__dataclass_fields__
+        if getattr(later, name) is None
+    }
+    return replace(later, **changes)

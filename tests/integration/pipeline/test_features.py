@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from syncd.domain import TaskRecord
 from syncd.errors import ConfigError
 
 from .conftest import APP_KEY, LEAVE_KIND, settings_for
@@ -141,3 +142,32 @@ async def test_poll_interval_grows_with_the_age_of_a_quiet_instance(env):
     assert gaps == sorted(gaps) and gaps[-1] > gaps[0] >= timedelta(seconds=59)
     [(polls,)] = env.sql("SELECT count(*) FROM syncd.approval_event WHERE endpoint = 'get'")
     assert polls == 4
+
+
+async def test_a_batch_of_task_events_records_each_task_once_with_all_it_said(env):
+    env.submit_leave(days=2)
+    async with env.daemon() as daemon:
+        await daemon.drain()
+        [(approval_id, instance_id)] = env.sql("SELECT id, instance_id FROM syncd.approval")
+        approval = await daemon.track_store.approval_by_id(approval_id)
+        assert approval is not None
+        t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+        started = TaskRecord("task", "t-1", user_id="manager1", status="RUNNING", started_at=t0)
+        finished = TaskRecord(
+            "task", "t-1", status="COMPLETED", result="AGREE", finished_at=t0 + timedelta(hours=1)
+        )
+        other = TaskRecord("task", "t-2", user_id="hr1", status="RUNNING")
+        await daemon.track_store.touch_many(
+            [(approval, [started]), (approval, [finished, other])],
+            env.clock.now(),
+            next_poll_at=env.clock.now() + timedelta(minutes=5),
+        )
+    rows = env.sql(
+        "SELECT record_key, user_id, status, result, started_at, finished_at FROM syncd.task"
+        " WHERE instance_id = %s AND record_key LIKE 't-%%' ORDER BY record_key",
+        instance_id,
+    )
+    assert rows == [
+        ("t-1", "manager1", "COMPLETED", "AGREE", t0, t0 + timedelta(hours=1)),
+        ("t-2", "hr1", "RUNNING", None, None, None),
+    ]
