@@ -46,11 +46,21 @@ class BaseStore:
         self.actor = actor
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Conn]:
-        """A connection inside one transaction; psycopg errors become ``StoreError``."""
+    async def transaction(self, *, pipelined: bool = False) -> AsyncIterator[Conn]:
+        """A connection inside one transaction; psycopg errors become ``StoreError``.
+
+        ``pipelined`` sends statements without waiting for each result (a fetch waits),
+        COMMIT included: a transaction that only writes after its first read costs two
+        round trips, whatever its length.
+        """
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                yield conn
+            async with self._pool.connection() as conn:
+                if pipelined:
+                    async with conn.pipeline(), conn.transaction():
+                        yield conn
+                else:
+                    async with conn.transaction():
+                        yield conn
         except psycopg.Error as exc:
             raise StoreError(f"database error: {redact(str(exc)).strip()}") from exc
 

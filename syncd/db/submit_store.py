@@ -23,7 +23,7 @@ class SubmitStore(BaseStore):
         self, limit: int, now: datetime, owner: str, lease_until: datetime
     ) -> list[SubmitItem]:
         params = {"limit": limit, "now": now, "owner": owner, "lease_until": lease_until}
-        async with self.transaction() as conn:
+        async with self.transaction(pipelined=True) as conn:
             rows = await (await conn.execute(QUERIES["claim_submit_batch"], params)).fetchall()
             for row in rows:
                 await self.history(
@@ -47,7 +47,7 @@ class SubmitStore(BaseStore):
             "form_values": jsonb(form_values),
             "now": now,
         }
-        async with self.transaction() as conn:
+        async with self.transaction(pipelined=True) as conn:
             row = await (await conn.execute(QUERIES["record_intent"], params)).fetchone()
         return row is not None
 
@@ -74,7 +74,7 @@ class SubmitStore(BaseStore):
             "next_poll_at": next_poll_at,
             "calls": len(calls),
         }
-        async with self.transaction() as conn:
+        async with self.transaction(pipelined=True) as conn:
             row = await (await conn.execute(QUERIES["record_created"], params)).fetchone()
             if row is None:
                 return False
@@ -119,7 +119,7 @@ class SubmitStore(BaseStore):
             "form_values": jsonb(form_values),
             "calls": len(calls),
         }
-        async with self.transaction() as conn:
+        async with self.transaction(pipelined=True) as conn:
             row = await (await conn.execute(QUERIES["record_attempt_failed"], params)).fetchone()
             if row is None:
                 return False
@@ -137,7 +137,7 @@ class SubmitStore(BaseStore):
 
     async def expire_leases(self, now: datetime) -> list[int]:
         """Submitting approvals whose worker vanished become ``unknown``."""
-        async with self.transaction() as conn:
+        async with self.transaction(pipelined=True) as conn:
             rows = await (
                 await conn.execute(QUERIES["expire_submit_leases"], {"now": now})
             ).fetchall()
@@ -168,6 +168,6 @@ class SubmitStore(BaseStore):
     ) -> None:
         if not calls:
             return
-        async with self.transaction() as conn:
+        async with self.transaction(pipelined=True) as conn:
             await conn.execute(QUERIES["add_calls"], {"id": approval_id, "calls": len(calls)})
             await self.calls(conn, approval_id, now, calls)
