@@ -166,7 +166,9 @@ def main() -> None:
     throughput(
         "throughput-10000", "Throughput, 10,000 backlog: syncd and the Procrastinate baseline"
     )
-    throughput("throughput-100000", "Throughput, 100,000 backlog: syncd")
+    throughput(
+        "throughput-100000", "Throughput, 100,000 backlog: syncd and the Procrastinate baseline"
+    )
     before_after()
     quota()
     scale()
