@@ -104,9 +104,11 @@ def before_after() -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4.2))
     runs = [("before the fixes", before), ("batched apply", after)]
-    final = load("final-2000")
+    lanes, final = load("lanes-2000"), load("final-2000")
+    if lanes is not None:
+        runs.append(("+ lanes + one-round-trip inbox", lanes))
     if final is not None:
-        runs.append(("+ lanes + one-round-trip inbox (final)", final))
+        runs.append(("+ Stream bursts, set-based apply, pipelined submit (final)", final))
     for label, data in runs:
         xs, ys = per_second(data["syncd"]["timeline"]["written"])
         rate = data["syncd"]["approvals_per_second"]
