@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 #: Stages that ``run`` keeps in order within a lane while the lanes run side by side:
 #: the way in (outbox to DingTalk instance) and the way back (outcome to business row).
 LANES = (("ingest", "submit", "reconcile", "cancel"), ("apply", "writeback", "poll"))
+WAY_IN, WAY_BACK = 0, 1
 
 
 class Stage(Protocol):
@@ -133,7 +134,9 @@ class Daemon:
         self.transport = transport
         self.pacer = pacer
         self.owner = replica_name(settings)
+        # What wakes each lane of run(): NOTIFY the way in, a stored event the way back.
         self.wake = asyncio.Event()
+        self.wake_back = asyncio.Event()
         self.started = asyncio.Event()  # set once run() serves HTTP (self.listening)
         self.stages: dict[str, Stage] = {}
         self._closers: list[Any] = []
@@ -175,7 +178,7 @@ class Daemon:
         self.client = HttpxApprovalClient(self.http, pacer=self._pacer(), clock=self.clock)
         self.control = ControlStore(self.pool, actor=self.owner)
         self.track_store = TrackStore(self.pool, writebacks, actor=self.owner)
-        self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake, self.observer)
+        self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake_back, self.observer)
         self.pauses = Pauses(self.control)
         self._build_events()
         self._build_stages()
@@ -361,22 +364,17 @@ class Daemon:
             ),
         }
 
-    async def cycle(self, *, lanes: bool = False) -> dict[str, int]:
-        """Run every stage once; a failing stage is logged and counted, the others go on.
+    async def cycle(self) -> dict[str, int]:
+        """Run every stage once, in order; a failing stage is logged and counted, the
+        others go on."""
+        return await self._run_stages(list(self.stages))
 
-        Stages run one after the other; with ``lanes`` (as ``run`` does), the stages of
-        each of :data:`LANES` run one after the other and the lanes side by side, so
-        creating instances and applying outcomes do not wait for each other.
-        """
-        if not lanes:
-            return await self._run_stages(list(self.stages))
+    def _lanes(self) -> list[list[str]]:
+        """The stages of each of :data:`LANES`; any other stage joins the way back."""
         groups = [[name for name in lane if name in self.stages] for lane in LANES]
         laned = {name for group in groups for name in group}
-        groups.append([name for name in self.stages if name not in laned])
-        counts: dict[str, int] = {}
-        for lane_counts in await asyncio.gather(*(self._run_stages(g) for g in groups)):
-            counts.update(lane_counts)
-        return {name: counts[name] for name in self.stages}
+        groups[WAY_BACK] += [name for name in self.stages if name not in laned]
+        return groups
 
     async def _run_stages(self, names: list[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -413,25 +411,40 @@ class Daemon:
         return await self.pauses.active(self.clock.now())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set, then finish the cycle in flight and return."""
+        """Work until ``stop`` is set, then finish the batches in flight and return.
+
+        The way in and the way back are two loops, each running its stages in order
+        and then waiting for its wake-up (NOTIFY; a stored event) or the poll interval,
+        so creating instances and applying outcomes never wait for each other. Work
+        done on the way back (an approval finished) may free a later round of the same
+        key, so it wakes the way in too.
+        """
         await self._start_background()
-        interval = self.settings.pipeline.outbox_poll_interval
+        way_in, way_back = self._lanes()
         try:
-            while not stop.is_set():
-                # Cleared before the cycle, so a wake-up during it is not lost.
-                self.wake.clear()
-                counts = await self.cycle(lanes=True)
-                if any(counts.values()):
-                    continue
-                waiters = [
-                    asyncio.ensure_future(self.wake.wait()),
-                    asyncio.ensure_future(stop.wait()),
-                ]
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+            await asyncio.gather(
+                self._lane(way_in, self.wake, stop, also=None),
+                self._lane(way_back, self.wake_back, stop, also=self.wake),
+            )
         finally:
             logger.info("daemon stopping", extra={"action": "daemon_stop", "replica": self.owner})
+
+    async def _lane(
+        self, names: list[str], wake: asyncio.Event, stop: asyncio.Event, also: asyncio.Event | None
+    ) -> None:
+        interval = self.settings.pipeline.outbox_poll_interval
+        while not stop.is_set():
+            # Cleared before the stages run, so a wake-up while they run is not lost.
+            wake.clear()
+            counts = await self._run_stages(names)
+            if any(counts.values()):
+                if also is not None:
+                    also.set()
+                continue
+            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _start_background(self) -> None:
         listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
