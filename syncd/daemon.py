@@ -285,6 +285,7 @@ class Daemon:
             lease=self.timing.lease,
             observer=self.observer,
         )
+        self.apply = apply
         self.stages = {**self._way_in(apply), **self._way_back(apply)}
 
     def _way_in(self, apply: Apply) -> dict[str, Stage]:
@@ -415,36 +416,48 @@ class Daemon:
 
         The way in and the way back are two loops, each running its stages in order
         and then waiting for its wake-up (NOTIFY; a stored event) or the poll interval,
-        so creating instances and applying outcomes never wait for each other. Work
+        so creating instances and applying outcomes do not wait for each other. Work
         done on the way back (an approval finished) may free a later round of the same
-        key, so it wakes the way in too.
+        key, so it wakes the way in too. Back pressure: while apply is behind (its last
+        claim was a full batch), the way in runs one batch per pass of the way back, so
+        new instances do not outrun their outcomes.
         """
         await self._start_background()
         way_in, way_back = self._lanes()
+        passed = asyncio.Event()  # set at the end of every pass of the way back
         try:
             await asyncio.gather(
-                self._lane(way_in, self.wake, stop, also=None),
-                self._lane(way_back, self.wake_back, stop, also=self.wake),
+                self._run_way_in(way_in, stop, passed), self._run_way_back(way_back, stop, passed)
             )
         finally:
             logger.info("daemon stopping", extra={"action": "daemon_stop", "replica": self.owner})
 
-    async def _lane(
-        self, names: list[str], wake: asyncio.Event, stop: asyncio.Event, also: asyncio.Event | None
+    async def _run_way_in(
+        self, names: list[str], stop: asyncio.Event, passed: asyncio.Event
     ) -> None:
         interval = self.settings.pipeline.outbox_poll_interval
         while not stop.is_set():
+            if self.apply.behind:  # back pressure: one batch per pass of the way back
+                passed.clear()
+                await _first(passed, stop, seconds=interval)
             # Cleared before the stages run, so a wake-up while they run is not lost.
-            wake.clear()
+            self.wake.clear()
             counts = await self._run_stages(names)
+            if not any(counts.values()):
+                await _first(self.wake, stop, seconds=interval)
+
+    async def _run_way_back(
+        self, names: list[str], stop: asyncio.Event, passed: asyncio.Event
+    ) -> None:
+        interval = self.settings.pipeline.outbox_poll_interval
+        while not stop.is_set():
+            self.wake_back.clear()
+            counts = await self._run_stages(names)
+            passed.set()
             if any(counts.values()):
-                if also is not None:
-                    also.set()
-                continue
-            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+                self.wake.set()  # a finished round may free the next round of its key
+            else:
+                await _first(self.wake_back, stop, seconds=interval)
 
     async def _start_background(self) -> None:
         listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
@@ -511,3 +524,13 @@ class Daemon:
         for closer in reversed(self._closers):
             await closer()
         self._closers.clear()
+
+
+async def _first(*events: asyncio.Event, seconds: float) -> None:
+    """Wait until one of ``events`` is set, or ``seconds`` pass."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -61,6 +61,8 @@ class Apply:
         self.writeback_retry = writeback_retry
         self.batch_size = batch_size
         self.lease = lease  # how long a replica that died keeps its claimed events
+        #: The last claim took a full batch: more events are waiting than one pass takes.
+        self.behind = False
 
     async def run_once(self) -> int:
         """Apply a batch of events: the approvals are looked up at once, events that only
@@ -69,6 +71,7 @@ class Apply:
         now = self.clock.now()
         limit = self.batch_size * EVENTS_PER_APPROVAL
         items = await self.store.claim_inbox(limit, now, now + self.lease)
+        self.behind = len(items) >= limit
         if not items:
             return 0
         refs = await self.store.approvals_by_instances(

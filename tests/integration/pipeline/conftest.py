@@ -49,7 +49,7 @@ class Env:
             self.clock.advance(seconds)
 
         pacer = MemoryPacer(clock=self.clock, rate=1000, sleep=sleep)
-        transport = httpx.ASGITransport(app=self.sim.app)
+        transport = kw.pop("transport", None) or httpx.ASGITransport(app=self.sim.app)
         return Daemon(
             settings or settings_for(self.dsn),
             clock=self.clock,
