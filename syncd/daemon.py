@@ -37,7 +37,7 @@ from syncd.db.store import ControlStore, IngestStore
 from syncd.db.submit_store import SubmitStore
 from syncd.db.track_store import TrackStore
 from syncd.dingtalk.callback import CallbackEndpoint
-from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
+from syncd.dingtalk.client import KEEPALIVE_EXPIRY, HttpxApprovalClient, build_http_client
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import InboundEvent
 from syncd.dingtalk.failed import FailedPushList
@@ -223,6 +223,7 @@ class Daemon:
                 auth=self.http.auth,
                 timeout=dt.timeout,
                 transport=self.transport,
+                limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
             )
         )
         self._closers.append(oapi.aclose)

@@ -59,6 +59,10 @@ STREAM_OPEN_PATH = "/v1.0/gateway/connections/open"
 Endpoint = Literal["create", "get", "list", "terminate", "comment", "schema"]
 _M = TypeVar("_M", bound=BaseModel)
 
+#: Idle connections are dropped after this many seconds, before a server that closes
+#: them after 5 s (a common default) can: reusing a connection the server is closing
+#: fails the request after it was sent, which for a create means an unknown outcome.
+KEEPALIVE_EXPIRY = 4.0
 #: Transport errors raised before any byte of the request can have reached DingTalk.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
@@ -85,6 +89,7 @@ def build_http_client(
         timeout=httpx.Timeout(timeout, connect=5.0),
         headers={"Accept": "application/json"},
         transport=transport,
+        limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
     )
 
 
