@@ -101,11 +101,11 @@ class TrackStore(BaseStore):
     ) -> None:
         """An event or poll showed the instance alive: record tasks, push polling back."""
         async with self.transaction() as conn:
+            await self._tasks(conn, approval, tasks, now)
             await conn.execute(
                 QUERIES["touch_approval_event"],
                 {"id": approval.id, "now": now, "next_poll_at": next_poll_at},
             )
-            await self._tasks(conn, approval, tasks, now)
             await conn.execute(QUERIES["add_calls"], {"id": approval.id, "calls": len(calls)})
             await self.calls(conn, approval.id, now, calls)
             await self._processed(conn, inbox_ids, now)
@@ -120,18 +120,19 @@ class TrackStore(BaseStore):
     ) -> None:
         """Several :meth:`touch` (without calls) in one transaction: three statements.
 
-        Approvals are locked first, in id order, then their tasks, as ``finish`` does.
+        Task rows are locked first (in key order), then the approvals (in id order), as
+        ``touch`` and ``finish`` do, so replicas never wait on each other in a circle.
         """
         async with self.transaction() as conn, conn.pipeline():
+            await self._upsert_tasks(
+                conn, [(approval, task) for approval, tasks in touches for task in tasks], now
+            )
             params = {
                 "ids": sorted({approval.id for approval, _ in touches}),
                 "now": now,
                 "next_poll_at": next_poll_at,
             }
             await conn.execute(QUERIES["touch_approvals"], params)
-            await self._upsert_tasks(
-                conn, [(approval, task) for approval, tasks in touches for task in tasks], now
-            )
             await self._processed(conn, inbox_ids, now)
 
     async def _tasks(
