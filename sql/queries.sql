@@ -328,15 +328,9 @@ SELECT id, kind, business_key, round, state, instance_id, instance_created_at, c
   FROM syncd.approval
  WHERE instance_id = ANY(%(instance_ids)s);
 
--- touch_approval_event --
--- An event arrived for a running approval: it is alive, so polling can wait.
-UPDATE syncd.approval
-   SET last_event_at = %(now)s, next_poll_at = greatest(next_poll_at, %(next_poll_at)s),
-       updated_at = %(now)s
- WHERE id = %(id)s AND state = 'running';
-
 -- touch_approvals --
--- touch_approval_event for a batch of approvals, locked in id order (as every batch is).
+-- Events arrived for running approvals: they are alive, so polling can wait. Locked in id
+-- order, as every batch is.
 WITH locked AS (
     SELECT id FROM syncd.approval
      WHERE id = ANY(%(ids)s) AND state = 'running'

@@ -66,7 +66,6 @@ logger = logging.getLogger(__name__)
 #: Stages that ``run`` keeps in order within a lane while the lanes run side by side:
 #: the way in (outbox to DingTalk instance) and the way back (outcome to business row).
 LANES = (("ingest", "submit", "reconcile", "cancel"), ("apply", "writeback", "poll"))
-WAY_IN, WAY_BACK = 0, 1
 
 
 class Stage(Protocol):
@@ -371,12 +370,11 @@ class Daemon:
         others go on."""
         return await self._run_stages(list(self.stages))
 
-    def _lanes(self) -> list[list[str]]:
-        """The stages of each of :data:`LANES`; any other stage joins the way back."""
-        groups = [[name for name in lane if name in self.stages] for lane in LANES]
-        laned = {name for group in groups for name in group}
-        groups[WAY_BACK] += [name for name in self.stages if name not in laned]
-        return groups
+    def _lanes(self) -> tuple[list[str], list[str]]:
+        """The way in and the way back (:data:`LANES`); any other stage joins the way back."""
+        way_in, way_back = ([name for name in lane if name in self.stages] for lane in LANES)
+        way_back += [name for name in self.stages if name not in way_in + way_back]
+        return way_in, way_back
 
     async def _run_stages(self, names: list[str]) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -103,8 +103,8 @@ class TrackStore(BaseStore):
         async with self.transaction() as conn:
             await self._tasks(conn, approval, tasks, now)
             await conn.execute(
-                QUERIES["touch_approval_event"],
-                {"id": approval.id, "now": now, "next_poll_at": next_poll_at},
+                QUERIES["touch_approvals"],
+                {"ids": [approval.id], "now": now, "next_poll_at": next_poll_at},
             )
             await conn.execute(QUERIES["add_calls"], {"id": approval.id, "calls": len(calls)})
             await self.calls(conn, approval.id, now, calls)
