@@ -97,11 +97,13 @@ DELETE FROM syncd.capture
 
 -- insert_inbox_events --
 -- Store received DingTalk events, each once (the first of equal dedup keys wins); returns
--- the dedup keys that were new. One statement for a whole burst of Stream frames.
+-- the dedup keys that were new. One statement for a whole burst of Stream frames (a JSON
+-- array of objects).
 INSERT INTO syncd.inbox (dedup_key, channel, event_type, instance_id, payload)
-SELECT e.dedup_key, e.channel, e.event_type, e.instance_id, e.payload::jsonb
-  FROM unnest(%(dedup_keys)s::text[], %(channels)s::text[], %(event_types)s::text[],
-              %(instance_ids)s::text[], %(payloads)s::text[])
+SELECT e.dedup_key, e.channel, e.event_type, e.instance_id, e.payload
+  FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
+                  AS (dedup_key text, channel text, event_type text, instance_id text,
+                      payload jsonb))
        WITH ORDINALITY AS e (dedup_key, channel, event_type, instance_id, payload, n)
  ORDER BY e.n
 ON CONFLICT (dedup_key) DO NOTHING
@@ -124,39 +126,57 @@ SELECT id, created_at, kind, business_key, action, payload, originator, request_
 -- Mark claimed outbox rows consumed (same transaction as the approvals they made).
 UPDATE syncd.outbox SET consumed_at = %(now)s WHERE id = ANY(%(ids)s);
 
--- select_latest_round --
--- The newest round of a business key, locked for the ingest decision.
-SELECT id, round, state, instance_id, cancel_requested_at
-  FROM syncd.approval
- WHERE kind = %(kind)s AND business_key = %(business_key)s
- ORDER BY round DESC
- LIMIT 1
-   FOR UPDATE;
+-- select_latest_rounds --
+-- The newest round of each business key (the keys as two arrays of kind and key), locked for
+-- ingest's decisions.
+SELECT a.id, a.kind, a.business_key, a.round, a.state, a.cancel_requested_at
+  FROM unnest(%(kinds)s::text[], %(business_keys)s::text[]) AS k (kind, business_key)
+ CROSS JOIN LATERAL (
+       SELECT id, kind, business_key, round, state, cancel_requested_at
+         FROM syncd.approval
+        WHERE kind = k.kind AND business_key = k.business_key
+        ORDER BY round DESC
+        LIMIT 1
+          FOR UPDATE) a;
 
--- insert_approval --
--- A new approval round.
+-- insert_approvals --
+-- New approval rounds (a JSON array of objects, one per round); returns their ids.
 INSERT INTO syncd.approval
        (kind, business_key, round, outbox_id, state, payload, originator, dept_id,
-        process_code, form_values, last_error_code, last_error_message, next_attempt_at,
-        captured_at, created_at, updated_at)
-VALUES (%(kind)s, %(business_key)s, %(round)s, %(outbox_id)s, %(state)s, %(payload)s,
-        %(originator)s, %(dept_id)s, %(process_code)s, %(form_values)s, %(error_code)s,
-        %(error_message)s, %(now)s, %(captured_at)s, %(now)s, %(now)s)
-RETURNING id;
+        last_error_code, last_error_message, next_attempt_at, captured_at, created_at,
+        updated_at)
+SELECT r.kind, r.business_key, r.round, r.outbox_id, r.state, r.payload, r.originator,
+       r.dept_id, r.error_code, r.error_message, %(now)s, r.captured_at, %(now)s, %(now)s
+  FROM ROWS FROM (jsonb_to_recordset(%(rounds)s::jsonb)
+                  AS (kind text, business_key text, round integer, outbox_id bigint,
+                      state text, payload jsonb, originator text, dept_id bigint,
+                      error_code text, error_message text, captured_at timestamptz))
+       WITH ORDINALITY AS r (kind, business_key, round, outbox_id, state, payload,
+                             originator, dept_id, error_code, error_message, captured_at, n)
+ ORDER BY r.n
+RETURNING id, kind, business_key, round;
 
--- insert_approval_event --
--- One line of an approval's history: a transition, a DingTalk call or a note.
+-- insert_approval_events --
+-- Lines of approvals' history (transitions, DingTalk calls, notes), in the order given: one
+-- statement for everything a transaction has to say (a JSON array of objects).
 INSERT INTO syncd.approval_event
        (approval_id, at, event_type, from_state, to_state, endpoint, http_status, code,
         duration_ms, message, actor)
-VALUES (%(approval_id)s, %(at)s, %(event_type)s, %(from_state)s, %(to_state)s, %(endpoint)s,
-        %(http_status)s, %(code)s, %(duration_ms)s, %(message)s, %(actor)s);
+SELECT e.approval_id, %(at)s, e.event_type, e.from_state, e.to_state, e.endpoint,
+       e.http_status, e.code, e.duration_ms, e.message, %(actor)s
+  FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
+                  AS (approval_id bigint, event_type text, from_state text, to_state text,
+                      endpoint text, http_status integer, code text, duration_ms integer,
+                      message text))
+       WITH ORDINALITY AS e (approval_id, event_type, from_state, to_state, endpoint,
+                             http_status, code, duration_ms, message, n)
+ ORDER BY e.n;
 
--- request_cancel --
--- Ask for an approval to be canceled; the cancel stage acts on it.
+-- request_cancels --
+-- Ask for approvals to be canceled; the cancel stage acts on them.
 UPDATE syncd.approval
    SET cancel_requested_at = coalesce(cancel_requested_at, %(now)s), updated_at = %(now)s
- WHERE id = %(id)s;
+ WHERE id = ANY(%(ids)s::bigint[]);
 
 -- claim_submit_batch --
 -- Due pending approvals, skipping keys whose earlier round is still active; takes a lease.
@@ -183,12 +203,15 @@ UPDATE syncd.approval a
 RETURNING a.id, a.kind, a.business_key, a.round, a.payload, a.originator, a.dept_id,
           a.attempts, a.captured_at, due.state AS from_state;
 
--- record_intent --
--- What is about to be sent to DingTalk, committed before the create (reconciling needs it).
-UPDATE syncd.approval
-   SET process_code = %(process_code)s, form_values = %(form_values)s, updated_at = %(now)s
- WHERE id = %(id)s AND state = 'submitting' AND lease_owner = %(owner)s
-RETURNING id;
+-- record_intents --
+-- What is about to be sent to DingTalk, committed before the creates (reconciling needs it),
+-- for a batch of claimed approvals; returns those whose lease is still the owner's.
+UPDATE syncd.approval a
+   SET process_code = i.process_code, form_values = i.form_values::jsonb, updated_at = %(now)s
+  FROM unnest(%(ids)s::bigint[], %(process_codes)s::text[], %(form_values)s::text[])
+       AS i (id, process_code, form_values)
+ WHERE a.id = i.id AND a.state = 'submitting' AND a.lease_owner = %(owner)s
+RETURNING a.id;
 
 -- record_created --
 -- DingTalk created the instance: the approval runs (also adopts one found by reconciling).
@@ -344,20 +367,17 @@ UPDATE syncd.approval a
  WHERE a.id = locked.id;
 
 -- upsert_tasks --
--- Approver tasks and operation records, as last seen (one row per key in a call; what a
--- record does not say keeps its earlier value).
+-- Approver tasks and operation records, as last seen (a JSON array of objects, one row per
+-- key in a call; what a record does not say keeps its earlier value).
 INSERT INTO syncd.task
        (approval_id, instance_id, record_type, record_key, activity_id, user_id, status,
         result, operation, remark, started_at, finished_at, recorded_at)
 SELECT t.approval_id, t.instance_id, t.record_type, t.record_key, t.activity_id, t.user_id,
        t.status, t.result, t.operation, t.remark, t.started_at, t.finished_at, %(now)s
-  FROM unnest(%(approval_ids)s::bigint[], %(instance_ids)s::text[], %(record_types)s::text[],
-              %(record_keys)s::text[], %(activity_ids)s::text[], %(user_ids)s::text[],
-              %(statuses)s::text[], %(results)s::text[], %(operations)s::text[],
-              %(remarks)s::text[], %(started_ats)s::timestamptz[],
-              %(finished_ats)s::timestamptz[])
-       AS t (approval_id, instance_id, record_type, record_key, activity_id, user_id, status,
-             result, operation, remark, started_at, finished_at)
+  FROM jsonb_to_recordset(%(tasks)s::jsonb)
+       AS t (approval_id bigint, instance_id text, record_type text, record_key text,
+             activity_id text, user_id text, status text, result text, operation text,
+             remark text, started_at timestamptz, finished_at timestamptz)
  ORDER BY t.approval_id, t.record_type, t.record_key
 ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
    SET activity_id = coalesce(EXCLUDED.activity_id, syncd.task.activity_id),
@@ -371,46 +391,66 @@ ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
        recorded_at = EXCLUDED.recorded_at;
 
 -- finish_approval --
--- DingTalk decided (or the request was canceled): move to a final state, never backwards.
-WITH prev AS (
+-- DingTalk decided (or the request was canceled): move to a final state, never backwards,
+-- mark the events that said so processed and write the transition into the history. Returns
+-- everything a write-back may use (tasks recorded earlier in the transaction included), and
+-- nothing when the approval could not move (a duplicate or late event).
+WITH done AS (
+    UPDATE syncd.inbox SET processed_at = %(now)s
+     WHERE id = ANY(%(inbox_ids)s::bigint[]) AND processed_at IS NULL
+), prev AS (
     SELECT id, state FROM syncd.approval
      WHERE id = %(id)s AND state = ANY(%(from_states)s)
        FOR UPDATE
+), moved AS (
+    UPDATE syncd.approval a
+       SET state = %(to_state)s, dingtalk_status = %(dingtalk_status)s,
+           dingtalk_result = %(dingtalk_result)s,
+           finished_at = coalesce(%(finished_at)s, %(now)s),
+           business_id = coalesce(%(business_id)s, a.business_id),
+           calls_spent = a.calls_spent + %(calls)s,
+           lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL,
+           next_attempt_at = %(now)s, updated_at = %(now)s
+      FROM prev
+     WHERE a.id = prev.id
+    RETURNING a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business_id,
+              a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
+              a.calls_spent, prev.state AS from_state
+), logged AS (
+    INSERT INTO syncd.approval_event (approval_id, at, event_type, from_state, to_state,
+                                      message, actor)
+    SELECT id, %(now)s, 'transition', from_state, state, %(message)s, %(actor)s FROM moved
 )
-UPDATE syncd.approval a
-   SET state = %(to_state)s, dingtalk_status = %(dingtalk_status)s,
-       dingtalk_result = %(dingtalk_result)s,
-       finished_at = coalesce(%(finished_at)s, %(now)s),
-       business_id = coalesce(%(business_id)s, a.business_id),
-       calls_spent = a.calls_spent + %(calls)s,
-       lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL,
-       next_attempt_at = %(now)s, updated_at = %(now)s
-  FROM prev
- WHERE a.id = prev.id
-RETURNING prev.state AS from_state, a.calls_spent;
+SELECT m.*,
+       syncd.approval_remark(m.id) AS remark,
+       syncd.approval_approver(m.id) AS approver
+  FROM moved m;
 
 -- select_outcome --
--- Everything a write-back may use about one finished approval.
+-- Everything a write-back may use about one finished approval (locked).
 SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business_id,
        a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
        a.last_error_code, a.last_error_message,
-       (SELECT t.remark FROM syncd.task t
-         WHERE t.approval_id = a.id AND t.remark IS NOT NULL AND t.remark <> ''
-         ORDER BY t.finished_at DESC NULLS LAST, t.id DESC LIMIT 1) AS remark,
-       (SELECT t.user_id FROM syncd.task t
-         WHERE t.approval_id = a.id AND t.record_type = 'task'
-           AND upper(coalesce(t.result, '')) IN ('AGREE', 'REFUSE')
-         ORDER BY t.finished_at DESC NULLS LAST, t.id DESC LIMIT 1) AS approver
+       syncd.approval_remark(a.id) AS remark,
+       syncd.approval_approver(a.id) AS approver
   FROM syncd.approval a
  WHERE a.id = %(id)s
    FOR UPDATE OF a;
 
 -- mark_written_back --
--- The outcome is in the business table (same transaction as the write).
-UPDATE syncd.approval
-   SET written_back_at = %(now)s, writeback_attempts = writeback_attempts + 1,
-       last_error_code = NULL, last_error_message = NULL, updated_at = %(now)s
- WHERE id = %(id)s;
+-- The outcome is in the business table (same transaction as the write): say so in the
+-- approval and its history, and wake listeners of syncd_result (the approval id as payload).
+WITH marked AS (
+    UPDATE syncd.approval
+       SET written_back_at = %(now)s, writeback_attempts = writeback_attempts + 1,
+           last_error_code = NULL, last_error_message = NULL, updated_at = %(now)s
+     WHERE id = %(id)s
+    RETURNING id
+), logged AS (
+    INSERT INTO syncd.approval_event (approval_id, at, event_type, message, actor)
+    SELECT id, %(now)s, 'note', %(message)s, %(actor)s FROM marked
+)
+SELECT pg_notify('syncd_result', id::text) FROM marked;
 
 -- record_writeback_failed --
 -- The write-back failed; it is retried later, and shows in syncd.unwritten.
@@ -435,10 +475,6 @@ UPDATE syncd.approval a
   FROM due
  WHERE a.id = due.id
 RETURNING a.id;
-
--- notify_result --
--- Wake listeners of syncd_result (a hint; the approval id as payload).
-SELECT pg_notify('syncd_result', %(payload)s);
 
 -- claim_poll_batch --
 -- Running approvals due for a poll; pushing next_poll_at forward works as a lease.

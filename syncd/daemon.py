@@ -198,6 +198,7 @@ class Daemon:
             min_size=db.pool_min_size,
             max_size=db.pool_max_size,
             kwargs={
+                "autocommit": True,  # see BaseStore.connection
                 "row_factory": dict_row,
                 "application_name": f"syncd {self.owner}",
                 "options": f"-c statement_timeout={int(db.statement_timeout * 1000)}",

@@ -134,6 +134,15 @@ IngestDecision = NewRound | CancelRound | NoteOnRound
 
 
 @dataclass(frozen=True)
+class Intent:
+    """What is about to be sent to create one approval's instance (committed first)."""
+
+    approval_id: int
+    process_code: str
+    form_values: Any
+
+
+@dataclass(frozen=True)
 class SubmitItem:
     id: int
     kind: str

@@ -15,6 +15,7 @@ from syncd.domain import (
     FinishResult,
     InboxItem,
     IngestDecision,
+    Intent,
     LatestRound,
     OutboxRow,
     PollItem,
@@ -165,9 +166,9 @@ class SubmitStore(Protocol):
         owner: str | None = None,
     ) -> bool: ...
 
-    async def record_intent(
-        self, approval_id: int, owner: str, process_code: str, form_values: Any, now: datetime
-    ) -> bool: ...
+    async def record_intents(
+        self, intents: Sequence[Intent], owner: str, now: datetime
+    ) -> set[int]: ...
 
     async def expire_leases(self, now: datetime) -> list[int]: ...
 

@@ -41,7 +41,11 @@ async def open_pool(
         dsn,
         min_size=1,
         max_size=2,
-        kwargs={"row_factory": dict_row, "application_name": application_name},
+        kwargs={
+            "autocommit": True,  # see BaseStore.connection
+            "row_factory": dict_row,
+            "application_name": application_name,
+        },
         open=False,
         timeout=wait,
     )

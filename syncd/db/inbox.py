@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.connect import redact
@@ -31,18 +31,21 @@ class PostgresInbox:
     async def put_many(self, events: Sequence[InboundEvent]) -> list[bool]:
         if not events:
             return []
-        params = {
-            "dedup_keys": [e.dedup_key for e in events],
-            "channels": [e.channel for e in events],
-            "event_types": [e.event_type for e in events],
-            "instance_ids": [e.instance_id for e in events],
-            "payloads": [json.dumps(dict(e.payload), ensure_ascii=False) for e in events],
-        }
+        rows = [
+            {
+                "dedup_key": e.dedup_key,
+                "channel": e.channel,
+                "event_type": e.event_type,
+                "instance_id": e.instance_id,
+                "payload": dict(e.payload),
+            }
+            for e in events
+        ]
+        params = {"events": Jsonb(rows)}
         try:
-            # BEGIN, INSERT and COMMIT in one round trip.
+            # One statement, committed alone (syncd's pools are in autocommit mode).
             async with self._pool.connection() as conn:
-                async with conn.pipeline(), conn.transaction():
-                    cursor = await conn.execute(QUERIES["insert_inbox_events"], params)
+                cursor = await conn.execute(QUERIES["insert_inbox_events"], params)
                 inserted = {row["dedup_key"] for row in await cursor.fetchall()}
         except psycopg.Error as exc:
             raise StoreError(f"cannot store the events: {redact(str(exc)).strip()}") from exc
@@ -51,13 +54,24 @@ class PostgresInbox:
             new = event.dedup_key in inserted
             inserted.discard(event.dedup_key)  # a later copy in the same burst is a duplicate
             news.append(new)
-            logger.info(
-                "event stored" if new else "duplicate event ignored",
-                extra={
-                    "action": "event_received" if new else "event_duplicate",
-                    "channel": event.channel,
-                    "event_type": event.event_type,
-                    "instance_id": event.instance_id,
-                },
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "event stored" if new else "duplicate event ignored",
+                    extra={
+                        "action": "event_received" if new else "event_duplicate",
+                        "channel": event.channel,
+                        "event_type": event.event_type,
+                        "instance_id": event.instance_id,
+                    },
+                )
+        stored = sum(news)
+        logger.info(
+            "events stored",
+            extra={
+                "action": "events_received",
+                "channel": events[0].channel,
+                "count": stored,
+                "duplicates": len(events) - stored,
+            },
+        )
         return news

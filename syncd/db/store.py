@@ -9,8 +9,10 @@ nothing. Every transition and every DingTalk call is appended to
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -26,7 +28,6 @@ from syncd.domain import (
     CancelRound,
     IngestDecision,
     LatestRound,
-    NewRound,
     NoteOnRound,
     OutboxRow,
     SubmitItem,
@@ -46,6 +47,17 @@ class BaseStore:
         self.actor = actor
 
     @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; psycopg errors become ``StoreError``. syncd's pools are in
+        autocommit mode: a statement run on it outside :meth:`transaction` commits alone,
+        without the two extra round trips of BEGIN and COMMIT."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {redact(str(exc)).strip()}") from exc
+
+    @asynccontextmanager
     async def transaction(self, *, pipelined: bool = False) -> AsyncIterator[Conn]:
         """A connection inside one transaction; psycopg errors become ``StoreError``.
 
@@ -53,16 +65,13 @@ class BaseStore:
         COMMIT included: a transaction that only writes after its first read costs two
         round trips, whatever its length.
         """
-        try:
-            async with self._pool.connection() as conn:
-                if pipelined:
-                    async with conn.pipeline(), conn.transaction():
-                        yield conn
-                else:
-                    async with conn.transaction():
-                        yield conn
-        except psycopg.Error as exc:
-            raise StoreError(f"database error: {redact(str(exc)).strip()}") from exc
+        async with self.connection() as conn:
+            if pipelined:
+                async with conn.pipeline(), conn.transaction():
+                    yield conn
+            else:
+                async with conn.transaction():
+                    yield conn
 
     async def history(
         self,
@@ -74,45 +83,82 @@ class BaseStore:
         from_state: str | None = None,
         to_state: str | None = None,
         message: str | None = None,
-        call: CallRecord | None = None,
     ) -> None:
-        await conn.execute(
-            QUERIES["insert_approval_event"],
-            {
-                "approval_id": approval_id,
-                "at": now,
-                "event_type": event_type,
-                "from_state": from_state,
-                "to_state": to_state,
-                "endpoint": call.endpoint if call else None,
-                "http_status": call.http_status if call else None,
-                "code": call.code if call else None,
-                "duration_ms": call.duration_ms if call else None,
-                "message": message,
-                "actor": self.actor,
-            },
+        """Append one line to an approval's history."""
+        line = history_line(
+            approval_id,
+            event_type=event_type,
+            from_state=from_state,
+            to_state=to_state,
+            message=message,
         )
+        await self.log(conn, now, [line])
+
+    async def log(self, conn: Conn, now: datetime, lines: Sequence[HistoryLine]) -> None:
+        """Append lines (:func:`history_line`) to approvals' history, in one statement."""
+        if lines:
+            params = {"at": now, "actor": self.actor, "events": Jsonb(list(lines))}
+            await conn.execute(QUERIES["insert_approval_events"], params)
 
     async def calls(
-        self, conn: Conn, approval_id: int, now: datetime, calls: Sequence[CallRecord]
+        self,
+        conn: Conn,
+        approval_id: int,
+        now: datetime,
+        calls: Sequence[CallRecord],
+        *lines: HistoryLine,
     ) -> None:
-        """Record DingTalk calls in the approval's history and the monthly usage."""
-        for call in calls:
-            await self.history(
-                conn, approval_id, now, event_type="call", call=call, message=call.message
-            )
-            await conn.execute(
-                QUERIES["add_usage"],
-                {"month": usage_month(now), "purpose": call.purpose, "calls": 1},
-            )
+        """Record DingTalk calls in the approval's history (then ``lines``, in the same
+        statement) and in the monthly usage (one statement per purpose)."""
+        await self.log(conn, now, [call_line(approval_id, call) for call in calls] + list(lines))
+        for purpose, count in sorted(Counter(call.purpose for call in calls).items()):
+            params = {"month": usage_month(now), "purpose": purpose, "calls": count}
+            await conn.execute(QUERIES["add_usage"], params)
 
     async def fetch_one(self, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-        async with self.transaction() as conn:
+        """Run one statement on its own (it commits alone) and return its first row."""
+        async with self.connection() as conn:
             return await (await conn.execute(QUERIES[name], params)).fetchone()
 
     async def fetch_all(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        async with self.transaction() as conn:
+        """Run one statement on its own (it commits alone) and return its rows."""
+        async with self.connection() as conn:
             return await (await conn.execute(QUERIES[name], params)).fetchall()
+
+
+#: One line of history as :meth:`BaseStore.log` takes it (the JSON object the query reads).
+HistoryLine = dict[str, Any]
+
+
+def history_line(
+    approval_id: int,
+    *,
+    event_type: str = "transition",
+    from_state: str | None = None,
+    to_state: str | None = None,
+    message: str | None = None,
+) -> HistoryLine:
+    """A transition (or, with ``event_type="note"``, a note) for :meth:`BaseStore.log`."""
+    return {
+        "approval_id": approval_id,
+        "event_type": event_type,
+        "from_state": from_state,
+        "to_state": to_state,
+        "message": message,
+    }
+
+
+def call_line(approval_id: int, call: CallRecord) -> HistoryLine:
+    """A DingTalk call for :meth:`BaseStore.log`."""
+    return {
+        "approval_id": approval_id,
+        "event_type": "call",
+        "endpoint": call.endpoint,
+        "http_status": call.http_status,
+        "code": call.code,
+        "duration_ms": call.duration_ms,
+        "message": call.message,
+    }
 
 
 def usage_month(now: datetime) -> date:
@@ -128,6 +174,8 @@ class IngestStore(BaseStore):
 
         Runs on one replica at a time (a transaction advisory lock), which keeps the
         order of rows for the same business key; returns 0 when another replica holds it.
+        The batch is set-based: the latest rounds are read in one statement, and the new
+        rounds, cancel requests and history lines are written a few statements at a time.
         """
         async with self.transaction() as conn:
             locked = await (await conn.execute(QUERIES["try_lock_ingest"])).fetchone()
@@ -136,91 +184,122 @@ class IngestStore(BaseStore):
             rows = await (
                 await conn.execute(QUERIES["claim_outbox_batch"], {"limit": limit})
             ).fetchall()
-            for row in rows:
-                item = OutboxRow(**{k: row[k] for k in OutboxRow.__dataclass_fields__})
-                latest = await self._latest(conn, item)
-                for decision in decide(item, latest):
-                    await self._apply(conn, item, latest, decision, now)
-            if rows:
-                await conn.execute(
-                    QUERIES["mark_outbox_consumed"], {"now": now, "ids": [r["id"] for r in rows]}
-                )
+            if not rows:
+                return 0
+            items = [OutboxRow(**{k: r[k] for k in OutboxRow.__dataclass_fields__}) for r in rows]
+            batch = _IngestBatch(await self._latest(conn, items))
+            for item in items:
+                if batch.has_new_round(item):
+                    # The id of that round is needed before this row can be decided.
+                    await self._write(conn, batch, now)
+                for decision in decide(item, batch.latest.get(_key(item))):
+                    batch.add(item, decision)
+            await self._write(conn, batch, now)
+            params = {"now": now, "ids": [item.id for item in items]}
+            await conn.execute(QUERIES["mark_outbox_consumed"], params)
             return len(rows)
 
-    async def _latest(self, conn: Conn, item: OutboxRow) -> LatestRound | None:
-        params = {"kind": item.kind, "business_key": item.business_key}
-        row = await (await conn.execute(QUERIES["select_latest_round"], params)).fetchone()
-        if row is None:
-            return None
-        return LatestRound(
-            id=row["id"],
-            round=row["round"],
-            state=ApprovalState(row["state"]),
-            cancel_requested=row["cancel_requested_at"] is not None,
-        )
+    async def _latest(self, conn: Conn, items: Sequence[OutboxRow]) -> dict[Key, LatestRound]:
+        keys = sorted({_key(item) for item in items})
+        params = {"kinds": [k for k, _ in keys], "business_keys": [b for _, b in keys]}
+        rows = await (await conn.execute(QUERIES["select_latest_rounds"], params)).fetchall()
+        return {
+            (row["kind"], row["business_key"]): LatestRound(
+                id=row["id"],
+                round=row["round"],
+                state=ApprovalState(row["state"]),
+                cancel_requested=row["cancel_requested_at"] is not None,
+            )
+            for row in rows
+        }
 
-    async def _apply(
-        self,
-        conn: Conn,
-        item: OutboxRow,
-        latest: LatestRound | None,
-        decision: IngestDecision,
-        now: datetime,
-    ) -> None:
+    async def _write(self, conn: Conn, batch: _IngestBatch, now: datetime) -> None:
+        """Write what the batch decided so far; the new rounds become the keys' latest."""
+        if batch.cancels:
+            await conn.execute(QUERIES["request_cancels"], {"ids": batch.cancels, "now": now})
+        lines = batch.lines
+        if batch.rounds:
+            params = {"rounds": Jsonb([r.row for r in batch.rounds]), "now": now}
+            cursor = await conn.execute(QUERIES["insert_approvals"], params)
+            created = {
+                (r["kind"], r["business_key"], r["round"]): r["id"] for r in await cursor.fetchall()
+            }
+            for new in batch.rounds:
+                approval_id = created[(new.item.kind, new.item.business_key, new.round)]
+                batch.latest[_key(new.item)] = LatestRound(
+                    id=approval_id, round=new.round, state=new.state, cancel_requested=False
+                )
+                lines.append(
+                    history_line(approval_id, to_state=new.state.value, message=new.message)
+                )
+        await self.log(conn, now, lines)
+        batch.clear()
+
+
+Key = tuple[str, str]
+
+
+def _key(item: OutboxRow) -> Key:
+    return (item.kind, item.business_key)
+
+
+@dataclass(frozen=True)
+class _NewRoundRow:
+    item: OutboxRow
+    round: int
+    state: ApprovalState
+    message: str
+    row: dict[str, Any]
+
+
+@dataclass
+class _IngestBatch:
+    """Ingest's decisions not yet written, and each business key's latest round."""
+
+    latest: dict[Key, LatestRound]
+    rounds: list[_NewRoundRow] = field(default_factory=list)
+    cancels: list[int] = field(default_factory=list)
+    lines: list[HistoryLine] = field(default_factory=list)
+
+    def has_new_round(self, item: OutboxRow) -> bool:
+        return any(_key(new.item) == _key(item) for new in self.rounds)
+
+    def add(self, item: OutboxRow, decision: IngestDecision) -> None:
         if isinstance(decision, CancelRound):
-            await conn.execute(QUERIES["request_cancel"], {"id": decision.approval_id, "now": now})
-            await self.history(
-                conn,
-                decision.approval_id,
-                now,
-                event_type="note",
-                message=f"cancel requested by outbox row {item.id}",
+            self.cancels.append(decision.approval_id)
+            message = f"cancel requested by outbox row {item.id}"
+            self.lines.append(
+                history_line(decision.approval_id, event_type="note", message=message)
             )
-            return
-        if isinstance(decision, NoteOnRound):
-            await self.history(
-                conn, decision.approval_id, now, event_type="note", message=decision.message
-            )
-            return
-        await self._new_round(conn, item, latest, decision, now)
+            latest = self.latest.get(_key(item))
+            if latest is not None and latest.id == decision.approval_id:
+                self.latest[_key(item)] = replace(latest, cancel_requested=True)
+        elif isinstance(decision, NoteOnRound):
+            line = history_line(decision.approval_id, event_type="note", message=decision.message)
+            self.lines.append(line)
+        else:
+            latest = self.latest.get(_key(item))
+            round_ = latest.round + 1 if latest else 1
+            row = {
+                "kind": item.kind,
+                "business_key": item.business_key,
+                "round": round_,
+                "outbox_id": item.id,
+                "state": decision.state.value,
+                "payload": item.payload,
+                "originator": decision.originator,
+                "dept_id": decision.dept_id,
+                "error_code": decision.error_code,
+                "error_message": decision.error_message,
+                "captured_at": item.created_at.isoformat(),
+            }
+            message = decision.error_message or f"captured from outbox row {item.id}"
+            self.rounds.append(_NewRoundRow(item, round_, decision.state, message, row))
 
-    async def _new_round(
-        self,
-        conn: Conn,
-        item: OutboxRow,
-        latest: LatestRound | None,
-        decision: NewRound,
-        now: datetime,
-    ) -> None:
-        row = await (
-            await conn.execute(
-                QUERIES["insert_approval"],
-                {
-                    "kind": item.kind,
-                    "business_key": item.business_key,
-                    "round": latest.round + 1 if latest else 1,
-                    "outbox_id": item.id,
-                    "state": decision.state.value,
-                    "payload": Jsonb(item.payload),
-                    "originator": decision.originator,
-                    "dept_id": decision.dept_id,
-                    "process_code": None,
-                    "form_values": None,
-                    "error_code": decision.error_code,
-                    "error_message": decision.error_message,
-                    "now": now,
-                    "captured_at": item.created_at,
-                },
-            )
-        ).fetchone()
-        assert row is not None
-        await self.history(
-            conn,
-            row["id"],
-            now,
-            to_state=decision.state.value,
-            message=decision.error_message or f"captured from outbox row {item.id}",
-        )
+    def clear(self) -> None:
+        self.rounds.clear()
+        self.cancels.clear()
+        self.lines = []
 
 
 def submit_item(row: dict[str, Any]) -> SubmitItem:

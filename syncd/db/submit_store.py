@@ -7,13 +7,14 @@ recorded in a new transaction, only while the lease is still ours.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from syncd.db.queries import QUERIES
-from syncd.db.store import BaseStore, ids, jsonb, submit_item
-from syncd.domain import ApprovalState, CallRecord, SubmitItem
+from syncd.db.store import BaseStore, history_line, ids, jsonb, submit_item
+from syncd.domain import ApprovalState, CallRecord, Intent, SubmitItem
 
 
 class SubmitStore(BaseStore):
@@ -25,31 +26,34 @@ class SubmitStore(BaseStore):
         params = {"limit": limit, "now": now, "owner": owner, "lease_until": lease_until}
         async with self.transaction(pipelined=True) as conn:
             rows = await (await conn.execute(QUERIES["claim_submit_batch"], params)).fetchall()
-            for row in rows:
-                await self.history(
-                    conn,
+            rows.sort(key=lambda r: r["id"])
+            lines = [
+                history_line(
                     row["id"],
-                    now,
                     from_state=row["from_state"],
                     to_state="submitting",
                     message=f"attempt {row['attempts']}",
                 )
-        return [submit_item(r) for r in sorted(rows, key=lambda r: r["id"])]
+                for row in rows
+            ]
+            await self.log(conn, now, lines)
+        return [submit_item(r) for r in rows]
 
-    async def record_intent(
-        self, approval_id: int, owner: str, process_code: str, form_values: Any, now: datetime
-    ) -> bool:
-        """Commit what is about to be created; False if the lease was lost meanwhile."""
+    async def record_intents(
+        self, intents: Sequence[Intent], owner: str, now: datetime
+    ) -> set[int]:
+        """Commit what is about to be created, for several approvals in one statement;
+        returns the ids whose lease is still ``owner``'s (the others must not be sent)."""
+        if not intents:
+            return set()
         params = {
-            "id": approval_id,
+            "ids": [i.approval_id for i in intents],
+            "process_codes": [i.process_code for i in intents],
+            "form_values": [json.dumps(i.form_values, ensure_ascii=False) for i in intents],
             "owner": owner,
-            "process_code": process_code,
-            "form_values": jsonb(form_values),
             "now": now,
         }
-        async with self.transaction(pipelined=True) as conn:
-            row = await (await conn.execute(QUERIES["record_intent"], params)).fetchone()
-        return row is not None
+        return set(ids(await self.fetch_all("record_intents", params)))
 
     async def record_created(
         self,
@@ -78,15 +82,13 @@ class SubmitStore(BaseStore):
             row = await (await conn.execute(QUERIES["record_created"], params)).fetchone()
             if row is None:
                 return False
-            await self.calls(conn, approval_id, now, calls)
-            await self.history(
-                conn,
+            line = history_line(
                 approval_id,
-                now,
                 from_state=row["from_state"],
                 to_state="running",
                 message=f"instance {instance_id}",
             )
+            await self.calls(conn, approval_id, now, calls, line)
         return True
 
     async def record_failed(
@@ -123,16 +125,18 @@ class SubmitStore(BaseStore):
             row = await (await conn.execute(QUERIES["record_attempt_failed"], params)).fetchone()
             if row is None:
                 return False
-            await self.calls(conn, approval_id, now, calls)
+            lines = []
             if row["from_state"] != to_state.value or to_state is not ApprovalState.UNKNOWN:
-                await self.history(
-                    conn,
-                    approval_id,
-                    now,
-                    from_state=row["from_state"],
-                    to_state=to_state.value,
-                    message=f"{error_code}: {error_message}"[:2000],
+                message = f"{error_code}: {error_message}"[:2000]
+                lines.append(
+                    history_line(
+                        approval_id,
+                        from_state=row["from_state"],
+                        to_state=to_state.value,
+                        message=message,
+                    )
                 )
+            await self.calls(conn, approval_id, now, calls, *lines)
         return True
 
     async def expire_leases(self, now: datetime) -> list[int]:
@@ -141,15 +145,12 @@ class SubmitStore(BaseStore):
             rows = await (
                 await conn.execute(QUERIES["expire_submit_leases"], {"now": now})
             ).fetchall()
-            for approval_id in ids(rows):
-                await self.history(
-                    conn,
-                    approval_id,
-                    now,
-                    from_state="submitting",
-                    to_state="unknown",
-                    message="lease expired during a create; reconciling before any retry",
-                )
+            message = "lease expired during a create; reconciling before any retry"
+            lines = [
+                history_line(id_, from_state="submitting", to_state="unknown", message=message)
+                for id_ in ids(rows)
+            ]
+            await self.log(conn, now, lines)
         return ids(rows)
 
     async def claim_unknowns(

@@ -16,6 +16,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from syncd.db.queries import QUERIES
 from syncd.db.store import BaseStore, Conn, ids
 from syncd.db.writeback import Outcome, WriteBack, WriteBackError
@@ -151,25 +153,24 @@ class TrackStore(BaseStore):
             merged[key] = (approval, task if earlier is None else _over(earlier[1], task))
         if not merged:
             return
-        rows = list(merged.values())
-        await conn.execute(
-            QUERIES["upsert_tasks"],
+        tasks = [
             {
-                "approval_ids": [a.id for a, _ in rows],
-                "instance_ids": [a.instance_id for a, _ in rows],
-                "record_types": [t.record_type for _, t in rows],
-                "record_keys": [t.record_key for _, t in rows],
-                "activity_ids": [t.activity_id for _, t in rows],
-                "user_ids": [t.user_id for _, t in rows],
-                "statuses": [t.status for _, t in rows],
-                "results": [t.result for _, t in rows],
-                "operations": [t.operation for _, t in rows],
-                "remarks": [t.remark for _, t in rows],
-                "started_ats": [t.started_at for _, t in rows],
-                "finished_ats": [t.finished_at for _, t in rows],
-                "now": now,
-            },
-        )
+                "approval_id": approval.id,
+                "instance_id": approval.instance_id,
+                "record_type": t.record_type,
+                "record_key": t.record_key,
+                "activity_id": t.activity_id,
+                "user_id": t.user_id,
+                "status": t.status,
+                "result": t.result,
+                "operation": t.operation,
+                "remark": t.remark,
+                "started_at": _iso(t.started_at),
+                "finished_at": _iso(t.finished_at),
+            }
+            for approval, t in merged.values()
+        ]
+        await conn.execute(QUERIES["upsert_tasks"], {"tasks": Jsonb(tasks), "now": now})
 
     # --- the final word ---------------------------------------------------------------
 
@@ -187,19 +188,23 @@ class TrackStore(BaseStore):
         """Make the approval final and write the outcome back, exactly once."""
         try:
             async with self.transaction() as conn:
-                spent = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
-                if spent is None:
+                row = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
+                if row is None:
                     return FinishResult(moved=False, written=False)
-                await self._write_back(conn, approval.id, now)
-            return FinishResult(moved=True, written=True, calls_spent=spent)
+                if row["written_back_at"] is None:
+                    await self._write(conn, row, now)
+            return FinishResult(moved=True, written=True, calls_spent=int(row["calls_spent"]))
         except WriteBackError as exc:
             error = str(exc)
         async with self.transaction() as conn:
-            spent = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
-            if spent is not None:
+            row = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
+            if row is not None:
                 await self._writeback_failed(conn, approval.id, now, error, retry_at or now)
-        moved = spent is not None
-        return FinishResult(moved=moved, written=False, error=error, calls_spent=spent)
+        if row is None:
+            return FinishResult(moved=False, written=False, error=error)
+        return FinishResult(
+            moved=True, written=False, error=error, calls_spent=int(row["calls_spent"])
+        )
 
     async def _finish(
         self,
@@ -210,10 +215,11 @@ class TrackStore(BaseStore):
         tasks: Sequence[TaskRecord],
         inbox_ids: Sequence[int],
         calls: Sequence[CallRecord],
-    ) -> int | None:
-        """The final transition; returns the calls spent, or None when nothing moved."""
+    ) -> dict[str, Any] | None:
+        """The final transition (tasks and calls recorded first, the events marked processed,
+        the history written); returns the outcome row, or None when nothing moved."""
         await self._tasks(conn, approval, tasks, now)
-        await self._processed(conn, inbox_ids, now)
+        await self.calls(conn, approval.id, now, calls)
         params = {
             "id": approval.id,
             "from_states": _FROM[final.state],
@@ -224,20 +230,11 @@ class TrackStore(BaseStore):
             "business_id": final.business_id,
             "now": now,
             "calls": len(calls),
+            "inbox_ids": list(inbox_ids),
+            "message": f"DingTalk {final.dingtalk_status} {final.dingtalk_result or ''}".strip(),
+            "actor": self.actor,
         }
-        row = await (await conn.execute(QUERIES["finish_approval"], params)).fetchone()
-        await self.calls(conn, approval.id, now, calls)
-        if row is None:
-            return None
-        await self.history(
-            conn,
-            approval.id,
-            now,
-            from_state=row["from_state"],
-            to_state=final.state.value,
-            message=f"DingTalk {final.dingtalk_status} {final.dingtalk_result or ''}".strip(),
-        )
-        return int(row["calls_spent"])
+        return await (await conn.execute(QUERIES["finish_approval"], params)).fetchone()
 
     async def _write_back(
         self, conn: Conn, approval_id: int, now: datetime, force: bool = False
@@ -247,6 +244,10 @@ class TrackStore(BaseStore):
         assert row is not None
         if row["written_back_at"] is not None and not force:
             return  # someone else (a replica, a replay) wrote it meanwhile
+        await self._write(conn, row, now)
+
+    async def _write(self, conn: Conn, row: dict[str, Any], now: datetime) -> None:
+        """Write an outcome row into the business table and mark the approval written."""
         writer = self.writebacks.get(row["kind"])
         if writer is not None:
             outcome = Outcome(
@@ -264,15 +265,13 @@ class TrackStore(BaseStore):
                 approver=row["approver"],
             )
             await writer.write(conn, outcome)
-        await conn.execute(QUERIES["mark_written_back"], {"id": approval_id, "now": now})
-        await self.history(
-            conn,
-            approval_id,
-            now,
-            event_type="note",
-            message=f"written back to {writer.target}" if writer else "no write-back configured",
-        )
-        await conn.execute(QUERIES["notify_result"], {"payload": str(approval_id)})
+        params = {
+            "id": row["id"],
+            "now": now,
+            "message": f"written back to {writer.target}" if writer else "no write-back configured",
+            "actor": self.actor,
+        }
+        await conn.execute(QUERIES["mark_written_back"], params)
 
     async def _writeback_failed(
         self, conn: Conn, approval_id: int, now: datetime, error: str, retry_at: datetime
@@ -385,3 +384,7 @@ def _over(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
         if getattr(later, name) is None
     }
     return replace(later, **changes)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 STATE_ROWS = ("pending", "submitting", "running", "approved", "rejected", "canceled")
 # Too frequent for the live view's few log lines; the counts above show their effect.
-CHATTY_ACTIONS = frozenset({"event_received", "demo_request"})
+CHATTY_ACTIONS = frozenset({"events_received", "event_received", "demo_request"})
 BAR = "█"
 BAR_WIDTH = 30
 

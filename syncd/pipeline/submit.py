@@ -21,7 +21,7 @@ from syncd.dingtalk.models import (
     CreateInstanceRequest,
     FormComponentValue,
 )
-from syncd.domain import ApprovalState, CallRecord, SubmitItem
+from syncd.domain import ApprovalState, CallRecord, Intent, SubmitItem
 from syncd.errors import (
     DingTalkAuthError,
     DingTalkError,
@@ -80,6 +80,16 @@ class Timing:
     send_margin: timedelta = timedelta(seconds=20)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A claimed approval ready to be created: its request and the intent to commit first."""
+
+    item: SubmitItem
+    request: CreateInstanceRequest
+    intent: Intent
+    calls: list[CallRecord]
+
+
 class Submit:
     def __init__(
         self,
@@ -113,20 +123,32 @@ class Submit:
         self.agent_id = agent_id
 
     async def run_once(self) -> int:
+        """Claim a batch, build every request, commit their intents in one statement, then
+        create the instances, ``concurrency`` at a time."""
         now = self.clock.now()
         await self.store.expire_leases(now)
         if await self.pauses.active(now):
             return 0
         lease_until = now + self.timing.lease
         items = await self.store.claim_submits(self.batch_size, now, self.owner, lease_until)
+        prepared = [p for p in [await self._prepare(item) for item in items] if p is not None]
+        kept = await self.store.record_intents(
+            [p.intent for p in prepared], self.owner, self.clock.now()
+        )
         gate = asyncio.Semaphore(self.concurrency)
         send_before = lease_until - self.timing.send_margin
 
-        async def one(item: SubmitItem) -> None:
+        async def one(p: _Prepared) -> None:
             async with gate:
-                await self.submit_one(item, send_before=send_before)
+                await self._create(p, send_before)
 
-        await asyncio.gather(*(one(item) for item in items))
+        for p in prepared:
+            if p.intent.approval_id not in kept:
+                logger.warning(
+                    "lease lost before create",
+                    extra={"action": "claim_lost", "approval_id": p.item.id, "kind": p.item.kind},
+                )
+        await asyncio.gather(*(one(p) for p in prepared if p.intent.approval_id in kept))
         return len(items)
 
     async def build(
@@ -161,50 +183,50 @@ class Submit:
             cc_position=kind.cc.position if kind.cc and resolved.cc else None,
         )
 
-    async def submit_one(self, item: SubmitItem, *, send_before: datetime | None = None) -> None:
+    async def _prepare(self, item: SubmitItem) -> _Prepared | None:
+        """The request for one claimed approval, or None when it was parked or deferred."""
         kind = self.kinds.get(item.kind)
         calls: list[CallRecord] = []
         if kind is None:
             await self._park(
                 item, "unknown_kind", f"kind {item.kind!r} is no longer configured", calls
             )
-            return
+            return None
         try:
             request = await self.build(item, kind, calls)
         except MappingError as exc:
             await self._park(item, "bad_payload", exc.message, calls)
-            return
+            return None
         except DingTalkError as exc:
             await self._failed(item, exc, calls)
-            return
+            return None
         form = [v.to_wire() for v in request.form_component_values]
-        intent = await self.store.record_intent(
-            item.id, self.owner, kind.process_code, form, self.clock.now()
-        )
-        if not intent:
-            logger.warning(
-                "lease lost before create",
-                extra={"action": "claim_lost", "approval_id": item.id, "kind": item.kind},
-            )
-            return
+        intent = Intent(approval_id=item.id, process_code=kind.process_code, form_values=form)
+        return _Prepared(item, request, intent, calls)
+
+    async def _create(self, p: _Prepared, send_before: datetime) -> None:
+        """Create the instance of a prepared approval (its intent committed) and record it."""
+        item, calls, process_code = p.item, p.calls, p.intent.process_code
         try:
             instance_id = await call(
                 calls,
                 "create",
                 "create",
-                self.client.create_instance(request, send_before=send_before),
+                self.client.create_instance(p.request, send_before=send_before),
             )
         except DingTalkError as exc:
             if exc.code in SCHEMA_CODES:
-                self.schemas.forget(kind.process_code)
-            await self._failed(item, exc, calls, process_code=kind.process_code, form=form)
+                self.schemas.forget(process_code)
+            await self._failed(
+                item, exc, calls, process_code=process_code, form=p.intent.form_values
+            )
             return
         now = self.clock.now()
         await self.store.record_created(
             item.id,
             instance_id=instance_id,
-            process_code=kind.process_code,
-            form_values=form,
+            process_code=process_code,
+            form_values=p.intent.form_values,
             now=now,
             next_poll_at=now + self.timing.quiet_after,
             calls=calls,

@@ -221,6 +221,57 @@ async def test_resubmit_while_running_is_rejected_or_supersedes(env):
     assert rounds == {1: "canceled", 2: "running"}
 
 
+async def test_one_ingest_batch_decides_each_row_against_the_round_before_it(env):
+    """Rows of one business key in one batch: each sees the round the previous row made."""
+    kind = {**LEAVE_KIND, "on_resubmit": "supersede"}
+    payload = {
+        "applicant": "u1",
+        "days": 9,  # left for a person: the instances keep running
+        "leave_type": "年假",
+        "start_date": "2026-01-10",
+        "end_date": "2026-01-18",
+        "reason": "rest",
+    }
+    for key, action in [("7", "submit"), ("8", "submit"), ("7", "submit"), ("9", "cancel")]:
+        outbox(env, "leave", key, payload, action=action)
+    outbox(env, "leave", "7", payload)
+    async with env.daemon(settings_for(env.dsn, kinds={"leave": kind})) as daemon:
+        assert await daemon.stages["ingest"].run_once() == 5
+        rows = env.sql(
+            "SELECT business_key, round, state, cancel_requested_at IS NOT NULL "
+            "FROM syncd.approval ORDER BY business_key, round"
+        )
+        assert rows == [
+            ("7", 1, "pending", True),
+            ("7", 2, "pending", True),
+            ("7", 3, "pending", False),
+            ("8", 1, "pending", False),
+            ("9", 1, "invalid", False),
+        ]
+        notes = env.sql(
+            "SELECT a.round, e.event_type, e.message FROM syncd.approval_event e "
+            "JOIN syncd.approval a ON a.id = e.approval_id "
+            "WHERE a.business_key = '7' ORDER BY e.id"
+        )
+        assert [(r, t) for r, t, _ in notes] == [
+            (1, "transition"),
+            (1, "note"),
+            (2, "transition"),
+            (2, "note"),
+            (3, "transition"),
+        ]
+        assert all(
+            m.startswith(("captured from outbox row", "cancel requested")) for *_, m in notes
+        )
+        await daemon.drain()
+    assert dict(env.sql("SELECT round, state FROM syncd.approval WHERE business_key = '7'")) == {
+        1: "canceled",
+        2: "canceled",
+        3: "running",
+    }
+    assert len(env.sim.instances()) == 2  # keys 7 (round 3) and 8
+
+
 async def test_transient_errors_back_off_then_the_approval_is_dead(env):
     env.sim.faults.update(error_5xx_rate=1.0, endpoints=["workflow.schema"])
     settings = settings_for(env.dsn, pipeline={"max_attempts": 3, "retry_base": 1, "retry_cap": 4})
