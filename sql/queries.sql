@@ -215,21 +215,49 @@ RETURNING a.id;
 
 -- record_created --
 -- DingTalk created the instance: the approval runs (also adopts one found by reconciling).
+-- One statement: the transition, the DingTalk calls spent (a JSON array of objects) and the
+-- transition in the history, the calls in the monthly usage. The calls are recorded even
+-- when the approval had moved on (nothing returned): the instance exists all the same.
 WITH prev AS (
     SELECT id, state FROM syncd.approval
      WHERE id = %(id)s AND state IN ('submitting', 'unknown') AND instance_id IS NULL
        FOR UPDATE
+), moved AS (
+    UPDATE syncd.approval a
+       SET state = 'running', instance_id = %(instance_id)s, process_code = %(process_code)s,
+           form_values = coalesce(%(form_values)s, a.form_values),
+           instance_created_at = coalesce(%(created_at)s, %(now)s),
+           lease_owner = NULL, lease_expires_at = NULL, last_error_code = NULL,
+           last_error_message = NULL, calls_spent = a.calls_spent + %(calls)s,
+           next_poll_at = %(next_poll_at)s, updated_at = %(now)s
+      FROM prev
+     WHERE a.id = prev.id
+    RETURNING prev.state AS from_state
+), spent AS (
+    SELECT * FROM ROWS FROM (jsonb_to_recordset(%(call_lines)s::jsonb)
+                             AS (endpoint text, purpose text, http_status integer, code text,
+                                 duration_ms integer, message text))
+           WITH ORDINALITY AS c (endpoint, purpose, http_status, code, duration_ms, message, n)
+), logged AS (
+    INSERT INTO syncd.approval_event
+           (approval_id, at, event_type, from_state, to_state, endpoint, http_status, code,
+            duration_ms, message, actor)
+    SELECT %(id)s, %(now)s, e.event_type, e.from_state, e.to_state, e.endpoint,
+           e.http_status, e.code, e.duration_ms, e.message, %(actor)s
+      FROM (SELECT 'call' AS event_type, NULL AS from_state, NULL AS to_state, endpoint,
+                   http_status, code, duration_ms, message, n
+              FROM spent
+            UNION ALL
+            SELECT 'transition', from_state, 'running', NULL, NULL, NULL, NULL,
+                   %(message)s, 0x7fffffff
+              FROM moved) e
+     ORDER BY e.n
+), used AS (
+    INSERT INTO syncd.usage (month, purpose, calls)
+    SELECT %(month)s, purpose, count(*) FROM spent GROUP BY purpose ORDER BY purpose
+    ON CONFLICT (month, purpose) DO UPDATE SET calls = syncd.usage.calls + EXCLUDED.calls
 )
-UPDATE syncd.approval a
-   SET state = 'running', instance_id = %(instance_id)s, process_code = %(process_code)s,
-       form_values = coalesce(%(form_values)s, a.form_values),
-       instance_created_at = coalesce(%(created_at)s, %(now)s),
-       lease_owner = NULL, lease_expires_at = NULL, last_error_code = NULL,
-       last_error_message = NULL, calls_spent = a.calls_spent + %(calls)s,
-       next_poll_at = %(next_poll_at)s, updated_at = %(now)s
-  FROM prev
- WHERE a.id = prev.id
-RETURNING prev.state AS from_state;
+SELECT from_state FROM moved;
 
 -- record_attempt_failed --
 -- A submit attempt ended without an instance: back to pending, unknown, invalid or dead (only by the claim's owner).

@@ -149,10 +149,11 @@ def history_line(
 
 
 def call_line(approval_id: int, call: CallRecord) -> HistoryLine:
-    """A DingTalk call for :meth:`BaseStore.log`."""
+    """A DingTalk call for :meth:`BaseStore.log` (and, with its purpose, the usage)."""
     return {
         "approval_id": approval_id,
         "event_type": "call",
+        "purpose": call.purpose,
         "endpoint": call.endpoint,
         "http_status": call.http_status,
         "code": call.code,

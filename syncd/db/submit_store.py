@@ -12,8 +12,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from syncd.db.queries import QUERIES
-from syncd.db.store import BaseStore, history_line, ids, jsonb, submit_item
+from syncd.db.store import (
+    BaseStore,
+    call_line,
+    history_line,
+    ids,
+    jsonb,
+    submit_item,
+    usage_month,
+)
 from syncd.domain import ApprovalState, CallRecord, Intent, SubmitItem
 
 
@@ -77,19 +87,12 @@ class SubmitStore(BaseStore):
             "now": now,
             "next_poll_at": next_poll_at,
             "calls": len(calls),
+            "call_lines": Jsonb([call_line(approval_id, c) for c in calls]),
+            "month": usage_month(now),
+            "message": f"instance {instance_id}",
+            "actor": self.actor,
         }
-        async with self.transaction(pipelined=True) as conn:
-            row = await (await conn.execute(QUERIES["record_created"], params)).fetchone()
-            if row is None:
-                return False
-            line = history_line(
-                approval_id,
-                from_state=row["from_state"],
-                to_state="running",
-                message=f"instance {instance_id}",
-            )
-            await self.calls(conn, approval_id, now, calls, line)
-        return True
+        return await self.fetch_one("record_created", params) is not None
 
     async def record_failed(
         self,

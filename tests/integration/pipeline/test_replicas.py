@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from syncd.db.submit_store import SubmitStore
+from syncd.domain import CallRecord
 from syncd.pipeline.submit import Submit
 
 from .conftest import settings_for
@@ -81,3 +82,38 @@ async def test_concurrent_claims_never_return_the_same_approval(env):
             claimed += [[item.id for item in batch] for batch in batches]
     ids = [i for batch in claimed for i in batch]
     assert len(ids) == len(set(ids)) == 40
+
+
+async def test_a_late_create_outcome_still_counts_its_call(env):
+    """A create answered after the approval moved on changes no state, but the call was
+    spent and an instance exists: both show in the history and the monthly usage."""
+    env.submit_leave(days=1)
+    async with env.daemon() as daemon:
+        await daemon.stages["ingest"].run_once()
+        now = env.clock.now()
+        store = SubmitStore(daemon.pool, actor="late")
+        [item] = await store.claim_submits(1, now, "late", now + timedelta(seconds=60))
+        call = CallRecord(endpoint="create", purpose="create", ok=True, duration_ms=12)
+        created = {
+            "process_code": "PROC-LEAVE",
+            "form_values": None,
+            "now": now,
+            "next_poll_at": now,
+            "calls": [call],
+        }
+        assert await store.record_created(item.id, instance_id="first", **created)
+        assert not await store.record_created(item.id, instance_id="second", **created)
+    history = env.sql(
+        "SELECT event_type, to_state, endpoint, duration_ms FROM syncd.approval_event "
+        "WHERE actor = 'late' ORDER BY id"
+    )
+    assert history == [
+        ("transition", "submitting", None, None),
+        ("call", None, "create", 12),
+        ("transition", "running", None, None),
+        ("call", None, "create", 12),
+    ]
+    assert env.sql("SELECT purpose, calls FROM syncd.usage") == [("create", 2)]
+    assert env.sql("SELECT state, instance_id, calls_spent FROM syncd.approval") == [
+        ("running", "first", 1)
+    ]
