@@ -418,41 +418,50 @@ ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
        finished_at = coalesce(EXCLUDED.finished_at, syncd.task.finished_at),
        recorded_at = EXCLUDED.recorded_at;
 
--- finish_approval --
--- DingTalk decided (or the request was canceled): move to a final state, never backwards,
--- mark the events that said so processed and write the transition into the history. Returns
--- everything a write-back may use (tasks recorded earlier in the transaction included), and
--- nothing when the approval could not move (a duplicate or late event).
+-- finish_approvals --
+-- DingTalk decided (or requests were canceled): move approvals (a JSON array of objects, one
+-- per approval) to a final state, never backwards, in id order; mark the events that said so
+-- processed and write the transitions into the history. Returns, for each approval that
+-- moved, everything a write-back may use (tasks recorded earlier in the transaction
+-- included); a duplicate or late event moves nothing and returns nothing.
 WITH done AS (
     UPDATE syncd.inbox SET processed_at = %(now)s
      WHERE id = ANY(%(inbox_ids)s::bigint[]) AND processed_at IS NULL
+), f AS (
+    SELECT * FROM jsonb_to_recordset(%(finals)s::jsonb)
+           AS (id bigint, from_states text[], to_state text, dingtalk_status text,
+               dingtalk_result text, finished_at timestamptz, business_id text,
+               calls integer, message text)
 ), prev AS (
-    SELECT id, state FROM syncd.approval
-     WHERE id = %(id)s AND state = ANY(%(from_states)s)
-       FOR UPDATE
+    SELECT a.id, a.state FROM syncd.approval a JOIN f ON f.id = a.id
+     WHERE a.state = ANY(f.from_states)
+     ORDER BY a.id
+       FOR UPDATE OF a
 ), moved AS (
     UPDATE syncd.approval a
-       SET state = %(to_state)s, dingtalk_status = %(dingtalk_status)s,
-           dingtalk_result = %(dingtalk_result)s,
-           finished_at = coalesce(%(finished_at)s, %(now)s),
-           business_id = coalesce(%(business_id)s, a.business_id),
-           calls_spent = a.calls_spent + %(calls)s,
+       SET state = f.to_state, dingtalk_status = f.dingtalk_status,
+           dingtalk_result = f.dingtalk_result,
+           finished_at = coalesce(f.finished_at, %(now)s),
+           business_id = coalesce(f.business_id, a.business_id),
+           calls_spent = a.calls_spent + f.calls,
            lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL,
            next_attempt_at = %(now)s, updated_at = %(now)s
-      FROM prev
+      FROM prev JOIN f ON f.id = prev.id
      WHERE a.id = prev.id
     RETURNING a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business_id,
               a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
-              a.calls_spent, prev.state AS from_state
+              a.calls_spent, prev.state AS from_state, f.message
 ), logged AS (
     INSERT INTO syncd.approval_event (approval_id, at, event_type, from_state, to_state,
                                       message, actor)
-    SELECT id, %(now)s, 'transition', from_state, state, %(message)s, %(actor)s FROM moved
+    SELECT id, %(now)s, 'transition', from_state, state, message, %(actor)s
+      FROM moved ORDER BY id
 )
 SELECT m.*,
        syncd.approval_remark(m.id) AS remark,
        syncd.approval_approver(m.id) AS approver
-  FROM moved m;
+  FROM moved m
+ ORDER BY m.id;
 
 -- select_outcome --
 -- Everything a write-back may use about one finished approval (locked).
@@ -466,19 +475,23 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business
    FOR UPDATE OF a;
 
 -- mark_written_back --
--- The outcome is in the business table (same transaction as the write): say so in the
--- approval and its history, and wake listeners of syncd_result (the approval id as payload).
-WITH marked AS (
-    UPDATE syncd.approval
-       SET written_back_at = %(now)s, writeback_attempts = writeback_attempts + 1,
+-- Outcomes are in the business table (same transaction as the writes; a JSON array of
+-- objects: approval id and history note): say so in the approvals and their history, and
+-- wake listeners of syncd_result (the approval id as payload).
+WITH w AS (
+    SELECT * FROM jsonb_to_recordset(%(written)s::jsonb) AS (id bigint, message text)
+), marked AS (
+    UPDATE syncd.approval a
+       SET written_back_at = %(now)s, writeback_attempts = a.writeback_attempts + 1,
            last_error_code = NULL, last_error_message = NULL, updated_at = %(now)s
-     WHERE id = %(id)s
-    RETURNING id
+      FROM w
+     WHERE a.id = w.id
+    RETURNING a.id, w.message
 ), logged AS (
     INSERT INTO syncd.approval_event (approval_id, at, event_type, message, actor)
-    SELECT id, %(now)s, 'note', %(message)s, %(actor)s FROM marked
+    SELECT id, %(now)s, 'note', message, %(actor)s FROM marked ORDER BY id
 )
-SELECT pg_notify('syncd_result', id::text) FROM marked;
+SELECT pg_notify('syncd_result', id::text) FROM marked ORDER BY id;
 
 -- record_writeback_failed --
 -- The write-back failed; it is retried later, and shows in syncd.unwritten.

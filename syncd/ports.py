@@ -250,6 +250,14 @@ class TrackStore(Protocol):
         retry_at: datetime | None = None,
     ) -> FinishResult: ...
 
+    async def finish_many(
+        self,
+        finals: Sequence[tuple[ApprovalRef, Final]],
+        now: datetime,
+        *,
+        inbox_ids: Sequence[int] = (),
+    ) -> dict[int, FinishResult] | None: ...
+
     async def claim_unwritten(
         self, limit: int, now: datetime, lease_until: datetime, max_attempts: int
     ) -> list[int]: ...

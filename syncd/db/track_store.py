@@ -191,8 +191,7 @@ class TrackStore(BaseStore):
                 row = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
                 if row is None:
                     return FinishResult(moved=False, written=False)
-                if row["written_back_at"] is None:
-                    await self._write(conn, row, now)
+                await self._write(conn, [row], now)
             return FinishResult(moved=True, written=True, calls_spent=int(row["calls_spent"]))
         except WriteBackError as exc:
             error = str(exc)
@@ -206,6 +205,28 @@ class TrackStore(BaseStore):
             moved=True, written=False, error=error, calls_spent=int(row["calls_spent"])
         )
 
+    async def finish_many(
+        self,
+        finals: Sequence[tuple[ApprovalRef, Final]],
+        now: datetime,
+        *,
+        inbox_ids: Sequence[int] = (),
+    ) -> dict[int, FinishResult] | None:
+        """Several :meth:`finish` (without tasks or calls, one final per approval) in one
+        transaction: the transitions in one statement, then each write-back, then the marks
+        in one statement. Returns what moved, by approval id; ``None`` when a write-back
+        failed, in which case nothing was done and each should be finished on its own."""
+        try:
+            async with self.transaction() as conn:
+                rows = await self._finish_rows(conn, finals, now, inbox_ids)
+                await self._write(conn, rows, now)
+        except WriteBackError:
+            return None
+        return {
+            row["id"]: FinishResult(moved=True, written=True, calls_spent=int(row["calls_spent"]))
+            for row in rows
+        }
+
     async def _finish(
         self,
         conn: Conn,
@@ -216,25 +237,44 @@ class TrackStore(BaseStore):
         inbox_ids: Sequence[int],
         calls: Sequence[CallRecord],
     ) -> dict[str, Any] | None:
-        """The final transition (tasks and calls recorded first, the events marked processed,
-        the history written); returns the outcome row, or None when nothing moved."""
+        """The final transition (tasks and calls recorded first); returns the outcome row,
+        or None when nothing moved."""
         await self._tasks(conn, approval, tasks, now)
         await self.calls(conn, approval.id, now, calls)
+        rows = await self._finish_rows(conn, [(approval, final)], now, inbox_ids, len(calls))
+        return rows[0] if rows else None
+
+    async def _finish_rows(
+        self,
+        conn: Conn,
+        finals: Sequence[tuple[ApprovalRef, Final]],
+        now: datetime,
+        inbox_ids: Sequence[int],
+        calls: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Move approvals to their final states, mark the events processed, write the
+        history; returns the outcome rows of those that moved, in id order."""
+        rows = [
+            {
+                "id": approval.id,
+                "from_states": _FROM[final.state],
+                "to_state": final.state.value,
+                "dingtalk_status": final.dingtalk_status,
+                "dingtalk_result": final.dingtalk_result,
+                "finished_at": _iso(final.finished_at),
+                "business_id": final.business_id,
+                "calls": calls,
+                "message": _said(final),
+            }
+            for approval, final in finals
+        ]
         params = {
-            "id": approval.id,
-            "from_states": _FROM[final.state],
-            "to_state": final.state.value,
-            "dingtalk_status": final.dingtalk_status,
-            "dingtalk_result": final.dingtalk_result,
-            "finished_at": final.finished_at,
-            "business_id": final.business_id,
-            "now": now,
-            "calls": len(calls),
+            "finals": Jsonb(rows),
             "inbox_ids": list(inbox_ids),
-            "message": f"DingTalk {final.dingtalk_status} {final.dingtalk_result or ''}".strip(),
+            "now": now,
             "actor": self.actor,
         }
-        return await (await conn.execute(QUERIES["finish_approval"], params)).fetchone()
+        return await (await conn.execute(QUERIES["finish_approvals"], params)).fetchall()
 
     async def _write_back(
         self, conn: Conn, approval_id: int, now: datetime, force: bool = False
@@ -244,34 +284,25 @@ class TrackStore(BaseStore):
         assert row is not None
         if row["written_back_at"] is not None and not force:
             return  # someone else (a replica, a replay) wrote it meanwhile
-        await self._write(conn, row, now)
+        await self._write(conn, [row], now, force=True)
 
-    async def _write(self, conn: Conn, row: dict[str, Any], now: datetime) -> None:
-        """Write an outcome row into the business table and mark the approval written."""
-        writer = self.writebacks.get(row["kind"])
-        if writer is not None:
-            outcome = Outcome(
-                approval_id=row["id"],
-                kind=row["kind"],
-                business_key=row["business_key"],
-                round=row["round"],
-                status=row["state"],
-                dingtalk_status=row["dingtalk_status"],
-                result=row["dingtalk_result"],
-                instance_id=row["instance_id"],
-                business_id=row["business_id"],
-                finished_at=row["finished_at"],
-                remark=row["remark"],
-                approver=row["approver"],
-            )
-            await writer.write(conn, outcome)
-        params = {
-            "id": row["id"],
-            "now": now,
-            "message": f"written back to {writer.target}" if writer else "no write-back configured",
-            "actor": self.actor,
-        }
-        await conn.execute(QUERIES["mark_written_back"], params)
+    async def _write(
+        self, conn: Conn, rows: Sequence[dict[str, Any]], now: datetime, force: bool = False
+    ) -> None:
+        """Write outcome rows into the business tables (each once, unless ``force``) and
+        mark the approvals written, in one statement."""
+        written = []
+        for row in rows:
+            if row["written_back_at"] is not None and not force:
+                continue
+            writer = self.writebacks.get(row["kind"])
+            if writer is not None:
+                await writer.write(conn, _outcome(row))
+            message = f"written back to {writer.target}" if writer else "no write-back configured"
+            written.append({"id": row["id"], "message": message})
+        if written:
+            params = {"written": Jsonb(written), "now": now, "actor": self.actor}
+            await conn.execute(QUERIES["mark_written_back"], params)
 
     async def _writeback_failed(
         self, conn: Conn, approval_id: int, now: datetime, error: str, retry_at: datetime
@@ -362,6 +393,28 @@ class TrackStore(BaseStore):
         async with self.transaction() as conn:
             await conn.execute(QUERIES["release_cancel"], params)
             await self.calls(conn, approval_id, now, calls)
+
+
+def _said(final: Final) -> str:
+    """What DingTalk said, for the history."""
+    return f"DingTalk {final.dingtalk_status} {final.dingtalk_result or ''}".strip()
+
+
+def _outcome(row: dict[str, Any]) -> Outcome:
+    return Outcome(
+        approval_id=row["id"],
+        kind=row["kind"],
+        business_key=row["business_key"],
+        round=row["round"],
+        status=row["state"],
+        dingtalk_status=row["dingtalk_status"],
+        result=row["dingtalk_result"],
+        instance_id=row["instance_id"],
+        business_id=row["business_id"],
+        finished_at=row["finished_at"],
+        remark=row["remark"],
+        approver=row["approver"],
+    )
 
 
 def _approval_ref(row: dict[str, Any]) -> ApprovalRef:

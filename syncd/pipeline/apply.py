@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from syncd.domain import ApprovalRef, CallRecord, Final, InboxItem, TaskRecord
+from syncd.domain import ApprovalRef, CallRecord, Final, FinishResult, InboxItem, TaskRecord
 from syncd.errors import DingTalkError
 from syncd.pipeline.calls import call
 from syncd.pipeline.outcomes import (
@@ -31,6 +31,13 @@ UNMATCHED_PATIENCE = timedelta(hours=1)
 #: A batch of ``batch_size`` claims this many events per approval: each approval brings
 #: several (instance start and finish, a start and a finish per approver task).
 EVENTS_PER_APPROVAL = 8
+
+
+def _final(item: InboxItem) -> Final | None:
+    """DingTalk's final word, if the event says it plainly (no GET needed)."""
+    if item.event_type == "bpms_task_change":
+        return None
+    return final_from_event(item.payload)
 
 
 def _progress_only(item: InboxItem) -> bool:
@@ -78,14 +85,20 @@ class Apply:
             [item.instance_id for item in items if item.instance_id]
         )
         progress: list[tuple[ApprovalRef, list[TaskRecord], int]] = []
+        finals: dict[int, tuple[ApprovalRef, Final, InboxItem]] = {}
+        final_items: list[tuple[ApprovalRef, InboxItem]] = []
         rest: list[InboxItem] = []
         for item in items:
             approval = refs.get(item.instance_id) if item.instance_id else None
+            final = _final(item)
             if approval is not None and _progress_only(item):
                 tasks = (
                     [task_from_event(item.payload)] if item.event_type == "bpms_task_change" else []
                 )
                 progress.append((approval, tasks, item.id))
+            elif approval is not None and final is not None:
+                finals.setdefault(approval.id, (approval, final, item))  # the first one wins
+                final_items.append((approval, item))
             else:
                 rest.append(item)
         if progress:
@@ -98,9 +111,34 @@ class Apply:
                 next_poll_at=now + self.quiet_after,
                 inbox_ids=[inbox_id for _, _, inbox_id in progress],
             )
+        if finals:
+            await self._finish_all(list(finals.values()), final_items)
         for item in rest:
             await self._apply(item, refs.get(item.instance_id) if item.instance_id else None)
         return len(items)
+
+    async def _finish_all(
+        self,
+        finals: list[tuple[ApprovalRef, Final, InboxItem]],
+        items: list[tuple[ApprovalRef, InboxItem]],
+    ) -> None:
+        """Finish approvals together (in id order), their events (``items``, duplicates
+        included) marked processed with them. If a write-back fails nothing was done, and
+        the events are applied one by one: each failure is recorded with its approval."""
+        finals.sort(key=lambda f: f[0].id)
+        done = await self.store.finish_many(
+            [(approval, final) for approval, final, _ in finals],
+            self.clock.now(),
+            inbox_ids=[item.id for _, item in items],
+        )
+        if done is None:
+            for approval, item in items:
+                await self._apply(item, approval)
+            return
+        for approval, final, item in finals:
+            result = done.get(approval.id)
+            if result is not None:
+                self._finished(approval, final, result, item.channel)
 
     async def apply_one(self, item: InboxItem) -> None:
         approval = None
@@ -164,27 +202,32 @@ class Apply:
             retry_at=now + self.writeback_retry,
         )
         if result.moved:
-            decided = final.finished_at or now
-            self.observer.approval_finished(
-                approval.kind,
-                final.state.value,
-                channel,
-                written=result.written,
-                seconds_since_decision=max(0.0, (self.clock.now() - decided).total_seconds()),
-                calls_spent=result.calls_spent,
-            )
-            logger.info(
-                "approval finished",
-                extra={
-                    "action": "writeback_done" if result.written else "writeback_failed",
-                    "approval_id": approval.id,
-                    "kind": approval.kind,
-                    "state": final.state.value,
-                    "channel": channel,
-                    "error": result.error,
-                },
-            )
+            self._finished(approval, final, result, channel)
         return result.moved
+
+    def _finished(
+        self, approval: ApprovalRef, final: Final, result: FinishResult, channel: str
+    ) -> None:
+        decided = final.finished_at or self.clock.now()
+        self.observer.approval_finished(
+            approval.kind,
+            final.state.value,
+            channel,
+            written=result.written,
+            seconds_since_decision=max(0.0, (self.clock.now() - decided).total_seconds()),
+            calls_spent=result.calls_spent,
+        )
+        logger.info(
+            "approval finished",
+            extra={
+                "action": "writeback_done" if result.written else "writeback_failed",
+                "approval_id": approval.id,
+                "kind": approval.kind,
+                "state": final.state.value,
+                "channel": channel,
+                "error": result.error,
+            },
+        )
 
     async def _unmatched(self, item: InboxItem) -> None:
         now = self.clock.now()

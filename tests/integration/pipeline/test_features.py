@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from syncd.dingtalk.events import InboundEvent, make_event
 from syncd.domain import TaskRecord
 from syncd.errors import ConfigError
 
@@ -77,6 +78,41 @@ async def test_failed_write_back_is_retried_and_shown_until_it_succeeds(env):
         await daemon.drain()
     assert env.sql("SELECT count(*) FROM syncd.unwritten") == [(0,)]
     assert env.sql("SELECT approval_status FROM app.leave_request") == [("APPROVED",)]
+
+
+async def test_one_failed_write_back_in_a_batch_of_outcomes_holds_up_no_other(env):
+    """Outcomes claimed together are finished together; when one write-back fails, each is
+    finished on its own: the others are written, that one waits in syncd.unwritten."""
+    keys = [env.submit_leave(days=9) for _ in range(3)]
+    settings = settings_for(env.dsn, events={"stream": False})
+    async with env.daemon(settings) as daemon:
+        await daemon.drain()
+        instances = [i for (i,) in env.sql("SELECT instance_id FROM syncd.approval ORDER BY id")]
+
+        def finish(instance_id: str, n: int) -> InboundEvent:
+            payload = {"processInstanceId": instance_id, "type": "finish", "result": "agree"}
+            return make_event("callback", "bpms_instance_change", payload, f"finish-{n}")
+
+        events = [finish(i, n) for n, i in enumerate(instances)] + [finish(instances[0], 9)]
+        for healthy in (True, False):
+            if not healthy:
+                env.sql("DELETE FROM app.leave_request WHERE id = %s", keys[1])
+                events = [finish(i, 10 + n) for n, i in enumerate(instances)]
+            await daemon.inbox.put_many(events)
+            assert await daemon.apply.run_once() == len(events)
+            if healthy:  # one batch: three transitions and three marks, all together
+                assert env.sql("SELECT count(*) FROM syncd.unwritten") == [(0,)]
+                env.sql("UPDATE syncd.approval SET state = 'running', written_back_at = NULL")
+        [(unwritten,)] = env.sql("SELECT business_key FROM syncd.unwritten")
+        assert unwritten == str(keys[1])
+    rows = env.sql("SELECT id, approval_status FROM app.leave_request ORDER BY id")
+    assert rows == [(keys[0], "APPROVED"), (keys[2], "APPROVED")]
+    assert env.sql("SELECT count(*) FROM syncd.inbox WHERE processed_at IS NULL") == [(0,)]
+    moved = env.sql(
+        "SELECT approval_id, count(*) FROM syncd.approval_event "
+        "WHERE to_state = 'approved' GROUP BY approval_id ORDER BY approval_id"
+    )
+    assert [n for _, n in moved] == [2, 2, 2]
 
 
 async def test_explicit_approvers_and_cc_come_from_the_payload(env):
