@@ -104,11 +104,13 @@ def before_after() -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4.2))
     runs = [("before the fixes", before), ("batched apply", after)]
-    lanes, final = load("lanes-2000"), load("final-2000")
+    lanes, nagle, final = load("lanes-2000"), load("nagle-2000"), load("final-2000")
     if lanes is not None:
         runs.append(("+ lanes + one-round-trip inbox", lanes))
+    if nagle is not None:
+        runs.append(("+ Stream bursts, set-based apply, Nagle off, two loops", nagle))
     if final is not None:
-        runs.append(("+ Stream bursts, set-based apply, pipelined submit (final)", final))
+        runs.append(("+ fewer statements, batched finish, sniffio (final)", final))
     for label, data in runs:
         xs, ys = per_second(data["syncd"]["timeline"]["written"])
         rate = data["syncd"]["approvals_per_second"]

@@ -166,6 +166,7 @@ def main() -> None:
         "throughput-10000",
         "throughput-100000",
         "final-2000",
+        "nagle-2000",
         "lanes-2000",
         "after-2000",
         "before-2000",
