@@ -261,9 +261,10 @@ class _IngestBatch:
     rounds: list[_NewRoundRow] = field(default_factory=list)
     cancels: list[int] = field(default_factory=list)
     lines: list[HistoryLine] = field(default_factory=list)
+    keys: set[Key] = field(default_factory=set)  # of the new rounds not written yet
 
     def has_new_round(self, item: OutboxRow) -> bool:
-        return any(_key(new.item) == _key(item) for new in self.rounds)
+        return _key(item) in self.keys
 
     def add(self, item: OutboxRow, decision: IngestDecision) -> None:
         if isinstance(decision, CancelRound):
@@ -296,10 +297,12 @@ class _IngestBatch:
             }
             message = decision.error_message or f"captured from outbox row {item.id}"
             self.rounds.append(_NewRoundRow(item, round_, decision.state, message, row))
+            self.keys.add(_key(item))
 
     def clear(self) -> None:
         self.rounds.clear()
         self.cancels.clear()
+        self.keys.clear()
         self.lines = []
 
 

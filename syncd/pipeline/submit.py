@@ -1,7 +1,8 @@
 """Submit: create DingTalk instances for due pending approvals.
 
-Claim (lease, commit) → build the request from the payload and the template's form
-schema → create, outside any transaction → record the outcome in a new transaction.
+Claim a batch (lease, commit) → build each request from the payload and the template's
+form schema → commit the batch's intents (what will be sent; one statement) → create,
+outside any transaction, ``concurrency`` at a time → record each outcome in one statement.
 A create whose outcome is unknown is never retried blindly: the approval goes to
 ``unknown`` and the reconciler decides. Transient errors retry with backoff, throttling
 waits the hinted time, a rejected request is parked with DingTalk's code and message.
