@@ -37,7 +37,12 @@ from syncd.db.store import ControlStore, IngestStore
 from syncd.db.submit_store import SubmitStore
 from syncd.db.track_store import TrackStore
 from syncd.dingtalk.callback import CallbackEndpoint
-from syncd.dingtalk.client import KEEPALIVE_EXPIRY, HttpxApprovalClient, build_http_client
+from syncd.dingtalk.client import (
+    KEEPALIVE_EXPIRY,
+    HttpxApprovalClient,
+    ObservedClient,
+    build_http_client,
+)
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import InboundEvent
 from syncd.dingtalk.failed import FailedPushList
@@ -218,7 +223,7 @@ class Daemon:
         dt = self.settings.dingtalk
         events = self.settings.events
         oapi = self.metrics.instrument(
-            httpx.AsyncClient(
+            ObservedClient(
                 base_url=dt.oapi_url,
                 auth=self.http.auth,
                 timeout=dt.timeout,

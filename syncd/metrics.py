@@ -37,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from syncd import __version__, errors
+from syncd.dingtalk.client import ObservedClient
 from syncd.dingtalk.mapping import error_from_response
 from syncd.domain import ApprovalState, month_start, next_month_start
 
@@ -509,10 +510,21 @@ class Metrics:
     # --- DingTalk client hooks ----------------------------------------------------------
 
     def instrument(self, client: httpx.AsyncClient) -> httpx.AsyncClient:
-        """Count and time every request ``client`` sends (token fetches included)."""
+        """Count and time every request ``client`` sends (token fetches included); with an
+        :class:`~syncd.dingtalk.client.ObservedClient`, those that got no answer too."""
         client.event_hooks["request"].append(self._request_sent)
         client.event_hooks["response"].append(self._response_read)
+        if isinstance(client, ObservedClient):
+            client.failure_hooks.append(self._request_failed)
         return client
+
+    def _request_failed(self, request: httpx.Request, exc: httpx.TransportError) -> None:
+        started = self._started.pop(request, None)
+        endpoint = endpoint_of(request.method, request.url.path)
+        outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+        self.requests.labels(endpoint, outcome).inc()
+        if started is not None:
+            self.request_seconds.labels(endpoint, outcome).observe(time.perf_counter() - started)
 
     async def _request_sent(self, request: httpx.Request) -> None:
         self._started[request] = time.perf_counter()

@@ -15,7 +15,7 @@ error, pool timeout, local pacing, token trouble) is transient; one that fails a
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -67,6 +67,28 @@ KEEPALIVE_EXPIRY = 4.0
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
 
+#: Told about a request that got no answer at all (refused, reset, timed out).
+FailureHook = Callable[[httpx.Request, httpx.TransportError], None]
+
+
+class ObservedClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that also tells its ``failure_hooks`` about requests that
+    failed below HTTP: httpx's event hooks only ever see responses. (Wrapping the
+    transport instead would turn off the proxies taken from the environment.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failure_hooks: list[FailureHook] = []
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return await super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            for hook in self.failure_hooks:
+                hook(request, exc)
+            raise
+
+
 def build_http_client(
     app_key: str,
     app_secret: SecretStr | str,
@@ -83,7 +105,7 @@ def build_http_client(
         clock=clock or SystemClock(),
         token_url=f"{base_url.rstrip('/')}{TOKEN_PATH}",
     )
-    return httpx.AsyncClient(
+    return ObservedClient(
         base_url=base_url,
         auth=auth,
         timeout=httpx.Timeout(timeout, connect=5.0),

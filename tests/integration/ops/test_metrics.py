@@ -157,3 +157,24 @@ async def test_leader_shows_which_periodic_job_turns_this_replica_holds(env):
     assert value(samples, "syncd_leader", job="sweep_failed") == 1
     assert value(samples, "syncd_leader", job="retention") == 0
     assert value(later, "syncd_leader", job="sweep_failed") is None
+
+
+async def test_requests_that_get_no_answer_are_counted_too(env):
+    """A create that times out (no HTTP answer at all) shows in the request counter."""
+    registry = CollectorRegistry()
+    simulator = httpx.ASGITransport(app=env.sim.app)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1.0/workflow/processInstances" and request.method == "POST":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return await simulator.handle_async_request(request)
+
+    settings = settings_for(env.dsn, events={"stream": False})
+    env.submit_leave(days=1)
+    transport = httpx.MockTransport(handler)
+    async with env.daemon(settings, registry=registry, transport=transport) as daemon:
+        await daemon.drain()
+    get = registry.get_sample_value
+    assert get("syncd_dingtalk_requests_total", {"endpoint": "create", "outcome": "timeout"}) == 1
+    assert get("syncd_dingtalk_requests_total", {"endpoint": "token", "outcome": "ok"}) == 1
+    assert env.sql("SELECT state FROM syncd.approval") == [("unknown",)]
