@@ -205,11 +205,12 @@ RETURNING a.id, a.kind, a.business_key, a.round, a.payload, a.originator, a.dept
 
 -- record_intents --
 -- What is about to be sent to DingTalk, committed before the creates (reconciling needs it),
--- for a batch of claimed approvals; returns those whose lease is still the owner's.
+-- for a batch of claimed approvals (a JSON array of objects); returns those whose lease is
+-- still the owner's.
 UPDATE syncd.approval a
-   SET process_code = i.process_code, form_values = i.form_values::jsonb, updated_at = %(now)s
-  FROM unnest(%(ids)s::bigint[], %(process_codes)s::text[], %(form_values)s::text[])
-       AS i (id, process_code, form_values)
+   SET process_code = i.process_code, form_values = i.form_values, updated_at = %(now)s
+  FROM jsonb_to_recordset(%(intents)s::jsonb)
+       AS i (id bigint, process_code text, form_values jsonb)
  WHERE a.id = i.id AND a.state = 'submitting' AND a.lease_owner = %(owner)s
 RETURNING a.id;
 

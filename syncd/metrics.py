@@ -519,27 +519,28 @@ class Metrics:
         return client
 
     def _request_failed(self, request: httpx.Request, exc: httpx.TransportError) -> None:
-        started = self._started.pop(request, None)
-        endpoint = endpoint_of(request.method, request.url.path)
-        outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "unreachable"
-        self.requests.labels(endpoint, outcome).inc()
-        if started is not None:
-            self.request_seconds.labels(endpoint, outcome).observe(time.perf_counter() - started)
+        self._request_ended(
+            request, "timeout" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+        )
 
     async def _request_sent(self, request: httpx.Request) -> None:
         self._started[request] = time.perf_counter()
 
     async def _response_read(self, response: httpx.Response) -> None:
         await response.aread()
-        request = response.request
+        outcome = outcome_of(response)
+        endpoint = self._request_ended(response.request, outcome)
+        if outcome == "throttled":
+            self.throttled.labels(endpoint).inc()
+
+    def _request_ended(self, request: httpx.Request, outcome: str) -> str:
+        """Count and time a request with its outcome; returns its endpoint label."""
         started = self._started.pop(request, None)
         endpoint = endpoint_of(request.method, request.url.path)
-        outcome = outcome_of(response)
         self.requests.labels(endpoint, outcome).inc()
         if started is not None:
             self.request_seconds.labels(endpoint, outcome).observe(time.perf_counter() - started)
-        if outcome == "throttled":
-            self.throttled.labels(endpoint).inc()
+        return endpoint
 
     # --- scraping -----------------------------------------------------------------------
 

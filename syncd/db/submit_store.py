@@ -7,7 +7,6 @@ recorded in a new transaction, only while the lease is still ours.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -56,13 +55,11 @@ class SubmitStore(BaseStore):
         returns the ids whose lease is still ``owner``'s (the others must not be sent)."""
         if not intents:
             return set()
-        params = {
-            "ids": [i.approval_id for i in intents],
-            "process_codes": [i.process_code for i in intents],
-            "form_values": [json.dumps(i.form_values, ensure_ascii=False) for i in intents],
-            "owner": owner,
-            "now": now,
-        }
+        rows = [
+            {"id": i.approval_id, "process_code": i.process_code, "form_values": i.form_values}
+            for i in intents
+        ]
+        params = {"intents": Jsonb(rows), "owner": owner, "now": now}
         return set(ids(await self.fetch_all("record_intents", params)))
 
     async def record_created(
