@@ -397,7 +397,9 @@ UPDATE syncd.approval a
 
 -- upsert_tasks --
 -- Approver tasks and operation records, as last seen (a JSON array of objects, one row per
--- key in a call; what a record does not say keeps its earlier value).
+-- key in a call; what a record does not say keeps its earlier value). A task's times, once
+-- known, stay (an event's milliseconds beat a GET's minutes), and a task that ended does
+-- not start again when its start event comes late.
 INSERT INTO syncd.task
        (approval_id, instance_id, record_type, record_key, activity_id, user_id, status,
         result, operation, remark, started_at, finished_at, recorded_at)
@@ -411,20 +413,24 @@ SELECT t.approval_id, t.instance_id, t.record_type, t.record_key, t.activity_id,
 ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
    SET activity_id = coalesce(EXCLUDED.activity_id, syncd.task.activity_id),
        user_id = coalesce(EXCLUDED.user_id, syncd.task.user_id),
-       status = coalesce(EXCLUDED.status, syncd.task.status),
+       status = CASE WHEN EXCLUDED.status = 'RUNNING' AND syncd.task.status <> 'RUNNING'
+                     THEN syncd.task.status
+                     ELSE coalesce(EXCLUDED.status, syncd.task.status) END,
        result = coalesce(EXCLUDED.result, syncd.task.result),
        operation = coalesce(EXCLUDED.operation, syncd.task.operation),
        remark = coalesce(EXCLUDED.remark, syncd.task.remark),
-       started_at = coalesce(EXCLUDED.started_at, syncd.task.started_at),
-       finished_at = coalesce(EXCLUDED.finished_at, syncd.task.finished_at),
+       started_at = coalesce(syncd.task.started_at, EXCLUDED.started_at),
+       finished_at = coalesce(syncd.task.finished_at, EXCLUDED.finished_at),
        recorded_at = EXCLUDED.recorded_at;
 
 -- finish_approvals --
 -- DingTalk decided (or requests were canceled): move approvals (a JSON array of objects, one
 -- per approval) to a final state, never backwards, in id order; mark the events that said so
 -- processed and write the transitions into the history. Returns, for each approval that
--- moved, everything a write-back may use (tasks recorded earlier in the transaction
--- included); a duplicate or late event moves nothing and returns nothing.
+-- moved, everything a write-back may use; a duplicate or late event moves nothing and
+-- returns nothing. Who decided and the last remark are kept with the approval: as the
+-- instance said (``decided``, from a GET), else from the tasks recorded so far (earlier
+-- in the transaction included).
 WITH done AS (
     UPDATE syncd.inbox SET processed_at = %(now)s
      WHERE id = ANY(%(inbox_ids)s::bigint[]) AND processed_at IS NULL
@@ -432,7 +438,7 @@ WITH done AS (
     SELECT * FROM jsonb_to_recordset(%(finals)s::jsonb)
            AS (id bigint, from_states text[], to_state text, dingtalk_status text,
                dingtalk_result text, finished_at timestamptz, business_id text,
-               calls integer, message text)
+               decided boolean, approver text, remark text, calls integer, message text)
 ), prev AS (
     SELECT a.id, a.state FROM syncd.approval a JOIN f ON f.id = a.id
      WHERE a.state = ANY(f.from_states)
@@ -444,6 +450,9 @@ WITH done AS (
            dingtalk_result = f.dingtalk_result,
            finished_at = coalesce(f.finished_at, %(now)s),
            business_id = coalesce(f.business_id, a.business_id),
+           approver = CASE WHEN f.decided THEN f.approver
+                           ELSE syncd.approval_approver(a.id) END,
+           remark = CASE WHEN f.decided THEN f.remark ELSE syncd.approval_remark(a.id) END,
            calls_spent = a.calls_spent + f.calls,
            lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL,
            next_attempt_at = %(now)s, updated_at = %(now)s
@@ -451,26 +460,22 @@ WITH done AS (
      WHERE a.id = prev.id
     RETURNING a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business_id,
               a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
-              a.calls_spent, prev.state AS from_state, f.message
+              a.calls_spent, a.remark, a.approver, prev.state AS from_state, f.message
 ), logged AS (
     INSERT INTO syncd.approval_event (approval_id, at, event_type, from_state, to_state,
                                       message, actor)
     SELECT id, %(now)s, 'transition', from_state, state, message, %(actor)s
       FROM moved ORDER BY id
 )
-SELECT m.*,
-       syncd.approval_remark(m.id) AS remark,
-       syncd.approval_approver(m.id) AS approver
-  FROM moved m
- ORDER BY m.id;
+SELECT m.* FROM moved m ORDER BY m.id;
 
 -- select_outcome --
 -- Everything a write-back may use about one finished approval (locked).
 SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business_id,
        a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
        a.last_error_code, a.last_error_message,
-       syncd.approval_remark(a.id) AS remark,
-       syncd.approval_approver(a.id) AS approver
+       coalesce(a.remark, syncd.approval_remark(a.id)) AS remark,
+       coalesce(a.approver, syncd.approval_approver(a.id)) AS approver
   FROM syncd.approval a
  WHERE a.id = %(id)s
    FOR UPDATE OF a;
@@ -581,6 +586,14 @@ SELECT to_regproc(%(name)s) IS NOT NULL AS present;
 SELECT id, kind, business_key, round, state, instance_id, instance_created_at, calls_spent
   FROM syncd.approval
  WHERE id = %(id)s;
+
+-- select_tasks_of_approvals --
+-- The approver tasks recorded for approvals (whether they already tell who decided).
+SELECT approval_id, record_type, record_key, user_id, activity_id, status, result, operation,
+       remark, started_at, finished_at
+  FROM syncd.task
+ WHERE approval_id = ANY(%(ids)s::bigint[]) AND record_type = 'task'
+ ORDER BY approval_id, id;
 
 -- ping --
 -- Keep a quiet connection alive and prove it still works.

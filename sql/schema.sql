@@ -2,7 +2,7 @@
 --
 -- This file is the truth for readers and DBAs; sql/migrations/ holds the same schema as
 -- forward-only steps, and tests/migration proves that both produce the same catalog.
--- Change both in the same commit. Works on PostgreSQL 12 and newer.
+-- Change both in the same commit. Works on PostgreSQL 13 and newer (docs/postgresql.md).
 
 CREATE SCHEMA IF NOT EXISTS syncd;
 
@@ -82,6 +82,8 @@ CREATE TABLE syncd.approval (
     written_back_at     timestamptz NULL,
     writeback_attempts  integer NOT NULL DEFAULT 0,
     updated_at          timestamptz NOT NULL DEFAULT now(),
+    approver            text NULL,
+    remark              text NULL,
     CONSTRAINT approval_round_unique UNIQUE (kind, business_key, round),
     CONSTRAINT approval_state_check CHECK (state IN (
         'pending', 'submitting', 'running', 'approved', 'rejected', 'canceled',
@@ -90,6 +92,10 @@ CREATE TABLE syncd.approval (
 );
 COMMENT ON TABLE syncd.approval IS
     'One row per approval request round; state machine pending → submitting → running → terminal.';
+COMMENT ON COLUMN syncd.approval.approver IS
+    'The last approver who agreed or refused, as DingTalk''s record said when the approval became final.';
+COMMENT ON COLUMN syncd.approval.remark IS
+    'The last non-empty remark on the instance, as DingTalk''s record said when the approval became final.';
 
 CREATE UNIQUE INDEX approval_instance_idx ON syncd.approval (instance_id)
     WHERE instance_id IS NOT NULL;

@@ -289,6 +289,7 @@ class Daemon:
             quiet_after=self.timing.quiet_after,
             batch_size=p.batch_size,
             lease=self.timing.lease,
+            needs={name: k.write_back.sources for name, k in s.kinds.items() if k.write_back},
             observer=self.observer,
         )
         self.apply = apply

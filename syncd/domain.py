@@ -210,14 +210,24 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
+class Decider:
+    """Who decided an instance and the last remark on it, as DingTalk's record says."""
+
+    approver: str | None
+    remark: str | None
+
+
+@dataclass(frozen=True)
 class Final:
-    """DingTalk's final word on an instance."""
+    """DingTalk's final word on an instance. ``decider`` is set when it comes from the
+    instance itself (a GET); from an event, it is derived from the recorded tasks."""
 
     state: ApprovalState
     dingtalk_status: str
     dingtalk_result: str | None
     finished_at: datetime | None
     business_id: str | None = None
+    decider: Decider | None = None
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,13 @@ class WriteBackSettings(_Model):
             )
         return self
 
+    @property
+    def sources(self) -> frozenset[str]:
+        """The outcome fields this write-back uses (a procedure receives them all)."""
+        if self.procedure is not None:
+            return frozenset(WRITE_BACK_SOURCES)
+        return frozenset(self.columns.values())
+
 
 def _check_identifier(name: str, what: str) -> None:
     if not _QUALIFIED.match(name):

@@ -2,15 +2,19 @@
 
 ``finish`` and ``terminate`` instance events are final (they arrive over authenticated
 channels); a ``finish`` without a usable result is confirmed with a GET. Task events
-record who did what. Duplicate and late events change nothing: the store only moves an
-approval from a state that may move. An event for an instance syncd does not know yet
-(its create response may still be on the way) is retried for a while, then dropped with
-a note.
+record who did what. When a kind's write-back needs who decided or the last remark and
+the recorded tasks do not settle it (a task event still on its way, lost, or held by a
+replica that died), the instance is read before the outcome is written. Duplicate and
+late events change nothing: the store only moves an approval from a state that may move.
+An event for an instance syncd does not know yet (its create response may still be on
+the way) is retried for a while, then dropped with a note.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 
 from syncd.domain import ApprovalRef, CallRecord, Final, FinishResult, InboxItem, TaskRecord
@@ -20,13 +24,19 @@ from syncd.pipeline.outcomes import (
     final_from_event,
     final_from_instance,
     needs_confirmation,
+    settled,
     task_from_event,
+    tasks_from_instance,
 )
 from syncd.ports import ApprovalClient, Clock, NullObserver, Observer, TrackStore
 
 logger = logging.getLogger(__name__)
 
 UNMATCHED_PATIENCE = timedelta(hours=1)
+#: A final event whose instance still reads as running is read again this often, this
+#: many times, before the event's word is taken alone.
+READ_LAG_DELAY = timedelta(seconds=5)
+READ_LAG_ATTEMPTS = 6
 
 #: A batch of ``batch_size`` claims this many events per approval: each approval brings
 #: several (instance start and finish, a start and a finish per approver task).
@@ -58,12 +68,15 @@ class Apply:
         writeback_retry: timedelta = timedelta(seconds=30),
         batch_size: int = 100,
         lease: timedelta = timedelta(minutes=5),
+        needs: Mapping[str, frozenset[str]] | None = None,
         observer: Observer | None = None,
     ) -> None:
+        """``needs`` maps a kind to the outcome fields its write-back uses."""
         self.observer = observer or NullObserver()
         self.store = store
         self.client = client
         self.clock = clock
+        self.needs = needs or {}
         self.quiet_after = quiet_after
         self.writeback_retry = writeback_retry
         self.batch_size = batch_size
@@ -111,11 +124,34 @@ class Apply:
                 next_poll_at=now + self.quiet_after,
                 inbox_ids=[inbox_id for _, _, inbox_id in progress],
             )
+        unsettled = await self._unsettled([(a, f) for a, f, _ in finals.values()])
+        if unsettled:
+            rest = [item for a, item in final_items if a.id in unsettled] + rest
+            final_items = [(a, item) for a, item in final_items if a.id not in unsettled]
+            finals = {a: f for a, f in finals.items() if a not in unsettled}
         if finals:
             await self._finish_all(list(finals.values()), final_items)
         for item in rest:
-            await self._apply(item, refs.get(item.instance_id) if item.instance_id else None)
+            approval = refs.get(item.instance_id) if item.instance_id else None
+            read = approval is not None and approval.id in unsettled
+            if approval is not None:
+                unsettled.discard(approval.id)  # one read per approval; duplicates move nothing
+            await self._apply(item, approval, read=read)
         return len(items)
+
+    async def _unsettled(self, finals: list[tuple[ApprovalRef, Final]]) -> set[int]:
+        """The approvals whose outcome needs the instance read first (see ``settled``)."""
+        asked = [
+            (a, f) for a, f in finals if not settled(f, (), self.needs.get(a.kind, frozenset()))
+        ]
+        if not asked:
+            return set()
+        tasks = await self.store.tasks_of([a.id for a, _ in asked])
+        return {
+            a.id
+            for a, f in asked
+            if not settled(f, tasks[a.id], self.needs.get(a.kind, frozenset()))
+        }
 
     async def _finish_all(
         self,
@@ -133,7 +169,7 @@ class Apply:
         )
         if done is None:
             for approval, item in items:
-                await self._apply(item, approval)
+                await self._apply(item, approval, read=False)
             return
         for approval, final, item in finals:
             result = done.get(approval.id)
@@ -144,9 +180,16 @@ class Apply:
         approval = None
         if item.instance_id:
             approval = await self.store.approval_by_instance(item.instance_id)
-        await self._apply(item, approval)
+        final = final_from_event(item.payload)
+        read = (
+            approval is not None
+            and final is not None
+            and bool(await self._unsettled([(approval, final)]))
+        )
+        await self._apply(item, approval, read=read)
 
-    async def _apply(self, item: InboxItem, approval: ApprovalRef | None) -> None:
+    async def _apply(self, item: InboxItem, approval: ApprovalRef | None, *, read: bool) -> None:
+        """Apply one event; ``read``: read the instance before a final event is applied."""
         now = self.clock.now()
         if not item.instance_id:
             await self.store.drop_inbox([item.id], now, "event without processInstanceId")
@@ -164,8 +207,10 @@ class Apply:
             )
             return
         calls: list[CallRecord] = []
-        final = final_from_event(item.payload)
-        if final is None and needs_confirmation(item.payload):
+        tasks: list[TaskRecord] = []
+        said = final_from_event(item.payload)
+        final = said
+        if (said is None and needs_confirmation(item.payload)) or (said is not None and read):
             try:
                 instance = await call(
                     calls, "get", "confirm", self.client.get_instance(item.instance_id)
@@ -173,13 +218,25 @@ class Apply:
             except DingTalkError as exc:
                 await self.store.defer_inbox(item.id, now + timedelta(seconds=30), str(exc))
                 return
-            final = final_from_instance(instance)
+            final, tasks = final_from_instance(instance), tasks_from_instance(instance)
+            if final is None and said is not None:
+                # DingTalk's read lags its event: read again shortly, then trust the event.
+                if item.attempts < READ_LAG_ATTEMPTS:
+                    await self.store.defer_inbox(
+                        item.id, now + READ_LAG_DELAY, "instance not final yet in a GET"
+                    )
+                    return
+                final = said
+            elif final is not None and said is not None and said.finished_at is not None:
+                final = replace(final, finished_at=said.finished_at)  # milliseconds, not minutes
         if final is None:
             await self.store.touch(
                 approval, now, next_poll_at=now + self.quiet_after, inbox_ids=[item.id], calls=calls
             )
             return
-        await self.finish(approval, final, inbox_ids=[item.id], calls=calls, channel=item.channel)
+        await self.finish(
+            approval, final, inbox_ids=[item.id], calls=calls, tasks=tasks, channel=item.channel
+        )
 
     async def finish(
         self,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncd.dingtalk.models import ProcessInstance, parse_time
-from syncd.domain import ApprovalState, Final, TaskRecord
+from syncd.domain import ApprovalState, Decider, Final, TaskRecord
+
+#: The write-back fields that only the instance's tasks and records can tell.
+DECIDER_FIELDS = frozenset({"approver", "remark"})
+_DECISIONS = ("AGREE", "REFUSE")
+#: The deciding task ends when the instance does; allow for the two clocks' rounding.
+_SAME_MOMENT = timedelta(seconds=1)
 
 
 def final_from_instance(instance: ProcessInstance) -> Final | None:
@@ -21,9 +27,57 @@ def final_from_instance(instance: ProcessInstance) -> Final | None:
     return Final(
         state=state,
         dingtalk_status=instance.status,
-        dingtalk_result=instance.result,
+        dingtalk_result=instance.result or None,
         finished_at=instance.finish_time,
         business_id=instance.business_id,
+        decider=decider_from_instance(instance),
+    )
+
+
+def decider_from_instance(instance: ProcessInstance) -> Decider:
+    """The last approver to agree or refuse, and the last non-empty remark, in the order
+    of DingTalk's operation records (its tasks when it lists no records)."""
+    approver = remark = None
+    for op in instance.operation_records:
+        if (op.result or "").upper() in _DECISIONS:
+            approver = op.user_id
+        if op.remark:
+            remark = op.remark
+    if approver is None:
+        decided = [t for t in instance.tasks if (t.result or "").upper() in _DECISIONS]
+        if decided:
+            approver = max(decided, key=lambda t: _moment(t.finish_time)).user_id
+    return Decider(approver=approver, remark=remark)
+
+
+def _moment(at: datetime | None) -> float:
+    return at.timestamp() if at is not None else float("-inf")
+
+
+def settled(final: Final, tasks: Sequence[TaskRecord], needs: frozenset[str]) -> bool:
+    """Whether the recorded tasks already say what a write-back ``needs`` of the decider,
+    so the instance need not be read: the instance ended when one recorded task agreed or
+    refused as the instance did (with a remark, if a remark is needed), and no task is
+    still open. A revoke's remark is only in the instance's records."""
+    if not needs & DECIDER_FIELDS or final.decider is not None:
+        return True
+    if final.state is ApprovalState.CANCELED or final.finished_at is None:
+        return False
+    tasks = [t for t in tasks if t.record_type == "task"]
+    if any(t.status == "RUNNING" and not t.result for t in tasks):
+        return False
+    decided = [t for t in tasks if (t.result or "").upper() in _DECISIONS and t.finished_at]
+    if not decided:
+        return False
+    last = max(decided, key=lambda t: _moment(t.finished_at))
+    if sum(t.finished_at == last.finished_at for t in decided) > 1:
+        return False  # two decisions at one moment: which came last is not known
+    wanted = "AGREE" if final.state is ApprovalState.APPROVED else "REFUSE"
+    assert last.finished_at is not None
+    return (
+        (last.result or "").upper() == wanted
+        and abs(final.finished_at - last.finished_at) <= _SAME_MOMENT
+        and ("remark" not in needs or bool(last.remark))
     )
 
 
