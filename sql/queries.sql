@@ -587,14 +587,6 @@ SELECT id, kind, business_key, round, state, instance_id, instance_created_at, c
   FROM syncd.approval
  WHERE id = %(id)s;
 
--- select_tasks_of_approvals --
--- The approver tasks recorded for approvals (whether they already tell who decided).
-SELECT approval_id, record_type, record_key, user_id, activity_id, status, result, operation,
-       remark, started_at, finished_at
-  FROM syncd.task
- WHERE approval_id = ANY(%(ids)s::bigint[]) AND record_type = 'task'
- ORDER BY approval_id, id;
-
 -- ping --
 -- Keep a quiet connection alive and prove it still works.
 SELECT 1 AS ok;

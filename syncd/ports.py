@@ -218,10 +218,6 @@ class TrackStore(Protocol):
 
     async def approval_by_id(self, approval_id: int) -> ApprovalRef | None: ...
 
-    async def tasks_of(self, approval_ids: Sequence[int]) -> dict[int, list[TaskRecord]]:
-        """The approver tasks recorded so far, by approval id."""
-        ...
-
     async def touch(
         self,
         approval: ApprovalRef,

@@ -79,16 +79,6 @@ class TrackStore(BaseStore):
     async def approval_by_id(self, approval_id: int) -> ApprovalRef | None:
         return await self._ref("select_approval_ref", {"id": approval_id})
 
-    async def tasks_of(self, approval_ids: Sequence[int]) -> dict[int, list[TaskRecord]]:
-        found: dict[int, list[TaskRecord]] = {a: [] for a in approval_ids}
-        if not approval_ids:
-            return found
-        rows = await self.fetch_all("select_tasks_of_approvals", {"ids": list(approval_ids)})
-        fields = TaskRecord.__dataclass_fields__
-        for row in rows:
-            found[row["approval_id"]].append(TaskRecord(**{k: row[k] for k in fields}))
-        return found
-
     async def approvals_by_instances(self, instance_ids: Sequence[str]) -> dict[str, ApprovalRef]:
         """The approvals these instances belong to, by instance id (one query)."""
         params = {"instance_ids": sorted(set(instance_ids))}

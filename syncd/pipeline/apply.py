@@ -2,9 +2,9 @@
 
 ``finish`` and ``terminate`` instance events are final (they arrive over authenticated
 channels); a ``finish`` without a usable result is confirmed with a GET. Task events
-record who did what. When a kind's write-back needs who decided or the last remark and
-the recorded tasks do not settle it (a task event still on its way, lost, or held by a
-replica that died), the instance is read before the outcome is written. Duplicate and
+record who did what. When a kind's write-back uses who decided or the last remark, the
+instance is read before a final event is written back: events cannot tell them for sure
+(a task event may be late, lost, or held by a replica that died). Duplicate and
 late events change nothing: the store only moves an approval from a state that may move.
 An event for an instance syncd does not know yet (its create response may still be on
 the way) is retried for a while, then dropped with a note.
@@ -24,7 +24,7 @@ from syncd.pipeline.outcomes import (
     final_from_event,
     final_from_instance,
     needs_confirmation,
-    settled,
+    needs_reading,
     task_from_event,
     tasks_from_instance,
 )
@@ -124,34 +124,23 @@ class Apply:
                 next_poll_at=now + self.quiet_after,
                 inbox_ids=[inbox_id for _, _, inbox_id in progress],
             )
-        unsettled = await self._unsettled([(a, f) for a, f, _ in finals.values()])
-        if unsettled:
-            rest = [item for a, item in final_items if a.id in unsettled] + rest
-            final_items = [(a, item) for a, item in final_items if a.id not in unsettled]
-            finals = {a: f for a, f in finals.items() if a not in unsettled}
+        reads = {a for a, (ref, f, _) in finals.items() if needs_reading(f, self._needs(ref))}
+        if reads:
+            rest = [item for a, item in final_items if a.id in reads] + rest
+            final_items = [(a, item) for a, item in final_items if a.id not in reads]
+            finals = {a: f for a, f in finals.items() if a not in reads}
         if finals:
             await self._finish_all(list(finals.values()), final_items)
         for item in rest:
             approval = refs.get(item.instance_id) if item.instance_id else None
-            read = approval is not None and approval.id in unsettled
+            read = approval is not None and approval.id in reads
             if approval is not None:
-                unsettled.discard(approval.id)  # one read per approval; duplicates move nothing
+                reads.discard(approval.id)  # one read per approval; duplicates move nothing
             await self._apply(item, approval, read=read)
         return len(items)
 
-    async def _unsettled(self, finals: list[tuple[ApprovalRef, Final]]) -> set[int]:
-        """The approvals whose outcome needs the instance read first (see ``settled``)."""
-        asked = [
-            (a, f) for a, f in finals if not settled(f, (), self.needs.get(a.kind, frozenset()))
-        ]
-        if not asked:
-            return set()
-        tasks = await self.store.tasks_of([a.id for a, _ in asked])
-        return {
-            a.id
-            for a, f in asked
-            if not settled(f, tasks[a.id], self.needs.get(a.kind, frozenset()))
-        }
+    def _needs(self, approval: ApprovalRef) -> frozenset[str]:
+        return self.needs.get(approval.kind, frozenset())
 
     async def _finish_all(
         self,
@@ -184,7 +173,7 @@ class Apply:
         read = (
             approval is not None
             and final is not None
-            and bool(await self._unsettled([(approval, final)]))
+            and needs_reading(final, self._needs(approval))
         )
         await self._apply(item, approval, read=read)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from syncd.dingtalk.models import ProcessInstance, parse_time
@@ -12,8 +12,6 @@ from syncd.domain import ApprovalState, Decider, Final, TaskRecord
 #: The write-back fields that only the instance's tasks and records can tell.
 DECIDER_FIELDS = frozenset({"approver", "remark"})
 _DECISIONS = ("AGREE", "REFUSE")
-#: The deciding task ends when the instance does; allow for the two clocks' rounding.
-_SAME_MOMENT = timedelta(seconds=1)
 
 
 def final_from_instance(instance: ProcessInstance) -> Final | None:
@@ -54,31 +52,12 @@ def _moment(at: datetime | None) -> float:
     return at.timestamp() if at is not None else float("-inf")
 
 
-def settled(final: Final, tasks: Sequence[TaskRecord], needs: frozenset[str]) -> bool:
-    """Whether the recorded tasks already say what a write-back ``needs`` of the decider,
-    so the instance need not be read: the instance ended when one recorded task agreed or
-    refused as the instance did (with a remark, if a remark is needed), and no task is
-    still open. A revoke's remark is only in the instance's records."""
-    if not needs & DECIDER_FIELDS or final.decider is not None:
-        return True
-    if final.state is ApprovalState.CANCELED or final.finished_at is None:
-        return False
-    tasks = [t for t in tasks if t.record_type == "task"]
-    if any(t.status == "RUNNING" and not t.result for t in tasks):
-        return False
-    decided = [t for t in tasks if (t.result or "").upper() in _DECISIONS and t.finished_at]
-    if not decided:
-        return False
-    last = max(decided, key=lambda t: _moment(t.finished_at))
-    if sum(t.finished_at == last.finished_at for t in decided) > 1:
-        return False  # two decisions at one moment: which came last is not known
-    wanted = "AGREE" if final.state is ApprovalState.APPROVED else "REFUSE"
-    assert last.finished_at is not None
-    return (
-        (last.result or "").upper() == wanted
-        and abs(final.finished_at - last.finished_at) <= _SAME_MOMENT
-        and ("remark" not in needs or bool(last.remark))
-    )
+def needs_reading(final: Final, needs: frozenset[str]) -> bool:
+    """Whether the instance must be read before ``final`` is written back: the write-back
+    uses who decided or the last remark, and ``final`` does not carry them (it came from
+    an event). Events cannot settle them: a task whose every event was lost, or is held
+    by a replica that died, leaves no trace in what syncd recorded."""
+    return final.decider is None and bool(needs & DECIDER_FIELDS)
 
 
 def tasks_from_instance(instance: ProcessInstance) -> list[TaskRecord]:

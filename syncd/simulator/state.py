@@ -80,6 +80,17 @@ class Instance:
     def running_tasks(self) -> list[Task]:
         return [t for t in self.tasks if t.status == "RUNNING"]
 
+    def last_decision(self) -> tuple[str | None, str | None]:
+        """Who last agreed or refused, and the last non-empty remark (an approver's or a
+        comment or a revoke), in the order of the instance's operation records."""
+        approver = remark = None
+        for record in self.records:
+            if record.result in ("AGREE", "REFUSE"):
+                approver = record.user_id
+            if record.remark:
+                remark = record.remark
+        return approver, remark
+
     def summary(self) -> dict[str, Any]:
         """The admin API's view of an instance."""
         return {

@@ -105,7 +105,13 @@ CREATE TABLE app.leave_request (
     reason text,
     status text NOT NULL DEFAULT 'draft',
     approval_status text,
-    instance_id text
+    instance_id text,
+    dingtalk_status text,
+    result text,
+    approver text,
+    remark text,
+    decided_at timestamptz,
+    business_id text
 );
 -- Every write of the outcome columns, to prove each row is written exactly once.
 CREATE TABLE app.writes (
@@ -244,7 +250,16 @@ correlation_field = "{correlation}"
 
 WRITE_BACK = """table = "app.leave_request"
 key_column = "id"
-columns = { approval_status = "status", instance_id = "instance_id" }"""
+[kinds.leave.write_back.columns]
+approval_status = "status"
+instance_id = "instance_id"
+dingtalk_status = "dingtalk_status"
+result = "result"
+approver = "approver"
+remark = "remark"
+decided_at = "finished_at"
+business_id = "business_id"
+"""
 
 
 def write_config(
@@ -572,7 +587,7 @@ async def check_invariants(
 
         approvals = await _nothing_lost(rows, parked or {})
         _one_instance_each(sim, approvals)
-        await _written_once(rows, approvals)
+        await _written_once(rows, approvals, sim)
         await _no_regression(rows)
         latency = await rows(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), "
@@ -642,15 +657,17 @@ def _one_instance_each(sim: Simulator, approvals: dict[str, tuple[Any, ...]]) ->
 
 
 async def _written_once(
-    rows: Callable[[str], Awaitable[Rows]], approvals: dict[str, tuple[Any, ...]]
+    rows: Callable[[str], Awaitable[Rows]], approvals: dict[str, tuple[Any, ...]], sim: Simulator
 ) -> None:
-    """Every business row written exactly once, with the outcome its days call for."""
+    """Every business row written exactly once, with the outcome its days call for, and
+    every written column as DingTalk's record of the instance says."""
     business = await rows(
-        "SELECT l.id::text, l.days, l.approval_status, l.instance_id, "
+        "SELECT l.id::text, l.days, l.approval_status, l.instance_id, l.dingtalk_status, "
+        "       l.result, l.approver, l.remark, l.decided_at, l.business_id, "
         "       (SELECT count(*) FROM app.writes w WHERE w.leave_id = l.id) "
         "  FROM app.leave_request l"
     )
-    for key, days, status, instance_id, writes in business:
+    for key, days, status, instance_id, *written, writes in business:
         approval = approvals.get(key)
         if approval is None or approval[1] in PARKED:
             assert writes == 0 and status is None, f"row {key} written without an approval"
@@ -658,6 +675,19 @@ async def _written_once(
         want = expected_status(int(days))
         assert (status, writes) == (want, 1), f"row {key}: {status} x{writes}, want {want} x1"
         assert instance_id == approval[2]
+        instance = sim.instance(instance_id)
+        approver, remark = instance.last_decision()
+        assert instance.finish_time is not None
+        record = [
+            instance.status,
+            instance.result or None,
+            approver,
+            remark,
+            instance.finish_time.replace(second=0, microsecond=0),
+            instance.business_id,
+        ]
+        written[4] = written[4] and written[4].replace(second=0, microsecond=0)
+        assert written == record, f"row {key}: written {written}, DingTalk says {record}"
 
 
 async def _no_regression(rows: Callable[[str], Awaitable[Rows]]) -> None:
