@@ -1,6 +1,14 @@
+-- The demo application, as its DBA would set it up: its own login role (a member of
+-- syncd_application, so it may insert outbox rows), its business table, and what it
+-- lets syncd do there. Run once by the postgres image, when the data volume is new,
+-- after roles.sql. Without a password the role logs in only inside the container
+-- (`docker compose exec postgres psql -U app app`).
+CREATE ROLE app LOGIN IN ROLE syncd_application;
+CREATE SCHEMA app AUTHORIZATION app;
+SET ROLE app;
+
 -- The demo business table the compose stack writes approval outcomes into.
-CREATE SCHEMA IF NOT EXISTS app;
-CREATE TABLE IF NOT EXISTS app.leave_request (
+CREATE TABLE app.leave_request (
     id              serial PRIMARY KEY,
     applicant       text NOT NULL,
     leave_type      text NOT NULL DEFAULT '年假',
@@ -13,3 +21,9 @@ CREATE TABLE IF NOT EXISTS app.leave_request (
     instance_id     text,
     decided_at      timestamptz
 );
+
+-- The write-back (compose/syncd.toml): find the row by its key, set the outcome columns.
+GRANT USAGE ON SCHEMA app TO syncd_daemon;
+GRANT SELECT (id), UPDATE (approval_status, instance_id, decided_at)
+    ON app.leave_request TO syncd_daemon;
+RESET ROLE;

@@ -1,46 +1,46 @@
--- A least-privilege role for the syncd daemon (`syncd run`).
+-- What syncd's roles may do with its tables: the second half of its least-privilege
+-- setup (deploy/sql/roles.sql, run once by a superuser, creates the roles). Run as the
+-- owner of the schema syncd after every migration, which `syncd migrate --grants` does
+-- (in one transaction, under the migration lock); by hand:
 --
--- Run as the owner of the database (the role that ran `syncd migrate` and
--- `syncd capture add`), after every `syncd migrate`: it is idempotent and grants on the
--- tables the migrations created. Then set a password and grant the business columns:
+--     psql "$OWNER_DSN" -1 -v ON_ERROR_STOP=1 -f deploy/sql/least_privilege.sql
 --
---     psql "$ADMIN_DSN" -f deploy/sql/least_privilege.sql
---     psql "$ADMIN_DSN" -c "ALTER ROLE syncd_app PASSWORD '...'"
---     -- per write-back table: SELECT on the key column, UPDATE on the mapped columns only
---     psql "$ADMIN_DSN" -c 'GRANT USAGE ON SCHEMA app TO syncd_app'
---     psql "$ADMIN_DSN" -c 'GRANT SELECT (id), UPDATE (approval_status, instance_id)
---                              ON app.leave_request TO syncd_app'
---     -- a write-back procedure instead: GRANT EXECUTE ON PROCEDURE app.on_result(text, jsonb)
+-- Idempotent and exact: it first takes back every table privilege of these roles in
+-- syncd, then grants what each needs, so a privilege dropped from this file is revoked
+-- on the next migrate. One line per table and role: a new table gets one line here.
 --
--- What the role can do: read and write syncd's own tables (never their definitions), read
--- the migration ledger, capture registry and views. What it cannot do: create or alter
--- anything, run migrations, install capture triggers, read or change any business column
--- it was not granted. The capture triggers are SECURITY DEFINER functions owned by the
--- role that installed them, so neither syncd_app nor the application needs a grant on
--- syncd.outbox for them; triggers of your own on a write-back table run as syncd_app
--- unless they are SECURITY DEFINER too.
+-- syncd_daemon (`syncd run`, and the operator commands status, show, retry, replay,
+-- cancel, reconcile, resume) gets exactly what sql/queries.sql makes it do:
+-- tests/integration/ops/test_privileges.py asks PostgreSQL which of these privileges
+-- each statement needs and fails on a missing or an unused one. It may not create,
+-- alter or own anything, and has no DELETE where it deletes nothing: the only deletes
+-- are retention (outbox, inbox) and lifting a pause (control). Views are for DBAs (the
+-- owner); GRANT SELECT on them to a reporting role of your own if you wish.
+--
+-- Business tables are not syncd's to grant: the application's DBA gives syncd_daemon,
+-- per write-back table, USAGE on its schema, SELECT on the key column and UPDATE on the
+-- mapped columns only (or EXECUTE on the write-back procedure):
+--
+--     GRANT USAGE ON SCHEMA app TO syncd_daemon;
+--     GRANT SELECT (id), UPDATE (approval_status, instance_id, decided_at)
+--        ON app.leave_request TO syncd_daemon;
+--
+-- syncd_application (a group role for applications) may only insert outbox rows.
+-- Capture triggers need no grant: their functions are SECURITY DEFINER.
 
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'syncd_app') THEN
-        CREATE ROLE syncd_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
-    END IF;
-    EXECUTE format('GRANT CONNECT ON DATABASE %I TO syncd_app', current_database());
-END
-$$;
+GRANT USAGE ON SCHEMA syncd TO syncd_daemon, syncd_application;
 
--- Nothing in public, nothing owned: it may not create objects anywhere.
-REVOKE CREATE ON SCHEMA public FROM syncd_app;
-GRANT USAGE ON SCHEMA syncd TO syncd_app;
+REVOKE ALL ON ALL TABLES IN SCHEMA syncd FROM syncd_daemon, syncd_application;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA syncd FROM syncd_daemon, syncd_application;
 
--- The pipeline's tables: rows in, rows out (retention deletes from outbox and inbox).
-GRANT SELECT, INSERT, UPDATE, DELETE ON
-    syncd.outbox, syncd.approval, syncd.approval_event, syncd.task, syncd.inbox,
-    syncd.control, syncd.usage, syncd.rate_limit
-    TO syncd_app;
+GRANT SELECT, UPDATE, DELETE         ON syncd.outbox            TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE         ON syncd.approval          TO syncd_daemon;
+GRANT SELECT, INSERT                 ON syncd.approval_event    TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE         ON syncd.task              TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.inbox             TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.control           TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE         ON syncd.usage             TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE         ON syncd.rate_limit        TO syncd_daemon;
+GRANT SELECT                         ON syncd.schema_migrations TO syncd_daemon;
 
--- Read only: the ledger (`syncd run` checks the schema is current), captures, views.
-GRANT SELECT ON
-    syncd.schema_migrations, syncd.capture,
-    syncd.backlog, syncd.stuck, syncd.parked, syncd.unwritten, syncd.summary
-    TO syncd_app;
+GRANT INSERT                         ON syncd.outbox            TO syncd_application;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from syncd.commands.common import database_dsn, out
 from syncd.db import migrations
@@ -21,11 +22,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--check", action="store_true", help="exit 1 if migrations are pending, 0 if current"
     )
     parser.add_argument("--dsn", help="database to migrate (default: database.dsn)")
+    parser.add_argument(
+        "--grants",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="then apply the least-privilege grants (default FILE: the shipped "
+        "deploy/sql/least_privilege.sql), as the schema's owner",
+    )
     parser.set_defaults(handler=run)
+
+
+def _grants(args: argparse.Namespace) -> Path | None:
+    if args.grants is None:
+        return None
+    return Path(args.grants) if args.grants else migrations.default_grants()
 
 
 async def run(args: argparse.Namespace) -> int:
     dsn = database_dsn(args)
+    grants = _grants(args)
     if args.dry_run or args.check:
         state = await migrations.status(dsn)
         if args.check:
@@ -37,10 +53,14 @@ async def run(args: argparse.Namespace) -> int:
             out(f"-- migration {migration.label}\n{migration.sql.rstrip()}\n")
         if state.current:
             out("-- the schema is current; nothing to run")
+        if grants is not None:
+            out(f"-- grants from {grants}\n{migrations.read_grants(grants).rstrip()}\n")
         return 0
-    done = await migrations.apply(dsn)
+    done = await migrations.apply(dsn, grants=grants)
     for migration in done:
         out(f"applied {migration.label}")
     if not done:
         out("the schema is current")
+    if grants is not None:
+        out(f"applied the grants in {grants}")
     return 0

@@ -3,7 +3,9 @@
 ``apply()`` is idempotent and safe when several replicas start at once: runs are
 serialised by a session advisory lock, and each migration is applied in its own
 transaction together with its row in ``syncd.schema_migrations``. An applied migration
-whose file changed afterwards is an error, never silently skipped.
+whose file changed afterwards is an error, never silently skipped. Given a grants file
+(``deploy/sql/least_privilege.sql``), it then applies that in one transaction under the
+same lock: concurrent GRANTs on one table would fail with "tuple concurrently updated".
 """
 
 from __future__ import annotations
@@ -95,8 +97,29 @@ def _compare(migrations: list[Migration], applied: dict[int, str]) -> Status:
     return Status(applied=sorted(applied), pending=pending)
 
 
-async def apply(dsn: str) -> list[Migration]:
-    """Apply pending migrations in order; returns what was applied (empty when current)."""
+def default_grants() -> Path:
+    """The shipped least-privilege grants: in a wheel next to the schema, else in deploy/."""
+    folder = sql_dir()
+    for candidate in (
+        folder / "least_privilege.sql",
+        folder.parent / "deploy" / "sql" / "least_privilege.sql",
+    ):
+        if candidate.is_file():
+            return candidate
+    raise MigrationError(f"least_privilege.sql is missing next to {folder}; reinstall syncd")
+
+
+def read_grants(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MigrationError(f"cannot read the grants file {path}: {exc.strerror}") from exc
+
+
+async def apply(dsn: str, *, grants: Path | None = None) -> list[Migration]:
+    """Apply pending migrations in order, then ``grants`` if given; returns the migrations
+    applied (empty when current)."""
+    grants_sql = read_grants(grants) if grants is not None else None
     async with connect(dsn, autocommit=True, application_name="syncd-migrate") as conn:
         await conn.execute(QUERIES["lock_migrations"])
         try:
@@ -105,6 +128,8 @@ async def apply(dsn: str) -> list[Migration]:
             state = _compare(load_migrations(), {r["version"]: r["checksum"] for r in rows})
             for migration in state.pending:
                 await _apply_one(conn, migration)
+            if grants is not None and grants_sql is not None:
+                await _apply_grants(conn, grants, grants_sql)
             return state.pending
         finally:
             await conn.execute(QUERIES["unlock_migrations"])
@@ -121,3 +146,18 @@ async def _apply_one(conn: psycopg.AsyncConnection[dict[str, object]], m: Migrat
     except psycopg.Error as exc:
         raise MigrationError(f"migration {m.label} failed: {exc}".strip()) from exc
     logger.info("migration applied", extra={"action": "migration_applied", "migration": m.label})
+
+
+async def _apply_grants(
+    conn: psycopg.AsyncConnection[dict[str, object]], path: Path, text: str
+) -> None:
+    try:
+        async with conn.transaction():
+            await conn.execute(text)
+    except psycopg.Error as exc:
+        detail = (exc.diag.message_primary or str(exc)).strip()
+        raise MigrationError(
+            f"applying the grants in {path.name} failed: {detail}; run deploy/sql/roles.sql "
+            "as a superuser first, and `syncd migrate --grants` as the schema's owner"
+        ) from exc
+    logger.info("grants applied", extra={"action": "grants_applied", "file": path.name})

@@ -32,10 +32,13 @@ def test_wheel_install_ships_sql_files(tmp_path):
         capture_output=True,
     )
     assert (target / "syncd" / "sql" / "schema.sql").is_file()
+    shipped = target / "syncd" / "sql" / "least_privilege.sql"  # for `migrate --grants`
+    assert shipped.read_bytes() == (ROOT / "deploy" / "sql" / "least_privilege.sql").read_bytes()
     env = {**os.environ, "PYTHONPATH": str(target)}
     probe = (
         "import syncd.db.queries as q, syncd.db.migrations as m;"
-        "print(q.sql_dir()); print(len(q.QUERIES)); print(len(m.load_migrations()))"
+        "print(q.sql_dir()); print(len(q.QUERIES)); print(len(m.load_migrations()));"
+        "print(m.default_grants())"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
@@ -45,5 +48,6 @@ def test_wheel_install_ships_sql_files(tmp_path):
         text=True,
         check=True,
     )
-    where, count, migrations = result.stdout.split()
+    where, count, migrations, grants = result.stdout.split()
     assert where.startswith(str(target)) and int(count) > 5 and int(migrations) >= 1
+    assert grants == str(shipped)

@@ -26,7 +26,9 @@ from .harness import (
     wait_settled,
 )
 
-LEAST_PRIVILEGE = Path(__file__).parents[3] / "deploy" / "sql" / "least_privilege.sql"
+DEPLOY_SQL = Path(__file__).parents[3] / "deploy" / "sql"
+ROLES = DEPLOY_SQL / "roles.sql"
+LEAST_PRIVILEGE = DEPLOY_SQL / "least_privilege.sql"
 
 
 def callback(crypto: CallbackCrypto, message: dict[str, object], *, age: float = 0.0):
@@ -136,8 +138,8 @@ columns = { user = "status", select = "instance_id" }
 status_map = { approved = "ok'); DROP TABLE app.writes; --", rejected = "no" }"""
 
 APP_GRANTS = """
-GRANT USAGE ON SCHEMA app TO syncd_app;
-GRANT SELECT ("Order No"), UPDATE ("user", "select") ON app."Leave_Q_Requests" TO syncd_app;
+GRANT USAGE ON SCHEMA app TO syncd_daemon;
+GRANT SELECT ("Order No"), UPDATE ("user", "select") ON app."Leave_Q_Requests" TO syncd_daemon;
 """
 
 
@@ -161,7 +163,8 @@ async def test_least_privilege_role_and_quoted_identifiers(fault_env):
     report = Report("least-privilege role, identifiers that need quoting, SQL-like config value")
     async with await psycopg.AsyncConnection.connect(env.admin_dsn, autocommit=True) as conn:
         await conn.execute(ODD_TABLE)
-    # The owner installs the trigger (SECURITY DEFINER) and the role; syncd_app runs.
+    # The owner installs the trigger (SECURITY DEFINER), the roles and grants; syncd_daemon
+    # runs.
     # (One capture per kind: the trigger name is per kind.)
     code, out = await _run_cli(
         "capture", "remove", "--dsn", env.admin_dsn, "--kind", "leave",
@@ -175,21 +178,22 @@ async def test_least_privilege_role_and_quoted_identifiers(fault_env):
     )  # fmt: skip
     assert code == 0, out
     async with await psycopg.AsyncConnection.connect(env.admin_dsn, autocommit=True) as conn:
+        await conn.execute(ROLES.read_text(encoding="utf-8"))
         await conn.execute(LEAST_PRIVILEGE.read_text(encoding="utf-8"))
         await conn.execute(
-            psycopg.sql.SQL("ALTER ROLE syncd_app PASSWORD {}").format(
+            psycopg.sql.SQL("ALTER ROLE syncd_daemon PASSWORD {}").format(
                 psycopg.sql.Literal(env.keys.db_password)
             )
         )
         await conn.execute(APP_GRANTS)
     role_dsn = psycopg.conninfo.make_conninfo(
-        env.admin_dsn, user="syncd_app", password=env.keys.db_password
+        env.admin_dsn, user="syncd_daemon", password=env.keys.db_password
     )
     try:
         await _least_privilege_run(env, role_dsn, total, report)
     finally:
         async with await psycopg.AsyncConnection.connect(env.admin_dsn, autocommit=True) as c:
-            await c.execute("DROP OWNED BY syncd_app")  # in this database; the role stays
+            await c.execute("DROP OWNED BY syncd_daemon")  # in this database; the role stays
     report.emit()
 
 
@@ -239,5 +243,5 @@ async def _least_privilege_run(env, role_dsn: str, total: int, report: Report) -
     report.approved = sum(1 for r in rows if r[1] <= 3)
     report.rejected = total - report.approved
     report.instances = len(env.sim.instances())
-    report.faults = {"role": "syncd_app (password in the DSN)", "denied_statements": 4}
+    report.faults = {"role": "syncd_daemon (password in the DSN)", "denied_statements": 4}
     report.invariants = "hold"

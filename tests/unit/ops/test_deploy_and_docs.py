@@ -117,7 +117,7 @@ def test_kubernetes_manifests_have_what_operators_expect():
     }
     expected = {"Deployment", "Secret", "ConfigMap", "Service", "PodMonitor", "Job"}
     assert expected <= kinds
-    assert 'args: ["migrate"]' in (k8s / "migrate-job.yaml").read_text()
+    assert 'args: ["migrate", "--grants"]' in (k8s / "migrate-job.yaml").read_text()
     listed = (k8s / "kustomization.yaml").read_text()
     assert {p.name for p in k8s.glob("*.yaml")} - {"kustomization.yaml"} <= set(
         re.findall(r"- (\S+\.yaml)", listed)
@@ -126,7 +126,7 @@ def test_kubernetes_manifests_have_what_operators_expect():
 
 def test_image_and_unit_run_unprivileged_with_health_checks():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.\d+-slim$", dockerfile, re.M)
+    assert re.search(r"^FROM python:3\.\d+\.\d+-slim-\w+@sha256:[0-9a-f]{64}$", dockerfile, re.M)
     assert re.search(r"^USER 10001", dockerfile, re.M) and "HEALTHCHECK" in dockerfile
     unit = (DEPLOY / "systemd" / "syncd.service").read_text()
     assert "User=syncd" in unit and "ExecStart=/opt/syncd/bin/syncd run" in unit
