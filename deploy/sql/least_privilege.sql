@@ -15,10 +15,9 @@
 -- What the role can do: read and write syncd's own tables (never their definitions), read
 -- the migration ledger, capture registry and views. What it cannot do: create or alter
 -- anything, run migrations, install capture triggers, read or change any business column
--- it was not granted. The capture triggers are SECURITY DEFINER functions owned by the
--- role that installed them, so neither syncd_app nor the application needs a grant on
--- syncd.outbox for them; triggers of your own on a write-back table run as syncd_app
--- unless they are SECURITY DEFINER too.
+-- it was not granted. The capture triggers insert as syncd_capture (below), so neither
+-- syncd_app nor the application needs a grant on syncd.outbox for them; triggers of your
+-- own on a write-back table run as syncd_app unless they are SECURITY DEFINER.
 
 DO $$
 BEGIN
@@ -44,3 +43,9 @@ GRANT SELECT ON
     syncd.schema_migrations, syncd.capture,
     syncd.backlog, syncd.stuck, syncd.parked, syncd.unwritten, syncd.summary
     TO syncd_app;
+
+-- The capture role (created by `syncd migrate`, migration 0006; docs/security.md): these
+-- two grants are ALL it may have. Repeated here so running this file restores them;
+-- `syncd capture add` refuses to install while the role has anything more.
+GRANT USAGE ON SCHEMA syncd TO syncd_capture;
+GRANT INSERT ON syncd.outbox TO syncd_capture;

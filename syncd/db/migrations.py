@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 
+from syncd.db import capture
 from syncd.db.connect import connect
 from syncd.db.queries import QUERIES, sql_dir
 from syncd.errors import MigrationError
@@ -105,6 +106,9 @@ async def apply(dsn: str) -> list[Migration]:
             state = _compare(load_migrations(), {r["version"]: r["checksum"] for r in rows})
             for migration in state.pending:
                 await _apply_one(conn, migration)
+            if state.pending:
+                # Captures installed by an earlier syncd ran as their installer.
+                await capture.rebuild_legacy(conn)
             return state.pending
         finally:
             await conn.execute(QUERIES["unlock_migrations"])
