@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from syncd.cli import main
-from syncd.db import capture
+from syncd.db import capture, migrations
 from syncd.db.connect import connect
 from syncd.errors import CaptureError
 
@@ -851,3 +851,50 @@ def test_capture_never_blocks_an_insert_and_carries_the_row(app_role, spec):
             admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
             admin.execute("DELETE FROM syncd.outbox")
             admin.execute("DELETE FROM syncd.capture")
+
+
+async def test_a_non_superuser_database_owner_migrates_and_its_application_captures(
+    pg_server, template_database, empty_database
+):
+    """No superuser after the DBA's one-time steps: the owner migrates, the app captures.
+
+    The capture role exists already (roles are cluster-wide; the template database's
+    migration made it), so the DBA gives the owner
+    membership in it, as docs/security.md says; the migration hands the function over.
+    """
+    owner, app = (f"syncd_test_{who}_{os.getpid()}_{next(_roles)}" for who in ("owner", "app"))
+    database = psycopg.conninfo.conninfo_to_dict(empty_database)["dbname"]
+    as_owner = psycopg.conninfo.make_conninfo(empty_database, user=owner)
+    as_app = psycopg.conninfo.make_conninfo(empty_database, user=app)
+    with psycopg.connect(pg_server.admin_dsn, autocommit=True) as dba:
+        dba.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER; CREATE ROLE "{app}" LOGIN')
+        dba.execute(f'ALTER DATABASE "{database}" OWNER TO "{owner}"')
+        dba.execute(f'GRANT {ROLE} TO "{owner}"')
+    try:
+        await migrations.apply(as_owner)
+        with psycopg.connect(empty_database, autocommit=True) as dba:
+            dba.execute(f'CREATE SCHEMA app AUTHORIZATION "{app}"')
+        with psycopg.connect(as_owner, autocommit=True) as conn:
+            conn.execute(installer_grants(app))  # the owner of syncd's objects grants them
+            row = conn.execute(
+                "SELECT pg_get_userbyid(proowner), prosecdef, "
+                "has_schema_privilege('syncd_capture', 'syncd', 'CREATE') "
+                "FROM pg_proc WHERE oid = 'syncd.capture_row()'::regprocedure"
+            ).fetchone()
+        assert row == (ROLE, True, False)
+        with psycopg.connect(as_app, autocommit=True) as conn:
+            conn.execute("CREATE TABLE app.t (id int, status text)")
+        await install(as_app, capture.CaptureSpec("t", "app.t", "id", "NEW.status = 'go'"))
+        with psycopg.connect(as_app, autocommit=True) as conn:
+            conn.execute("INSERT INTO app.t VALUES (1, 'go'), (2, 'no')")
+        with psycopg.connect(as_owner) as conn:
+            rows = conn.execute("SELECT kind, business_key FROM syncd.outbox").fetchall()
+        assert rows == [("t", "1")]
+    finally:
+        with psycopg.connect(pg_server.admin_dsn, autocommit=True) as dba:
+            dba.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                [database],
+            )
+            dba.execute(f'DROP DATABASE "{database}"')
+            dba.execute(f'DROP ROLE "{app}"; DROP ROLE "{owner}"')
