@@ -400,6 +400,12 @@ def build_ddl(
             statements.append(_drop_function(target.schema, name, target))
         else:
             statements.append(_condition_ddl(name, target, condition))
+            # Writers call it (WHEN clause): keep it theirs whatever the default privileges.
+            statements.append(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {}.{}({}) TO PUBLIC;").format(
+                    sql.Identifier(target.schema), sql.Identifier(name), target.qualified
+                )
+            )
     for trigger in _TRIGGERS:
         condition = conditions[trigger.action]
         if condition is None and (trigger.action == "cancel" or trigger.event == "UPDATE"):

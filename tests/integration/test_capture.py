@@ -349,6 +349,32 @@ async def test_the_application_role_needs_no_grant_on_the_outbox(app_db):
     assert len(outbox(app_db)) == 1
 
 
+async def test_other_writers_need_nothing_even_when_functions_default_to_private(app_db):
+    """A second application role writes the table: no grant of syncd's, and the owner's
+    default privileges revoking EXECUTE from PUBLIC do not reach the condition functions."""
+    writer = f"{app_db.role}_w"
+    with psycopg.connect(app_db.admin, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{writer}" LOGIN')
+    write(
+        app_db,
+        "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;"
+        f'GRANT USAGE ON SCHEMA app TO "{writer}";'
+        f'GRANT INSERT, UPDATE, SELECT ON app.leave_request TO "{writer}";'
+        f'GRANT USAGE ON SEQUENCE app.leave_request_id_seq TO "{writer}"',
+    )
+    try:
+        await install(app_db.app)
+        as_writer = AppDb(
+            app_db.admin, psycopg.conninfo.make_conninfo(app_db.app, user=writer), writer
+        )
+        write(as_writer, "INSERT INTO app.leave_request (applicant, days) VALUES ('w', 1)")
+        write(as_writer, "UPDATE app.leave_request SET status = 'submitted'")
+        assert [(r[1], r[2]) for r in outbox(app_db)] == [("1", "submit")]
+    finally:
+        with psycopg.connect(app_db.admin, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{writer}"; DROP ROLE "{writer}"')
+
+
 # --- conditions look names up the way they run ------------------------------------------
 
 
