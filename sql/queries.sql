@@ -56,19 +56,17 @@ SELECT a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS data_ty
  ORDER BY a.attnum;
 
 -- select_captures --
--- Installed capture triggers, with whether the trigger still exists on its table.
+-- Installed capture triggers: whether the trigger still exists on its table, and whether
+-- it is a legacy one (installed before migration 0006: not on syncd.capture_row()).
 SELECT c.trigger_name, c.kind, c.table_schema, c.table_name, c.key_column, c.when_sql,
-       c.cancel_sql, c.installed_at,
-       EXISTS (
-           SELECT 1
-             FROM pg_trigger t
-             JOIN pg_class r ON r.oid = t.tgrelid
-             JOIN pg_namespace n ON n.oid = r.relnamespace
-            WHERE t.tgname = c.trigger_name
-              AND n.nspname = c.table_schema
-              AND r.relname = c.table_name
-       ) AS present
+       c.cancel_sql, c.installed_at, t.oid IS NOT NULL AS present,
+       t.oid IS NOT NULL AND p.proname IS DISTINCT FROM 'capture_row' AS legacy
   FROM syncd.capture c
+  LEFT JOIN (pg_catalog.pg_trigger t
+             JOIN pg_catalog.pg_class r ON r.oid = t.tgrelid
+             JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+             JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid)
+    ON t.tgname = c.trigger_name AND n.nspname = c.table_schema AND r.relname = c.table_name
  ORDER BY c.kind, c.table_schema, c.table_name;
 
 -- select_capture --
@@ -94,6 +92,83 @@ ON CONFLICT (kind, table_schema, table_name) DO UPDATE
 -- Forget a capture registration.
 DELETE FROM syncd.capture
  WHERE kind = %(kind)s AND table_schema = %(schema)s AND table_name = %(table)s;
+
+-- pin_search_path --
+-- Look names up for the rest of this transaction as capture conditions do at run time.
+SELECT pg_catalog.set_config('search_path', %(search_path)s, true);
+
+-- select_capture_role --
+-- The capture role's attributes and the roles it belongs to (all cluster-wide).
+SELECT r.oid, r.rolsuper, r.rolcanlogin, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
+       r.rolbypassrls,
+       ARRAY(SELECT g.rolname::text
+               FROM pg_catalog.pg_auth_members m
+               JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+              WHERE m.member = r.oid
+              ORDER BY 1) AS member_of
+  FROM pg_catalog.pg_roles r
+ WHERE r.rolname = %(role)s;
+
+-- select_capture_function --
+-- syncd.capture_row(): its owner, SECURITY DEFINER, its settings, whether PUBLIC may use it.
+SELECT pg_catalog.pg_get_userbyid(p.proowner) AS owner, o.rolsuper AS owner_is_superuser,
+       p.prosecdef, p.proconfig::text[] AS proconfig,
+       EXISTS (SELECT 1
+                 FROM pg_catalog.aclexplode(
+                          COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+                WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') AS public_can_execute
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace s ON s.oid = p.pronamespace
+  JOIN pg_catalog.pg_roles o ON o.oid = p.proowner
+ WHERE s.nspname = 'syncd' AND p.proname = 'capture_row' AND p.pronargs = 0;
+
+-- select_capture_role_grants --
+-- Everything the capture role owns or was granted, in this database and on shared objects
+-- (pg_shdepend sees both): one row per object with the privileges (OWNER for ownership).
+SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) AS object,
+       CASE
+           WHEN d.deptype = 'o' THEN ARRAY['OWNER']
+           WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0
+           THEN ARRAY(SELECT a.privilege_type
+                        FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+                       WHERE c.oid = d.objid AND a.grantee = d.refobjid ORDER BY 1)
+           WHEN d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+           THEN ARRAY(SELECT a.privilege_type
+                        FROM pg_catalog.pg_namespace s, pg_catalog.aclexplode(s.nspacl) a
+                       WHERE s.oid = d.objid AND a.grantee = d.refobjid ORDER BY 1)
+           ELSE ARRAY['ALL']
+       END::text[] AS privileges
+  FROM pg_catalog.pg_shdepend d
+ WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+   AND d.refobjid = %(role_oid)s
+   AND d.dbid IN (0, (SELECT oid FROM pg_catalog.pg_database
+                       WHERE datname = pg_catalog.current_database()))
+ ORDER BY 1;
+
+-- select_capture_installer --
+-- What the current role may do towards installing a capture on a table.
+SELECT current_user AS role,
+       CASE WHEN pg_catalog.has_schema_privilege('syncd', 'USAGE')
+            THEN pg_catalog.has_function_privilege('syncd.capture_row()', 'EXECUTE')
+            ELSE false END AS can_attach,
+       CASE WHEN pg_catalog.has_schema_privilege('syncd', 'USAGE')
+            THEN pg_catalog.has_table_privilege('syncd.capture', 'SELECT')
+                 AND pg_catalog.has_table_privilege('syncd.capture', 'INSERT')
+                 AND pg_catalog.has_table_privilege('syncd.capture', 'UPDATE')
+                 AND pg_catalog.has_table_privilege('syncd.capture', 'DELETE')
+            ELSE false END AS can_register,
+       pg_catalog.has_table_privilege(c.oid, 'TRIGGER') AS can_trigger,
+       pg_catalog.has_schema_privilege(n.oid, 'CREATE') AS can_create
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = %(table)s;
+
+-- select_syncd_functions --
+-- Which of these function names exist in the syncd schema.
+SELECT p.proname
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'syncd' AND p.proname = ANY(%(names)s);
 
 -- insert_inbox_events --
 -- Store received DingTalk events, each once (the first of equal dedup keys wins); returns

@@ -281,3 +281,53 @@ SELECT a.kind, a.state, count(*) AS approvals,
        sum(a.calls_spent) AS calls_spent
   FROM syncd.approval a
  GROUP BY a.kind, a.state;
+
+-- ---------------------------------------------------------------------------------------
+-- The capture role (migration 0006): capture triggers run as syncd_capture, a NOLOGIN
+-- role that may only insert into syncd.outbox; see docs/security.md.
+-- ---------------------------------------------------------------------------------------
+
+-- Roles are cluster-wide: it may exist already (another database, or a DBA made it).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'syncd_capture') THEN
+        BEGIN
+            CREATE ROLE syncd_capture NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT
+                NOREPLICATION NOBYPASSRLS;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- created concurrently by the migration of another database
+        END;
+    END IF;
+    IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+       AND NOT pg_catalog.pg_has_role('syncd_capture', 'MEMBER') THEN
+        GRANT syncd_capture TO CURRENT_USER;
+    END IF;
+END
+$$;
+
+GRANT USAGE ON SCHEMA syncd TO syncd_capture;
+GRANT INSERT ON syncd.outbox TO syncd_capture;
+
+-- The one capture trigger function (args: kind, key column, action); fully qualified.
+CREATE FUNCTION syncd.capture_row() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    row_json pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
+BEGIN
+    INSERT INTO syncd.outbox (kind, business_key, action, payload)
+    VALUES (TG_ARGV[0],
+            COALESCE(pg_catalog.jsonb_extract_path_text(row_json, TG_ARGV[1]), ''),
+            TG_ARGV[2],
+            row_json);
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION syncd.capture_row() IS
+    'Capture trigger: writes the row into syncd.outbox as syncd_capture (args: kind, key column, action).';
+REVOKE ALL ON FUNCTION syncd.capture_row() FROM PUBLIC;
+GRANT CREATE ON SCHEMA syncd TO syncd_capture;
+ALTER FUNCTION syncd.capture_row() OWNER TO syncd_capture;
+REVOKE CREATE ON SCHEMA syncd FROM syncd_capture;
+
+ALTER FUNCTION syncd.notify_outbox() SET search_path = pg_catalog, pg_temp;

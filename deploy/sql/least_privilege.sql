@@ -26,7 +26,8 @@
 --        ON app.leave_request TO syncd_daemon;
 --
 -- syncd_application (a group role for applications) may only insert outbox rows.
--- Capture triggers need no grant: their functions are SECURITY DEFINER.
+-- Capture triggers need no grant: they insert through syncd.capture_row(), a SECURITY
+-- DEFINER function owned by syncd_capture.
 
 GRANT USAGE ON SCHEMA syncd TO syncd_daemon, syncd_application;
 
@@ -44,3 +45,9 @@ GRANT SELECT, INSERT, UPDATE         ON syncd.rate_limit        TO syncd_daemon;
 GRANT SELECT                         ON syncd.schema_migrations TO syncd_daemon;
 
 GRANT INSERT                         ON syncd.outbox            TO syncd_application;
+
+-- The capture role (roles.sql creates it, migration 0006 gives it the capture function;
+-- docs/security.md): these two grants are ALL it may have. Repeated here so running this
+-- file restores them; `syncd capture add` refuses to install while it has anything more.
+GRANT USAGE ON SCHEMA syncd TO syncd_capture;
+GRANT INSERT ON syncd.outbox TO syncd_capture;

@@ -14,6 +14,9 @@
 -- syncd_owner        owns the schema syncd: `syncd migrate --grants`, `syncd capture add`
 -- syncd_daemon       `syncd run` and the operator commands; owns nothing
 -- syncd_application  a group role (no login): INSERT on syncd.outbox
+-- syncd_capture      no login, nothing but INSERT on syncd.outbox: owns the function that
+--                    capture triggers call (migration 0006); syncd_owner is its member so
+--                    that migrate can hand the function over
 --
 -- Roles belong to the whole server, not to one database: running this in a second
 -- database reuses them and adds only that database's grants.
@@ -25,7 +28,8 @@ BEGIN
     FOREACH spec SLICE 1 IN ARRAY ARRAY[
         ['syncd_owner', 'LOGIN'],
         ['syncd_daemon', 'LOGIN'],
-        ['syncd_application', 'NOLOGIN']
+        ['syncd_application', 'NOLOGIN'],
+        ['syncd_capture', 'NOLOGIN NOINHERIT']
     ] LOOP
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = spec[1]) THEN
             BEGIN
@@ -37,6 +41,9 @@ BEGIN
             END;
         END IF;
     END LOOP;
+    IF NOT pg_has_role('syncd_owner', 'syncd_capture', 'MEMBER') THEN
+        GRANT syncd_capture TO syncd_owner;
+    END IF;
     -- The owner creates the schema syncd at its first migrate.
     EXECUTE format('GRANT CONNECT, CREATE ON DATABASE %I TO syncd_owner', current_database());
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO syncd_daemon', current_database());

@@ -1,4 +1,4 @@
--- 0004_outcome_decider: who decided an approval and the last remark, kept when it becomes
+-- 0007_outcome_decider: who decided an approval and the last remark, kept when it becomes
 -- final, so every write-back of it (first, retried or replayed) writes the same values.
 -- Approvals finished before this migration keep NULL here; their write-backs derive both
 -- from the recorded tasks, as before.

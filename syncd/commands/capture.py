@@ -8,7 +8,7 @@ import re
 from syncd.commands.common import database_dsn, out
 from syncd.db import capture
 from syncd.db.connect import connect
-from syncd.errors import ConfigError
+from syncd.errors import CaptureError, ConfigError
 from syncd.settings import KIND_NAME
 
 
@@ -81,15 +81,23 @@ async def run_remove(args: argparse.Namespace) -> int:
 async def run_list(args: argparse.Namespace) -> int:
     async with connect(database_dsn(args)) as conn:
         rows = await capture.list_captures(conn)
+        try:
+            await capture.check_capture_role(conn)
+            unsafe = ""
+        except CaptureError as exc:
+            unsafe = str(exc)
     if not rows:
         out("no capture triggers installed")
-        return 0
     for row in rows:
         state = "" if row["present"] else "  (TRIGGER MISSING: re-run capture add)"
+        if row["legacy"]:
+            state = "  (LEGACY: runs as the role that installed it; re-run capture add)"
         out(
             f"{row['kind']}: {row['table_schema']}.{row['table_name']} key={row['key_column']}"
             f" when={row['when_sql'] or 'on insert'}"
             + (f" cancel_when={row['cancel_sql']}" if row["cancel_sql"] else "")
             + state
         )
+    if rows and unsafe:
+        out(f"WARNING: {unsafe}")
     return 0

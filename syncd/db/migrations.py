@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 
+from syncd.db import capture
 from syncd.db.connect import connect
 from syncd.db.queries import QUERIES, sql_dir
 from syncd.errors import MigrationError
@@ -128,6 +129,9 @@ async def apply(dsn: str, *, grants: Path | None = None) -> list[Migration]:
             state = _compare(load_migrations(), {r["version"]: r["checksum"] for r in rows})
             for migration in state.pending:
                 await _apply_one(conn, migration)
+            if state.pending:
+                # Captures installed by an earlier syncd ran as their installer.
+                await capture.rebuild_legacy(conn)
             if grants is not None and grants_sql is not None:
                 await _apply_grants(conn, grants, grants_sql)
             return state.pending
