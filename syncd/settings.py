@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from syncd.db.connect import passwords
 from syncd.errors import ConfigError
 from syncd.settings_kinds import KindSettings
 
@@ -250,7 +251,8 @@ class Settings(BaseSettings):
             self.events.callback.token,
             self.events.callback.aes_key,
         ]
-        return [v.get_secret_value() for v in values if v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v.get_secret_value()]
+        return found + passwords(self.database.dsn.get_secret_value())
 
 
 class _DataOnlySettings(Settings):
