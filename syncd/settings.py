@@ -115,6 +115,12 @@ class CallbackSettings(_Section):
     aes_key: SecretStr = SecretStr("")
     owner_key: str = Field(default="", description="defaults to dingtalk.app_key")
     max_age: float = Field(default=300.0, gt=0, description="oldest accepted timestamp, s")
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="largest accepted push body; a larger one is refused (413) unread",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -39,6 +39,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     syncd.control, syncd.usage, syncd.rate_limit
     TO syncd_app;
 
+-- The callback endpoint's shared replay guard: claim a push's signature (INSERT … ON
+-- CONFLICT DO NOTHING RETURNING), forget expired ones (DELETE). Never updated.
+GRANT SELECT, INSERT, DELETE ON syncd.callback_replay TO syncd_app;
+
 -- Read only: the ledger (`syncd run` checks the schema is current), captures, views.
 GRANT SELECT ON
     syncd.schema_migrations, syncd.capture,
