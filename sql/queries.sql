@@ -184,6 +184,31 @@ SELECT e.dedup_key, e.channel, e.event_type, e.instance_id, e.payload
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING dedup_key;
 
+-- claim_callback_signature --
+-- An HTTP callback push, accepted once across all replicas: claim its signature and, only
+-- if no other push claimed it first, store its event (a JSON array of zero or one rows,
+-- as in insert_inbox_events). One statement, so both commit or neither does: a push whose
+-- event could not be stored leaves no claim behind, and DingTalk's retry is accepted.
+WITH claim AS (
+    INSERT INTO syncd.callback_replay (signature, expires_at)
+    VALUES (%(signature)s, %(expires_at)s)
+    ON CONFLICT (signature) DO NOTHING
+    RETURNING signature
+), stored AS (
+    INSERT INTO syncd.inbox (dedup_key, channel, event_type, instance_id, payload)
+    SELECT e.dedup_key, e.channel, e.event_type, e.instance_id, e.payload
+      FROM claim,
+           jsonb_to_recordset(%(events)s::jsonb)
+           AS e (dedup_key text, channel text, event_type text, instance_id text, payload jsonb)
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING dedup_key
+)
+SELECT EXISTS (SELECT 1 FROM claim) AS claimed, EXISTS (SELECT 1 FROM stored) AS stored;
+
+-- delete_expired_callback_signatures --
+-- Forget signatures whose push's timestamp is stale anyway (the endpoint refuses those).
+DELETE FROM syncd.callback_replay WHERE expires_at < %(now)s;
+
 -- try_lock_ingest --
 -- Ingest runs on one replica at a time, which keeps per-business-key order (transaction lock).
 SELECT pg_try_advisory_xact_lock(495891964773) AS locked;

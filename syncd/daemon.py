@@ -17,7 +17,7 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -61,7 +61,7 @@ from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll, SweepFailed
-from syncd.ports import Clock, InboxWriter, Observer
+from syncd.ports import Clock, Observer, SignedPut
 from syncd.scheduler import Scheduler
 from syncd.settings import Settings
 from syncd.web import DaemonWeb
@@ -84,7 +84,7 @@ def replica_name(settings: Settings) -> str:
 class WakingInbox:
     """Stores events, then wakes the daemon so they are applied at once."""
 
-    def __init__(self, inner: InboxWriter, wake: asyncio.Event, observer: Observer) -> None:
+    def __init__(self, inner: PostgresInbox, wake: asyncio.Event, observer: Observer) -> None:
         self.inner = inner
         self.wake = wake
         self.observer = observer
@@ -100,6 +100,19 @@ class WakingInbox:
         if any(news):
             self.wake.set()
         return news
+
+    async def put_signed(
+        self, signature: str, expires_at: datetime, event: InboundEvent | None
+    ) -> SignedPut:
+        outcome = await self.inner.put_signed(signature, expires_at, event)
+        if event is not None and outcome != "replay":
+            self.observer.event_stored(event.channel, outcome == "new")
+            if outcome == "new":
+                self.wake.set()
+        return outcome
+
+    async def forget_signatures(self, now: datetime) -> int:
+        return await self.inner.forget_signatures(now)
 
 
 @dataclass
@@ -249,7 +262,12 @@ class Daemon:
                 callback.owner_key or dt.app_key,
             )
             self.callback = CallbackEndpoint(
-                crypto, self.inbox, clock=self.clock, max_age=callback.max_age
+                crypto,
+                self.inbox,
+                clock=self.clock,
+                max_age=callback.max_age,
+                max_body_bytes=callback.max_body_bytes,
+                observer=self.observer,
             )
 
     def _http_client(self) -> httpx.AsyncClient:
@@ -495,6 +513,10 @@ class Daemon:
         scheduler = Scheduler(self.clock, take_turn)
         scheduler.every("sweep_failed", self.settings.polling.failed_list_interval, self.sweep)
         scheduler.every("retention", 3600, self.purge)
+        if self.callback is not None:
+            # Replay claims outlive their pushes' freshness by at most one interval.
+            max_age = self.settings.events.callback.max_age
+            scheduler.every("callback_replay", max(max_age, 60.0), self.callback.forget_expired)
         return scheduler
 
     async def sweep(self) -> int:

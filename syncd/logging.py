@@ -7,10 +7,11 @@ set up once, by the CLI.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -25,6 +26,13 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
+def _error_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The traceback of a record: already rendered (and redacted) or rendered now."""
+    if record.exc_text:
+        return record.exc_text
+    return formatter.formatException(record.exc_info) if record.exc_info else None
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -34,8 +42,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(record_fields(record))
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+        if (error := _error_text(self, record)) is not None:
+            entry["error"] = error
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -46,23 +54,87 @@ class TextFormatter(logging.Formatter):
         line = f"{when} {record.levelname:<7} {record.getMessage()}"
         if fields:
             line = f"{line}  {fields}"
-        if record.exc_info:
-            line = f"{line}\n{self.formatException(record.exc_info)}"
+        if (error := _error_text(self, record)) is not None:
+            line = f"{line}\n{error}"
         return line
 
 
+_PLAIN = (bool, int, float, type(None))
+
+
+class Redactor:
+    """Replaces every known secret by ``***`` in text and in the values of a record."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        found = set(self.secrets) | {s for s in secrets if len(s) >= 4}
+        # and as JSON writes them (a logged request body, an error quoting a JSON document)
+        found |= {json.dumps(s, ensure_ascii=False)[1:-1] for s in found}
+        self.secrets = sorted(found, key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        # Until none is left: a mask may complete another occurrence ("aa***" → "a***"
+        # for the secret "a***"); each pass shortens the text, so this ends.
+        masked = True
+        while masked:
+            masked = False
+            for secret in self.secrets:
+                if secret in text:
+                    text, masked = text.replace(secret, "***"), True
+        return text
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        """``value`` with secrets masked: strings, containers of them, anything else as
+        its ``str`` (which is how the formatters would print it)."""
+        if isinstance(value, _PLAIN):
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if depth < 8 and isinstance(value, Mapping):
+            return {self.text(str(k)): self.value(v, depth + 1) for k, v in value.items()}
+        if depth < 8 and isinstance(value, list | tuple | set | frozenset):
+            return [self.value(v, depth + 1) for v in value]
+        return self.text(str(value))
+
+    def record(self, record: logging.LogRecord, formatter: logging.Formatter) -> logging.LogRecord:
+        """A copy of ``record`` with the message, every extra field and the traceback
+        already rendered and masked, so no encoding (JSON escapes ``"`` and ``\\``) can
+        hide a secret from the mask."""
+        clean = copy.copy(record)
+        clean.msg, clean.args = self.text(record.getMessage()), None
+        for key, value in record_fields(record).items():
+            setattr(clean, key, self.value(value))
+        error = _error_text(formatter, record)
+        clean.exc_info, clean.exc_text = None, self.text(error) if error else None
+        if record.stack_info:
+            clean.stack_info = self.text(record.stack_info)
+        return clean
+
+
 class RedactingHandler(logging.StreamHandler[TextIO]):
-    """Writes formatted records with every known secret replaced by ``***``."""
+    """Writes records with every known secret replaced by ``***`` in each field, before
+    the formatter encodes the record (masking the encoded line instead would miss a
+    secret JSON escaped, and could break the line's structure)."""
 
     def __init__(self, stream: TextIO, secrets: Iterable[str]) -> None:
         super().__init__(stream)
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.redactor = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        formatter = self.formatter or logging.Formatter()
+        return formatter.format(self.redactor.record(record, formatter))
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Mask ``secrets`` too in every line the root logger's handlers write from now on
+    (a password given on the command line, known only after logging was set up)."""
+    values = list(secrets)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RedactingHandler):
+            handler.redactor.add(values)
 
 
 def setup_logging(

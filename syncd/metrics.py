@@ -37,6 +37,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from syncd import __version__, errors
+from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
 from syncd.dingtalk.client import ObservedClient
 from syncd.dingtalk.mapping import error_from_response
 from syncd.domain import ApprovalState, month_start, next_month_start
@@ -437,11 +438,19 @@ class Metrics:
             ["endpoint"],
             registry=r,
         )
+        self.callbacks_rejected = Counter(
+            "syncd_callbacks_rejected",
+            "HTTP callback pushes refused, by reason (forged, stale, replayed, malformed, big)",
+            ["reason"],
+            registry=r,
+        )
         self.build = Info("syncd_build", "Version of syncd and Python", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         for channel in CHANNELS:
             self.events.labels(channel)
             self.duplicates.labels(channel)
+        for reason in CALLBACK_REASONS:
+            self.callbacks_rejected.labels(reason)
         self.scrape = ScrapeCollector(self.kind, monthly_quota=monthly_quota)
         registry.register(self.scrape)
 
@@ -506,6 +515,9 @@ class Metrics:
         self.events.labels(self.channel(channel)).inc()
         if not new:
             self.duplicates.labels(self.channel(channel)).inc()
+
+    def callback_rejected(self, reason: str) -> None:
+        self.callbacks_rejected.labels(reason if reason in CALLBACK_REASONS else "other").inc()
 
     # --- DingTalk client hooks ----------------------------------------------------------
 

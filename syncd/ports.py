@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from syncd.domain import (
     ApprovalRef,
@@ -114,6 +114,32 @@ class InboxWriter(Protocol):
         Of equal dedup keys in one burst only the first counts as new. All or nothing:
         raises ``StoreError`` when the database fails, and then none is stored.
         """
+        ...
+
+
+#: What became of a signed callback push: its event was stored (or it had none), its event
+#: was already in the inbox, or its signature had been claimed before (a replay).
+SignedPut = Literal["new", "duplicate", "replay"]
+
+
+class CallbackInbox(Protocol):
+    """The inbox as the HTTP callback endpoint uses it: every push accepted once."""
+
+    async def put_signed(
+        self, signature: str, expires_at: datetime, event: InboundEvent | None
+    ) -> SignedPut:
+        """Claim ``signature`` and store ``event`` (``None``: a URL check, nothing to
+        store), in one transaction, shared by every replica.
+
+        ``"replay"`` if the signature was claimed before and has not been forgotten: then
+        nothing is stored. A claim is kept at least until ``expires_at``. Returns only
+        after the commit; raises ``StoreError`` when the database fails, and then neither
+        the claim nor the event is stored.
+        """
+        ...
+
+    async def forget_signatures(self, now: datetime) -> int:
+        """Delete the claims that expired before ``now``; how many."""
         ...
 
 
@@ -319,6 +345,10 @@ class Observer(Protocol):
 
     def event_stored(self, channel: str, new: bool) -> None: ...
 
+    def callback_rejected(self, reason: str) -> None:
+        """An HTTP callback push was refused (``reason`` from the endpoint's closed set)."""
+        ...
+
 
 class NullObserver:
     """An observer that ignores everything (the default outside the daemon)."""
@@ -348,4 +378,7 @@ class NullObserver:
         pass
 
     def event_stored(self, channel: str, new: bool) -> None:
+        pass
+
+    def callback_rejected(self, reason: str) -> None:
         pass

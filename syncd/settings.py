@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from syncd.db.connect import passwords
 from syncd.errors import ConfigError
 from syncd.settings_kinds import KindSettings
 
@@ -114,6 +115,12 @@ class CallbackSettings(_Section):
     aes_key: SecretStr = SecretStr("")
     owner_key: str = Field(default="", description="defaults to dingtalk.app_key")
     max_age: float = Field(default=300.0, gt=0, description="oldest accepted timestamp, s")
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="largest accepted push body; a larger one is refused (413) unread",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -250,7 +257,8 @@ class Settings(BaseSettings):
             self.events.callback.token,
             self.events.callback.aes_key,
         ]
-        return [v.get_secret_value() for v in values if v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v.get_secret_value()]
+        return found + passwords(self.database.dsn.get_secret_value())
 
 
 class _DataOnlySettings(Settings):

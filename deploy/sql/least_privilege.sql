@@ -46,6 +46,10 @@ GRANT SELECT                         ON syncd.schema_migrations TO syncd_daemon;
 
 GRANT INSERT                         ON syncd.outbox            TO syncd_application;
 
+-- The callback endpoint's shared replay guard: claim a push's signature (INSERT … ON
+-- CONFLICT DO NOTHING RETURNING), forget expired ones (DELETE). Never updated.
+GRANT SELECT, INSERT, DELETE         ON syncd.callback_replay   TO syncd_daemon;
+
 -- The capture role (roles.sql creates it, migration 0006 gives it the capture function;
 -- docs/security.md): these two grants are ALL it may have. Repeated here so running this
 -- file restores them; `syncd capture add` refuses to install while it has anything more.

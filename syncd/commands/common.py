@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
+from syncd.db.connect import passwords
 from syncd.errors import ConfigError
+from syncd.logging import add_secrets
 from syncd.settings import Settings, config_path, load_settings
+
+logger = logging.getLogger(__name__)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -16,7 +21,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def database_dsn(args: argparse.Namespace) -> str:
     """``--dsn`` if given, else ``database.dsn`` from the configuration."""
     if getattr(args, "dsn", None):
-        return str(args.dsn)
+        return command_line_dsn(str(args.dsn))
     dsn = settings_from(args).database.dsn.get_secret_value()
     if not dsn:
         raise ConfigError(
@@ -29,3 +34,19 @@ def database_dsn(args: argparse.Namespace) -> str:
 def out(text: str) -> None:
     """Command output (results for the user) goes to stdout; logs go to stderr."""
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def command_line_dsn(dsn: str) -> str:
+    """A DSN given as ``--dsn``: its password is masked in the logs, and a warning says
+    that every user of the machine can read it in the process list."""
+    found = passwords(dsn)
+    if found:
+        add_secrets([dsn, *found])
+        logger.warning(
+            "--dsn carries a password, which every user of this machine can read in the "
+            "process list: give the DSN in a file (database.dsn_file, "
+            "SYNCD_DATABASE__DSN_FILE) or the environment (SYNCD_DATABASE__DSN, or "
+            "PGPASSWORD / ~/.pgpass with a password-less --dsn) instead",
+            extra={"action": "dsn_password_argument"},
+        )
+    return dsn

@@ -22,6 +22,18 @@ def redact(text: str) -> str:
     )
 
 
+def passwords(dsn: str) -> list[str]:
+    """The password in a DSN as written there (maybe percent-encoded or quoted) and as
+    libpq reads it, so that logs can mask every form; empty without a password."""
+    forms = {m.group(2) or m.group(4) for m in _PASSWORD.finditer(dsn)}
+    try:
+        parsed = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        parsed = None
+    forms.add(str(parsed) if parsed else "")
+    return sorted(form for form in forms if form)
+
+
 @asynccontextmanager
 async def connect(
     dsn: str, *, autocommit: bool = False, application_name: str = "syncd"

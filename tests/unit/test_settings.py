@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from syncd.db.connect import passwords
 from syncd.errors import ConfigError
-from syncd.settings import load_settings
+from syncd.settings import Settings, load_settings
 
 GOOD = """
 [database]
@@ -126,3 +127,18 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_settings(write(tmp_path, "[database\n"))
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("dsn", "forms"),
+    [
+        ("postgresql://syncd:p%40ss-w0rd@db/app", ["p%40ss-w0rd", "p@ss-w0rd"]),
+        ("host=db user=syncd password='pa ss\\'wd' dbname=app", ["'pa", "pa ss'wd"]),
+        ("host=db user=syncd dbname=app", []),
+        ("postgresql://syncd@db/app", []),
+    ],
+)
+def test_every_form_of_the_dsn_password_is_a_secret(dsn, forms):
+    settings = Settings(database={"dsn": dsn})
+    assert passwords(dsn) == sorted(forms)
+    assert set(forms) <= set(settings.secrets)

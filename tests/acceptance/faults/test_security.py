@@ -95,7 +95,19 @@ async def test_forged_and_replayed_callbacks_are_rejected(fault_env):
         params, body = callback(real, task | {"processInstanceId": instance_id})
         first = (await http.post(url, params=params, json=body)).status_code
         statuses["replayed"] = (await http.post(url, params=params, json=body)).status_code
+        upper = {key: value.upper() for key, value in params.items() if "signature" in key}
+        replay = params | upper
+        statuses["replayed, upper case"] = (
+            await http.post(url, params=replay, json=body)
+        ).status_code
+        metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
     assert first == 200
+    counted = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("syncd_callbacks_rejected_total{")
+    ]
+    assert sum(counted) == len(statuses), metrics
     assert all(status in (400, 403) for status in statuses.values()), statuses
     assert await fleet.stop("a") == 0
     stored = await query(env.admin_dsn, "SELECT payload->>'eventId' FROM syncd.inbox")

@@ -16,7 +16,7 @@ from syncd.dingtalk.callback import DEFAULT_PATH, CallbackEndpoint, create_callb
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import InboundEvent
 from syncd.errors import StoreError
-from syncd.ports import InboxWriter
+from syncd.ports import CallbackInbox, SignedPut
 from syncd.testing import FakeClock
 
 from .conftest import APP_KEY, LEAVE, SimEnv
@@ -271,7 +271,10 @@ async def test_duplicated_and_reordered_events_are_stored_once_each(
 
 
 class _BrokenInbox:
-    async def put(self, event: object) -> bool:
+    async def put_signed(self, signature: str, expires_at: datetime, event: object) -> SignedPut:
+        raise StoreError("database down")
+
+    async def forget_signatures(self, now: datetime) -> int:
         raise StoreError("database down")
 
 
@@ -289,11 +292,11 @@ async def test_storage_failure_answers_503_so_dingtalk_retries() -> None:
 
 
 @pytest.fixture
-async def pushed_to(env: SimEnv) -> AsyncIterator[Callable[[InboxWriter], CallbackEndpoint]]:
+async def pushed_to(env: SimEnv) -> AsyncIterator[Callable[[CallbackInbox], CallbackEndpoint]]:
     """Points the simulator's callback pusher at our endpoint (in-process)."""
     opened: list[httpx.AsyncClient] = []
 
-    def attach(inbox: InboxWriter) -> CallbackEndpoint:
+    def attach(inbox: CallbackInbox) -> CallbackEndpoint:
         endpoint = CallbackEndpoint(CallbackCrypto(TOKEN, AES_KEY, APP_KEY), inbox, clock=env.clock)
         client = _client(endpoint)
         opened.append(client)
@@ -328,14 +331,19 @@ async def test_simulator_pushes_duplicated_and_reordered_events_stored_once(
 
 
 class _FailingOnce:
-    def __init__(self, inner: InboxWriter) -> None:
+    def __init__(self, inner: CallbackInbox) -> None:
         self.inner, self.failed = inner, False
 
-    async def put(self, event: InboundEvent) -> bool:
+    async def put_signed(
+        self, signature: str, expires_at: datetime, event: InboundEvent | None
+    ) -> SignedPut:
         if not self.failed:
             self.failed = True
             raise StoreError("database restarting")
-        return await self.inner.put(event)
+        return await self.inner.put_signed(signature, expires_at, event)
+
+    async def forget_signatures(self, now: datetime) -> int:
+        return await self.inner.forget_signatures(now)
 
 
 async def test_storage_failure_is_retried_by_dingtalk_and_then_stored(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import syncd
 from syncd.db.store import ControlStore
+from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import make_event
 from tests.integration.pipeline.conftest import settings_for
 
@@ -178,3 +180,35 @@ async def test_requests_that_get_no_answer_are_counted_too(env):
     assert get("syncd_dingtalk_requests_total", {"endpoint": "create", "outcome": "timeout"}) == 1
     assert get("syncd_dingtalk_requests_total", {"endpoint": "token", "outcome": "ok"}) == 1
     assert env.sql("SELECT state FROM syncd.approval") == [("unknown",)]
+
+
+async def test_callbacks_are_counted_stored_and_refused_by_reason(env):
+    registry = CollectorRegistry()
+    token, aes_key = "metrics-token-1", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    callback = {"enabled": True, "token": token, "aes_key": aes_key, "max_body_bytes": 2048}
+    settings = settings_for(env.dsn, events={"stream": False, "callback": callback})
+    crypto = CallbackCrypto(token, aes_key, settings.dingtalk.app_key)
+    message = {"EventType": "bpms_task_change", "eventId": "e-1", "processInstanceId": "i-1"}
+    encrypt = crypto.encrypt(json.dumps(message))
+    stamp = str(int(env.clock.now().timestamp() * 1000))
+    query = {"msg_signature": crypto.sign(stamp, "n1", encrypt), "timestamp": stamp, "nonce": "n1"}
+    path = settings.events.callback.path
+    async with env.daemon(settings, registry=registry) as daemon:
+        transport = httpx.ASGITransport(app=daemon.http_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://syncd") as http:
+            assert (await http.post(path, params=query, json={"encrypt": encrypt})).is_success
+            assert daemon.wake_back.is_set()  # the stored event wakes the way back
+            replay = {**query, "msg_signature": query["msg_signature"].upper()}
+            other = {**query, "msg_signature": "0" * 40}  # the cap comes before the signature
+            statuses = [
+                (await http.post(path, params=replay, json={"encrypt": encrypt})).status_code,
+                (await http.post(path)).status_code,
+                (await http.post(path, params=other, content=b" " * 4096)).status_code,
+            ]
+        samples = await scrape(daemon)
+    assert statuses == [403, 400, 413]
+    get = registry.get_sample_value
+    assert get("syncd_events_received_total", {"channel": "callback"}) == 1
+    for reason in ("replayed", "missing_query", "body_too_large"):
+        assert value(samples, "syncd_callbacks_rejected_total", reason=reason) == 1
+    assert value(samples, "syncd_callbacks_rejected_total", reason="bad_signature") == 0

@@ -6,6 +6,7 @@ never logs a secret rather than that the safety net hides it.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import httpx
@@ -77,3 +78,20 @@ def test_no_secret_in_config_show(monkeypatch, capsys, tmp_path):
     out, err = capsys.readouterr()
     assert "********" in out
     assert leaks(out + err) == []
+
+
+def test_a_password_given_with_dsn_is_warned_about_and_never_printed(env, capsys):
+    dsn = psycopg.conninfo.make_conninfo(env.dsn, password=DSN_PASSWORD)
+    assert main(["--log-format", "json", "migrate", "--check", "--dsn", dsn]) == 0
+    out, err = capsys.readouterr()
+    [warning] = [json.loads(line) for line in err.splitlines() if "dsn_password_argument" in line]
+    assert warning["level"] == "warning"
+    assert "process list" in warning["message"] and "DSN_FILE" in warning["message"]
+    assert "pending: none" in out
+    logging.getLogger("syncd.test").warning("connecting to %s", dsn, extra={"action": "x"})
+    assert leaks(out + err + capsys.readouterr().err) == []
+
+
+def test_a_dsn_without_a_password_on_the_command_line_is_not_warned_about(env, capsys):
+    assert main(["--log-format", "json", "migrate", "--check", "--dsn", env.dsn]) == 0
+    assert "dsn_password_argument" not in capsys.readouterr().err

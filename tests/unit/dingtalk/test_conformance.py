@@ -12,7 +12,7 @@ from syncd.db.inbox import PostgresInbox
 from syncd.db.pacing import PostgresPacer
 from syncd.dingtalk.client import HttpxApprovalClient, windows
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
-from syncd.ports import ApprovalClient, InboxWriter
+from syncd.ports import ApprovalClient, CallbackInbox, InboxWriter
 from syncd.testing import FakeClock
 
 
@@ -21,11 +21,12 @@ async def test_implementations_fit_their_protocols() -> None:
     async with httpx.AsyncClient() as http:
         client: ApprovalClient = HttpxApprovalClient(http, clock=FakeClock())
         inbox: InboxWriter = PostgresInbox(pool)
+        callback_inbox: CallbackInbox = PostgresInbox(pool)
         pacers: list[Pacer] = [
             MemoryPacer(clock=FakeClock()),
             PostgresPacer(pool, clock=FakeClock()),
         ]
-        assert client and inbox and len(pacers) == 2
+        assert client and inbox and callback_inbox and len(pacers) == 2
 
 
 def test_windows_cover_the_range_in_120_day_pieces_without_gaps() -> None:
