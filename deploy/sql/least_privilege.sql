@@ -44,3 +44,8 @@ GRANT SELECT ON
     syncd.schema_migrations, syncd.capture,
     syncd.backlog, syncd.stuck, syncd.parked, syncd.unwritten, syncd.summary
     TO syncd_app;
+
+-- Outbox rows the database refused to store (migration 0005): ingest quarantines them,
+-- `syncd retry --quarantined` sends them back.
+GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.outbox_quarantine TO syncd_app;
+GRANT SELECT ON syncd.quarantined TO syncd_app;
