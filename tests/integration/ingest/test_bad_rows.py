@@ -34,6 +34,9 @@ PO = {"dept": 7, "amount": 120.5, "note": "chairs 🪑"}
 #: Texts that do not compress, as a capture trigger on a long text key column could write.
 LONG_KEY = scattered(3000, random.Random(1))
 LONG_KIND = scattered(3000, random.Random(2))
+#: The longest key stored as it is, in 4-byte characters: with the longest stored kind,
+#: the largest entry the round's unique index can get.
+WIDEST_KEY = "".join(map(chr, random.Random(3).sample(range(0x10000, 0x110000), 512)))
 
 #: key -> (row, error code, fragment of the message); error code None: pending.
 ROWS = {
@@ -87,6 +90,7 @@ ROWS = {
         "dept_id: expected a department number, got 1" + "0" * 30,
     ),
     "kind": (dict(kind=LONG_KIND, payload="{}"), "unknown_kind", "(3000 characters) is not"),
+    WIDEST_KEY: (dict(kind=LONG_KIND[::-1], payload="{}"), "unknown_kind", "is not configured"),
     "action": (
         dict(kind="leave", payload=json.dumps(LEAVE), action="y" * 5000),
         "unknown_action",
