@@ -185,10 +185,15 @@ class Quarantined:
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one ingest batch did: rows handled (quarantined ones included)."""
+    """What one committed ingest batch did: the outbox rows it consumed (quarantined ones
+    included), and those it quarantined."""
 
-    handled: int
+    consumed: tuple[int, ...] = ()
     quarantined: tuple[Quarantined, ...] = ()
+
+    @property
+    def handled(self) -> int:
+        return len(self.consumed)
 
 
 @dataclass(frozen=True)

@@ -115,20 +115,20 @@ class IngestStore(BaseStore):
     async def _batch(self, limit: int, now: datetime, decide: Decide) -> IngestResult:
         async with self.transaction() as conn:
             if not await _locked(conn):
-                return IngestResult(0)
+                return IngestResult()
             params = {"limit": limit, **_payload_limits()}
             cursor = await conn.execute(QUERIES["claim_outbox_batch"], params)
             items = [outbox_row(r) for r in await cursor.fetchall()]
             if items:
                 await self._ingest(conn, items, now, decide)
-            return IngestResult(len(items))
+            return IngestResult(tuple(item.id for item in items))
 
     async def _row_by_row(self, limit: int, now: datetime, decide: Decide) -> IngestResult:
         """The same batch, each row under its own savepoint; the refused ones quarantined."""
         quarantined: list[Quarantined] = []
         async with self.transaction() as conn:
             if not await _locked(conn):
-                return IngestResult(0)
+                return IngestResult()
             cursor = await conn.execute(QUERIES["claim_outbox_ids"], {"limit": limit})
             ids = [int(r["id"]) for r in await cursor.fetchall()]
             for outbox_id in ids:
@@ -142,7 +142,7 @@ class IngestStore(BaseStore):
                     if not row_data_error(exc):
                         raise
                     quarantined.append(await self._quarantine(conn, outbox_id, now, exc))
-        return IngestResult(len(ids), tuple(quarantined))
+        return IngestResult(tuple(ids), tuple(quarantined))
 
     async def _quarantine(
         self, conn: Conn, outbox_id: int, now: datetime, exc: psycopg.Error

@@ -220,10 +220,11 @@ class Ingest:
         return decisions
 
     def _report(self, result: IngestResult) -> None:
-        """Log and count what a committed batch parked and quarantined."""
-        quarantined = {q.outbox_id for q in result.quarantined}
+        """Log and count what a committed batch parked and quarantined (rows decided in
+        an attempt that was rolled back, or quarantined in the end, are not parked)."""
+        stored = set(result.consumed) - {q.outbox_id for q in result.quarantined}
         for row, decisions in self._decided.values():
-            if row.id in quarantined:
+            if row.id not in stored:
                 continue
             for decision in decisions:
                 if isinstance(decision, NewRound) and decision.state is ApprovalState.INVALID:

@@ -161,13 +161,13 @@ def test_a_row_the_database_refuses_is_quarantined_alone_and_kept(roles, caplog)
     """Any database error on a row's data (here a DBA's own CHECK constraint) is met row by
     row: the refused rows are quarantined and consumed, the others ingested in order."""
     query(roles.admin, DBA_RULE)
-    keys = ["a", "refused-1", "b", "refused-2", "c"]
+    keys = ["a", "refused-1", "b", "refused-2", "c", " "]
     assert all(
         write(roles.writer, [dict(kind="leave", key=k, payload=json.dumps(LEAVE)) for k in keys])
     )
     registry = CollectorRegistry()
     metrics = Metrics(registry, kinds=["leave", "po"])
-    with caplog.at_level(logging.ERROR, logger="syncd.pipeline.ingest"):
+    with caplog.at_level(logging.WARNING, logger="syncd.pipeline.ingest"):
         assert run(ingest_all(roles.app, observer=metrics)) == len(keys)
 
     assert query(roles.admin, "SELECT count(*) FROM syncd.outbox WHERE consumed_at IS NULL") == [
@@ -175,7 +175,7 @@ def test_a_row_the_database_refuses_is_quarantined_alone_and_kept(roles, caplog)
     ]
     assert query(
         roles.admin, "SELECT business_key, state FROM syncd.approval ORDER BY outbox_id"
-    ) == [("a", "pending"), ("b", "pending"), ("c", "pending")]
+    ) == [("a", "pending"), ("b", "pending"), ("c", "pending"), (" ", "invalid")]
     quarantined = query(
         roles.admin,
         "SELECT kind, business_key, action, error_code, error_message FROM syncd.quarantined "
@@ -192,13 +192,13 @@ def test_a_row_the_database_refuses_is_quarantined_alone_and_kept(roles, caplog)
     assert counted == 2
     logged = [r for r in caplog.records if getattr(r, "action", "") == "ingest_quarantined"]
     assert len(logged) == 2 and {r.sqlstate for r in logged} == {"23514"}
-    # A refused row that is parked is not counted as parked too.
-    assert (
-        registry.get_sample_value(
-            "syncd_approvals_parked_total", {"kind": "leave", "state": "invalid", "reason": "other"}
-        )
-        is None
-    )
+    # The rows were decided twice (the batch, then row by row): each counted once, and a
+    # quarantined row never as parked.
+    parked = {"kind": "leave", "state": "invalid", "reason": "empty_key"}
+    assert registry.get_sample_value("syncd_approvals_parked_total", parked) == 1
+    assert [
+        r.outbox_id for r in caplog.records if getattr(r, "action", "") == "ingest_invalid"
+    ] == [6]
 
     async def retention_then_requeue() -> list[str]:
         async with open_pool(roles.app) as pool:
