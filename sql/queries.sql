@@ -214,13 +214,64 @@ DELETE FROM syncd.callback_replay WHERE expires_at < %(now)s;
 SELECT pg_try_advisory_xact_lock(495891964773) AS locked;
 
 -- claim_outbox_batch --
--- Unconsumed outbox rows in arrival order.
-SELECT id, created_at, kind, business_key, action, payload, originator, request_id
+-- Unconsumed outbox rows in arrival order. The payload comes as JSON text when it has at most max_bytes bytes (payload_bytes says how many; one stored in more than max_stored bytes is not even turned into text).
+SELECT o.id, o.created_at, o.kind, o.business_key, o.action, o.originator,
+       CASE WHEN p.bytes <= %(max_bytes)s THEN p.text END AS payload,
+       coalesce(p.bytes, p.stored) AS payload_bytes
+  FROM syncd.outbox o
+ CROSS JOIN LATERAL (
+       SELECT t.text, octet_length(t.text) AS bytes, t.stored
+         FROM (SELECT CASE WHEN pg_column_size(o.payload) <= %(max_stored)s
+                           THEN o.payload::text END AS text,
+                      pg_column_size(o.payload) AS stored
+                OFFSET 0) t) p
+ WHERE o.consumed_at IS NULL
+ ORDER BY o.id
+ LIMIT %(limit)s
+   FOR UPDATE OF o SKIP LOCKED;
+
+-- claim_outbox_ids --
+-- Unconsumed outbox rows in arrival order, ids only (ingest row by row, after a batch failed).
+SELECT id
   FROM syncd.outbox
  WHERE consumed_at IS NULL
  ORDER BY id
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED;
+
+-- select_outbox_row --
+-- One claimed outbox row, its payload as claim_outbox_batch gives it.
+SELECT o.id, o.created_at, o.kind, o.business_key, o.action, o.originator,
+       CASE WHEN p.bytes <= %(max_bytes)s THEN p.text END AS payload,
+       coalesce(p.bytes, p.stored) AS payload_bytes
+  FROM syncd.outbox o
+ CROSS JOIN LATERAL (
+       SELECT t.text, octet_length(t.text) AS bytes, t.stored
+         FROM (SELECT CASE WHEN pg_column_size(o.payload) <= %(max_stored)s
+                           THEN o.payload::text END AS text,
+                      pg_column_size(o.payload) AS stored
+                OFFSET 0) t) p
+ WHERE o.id = %(id)s;
+
+-- quarantine_outbox_row --
+-- Set aside an outbox row the database refused to store, with the error, and consume it (the row stays in syncd.outbox; retention leaves it).
+WITH q AS (
+    INSERT INTO syncd.outbox_quarantine
+           (outbox_id, kind, business_key, error_code, error_message, quarantined_at)
+    SELECT o.id, left(o.kind, 128), left(o.business_key, 512), %(error_code)s,
+           %(error_message)s, %(now)s
+      FROM syncd.outbox o
+     WHERE o.id = %(id)s
+    ON CONFLICT (outbox_id) DO UPDATE
+       SET error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
+           quarantined_at = EXCLUDED.quarantined_at
+    RETURNING outbox_id, kind
+)
+UPDATE syncd.outbox o
+   SET consumed_at = %(now)s
+  FROM q
+ WHERE o.id = q.outbox_id
+RETURNING q.kind;
 
 -- mark_outbox_consumed --
 -- Mark claimed outbox rows consumed (same transaction as the approvals they made).
@@ -240,19 +291,21 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.cancel_requested_at
           FOR UPDATE) a;
 
 -- insert_approvals --
--- New approval rounds (a JSON array of objects, one per round); returns their ids.
+-- New approval rounds (a JSON array of objects, one per round, each naming its outbox row); returns their ids. The payload is copied from the outbox row as it is ('{}' when keep_payload is false), the capture time is the row's.
 INSERT INTO syncd.approval
        (kind, business_key, round, outbox_id, state, payload, originator, dept_id,
         last_error_code, last_error_message, next_attempt_at, captured_at, created_at,
         updated_at)
-SELECT r.kind, r.business_key, r.round, r.outbox_id, r.state, r.payload, r.originator,
-       r.dept_id, r.error_code, r.error_message, %(now)s, r.captured_at, %(now)s, %(now)s
+SELECT r.kind, r.business_key, r.round, r.outbox_id, r.state,
+       CASE WHEN r.keep_payload THEN o.payload ELSE '{}'::jsonb END, r.originator,
+       r.dept_id, r.error_code, r.error_message, %(now)s, o.created_at, %(now)s, %(now)s
   FROM ROWS FROM (jsonb_to_recordset(%(rounds)s::jsonb)
                   AS (kind text, business_key text, round integer, outbox_id bigint,
-                      state text, payload jsonb, originator text, dept_id bigint,
-                      error_code text, error_message text, captured_at timestamptz))
-       WITH ORDINALITY AS r (kind, business_key, round, outbox_id, state, payload,
-                             originator, dept_id, error_code, error_message, captured_at, n)
+                      state text, keep_payload boolean, originator text, dept_id bigint,
+                      error_code text, error_message text))
+       WITH ORDINALITY AS r (kind, business_key, round, outbox_id, state, keep_payload,
+                             originator, dept_id, error_code, error_message, n)
+  JOIN syncd.outbox o ON o.id = r.outbox_id
  ORDER BY r.n
 RETURNING id, kind, business_key, round;
 
@@ -731,11 +784,13 @@ ON CONFLICT (name) DO UPDATE
 RETURNING name;
 
 -- delete_old_outbox --
--- Retention: consumed outbox rows older than the cutoff, in bounded batches.
+-- Retention: consumed outbox rows older than the cutoff, in bounded batches; quarantined rows stay.
 DELETE FROM syncd.outbox
- WHERE id IN (SELECT id FROM syncd.outbox
-               WHERE consumed_at IS NOT NULL AND consumed_at < %(cutoff)s
-               ORDER BY consumed_at LIMIT %(limit)s);
+ WHERE id IN (SELECT o.id FROM syncd.outbox o
+               WHERE o.consumed_at IS NOT NULL AND o.consumed_at < %(cutoff)s
+                 AND NOT EXISTS (SELECT 1 FROM syncd.outbox_quarantine q
+                                  WHERE q.outbox_id = o.id)
+               ORDER BY o.consumed_at LIMIT %(limit)s);
 
 -- delete_old_inbox --
 -- Retention: processed events older than the cutoff, in bounded batches.
@@ -797,6 +852,28 @@ SELECT kind, count(*) AS waiting, min(created_at) AS oldest_at
  GROUP BY kind
  ORDER BY kind;
 
+-- select_quarantine_by_kind --
+-- Quarantined outbox rows per kind, with the oldest.
+SELECT kind, count(*) AS quarantined, min(quarantined_at) AS oldest_at
+  FROM syncd.outbox_quarantine
+ WHERE %(kind)s::text IS NULL OR kind = %(kind)s
+ GROUP BY kind
+ ORDER BY kind;
+
+-- requeue_quarantined --
+-- An operator sends quarantined outbox rows (these outbox ids, or all; of a kind or any) back to ingest: unconsumed, quarantine line removed.
+WITH q AS (
+    DELETE FROM syncd.outbox_quarantine
+     WHERE (cardinality(%(ids)s::bigint[]) = 0 OR outbox_id = ANY(%(ids)s::bigint[]))
+       AND (%(kind)s::text IS NULL OR kind = %(kind)s)
+    RETURNING outbox_id, kind, business_key, error_code, error_message
+)
+UPDATE syncd.outbox o
+   SET consumed_at = NULL
+  FROM q
+ WHERE o.id = q.outbox_id
+RETURNING q.outbox_id, q.kind, q.business_key, q.error_code, q.error_message;
+
 -- select_rounds --
 -- Every round of one business key (or the one asked for), oldest first.
 SELECT id, kind, business_key, round, state, outbox_id, payload, originator, dept_id,
@@ -844,11 +921,12 @@ SELECT id FROM syncd.approval
  ORDER BY id;
 
 -- retry_parked --
--- An operator sends a parked approval back to pending: attempts reset, error cleared, due now; never an older round of a key that has a newer one.
+-- An operator sends a parked approval back to pending: attempts reset, error cleared, due now; never an older round of a key that has a newer one, nor one whose business key was too long to store (it holds a shortened key).
 WITH prev AS (
     SELECT a.id, a.state, a.last_error_code, a.last_error_message
       FROM syncd.approval a
      WHERE a.id = %(id)s AND a.state IN ('invalid', 'dead')
+       AND a.last_error_code IS DISTINCT FROM 'key_too_long'
        AND NOT EXISTS (SELECT 1 FROM syncd.approval n
                         WHERE n.kind = a.kind AND n.business_key = a.business_key
                           AND n.round > a.round)
@@ -923,6 +1001,14 @@ SELECT kind, count(*) AS items,
            AS oldest_seconds
   FROM syncd.outbox
  WHERE consumed_at IS NULL
+ GROUP BY kind;
+
+-- metrics_outbox_quarantine --
+-- /metrics: quarantined outbox rows per kind, and how long the oldest has been there.
+SELECT kind, count(*) AS items,
+       greatest(0, extract(epoch FROM %(now)s::timestamptz - min(quarantined_at)))::float8
+           AS oldest_seconds
+  FROM syncd.outbox_quarantine
  GROUP BY kind;
 
 -- metrics_open_approvals --

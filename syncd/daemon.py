@@ -31,9 +31,10 @@ from syncd import __version__
 from syncd.clock import SystemClock
 from syncd.db import migrations, writeback
 from syncd.db.inbox import PostgresInbox
+from syncd.db.ingest_store import IngestStore
 from syncd.db.listen import Listener
 from syncd.db.pacing import PostgresPacer
-from syncd.db.store import ControlStore, IngestStore
+from syncd.db.store import ControlStore
 from syncd.db.submit_store import SubmitStore
 from syncd.db.track_store import TrackStore
 from syncd.dingtalk.callback import CallbackEndpoint

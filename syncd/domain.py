@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 #: DingTalk counts monthly quotas in China Standard Time.
@@ -85,6 +87,35 @@ def can_move(source: ApprovalState, target: ApprovalState) -> bool:
 # --- what the stages claim and decide --------------------------------------------------
 
 
+#: The longest ``kind`` and ``business_key`` stored as they are. ``syncd.approval`` has a
+#: unique index on (kind, business_key, round), and an index entry holds at most 2704
+#: bytes: 128 + 512 characters of up to 4 bytes each fit, with room to spare.
+KIND_MAX = 128
+BUSINESS_KEY_MAX = 512
+#: The largest payload ingest reads, in bytes of its JSON text.
+PAYLOAD_MAX_BYTES = 1024 * 1024
+#: The deepest nesting of objects and arrays ingest accepts in a payload.
+PAYLOAD_MAX_DEPTH = 64
+
+
+def stored_text(text: str, limit: int) -> str:
+    """``text`` as syncd stores it where ``limit`` characters fit: itself when it is short
+    enough, else its start, its length and a hash of the whole (so that two long texts
+    with the same start stay apart)."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    suffix = f"…[{len(text)} characters, sha256 {digest}]"
+    return text[: limit - len(suffix)] + suffix
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An outbox payload ingest did not read into values; ``reason`` says why and what to do."""
+
+    reason: str
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     id: int
@@ -92,8 +123,14 @@ class OutboxRow:
     kind: str
     business_key: str
     action: str
+    #: The JSON value (any JSON value, null included), or :class:`Unreadable`.
     payload: Any
     originator: str | None
+
+    @cached_property
+    def key(self) -> tuple[str, str]:
+        """(kind, business_key) as stored in ``syncd.approval`` (see :func:`stored_text`)."""
+        return stored_text(self.kind, KIND_MAX), stored_text(self.business_key, BUSINESS_KEY_MAX)
 
 
 @dataclass(frozen=True)
@@ -106,13 +143,15 @@ class LatestRound:
 
 @dataclass(frozen=True)
 class NewRound:
-    """Ingest decision: start a round, pending or already invalid."""
+    """Ingest decision: start a round, pending or already invalid. Without
+    ``keep_payload`` the round's payload is ``{}`` (the outbox row keeps the original)."""
 
     state: ApprovalState
     originator: str | None = None
     dept_id: int | None = None
     error_code: str | None = None
     error_message: str | None = None
+    keep_payload: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,6 +170,30 @@ class NoteOnRound:
 
 
 IngestDecision = NewRound | CancelRound | NoteOnRound
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An outbox row the database refused to store as an approval, even on its own: set
+    aside in ``syncd.outbox_quarantine`` (and consumed) so the rows behind it go on."""
+
+    outbox_id: int
+    kind: str
+    sqlstate: str
+    error: str
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one committed ingest batch did: the outbox rows it consumed (quarantined ones
+    included), and those it quarantined."""
+
+    consumed: tuple[int, ...] = ()
+    quarantined: tuple[Quarantined, ...] = ()
+
+    @property
+    def handled(self) -> int:
+        return len(self.consumed)
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,17 @@ PARK_REASONS = frozenset(
         "nothing_to_cancel",
         "not_created",
         "invalid",
+        "key_too_long",
+        "internal_error",
     }
 )
+#: Why the database refused an outbox row, by SQLSTATE class (quarantine reasons).
+QUARANTINE_REASONS = {
+    "22": "data_exception",
+    "23": "integrity_violation",
+    "54": "program_limit",
+    "XX": "internal_error",
+}
 PAUSE_REASONS = frozenset({"quota", "auth"})
 OPEN_STATES = ("pending", "submitting", "unknown", "running", "invalid", "dead")
 
@@ -219,6 +228,7 @@ class ScrapeCollector(Collector):
     async def _queries(self, store: RowSource, s: Sources) -> list[Metric]:
         now = {"now": s.now}
         outbox = await store.fetch_all("metrics_outbox_backlog", now)
+        quarantine = await store.fetch_all("metrics_outbox_quarantine", now)
         approvals = await store.fetch_all("metrics_open_approvals", now)
         unwritten = await store.fetch_all("metrics_unwritten", now)
         inbox = await store.fetch_all("metrics_inbox_backlog", now)
@@ -226,6 +236,12 @@ class ScrapeCollector(Collector):
         control = await store.fetch_all("metrics_control", now)
         return [
             *self._backlog(outbox, approvals, unwritten, inbox),
+            *self._pair(
+                ("syncd_outbox_quarantine", "syncd_outbox_quarantine_oldest_age_seconds"),
+                "Outbox rows in quarantine (the database refused to store them)",
+                ["kind"],
+                self._by(quarantine, "kind"),
+            ),
             *self._quota(usage, s.now),
             *self._control(control, s.actor),
         ]
@@ -374,6 +390,12 @@ class Metrics:
             ["kind", "state", "reason"],
             registry=r,
         )
+        self.quarantined = Counter(
+            "syncd_outbox_quarantined",
+            "Outbox rows the database refused to store, set aside in syncd.outbox_quarantine",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.finished = Counter(
             "syncd_approvals_finished",
             "Approvals that reached a final state, by the channel the outcome came from",
@@ -489,6 +511,10 @@ class Metrics:
 
     def approval_parked(self, kind: str, state: str, reason: str) -> None:
         self.parked.labels(self.kind(kind), self.state(state), self.reason(reason)).inc()
+
+    def outbox_quarantined(self, kind: str, sqlstate: str) -> None:
+        reason = QUARANTINE_REASONS.get(sqlstate[:2], "other")
+        self.quarantined.labels(self.kind(kind), reason).inc()
 
     def approval_finished(
         self,

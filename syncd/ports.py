@@ -15,6 +15,7 @@ from syncd.domain import (
     FinishResult,
     InboxItem,
     IngestDecision,
+    IngestResult,
     Intent,
     LatestRound,
     OutboxRow,
@@ -144,15 +145,21 @@ class CallbackInbox(Protocol):
 
 
 class IngestStore(Protocol):
-    """Outbox rows in, approval rounds out (``syncd.db.store.IngestStore``)."""
+    """Outbox rows in, approval rounds out (``syncd.db.ingest_store.IngestStore``)."""
 
     async def ingest(
         self,
         limit: int,
         now: datetime,
         decide: Callable[[OutboxRow, LatestRound | None], Sequence[IngestDecision]],
-    ) -> int:
-        """Claim up to ``limit`` rows, apply the decisions, mark them consumed: one transaction."""
+    ) -> IngestResult:
+        """Claim up to ``limit`` rows, apply the decisions, mark them consumed: one transaction.
+
+        When the database refuses the batch because of a row's data, the batch is done
+        again row by row, and each row it still refuses is quarantined (consumed, with the
+        error) instead; ``decide`` may then be called again for the same rows. Other
+        database failures raise ``StoreError`` and leave every row to the next attempt.
+        """
         ...
 
 
@@ -332,6 +339,8 @@ class Observer(Protocol):
 
     def approval_parked(self, kind: str, state: str, reason: str) -> None: ...
 
+    def outbox_quarantined(self, kind: str, sqlstate: str) -> None: ...
+
     def approval_finished(
         self,
         kind: str,
@@ -363,6 +372,9 @@ class NullObserver:
         pass
 
     def approval_parked(self, kind: str, state: str, reason: str) -> None:
+        pass
+
+    def outbox_quarantined(self, kind: str, sqlstate: str) -> None:
         pass
 
     def approval_finished(

@@ -50,6 +50,10 @@ GRANT INSERT                         ON syncd.outbox            TO syncd_applica
 -- CONFLICT DO NOTHING RETURNING), forget expired ones (DELETE). Never updated.
 GRANT SELECT, INSERT, DELETE         ON syncd.callback_replay   TO syncd_daemon;
 
+-- Outbox rows the database refused to store (migration 0005): ingest quarantines them,
+-- `syncd retry --quarantined` sends them back.
+GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.outbox_quarantine TO syncd_daemon;
+
 -- The capture role (roles.sql creates it, migration 0006 gives it the capture function;
 -- docs/security.md): these two grants are ALL it may have. Repeated here so running this
 -- file restores them; `syncd capture add` refuses to install while it has anything more.

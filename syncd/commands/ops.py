@@ -4,6 +4,7 @@ whole story, and lifting a DingTalk pause."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,9 +76,12 @@ async def run_status(args: argparse.Namespace) -> int:
         control = ControlStore(pool, actor=actor())
         rows = await admin.status(args.kind, now - STUCK_AFTER)
         backlog = await admin.outbox_backlog(args.kind)
+        quarantine = await admin.quarantine(args.kind)
         usage = await control.usage(now)
         pause = await Pauses(control).active(now)
-    report = status_report(rows, backlog, usage, pause, settings, now, only=args.kind)
+    report = status_report(
+        rows, backlog, usage, pause, settings, now, only=args.kind, quarantine=quarantine
+    )
     out(to_json(report) if args.json else render_status(report, now))
     return 1 if args.check and report["attention"] else 0
 
@@ -91,14 +95,17 @@ def status_report(
     now: datetime,
     *,
     only: str | None = None,
+    quarantine: Sequence[Row] = (),
 ) -> dict[str, Any]:
     names = {r["kind"] for r in rows} | {b["kind"] for b in backlog} | set(settings.kinds)
+    names |= {q["kind"] for q in quarantine}
     kinds: dict[str, dict[str, Any]] = {}
     for name in sorted(n for n in names if only is None or n == only):
         mine = [r for r in rows if r["kind"] == name]
         waiting = [r for r in mine if r["state"] in _WAITING]
         oldest = min(waiting, key=lambda r: r["oldest_captured_at"], default=None)
         outbox = next((b for b in backlog if b["kind"] == name), None)
+        held = next((q for q in quarantine if q["kind"] == name), None)
         kinds[name] = {
             "configured": name in settings.kinds,
             "states": {
@@ -117,6 +124,7 @@ def status_report(
             "stuck": sum(r["stuck"] for r in mine),
             "outbox_waiting": outbox["waiting"] if outbox else 0,
             "outbox_oldest_at": outbox["oldest_at"] if outbox else None,
+            "quarantined": held["quarantined"] if held else 0,
             "calls_spent": sum(r["calls_spent"] for r in mine),
         }
     dt = settings.dingtalk
@@ -146,6 +154,12 @@ def _attention(kinds: dict[str, dict[str, Any]], pause: Pause | None) -> list[st
             notes.append(
                 f"{name}: {k['parked']} parked (invalid or dead; SELECT * FROM syncd.parked): "
                 f"fix the cause, then `syncd retry --kind {name} --all-parked`"
+            )
+        if k["quarantined"]:
+            notes.append(
+                f"{name}: {k['quarantined']} outbox rows quarantined: the database refused "
+                "to store them (SELECT * FROM syncd.quarantined); fix the cause, then "
+                "`syncd retry --quarantined`"
             )
         if k["unwritten"]:
             notes.append(

@@ -27,18 +27,27 @@ RETRY_AFTER = timedelta(minutes=5)
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     retry = sub.add_parser(
         "retry",
-        help="send parked approvals (invalid, dead) back to pending",
+        help="send parked approvals (invalid, dead) back to pending, or quarantined outbox "
+        "rows back to ingest",
         description="Move parked approvals back to pending: attempts reset, error cleared, "
         "due at once. By id, or every parked approval of a kind. Approvals that are not "
-        "parked are refused (exit 1).",
+        "parked are refused (exit 1). With --quarantined: send quarantined outbox rows "
+        "(syncd.quarantined) back to ingest, by outbox id, or every one (of --kind).",
     )
-    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="approval ids")
-    retry.add_argument("--kind", help="with --all-parked: the approval kind")
+    retry.add_argument(
+        "ids", nargs="*", type=int, metavar="ID", help="approval ids (with --quarantined: outbox)"
+    )
+    retry.add_argument("--kind", help="with --all-parked or --quarantined: the kind")
     retry.add_argument("--all-parked", action="store_true", help="every parked approval of --kind")
     retry.add_argument(
         "--state",
         choices=["invalid", "dead"],
         help="with --all-parked: only this parked state (default: both)",
+    )
+    retry.add_argument(
+        "--quarantined",
+        action="store_true",
+        help="quarantined outbox rows (the given outbox ids, else all) go back to ingest",
     )
     retry.add_argument("--dsn", help="database (default: database.dsn)")
     retry.set_defaults(handler=run_retry)
@@ -96,6 +105,8 @@ def _by_id_or_kind(args: argparse.Namespace, flag: str, command: str) -> None:
 
 
 async def run_retry(args: argparse.Namespace) -> int:
+    if args.quarantined:
+        return await _requeue(args)
     _by_id_or_kind(args, "--all-parked", "retry")
     if args.state and not args.all_parked:
         raise ConfigError("retry: --state goes with --kind and --all-parked")
@@ -126,6 +137,31 @@ async def run_retry(args: argparse.Namespace) -> int:
         out(f"no {which}approvals of kind {args.kind}; nothing to retry")
     out(f"retried {len(result.retried)}, refused {len(result.refused)}")
     return 1 if result.refused else 0
+
+
+async def _requeue(args: argparse.Namespace) -> int:
+    """``retry --quarantined``: quarantined outbox rows go back to ingest (unconsumed)."""
+    if args.all_parked or args.state:
+        raise ConfigError("retry: --quarantined does not go with --all-parked or --state")
+    async with open_pool(database_dsn(args)) as pool:
+        rows = await AdminStore(pool, actor=actor()).requeue(args.ids, kind=args.kind)
+    for row in rows:
+        out(
+            f"outbox row {row['outbox_id']} ({row['kind']} {row['business_key']}): back to "
+            f"ingest (was {row['error_code']}: {row['error_message']})"
+        )
+    refused = sorted(set(args.ids) - {row["outbox_id"] for row in rows})
+    for outbox_id in refused:
+        out(f"refused: outbox row {outbox_id} is not quarantined (SELECT * FROM syncd.quarantined)")
+    if rows:
+        out(
+            "note: a row whose cause is still there is quarantined again by the daemon; fix "
+            "the row (UPDATE syncd.outbox) or the cause in the database first"
+        )
+    elif not refused:
+        out("no quarantined outbox rows" + (f" of kind {args.kind}" if args.kind else ""))
+    out(f"requeued {len(rows)}, refused {len(refused)}")
+    return 1 if refused else 0
 
 
 # --- cancel ---------------------------------------------------------------------------

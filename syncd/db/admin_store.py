@@ -22,7 +22,7 @@ from syncd.db import migrations
 from syncd.db.connect import redact
 from syncd.db.queries import QUERIES
 from syncd.db.store import BaseStore, Conn, submit_item
-from syncd.domain import ApprovalRef, ApprovalState, SubmitItem
+from syncd.domain import BUSINESS_KEY_MAX, ApprovalRef, ApprovalState, SubmitItem
 from syncd.errors import ConfigError, StoreError
 
 Row = dict[str, Any]
@@ -78,6 +78,12 @@ def refusal(row: Row | None, approval_id: int, allowed: str) -> str:
     if row is None:
         return f"approval {approval_id} does not exist"
     name = f"approval {approval_id} ({row['kind']} {row['business_key']} round {row['round']})"
+    if row["state"] == "invalid" and row["last_error_code"] == "key_too_long":
+        return (
+            f"{name}: its business_key was too long to store (it holds a shortened one), so "
+            "it can never be submitted; the application must write the request again with a "
+            f"key of at most {BUSINESS_KEY_MAX} characters"
+        )
     if row["superseded"] and row["state"] in ("invalid", "dead"):
         return (
             f"{name} was replaced by a newer round of the same key; "
@@ -99,6 +105,10 @@ class AdminStore(BaseStore):
         async with self.transaction() as conn:
             cursor = await conn.execute(QUERIES["select_outbox_backlog"], {"kind": kind})
             return await cursor.fetchall()
+
+    async def quarantine(self, kind: str | None) -> list[Row]:
+        """Quarantined outbox rows per kind: how many, and since when."""
+        return await self.fetch_all("select_quarantine_by_kind", {"kind": kind})
 
     async def rounds(self, kind: str, business_key: str, round_: int | None = None) -> list[Row]:
         """Every round of a business key (or one), each with its history and tasks."""
@@ -166,6 +176,13 @@ class AdminStore(BaseStore):
                 )
                 result.retried.append(row)
         return result
+
+    async def requeue(self, outbox_ids: Sequence[int], *, kind: str | None = None) -> list[Row]:
+        """Send quarantined outbox rows (these, or all, or all of ``kind``) back to ingest:
+        their quarantine lines are removed and the rows are unconsumed, in one statement."""
+        params = {"ids": list(outbox_ids), "kind": kind}
+        rows = await self.fetch_all("requeue_quarantined", params)
+        return sorted(rows, key=lambda r: r["outbox_id"])
 
     # --- cancel ------------------------------------------------------------------------
 

@@ -10,9 +10,8 @@ nothing. Every transition and every DingTalk call is appended to
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -22,21 +21,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.connect import redact
 from syncd.db.queries import QUERIES
-from syncd.domain import (
-    ApprovalState,
-    CallRecord,
-    CancelRound,
-    IngestDecision,
-    LatestRound,
-    NoteOnRound,
-    OutboxRow,
-    SubmitItem,
-    month_start,
-)
+from syncd.domain import CallRecord, SubmitItem, month_start
 from syncd.errors import StoreError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
-Decide = Callable[[OutboxRow, LatestRound | None], Sequence[IngestDecision]]
 
 
 class BaseStore:
@@ -165,145 +153,6 @@ def call_line(approval_id: int, call: CallRecord) -> HistoryLine:
 def usage_month(now: datetime) -> date:
     """The first day of DingTalk's month (China time) containing ``now``."""
     return month_start(now).date()
-
-
-class IngestStore(BaseStore):
-    """Outbox rows in, approval rounds out."""
-
-    async def ingest(self, limit: int, now: datetime, decide: Decide) -> int:
-        """Claim up to ``limit`` outbox rows, apply ``decide`` to each, mark them consumed.
-
-        Runs on one replica at a time (a transaction advisory lock), which keeps the
-        order of rows for the same business key; returns 0 when another replica holds it.
-        The batch is set-based: the latest rounds are read in one statement, and the new
-        rounds, cancel requests and history lines are written a few statements at a time.
-        """
-        async with self.transaction() as conn:
-            locked = await (await conn.execute(QUERIES["try_lock_ingest"])).fetchone()
-            if not locked or not locked["locked"]:
-                return 0
-            rows = await (
-                await conn.execute(QUERIES["claim_outbox_batch"], {"limit": limit})
-            ).fetchall()
-            if not rows:
-                return 0
-            items = [OutboxRow(**{k: r[k] for k in OutboxRow.__dataclass_fields__}) for r in rows]
-            batch = _IngestBatch(await self._latest(conn, items))
-            for item in items:
-                if batch.has_new_round(item):
-                    # The id of that round is needed before this row can be decided.
-                    await self._write(conn, batch, now)
-                for decision in decide(item, batch.latest.get(_key(item))):
-                    batch.add(item, decision)
-            await self._write(conn, batch, now)
-            params = {"now": now, "ids": [item.id for item in items]}
-            await conn.execute(QUERIES["mark_outbox_consumed"], params)
-            return len(rows)
-
-    async def _latest(self, conn: Conn, items: Sequence[OutboxRow]) -> dict[Key, LatestRound]:
-        keys = sorted({_key(item) for item in items})
-        params = {"kinds": [k for k, _ in keys], "business_keys": [b for _, b in keys]}
-        rows = await (await conn.execute(QUERIES["select_latest_rounds"], params)).fetchall()
-        return {
-            (row["kind"], row["business_key"]): LatestRound(
-                id=row["id"],
-                round=row["round"],
-                state=ApprovalState(row["state"]),
-                cancel_requested=row["cancel_requested_at"] is not None,
-            )
-            for row in rows
-        }
-
-    async def _write(self, conn: Conn, batch: _IngestBatch, now: datetime) -> None:
-        """Write what the batch decided so far; the new rounds become the keys' latest."""
-        if batch.cancels:
-            await conn.execute(QUERIES["request_cancels"], {"ids": batch.cancels, "now": now})
-        lines = batch.lines
-        if batch.rounds:
-            params = {"rounds": Jsonb([r.row for r in batch.rounds]), "now": now}
-            cursor = await conn.execute(QUERIES["insert_approvals"], params)
-            created = {
-                (r["kind"], r["business_key"], r["round"]): r["id"] for r in await cursor.fetchall()
-            }
-            for new in batch.rounds:
-                approval_id = created[(new.item.kind, new.item.business_key, new.round)]
-                batch.latest[_key(new.item)] = LatestRound(
-                    id=approval_id, round=new.round, state=new.state, cancel_requested=False
-                )
-                lines.append(
-                    history_line(approval_id, to_state=new.state.value, message=new.message)
-                )
-        await self.log(conn, now, lines)
-        batch.clear()
-
-
-Key = tuple[str, str]
-
-
-def _key(item: OutboxRow) -> Key:
-    return (item.kind, item.business_key)
-
-
-@dataclass(frozen=True)
-class _NewRoundRow:
-    item: OutboxRow
-    round: int
-    state: ApprovalState
-    message: str
-    row: dict[str, Any]
-
-
-@dataclass
-class _IngestBatch:
-    """Ingest's decisions not yet written, and each business key's latest round."""
-
-    latest: dict[Key, LatestRound]
-    rounds: list[_NewRoundRow] = field(default_factory=list)
-    cancels: list[int] = field(default_factory=list)
-    lines: list[HistoryLine] = field(default_factory=list)
-    keys: set[Key] = field(default_factory=set)  # of the new rounds not written yet
-
-    def has_new_round(self, item: OutboxRow) -> bool:
-        return _key(item) in self.keys
-
-    def add(self, item: OutboxRow, decision: IngestDecision) -> None:
-        if isinstance(decision, CancelRound):
-            self.cancels.append(decision.approval_id)
-            message = f"cancel requested by outbox row {item.id}"
-            self.lines.append(
-                history_line(decision.approval_id, event_type="note", message=message)
-            )
-            latest = self.latest.get(_key(item))
-            if latest is not None and latest.id == decision.approval_id:
-                self.latest[_key(item)] = replace(latest, cancel_requested=True)
-        elif isinstance(decision, NoteOnRound):
-            line = history_line(decision.approval_id, event_type="note", message=decision.message)
-            self.lines.append(line)
-        else:
-            latest = self.latest.get(_key(item))
-            round_ = latest.round + 1 if latest else 1
-            row = {
-                "kind": item.kind,
-                "business_key": item.business_key,
-                "round": round_,
-                "outbox_id": item.id,
-                "state": decision.state.value,
-                "payload": item.payload,
-                "originator": decision.originator,
-                "dept_id": decision.dept_id,
-                "error_code": decision.error_code,
-                "error_message": decision.error_message,
-                "captured_at": item.created_at.isoformat(),
-            }
-            message = decision.error_message or f"captured from outbox row {item.id}"
-            self.rounds.append(_NewRoundRow(item, round_, decision.state, message, row))
-            self.keys.add(_key(item))
-
-    def clear(self) -> None:
-        self.rounds.clear()
-        self.cancels.clear()
-        self.keys.clear()
-        self.lines = []
 
 
 def submit_item(row: dict[str, Any]) -> SubmitItem:

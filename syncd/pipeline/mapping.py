@@ -25,6 +25,7 @@ from syncd.settings_kinds import KindSettings, ValueSource
 MISSING: Any = object()
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _TEXT_LIMIT = 65535
+_INT64 = (-(2**63), 2**63 - 1)
 _NOT_CREATABLE = frozenset({"TextNote"})
 
 
@@ -112,12 +113,10 @@ def resolve(kind: KindSettings, payload: Any, columns: Mapping[str, Any]) -> Res
         raise MappingError("payload: expected a JSON object", field="payload")
     originator = _read(kind.originator, payload, columns, "originator")
     if not isinstance(originator, str | int) or isinstance(originator, bool) or not originator:
-        raise MappingError(f"originator: expected a DingTalk userId, got {originator!r}")
-    dept = _read(kind.dept_id, payload, columns, "dept_id")
-    try:
-        dept_id = int(dept)
-    except (TypeError, ValueError):
-        raise MappingError(f"dept_id: expected a department number, got {dept!r}") from None
+        raise MappingError(
+            f"originator: expected a DingTalk userId, got {_shown(originator)}", field="originator"
+        )
+    dept_id = _dept_id(_read(kind.dept_id, payload, columns, "dept_id"))
     form = {label: _read_form(src, payload, columns, label) for label, src in kind.form.items()}
     approvers = [
         (step.action, _user_list(step.users, step.field, payload, "approvers"))
@@ -125,6 +124,25 @@ def resolve(kind: KindSettings, payload: Any, columns: Mapping[str, Any]) -> Res
     ]
     cc = _user_list(kind.cc.users, kind.cc.field, payload, "cc") if kind.cc else []
     return Resolved(str(originator), dept_id, form, approvers, cc)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: its start when long."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:80]}… ({len(text)} characters)"
+
+
+def _dept_id(dept: Any) -> int:
+    """A DingTalk department id (an int64), from a number or a text of digits."""
+    try:
+        dept_id = int(dept)
+    except (TypeError, ValueError, OverflowError):
+        dept_id = None
+    if dept_id is None or isinstance(dept, bool) or not _INT64[0] <= dept_id <= _INT64[1]:
+        raise MappingError(
+            f"dept_id: expected a department number, got {_shown(dept)}", field="dept_id"
+        )
+    return dept_id
 
 
 def _user_list(users: list[str] | None, path: str | None, payload: Any, what: str) -> list[str]:
