@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 import syncd
 from syncd.db.store import ControlStore
 from syncd.dingtalk.events import make_event
-from tests.integration.pipeline.conftest import settings_for
 
 
 async def scrape(daemon) -> dict[tuple[str, frozenset], float]:
@@ -45,10 +44,10 @@ def total(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(env):
     registry = CollectorRegistry()
-    settings = settings_for(env.dsn, events={"stream": False})
+    settings = env.settings(events={"stream": False})
     env.submit_leave(days=2)
     refused = env.submit_leave(days=2)
-    env.sql("INSERT INTO syncd.outbox (kind, business_key) VALUES ('no_such_kind', 'x1')")
+    env.app_sql("INSERT INTO syncd.outbox (kind, business_key) VALUES ('no_such_kind', 'x1')")
     async with env.daemon(settings, registry=registry) as daemon:
         before = await scrape(daemon)
         assert value(before, "syncd_outbox_backlog", kind="leave") == 2
@@ -101,7 +100,7 @@ async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(
 
 async def test_throttling_and_the_quota_pause_are_counted_and_shown(env):
     registry = CollectorRegistry()
-    settings = settings_for(env.dsn, events={"stream": False}, dingtalk={"monthly_quota": 5000})
+    settings = env.settings(events={"stream": False}, dingtalk={"monthly_quota": 5000})
     env.sim.faults.update(error_429_rate=1.0, endpoints=["workflow.create"])
     env.submit_leave(days=1)
     async with env.daemon(settings, registry=registry) as daemon:
@@ -169,7 +168,7 @@ async def test_requests_that_get_no_answer_are_counted_too(env):
             raise httpx.ReadTimeout("no answer", request=request)
         return await simulator.handle_async_request(request)
 
-    settings = settings_for(env.dsn, events={"stream": False})
+    settings = env.settings(events={"stream": False})
     env.submit_leave(days=1)
     transport = httpx.MockTransport(handler)
     async with env.daemon(settings, registry=registry, transport=transport) as daemon:

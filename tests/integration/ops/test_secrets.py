@@ -31,7 +31,7 @@ def leaks(text: str) -> list[str]:
 
 async def test_no_secret_in_logs_metrics_or_probes(env, caplog):
     caplog.set_level(logging.DEBUG)
-    dsn = psycopg.conninfo.make_conninfo(env.dsn, password=DSN_PASSWORD)
+    dsn = psycopg.conninfo.make_conninfo(env.daemon_dsn, password=DSN_PASSWORD)
     callback = {"enabled": True, "token": TOKEN, "aes_key": AES_KEY}
     settings = settings_for(
         dsn, dingtalk={"app_secret": APP_SECRET}, events={"stream": False, "callback": callback}
