@@ -3,13 +3,14 @@ ASGI transport, one fake clock shared by daemon and simulator, and no sleeping.
 
 Each side acts as the role it has in a deployment, none of them a superuser:
 
-- the application's own login role owns the schema ``app`` and the demo's tables, writes
-  every business row (``env.app_sql()``, ``env.submit_leave()``) and installs the capture
-  triggers itself, with the grants docs/security.md asks of a DBA for a role that runs
-  ``capture add`` on its own tables (that is how an application adds capture to the
-  tables it owns: ``syncd_owner`` could only if it owned them). It is a member of
-  ``syncd_application`` too, as an application that also writes outbox rows itself
-  (cancels, and the bad rows some tests make) is;
+- the application's own login role creates the schema ``app`` and the demo's tables, so
+  owns them, writes every business row (``env.app_sql()``, ``env.submit_leave()``) and
+  installs the capture triggers itself, with the three grants docs/security.md asks of a
+  DBA for a role that runs ``capture add`` on its own tables. That is the deployment
+  where the application keeps its tables: ``syncd_owner`` would need TRIGGER on each,
+  CREATE on the schema for the condition functions and the ownership of the table to
+  replace a trigger. It is a member of ``syncd_application`` too, as an application that
+  also writes outbox rows itself (cancels, and the bad rows some tests make) is;
 - as the tables' owner it gives ``syncd_daemon`` what a DBA gives it for the demo's
   write-backs: USAGE on ``app``, SELECT on the key column, UPDATE on the mapped columns
   (``env.grant_write_back()`` for a kind of a test's own);
