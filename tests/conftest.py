@@ -39,6 +39,7 @@ from tests.roles import (
     create_login,
     create_roles,
     drop_logins,
+    grant_on_database,
     installer_grants,
     user_of,
 )
@@ -233,7 +234,10 @@ def empty_database(pg_server: PgServer, logins: Logins) -> Iterator[str]:
 
 @pytest.fixture
 def owner_dsn(database: str, logins: Logins) -> str:
-    """``database`` as ``syncd_owner``, which owns the schema syncd (migrate, grants)."""
+    """``database`` as ``syncd_owner``, which owns the schema syncd (migrate, grants),
+    with the CREATE on the database that roles.sql gives it (a copy of a template does
+    not keep the template's database privileges)."""
+    grant_on_database(database, "CONNECT, CREATE", OWNER)
     return logins.new(database, "owner", acts_as=OWNER)
 
 
@@ -261,10 +265,9 @@ def application(database: str, logins: Logins) -> Application:
     dsn = logins.new(database, "app")
     role = user_of(dsn)
     with psycopg.connect(database, autocommit=True) as conn:
-        name = conn.info.dbname
         conn.execute(
             sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
-                sql.Identifier(name), sql.Identifier(role)
+                sql.Identifier(conn.info.dbname), sql.Identifier(role)
             )
         )
         conn.execute(installer_grants(role))

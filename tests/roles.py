@@ -71,6 +71,16 @@ def drop_logins(admin: str, names: Iterable[str]) -> None:
             conn.execute(sql.SQL("DROP ROLE {}").format(ident))
 
 
+def grant_on_database(admin: str, privileges: str, role: str) -> None:
+    """``GRANT privileges ON DATABASE`` (the one of ``admin``) ``TO role``, as a DBA."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                sql.SQL(privileges), sql.Identifier(conn.info.dbname), sql.Identifier(role)
+            )
+        )
+
+
 def user_of(dsn: str) -> str:
     return str(psycopg.conninfo.conninfo_to_dict(dsn)["user"])
 

@@ -42,7 +42,16 @@ from syncd.errors import MigrationError
 from syncd.simulator import Simulator, World
 from syncd.testing import FakeClock
 from tests.integration.pipeline.conftest import APP_KEY, settings_for
-from tests.roles import APPLICATION, DAEMON, GRANTS_SQL, OWNER, ROOT, create_roles, user_of
+from tests.roles import (
+    APPLICATION,
+    DAEMON,
+    GRANTS_SQL,
+    OWNER,
+    ROOT,
+    create_roles,
+    grant_on_database,
+    user_of,
+)
 
 #: Named queries the daemon role never runs, with who runs them. Every other query in
 #: sql/queries.sql is the daemon's: `syncd run` and the operator commands (status, show,
@@ -229,12 +238,7 @@ def _demo_tables() -> str:
 def _application(admin: str, app: str) -> None:
     """The application's role makes its tables, so owns them (its DBA lets it create in
     the database), and grants the daemon what docs/security.md says."""
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
-                sql.Identifier(conn.info.dbname), sql.Identifier(user_of(app))
-            )
-        )
+    grant_on_database(admin, "CREATE", user_of(app))
     with psycopg.connect(app, autocommit=True) as conn:
         conn.execute(_demo_tables())
         conn.execute(

@@ -6,7 +6,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.roles import user_of
+from syncd.db import migrations
+from tests.roles import GRANTS_SQL, user_of
 
 from .conftest import run_sql
 
@@ -61,3 +62,10 @@ async def test_business_rows_are_written_as_the_application_only(env):
     with pytest.raises(AssertionError, match=r"env\.app_sql\(\)"):
         env.sql("ALTER TABLE app.leave_request ADD COLUMN x int")
     assert env.sql("SELECT count(*) FROM app.leave_request") == [(0,)]
+
+
+async def test_each_database_is_the_owners_as_migrated(owner_dsn):
+    """The template was migrated and granted as syncd_owner: it finds nothing to apply and
+    may apply the grants again, which only the owner of syncd's tables can."""
+    assert run_sql(owner_dsn, WHO) == [("syncd_owner", False)]
+    assert await migrations.apply(owner_dsn, grants=GRANTS_SQL) == []
