@@ -7,6 +7,13 @@
 means this too) or ``docker`` (testcontainers; ``SYNCD_TEST_DOCKER=1`` means this too).
 Every server but ``dsn`` and ``docker`` runs from a temporary directory for the session.
 A missing server is a test failure, never a skip.
+
+Roles (``tests/roles.py``): the template database is made as a real deployment makes it —
+``deploy/sql/roles.sql`` by the superuser, then the migrations and
+``deploy/sql/least_privilege.sql`` as ``syncd_owner`` — so every test database's schema
+``syncd`` belongs to ``syncd_owner``. ``database`` is the superuser's DSN (for setting up
+and for reading what happened); ``owner_dsn``, ``daemon_dsn`` and ``application`` log in
+as non-superusers through login roles of the test's own, dropped after its database.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import importlib.util
 import itertools
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,17 @@ import pytest
 from psycopg import sql
 
 from syncd.db import migrations
+from tests.roles import (
+    DAEMON,
+    GRANTS_SQL,
+    OWNER,
+    create_login,
+    create_roles,
+    drop_logins,
+    grant_on_database,
+    installer_grants,
+    user_of,
+)
 
 _TEMPLATE = f"syncd_template_{os.getpid()}"
 _counter = itertools.count(1)
@@ -158,18 +176,47 @@ def create_database(server: PgServer, name: str, template: str | None = None) ->
     return server.dsn(name)
 
 
+@dataclass
+class Logins:
+    """The login roles of one test: made on demand, dropped after the test's databases."""
+
+    server: PgServer
+    names: list[str] = field(default_factory=list)
+
+    def new(self, dsn: str, who: str, **kw: Any) -> str:
+        """A login role of this test's own (see :func:`tests.roles.create_login`) for the
+        database of ``dsn``; returns its DSN."""
+        name = f"syncd_test_{who}_{os.getpid()}_{next(_counter)}"
+        self.names.append(name)
+        return create_login(dsn, name, **kw)
+
+
+@pytest.fixture
+def logins(pg_server: PgServer) -> Iterator[Logins]:
+    made = Logins(pg_server)
+    yield made
+    if made.names:
+        drop_logins(pg_server.admin_dsn, made.names)
+
+
 @pytest.fixture(scope="session")
 def template_database(pg_server: PgServer) -> Iterator[str]:
-    """A database with every migration applied, copied for each test."""
+    """A database made as a deployment makes it, copied for each test: the roles by the
+    superuser, every migration and the grants by ``syncd_owner``."""
     dsn = create_database(pg_server, _TEMPLATE)
-    asyncio.run(migrations.apply(dsn))
+    create_roles(dsn)
+    name = f"syncd_test_migrate_{os.getpid()}"
+    try:
+        asyncio.run(migrations.apply(create_login(dsn, name, acts_as=OWNER), grants=GRANTS_SQL))
+    finally:
+        drop_logins(pg_server.admin_dsn, [name])
     yield _TEMPLATE
     drop_database(pg_server, _TEMPLATE)
 
 
 @pytest.fixture
-def database(pg_server: PgServer, template_database: str) -> Iterator[str]:
-    """The DSN of a fresh, migrated database that only this test uses."""
+def database(pg_server: PgServer, template_database: str, logins: Logins) -> Iterator[str]:
+    """The superuser's DSN of a fresh, migrated database that only this test uses."""
     name = f"syncd_test_{os.getpid()}_{next(_counter)}"
     dsn = create_database(pg_server, name, template=template_database)
     yield dsn
@@ -177,12 +224,54 @@ def database(pg_server: PgServer, template_database: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def empty_database(pg_server: PgServer) -> Iterator[str]:
+def empty_database(pg_server: PgServer, logins: Logins) -> Iterator[str]:
     """The DSN of a fresh database without syncd's schema."""
     name = f"syncd_empty_{os.getpid()}_{next(_counter)}"
     dsn = create_database(pg_server, name)
     yield dsn
     drop_database(pg_server, name)
+
+
+@pytest.fixture
+def owner_dsn(database: str, logins: Logins) -> str:
+    """``database`` as ``syncd_owner``, which owns the schema syncd (migrate, grants),
+    with the CREATE on the database that roles.sql gives it (a copy of a template does
+    not keep the template's database privileges)."""
+    grant_on_database(database, "CONNECT, CREATE", OWNER)
+    return logins.new(database, "owner", acts_as=OWNER)
+
+
+@pytest.fixture
+def daemon_dsn(database: str, logins: Logins) -> str:
+    """``database`` as ``syncd_daemon``: the grants of least_privilege.sql and, on business
+    tables, what their DBA gives it (:func:`tests.roles.write_back_grants`)."""
+    return logins.new(database, "daemon", acts_as=DAEMON)
+
+
+@dataclass(frozen=True)
+class Application:
+    """An application's login role (not a superuser) and its DSN for one database."""
+
+    dsn: str
+    role: str
+
+
+@pytest.fixture
+def application(database: str, logins: Logins) -> Application:
+    """An application's own role, which creates its schemas and tables and so owns them:
+    its DBA gives it CREATE on the database and what a role that runs ``syncd capture
+    add`` on its own tables needs (docs/security.md). Nothing else of syncd's, not even
+    INSERT on the outbox (GRANT syncd_application to it for that)."""
+    dsn = logins.new(database, "app")
+    role = user_of(dsn)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(role)
+            )
+        )
+        conn.execute(installer_grants(role))
+    return Application(dsn, role)
 
 
 def pytest_report_header() -> str:

@@ -68,6 +68,13 @@ def _queries() -> dict[str, LiteralString]:
 async def prepare(dsn: str) -> None:
     """syncd's schema, the application's tables, and a capture trigger per kind."""
     await migrations.apply(dsn)
+    await create_application(dsn)
+
+
+async def create_application(dsn: str) -> None:
+    """The application's tables and a capture trigger per kind, made by the role of
+    ``dsn``, which owns them (it needs the grants of docs/security.md to run capture add,
+    unless it is a superuser or the database owner)."""
     async with connect(dsn) as conn:
         await conn.execute(_queries()["create_demo_tables"])
         for kind, (table, key, when) in CAPTURES.items():

@@ -1,4 +1,7 @@
-"""`syncd run` as a real process against PostgreSQL and the simulator over loopback."""
+"""`syncd run` as a real process against PostgreSQL and the simulator over loopback.
+
+The daemon logs in as ``syncd_daemon``; the application's own role owns the leave table,
+captures it and submits the requests (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import pytest
 from syncd.db import capture
 from syncd.db.connect import connect
 from syncd.simulator import Simulator, World, serve
+from tests.roles import write_back_grants
 
 LEAVE_TABLE = """
 CREATE SCHEMA app;
@@ -48,12 +52,16 @@ table = "app.leave_request"
 key_column = "id"
 columns = {{ approval_status = "status" }}
 """
+WRITE_BACK = {"table": "app.leave_request", "key_column": "id", "columns": ["approval_status"]}
 
 
-async def prepare(dsn: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
+async def prepare(app_dsn: str) -> None:
+    """The application's table, the daemon's write-back grants and the capture, made by
+    the application's role."""
+    with psycopg.connect(app_dsn, autocommit=True) as conn:
         conn.execute(LEAVE_TABLE)
-    async with connect(dsn) as conn:
+        conn.execute(write_back_grants({"leave": {"write_back": WRITE_BACK}}))
+    async with connect(app_dsn) as conn:
         spec = capture.CaptureSpec("leave", "app.leave_request", "id", "NEW.status = 'submitted'")
         await capture.install(conn, spec)
 
@@ -72,12 +80,12 @@ async def wait_for_results(dsn: str, count: int, deadline: float) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-async def test_run_until_sigterm_with_stream_events(database, tmp_path):
-    await prepare(database)
+async def test_run_until_sigterm_with_stream_events(database, daemon_dsn, application, tmp_path):
+    await prepare(application.dsn)
     sim = Simulator(World.default(), time_scale=0.01)
     async with serve(sim) as server:
         config = tmp_path / "syncd.toml"
-        config.write_text(CONFIG.format(dsn=database, sim=server.base_url, stream="true"))
+        config.write_text(CONFIG.format(dsn=daemon_dsn, sim=server.base_url, stream="true"))
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -93,7 +101,7 @@ async def test_run_until_sigterm_with_stream_events(database, tmp_path):
         )
         try:
             results = asyncio.create_task(wait_for_results(database, 3, 40))
-            with psycopg.connect(database, autocommit=True) as conn:
+            with psycopg.connect(application.dsn, autocommit=True) as conn:
                 conn.execute(
                     "INSERT INTO app.leave_request (applicant, days, status) "
                     "VALUES ('u1', 1, 'submitted'), ('u2', 2, 'submitted'), ('u3', 3, 'submitted')"
@@ -115,13 +123,13 @@ async def test_run_until_sigterm_with_stream_events(database, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-async def test_run_once_drains_and_prints_a_summary(database, tmp_path):
-    await prepare(database)
+async def test_run_once_drains_and_prints_a_summary(daemon_dsn, application, tmp_path):
+    await prepare(application.dsn)
     sim = Simulator(World.default(), time_scale=0.01)
     async with serve(sim) as server:
         config = tmp_path / "syncd.toml"
-        config.write_text(CONFIG.format(dsn=database, sim=server.base_url, stream="false"))
-        with psycopg.connect(database, autocommit=True) as conn:
+        config.write_text(CONFIG.format(dsn=daemon_dsn, sim=server.base_url, stream="false"))
+        with psycopg.connect(application.dsn, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO app.leave_request (applicant, days, status) "
                 "VALUES ('u1', 1, 'submitted')"

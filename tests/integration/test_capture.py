@@ -1,8 +1,9 @@
 """Capture triggers, written to as a non-superuser application role that owns its tables.
 
-Each test gets its own database and its own application role (roles are cluster-wide:
-unique names, dropped afterwards). The role installs its captures itself with only the
-grants docs/security.md tells a DBA to give, unless a test says otherwise.
+Each test gets its own database and its own application role (the ``application``
+fixture: roles are cluster-wide, so unique names, dropped afterwards). The role installs
+its captures itself with only the grants docs/security.md tells a DBA to give, unless a
+test says otherwise.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, timedelta, timezone
@@ -27,6 +27,7 @@ from syncd.cli import main
 from syncd.db import capture, migrations
 from syncd.db.connect import connect
 from syncd.errors import CaptureError
+from tests.roles import installer_grants
 
 LEAVE = capture.CaptureSpec(
     kind="leave",
@@ -48,32 +49,13 @@ class AppDb:
     role: str
 
 
-def installer_grants(role: str) -> str:
-    """What docs/security.md tells a DBA to grant a role that runs capture add."""
-    return (
-        f'GRANT USAGE ON SCHEMA syncd TO "{role}";'
-        f'GRANT EXECUTE ON FUNCTION syncd.capture_row() TO "{role}";'
-        f'GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.capture TO "{role}";'
-    )
-
-
 @pytest.fixture
-def app_role(database) -> Iterator[AppDb]:
-    """A LOGIN role, no superuser, owning schema ``app``; dropped after the test."""
-    role = f"syncd_test_app_{os.getpid()}_{next(_roles)}"
-    ident = sql.Identifier(role)
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEROLE").format(ident))
-        conn.execute(sql.SQL("CREATE SCHEMA app AUTHORIZATION {}").format(ident))
-        conn.execute(installer_grants(role))
-    yield AppDb(database, psycopg.conninfo.make_conninfo(database, user=role), role)
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role]
-        )
-        conn.execute("DROP SCHEMA IF EXISTS app CASCADE")  # and what others made in it
-        conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(ident))
-        conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+def app_role(database, application) -> AppDb:
+    """The application's role of tests/conftest.py (no superuser, the grants of a role
+    that runs capture add), with its own schema ``app``."""
+    with psycopg.connect(application.dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app")
+    return AppDb(database, application.dsn, application.role)
 
 
 @pytest.fixture
@@ -885,9 +867,9 @@ async def test_a_non_superuser_database_owner_migrates_and_its_application_captu
 ):
     """No superuser after the DBA's one-time steps: the owner migrates, the app captures.
 
-    The capture role exists already (roles are cluster-wide; the template database's
-    migration made it), so the DBA gives the owner
-    membership in it, as docs/security.md says; the migration hands the function over.
+    The capture role exists already (roles are cluster-wide; roles.sql, run for the
+    template database, made it), so the DBA gives the owner membership in it, as
+    docs/security.md says; the migration hands the function over.
     """
     owner, app = (f"syncd_test_{who}_{os.getpid()}_{next(_roles)}" for who in ("owner", "app"))
     database = psycopg.conninfo.conninfo_to_dict(empty_database)["dbname"]

@@ -1,6 +1,12 @@
 """Fixtures of the fault suite: a migrated database with the leave table, the simulator
 served on loopback with per-test secrets, and a fleet of ``syncd run`` processes whose
-logs are searched for those secrets when the test ends."""
+logs are searched for those secrets when the test ends.
+
+Roles as in a deployment (tests/roles.py): the application's role owns the leave table,
+installs its capture and writes every business row (``app_dsn``; it is a member of
+``syncd_application`` too, for the outbox rows some scenarios write themselves); the
+daemons log in as ``syncd_daemon`` (``dsn``, with this test's password); the checks
+read as the superuser (``admin_dsn``)."""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from syncd.simulator import Simulator, serve
+from tests.roles import APPLICATION, DAEMON
 
 from .harness import (
     Fleet,
@@ -30,6 +38,7 @@ class FaultEnv:
 
     dsn: str
     admin_dsn: str
+    app_dsn: str
     sim: Simulator
     sim_url: str
     keys: Secrets
@@ -38,7 +47,7 @@ class FaultEnv:
     fleets: list[Fleet] = field(default_factory=list)
 
     def fleet(self, dsn: str | None = None, **config: Any) -> Fleet:
-        """Daemons sharing one config file (``dsn`` defaults to the password DSN)."""
+        """Daemons sharing one config file (``dsn`` defaults to the daemon role's)."""
         index = len(self.fleets) + 1
         path = write_config(
             self.tmp / f"syncd-{index}.toml",
@@ -58,15 +67,30 @@ class FaultEnv:
 
 
 @pytest.fixture
-async def fault_env(database, pg_server, tmp_path) -> AsyncIterator[FaultEnv]:
+async def fault_env(database, pg_server, tmp_path, logins, application) -> AsyncIterator[FaultEnv]:
     keys = Secrets()
-    await prepare_business(database)
-    # The embedded server trusts local connections, so any password is accepted; giving
-    # one lets every scenario prove the DSN password never reaches a log line.
-    dsn = psycopg.conninfo.make_conninfo(database, password=keys.db_password)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(APPLICATION), sql.Identifier(application.role)
+            )
+        )
+    await prepare_business(application.dsn)
+    # The daemon's password: a real server checks it; the embedded one trusts local
+    # connections, but it is in the DSN, so every scenario proves it never reaches a log.
+    dsn = logins.new(database, "daemon", acts_as=DAEMON, password=keys.db_password)
     sim = Simulator(build_world(keys), time_scale=0.01)
     async with serve(sim) as server:
-        env = FaultEnv(dsn, database, sim, server.base_url, keys, tmp_path, pg_server.embedded)
+        env = FaultEnv(
+            dsn,
+            database,
+            application.dsn,
+            sim,
+            server.base_url,
+            keys,
+            tmp_path,
+            pg_server.embedded,
+        )
         try:
             yield env
         finally:

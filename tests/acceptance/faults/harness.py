@@ -2,7 +2,9 @@
 
 Everything talks over 127.0.0.1: the simulator is served by uvicorn in the test process,
 the daemons are ``syncd run`` subprocesses (the installed console script), PostgreSQL is
-the session server, optionally reached through :class:`Proxy`. Waiting is done by
+the session server, optionally reached through :class:`Proxy`. The application's own
+role owns the leave table, installs its capture and inserts the load; the daemons log in
+as ``syncd_daemon``; only the checks read as the superuser. Waiting is done by
 querying with a deadline, never by sleeping a guessed time; only the *moment* of a fault
 (a kill, a cut) is drawn at random.
 """
@@ -19,6 +21,7 @@ import signal
 import string
 import sys
 import time
+import tomllib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ import psycopg
 from syncd.db import capture
 from syncd.db.connect import connect
 from syncd.simulator import Simulator, World
+from tests.roles import write_back_grants
 
 APP_KEY = "dingsimappkey0001"
 PROCESS_CODE = "PROC-SIM-LEAVE"
@@ -113,12 +117,15 @@ CREATE TABLE app.leave_request (
     decided_at timestamptz,
     business_id text
 );
--- Every write of the outcome columns, to prove each row is written exactly once.
+-- Every write of the outcome columns, to prove each row is written exactly once. The
+-- daemon's write-back fires the trigger, which runs as its owner (the application): the
+-- daemon needs no grant on app.writes.
 CREATE TABLE app.writes (
     leave_id int NOT NULL, approval_status text, instance_id text,
-    at timestamptz NOT NULL DEFAULT clock_timestamp()
+    at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
 );
-CREATE FUNCTION app.audit() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION app.audit() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF (NEW.approval_status, NEW.instance_id) IS DISTINCT FROM
        (OLD.approval_status, OLD.instance_id) THEN
@@ -132,11 +139,15 @@ CREATE TRIGGER audit AFTER UPDATE ON app.leave_request
 """
 
 
-async def prepare_business(dsn: str) -> None:
-    """The leave table with its audit trigger, and syncd's capture trigger on it."""
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+async def prepare_business(app_dsn: str) -> None:
+    """The leave table with its audit trigger, and syncd's capture trigger on it, made by
+    the application's role (``app_dsn``), which owns them and so grants the daemon its
+    write-back: the key column and the columns of :data:`WRITE_BACK`."""
+    async with await psycopg.AsyncConnection.connect(app_dsn, autocommit=True) as conn:
         await conn.execute(BUSINESS)
-    async with connect(dsn) as conn:
+        kinds = tomllib.loads(f"[kinds.leave.write_back]\n{WRITE_BACK}")["kinds"]
+        await conn.execute(write_back_grants(kinds))
+    async with connect(app_dsn) as conn:
         spec = capture.CaptureSpec("leave", "app.leave_request", "id", "NEW.status = 'submitted'")
         await capture.install(conn, spec)
 
@@ -159,7 +170,8 @@ async def insert_leaves(dsn: str, count: int, *, start: int = 0) -> None:
 
 
 class Loader:
-    """Inserts ``total`` leave requests in batches while faults happen; bounded in time."""
+    """Inserts ``total`` leave requests in batches while faults happen; bounded in time.
+    ``dsn`` is the application's."""
 
     def __init__(self, dsn: str, total: int, *, batch: int = 25, pause: float = 0.05) -> None:
         self.dsn = dsn

@@ -64,11 +64,11 @@ async def test_bad_rows_are_parked_precisely_while_the_load_flows(fault_env):
     good = load(150, 1000)
     report = Report("bad input among good rows")
     fleet = env.fleet()
-    loader = Loader(env.dsn, good, batch=10, pause=0.2)
+    loader = Loader(env.app_dsn, good, batch=10, pause=0.2)
     async with timed(report):
         await fleet.start("a")
         loader.start()
-        async with await psycopg.AsyncConnection.connect(env.dsn, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(env.app_dsn, autocommit=True) as conn:
             for key, (kind, action, payload, _) in BAD.items():
                 await asyncio.sleep(0.3)
                 await conn.execute(

@@ -41,7 +41,7 @@ async def test_kill_9_at_random_moments_loses_and_duplicates_nothing(fault_env):
     async with Proxy("127.0.0.1", env.pg.port) as proxy:
         proxy.delay = 0.001
         fleet = env.fleet(proxy.dsn(env.dsn))
-        loader = Loader(env.dsn, total, batch=10, pause=0.45)
+        loader = Loader(env.app_dsn, total, batch=10, pause=0.45)
         spread = total / 20 / wanted  # the load takes about total/20 s: spread kills over it
         async with timed(report):
             await fleet.start("a")

@@ -34,7 +34,7 @@ async def test_postgresql_stopped_and_started_mid_run(fault_env):
     report = Report("PostgreSQL stopped (fast, then immediate) and started mid-run")
     draw = rng()
     fleet = env.fleet()
-    loader = Loader(env.dsn, total, batch=10, pause=0.4)
+    loader = Loader(env.app_dsn, total, batch=10, pause=0.4)
     outages = []
     async with timed(report):
         await fleet.start("a")
@@ -65,7 +65,7 @@ async def test_proxy_cuts_and_stalls_the_database_connection(fault_env):
     async with Proxy("127.0.0.1", env.pg.port if env.pg else 5432) as proxy:
         behind = env.fleet(proxy.dsn(env.dsn), lease=12.0)
         direct = env.fleet(lease=12.0)
-        loader = Loader(env.dsn, total, batch=10, pause=0.3)
+        loader = Loader(env.app_dsn, total, batch=10, pause=0.3)
         async with timed(report):
             await behind.start("proxied")
             await direct.start("direct")

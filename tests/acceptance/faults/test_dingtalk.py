@@ -56,7 +56,7 @@ async def test_dingtalk_faults_lose_and_duplicate_nothing(fault_env):
     port = free_port()
     fleet = env.fleet(callback=True, http_port=port)
     env.sim.callbacks.set_url(APP_KEY, f"http://127.0.0.1:{port}/dingtalk/callback")
-    loader = Loader(env.dsn, total, batch=10, pause=0.4)
+    loader = Loader(env.app_dsn, total, batch=10, pause=0.4)
     phases = Counter[str]()
     async with timed(report):
         await fleet.start("a")

@@ -33,7 +33,7 @@ async def test_replicas_with_rolling_restarts(fault_env, replicas):
     )
     fleet = env.fleet()
     names = [f"r{i + 1}" for i in range(replicas)]
-    loader = Loader(env.dsn, total, batch=10, pause=0.4)
+    loader = Loader(env.app_dsn, total, batch=10, pause=0.4)
     restarts = 0
     async with timed(report):
         for name in names:

@@ -1,13 +1,13 @@
-"""Security under a running daemon: forged and replayed callbacks, a least-privilege
-database role, identifiers and values from configuration and payload that try to inject
-SQL. (No secret in any log line is checked by the ``fault_env`` fixture for every test.)"""
+"""Security under a running daemon: forged and replayed callbacks, what the daemon's
+least-privilege role may not do, identifiers and values from configuration and payload
+that try to inject SQL. (No secret in any log line is checked by the ``fault_env``
+fixture for every test; every scenario's daemons run as ``syncd_daemon``.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -25,10 +25,6 @@ from .harness import (
     timed,
     wait_settled,
 )
-
-DEPLOY_SQL = Path(__file__).parents[3] / "deploy" / "sql"
-ROLES = DEPLOY_SQL / "roles.sql"
-LEAST_PRIVILEGE = DEPLOY_SQL / "least_privilege.sql"
 
 
 def callback(crypto: CallbackCrypto, message: dict[str, object], *, age: float = 0.0):
@@ -64,7 +60,7 @@ async def test_forged_and_replayed_callbacks_are_rejected(fault_env):
     env.sim.callbacks.set_url(APP_KEY, url)
     await fleet.start("a")
     await query(
-        env.dsn,
+        env.app_dsn,
         "INSERT INTO app.leave_request (applicant, days, reason, status) "
         "VALUES ('u1', 1, 'rest', 'submitted')",
     )
@@ -149,8 +145,8 @@ key_column = "Order No"
 columns = { user = "status", select = "instance_id" }
 status_map = { approved = "ok'); DROP TABLE app.writes; --", rejected = "no" }"""
 
+#: What the table's owner, the application, grants the daemon (USAGE on app it has).
 APP_GRANTS = """
-GRANT USAGE ON SCHEMA app TO syncd_daemon;
 GRANT SELECT ("Order No"), UPDATE ("user", "select") ON app."Leave_Q_Requests" TO syncd_daemon;
 """
 
@@ -173,39 +169,23 @@ async def test_least_privilege_role_and_quoted_identifiers(fault_env):
     env = fault_env
     total = 40
     report = Report("least-privilege role, identifiers that need quoting, SQL-like config value")
-    async with await psycopg.AsyncConnection.connect(env.admin_dsn, autocommit=True) as conn:
+    # The application makes the table, moves its capture there (one capture per kind: the
+    # trigger name is per kind) and grants the daemon the key and the two columns.
+    async with await psycopg.AsyncConnection.connect(env.app_dsn, autocommit=True) as conn:
         await conn.execute(ODD_TABLE)
-    # The owner installs the trigger (SECURITY DEFINER), the roles and grants; syncd_daemon
-    # runs.
-    # (One capture per kind: the trigger name is per kind.)
+        await conn.execute(APP_GRANTS)
     code, out = await _run_cli(
-        "capture", "remove", "--dsn", env.admin_dsn, "--kind", "leave",
+        "capture", "remove", "--dsn", env.app_dsn, "--kind", "leave",
         "--table", "app.leave_request",
     )  # fmt: skip
     assert code == 0, out
     code, out = await _run_cli(
-        "capture", "add", "--dsn", env.admin_dsn, "--kind", "leave",
+        "capture", "add", "--dsn", env.app_dsn, "--kind", "leave",
         "--table", 'app."Leave_Q_Requests"', "--key", "Order No",
         "--when", "NEW.status = 'submitted'",
     )  # fmt: skip
     assert code == 0, out
-    async with await psycopg.AsyncConnection.connect(env.admin_dsn, autocommit=True) as conn:
-        await conn.execute(ROLES.read_text(encoding="utf-8"))
-        await conn.execute(LEAST_PRIVILEGE.read_text(encoding="utf-8"))
-        await conn.execute(
-            psycopg.sql.SQL("ALTER ROLE syncd_daemon PASSWORD {}").format(
-                psycopg.sql.Literal(env.keys.db_password)
-            )
-        )
-        await conn.execute(APP_GRANTS)
-    role_dsn = psycopg.conninfo.make_conninfo(
-        env.admin_dsn, user="syncd_daemon", password=env.keys.db_password
-    )
-    try:
-        await _least_privilege_run(env, role_dsn, total, report)
-    finally:
-        async with await psycopg.AsyncConnection.connect(env.admin_dsn, autocommit=True) as c:
-            await c.execute("DROP OWNED BY syncd_daemon")  # in this database; the role stays
+    await _least_privilege_run(env, env.dsn, total, report)
     report.emit()
 
 
@@ -214,7 +194,7 @@ async def _least_privilege_run(env, role_dsn: str, total: int, report: Report) -
     async with timed(report):
         await fleet.start("least")
         await query(
-            env.admin_dsn,
+            env.app_dsn,
             'INSERT INTO app."Leave_Q_Requests" (applicant, days, reason, status) '
             "SELECT 'u' || (1 + i %% 6), 1 + i %% 4, 'rest', 'submitted' "
             "  FROM generate_series(0, %s) i",

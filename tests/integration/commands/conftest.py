@@ -77,5 +77,5 @@ async def world(env: Env) -> AsyncIterator[Env]:  # noqa: F811  (the fixture abo
 @pytest.fixture
 def cli(world: Env, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Cli:
     runner = Cli(capsys, tmp_path / "syncd.toml")
-    runner.configure(config_data(world.dsn))
+    runner.configure(config_data(world.daemon_dsn))
     return runner

@@ -21,7 +21,7 @@ async def dingtalk(world, cli) -> AsyncIterator[None]:
     """The world's simulator on a loopback port, and the command line pointed at it."""
     async with serve(world.sim) as server:
         urls = {"api_url": server.base_url, "oapi_url": server.base_url}
-        cli.configure(config_data(world.dsn, dingtalk=urls))
+        cli.configure(config_data(world.daemon_dsn, dingtalk=urls))
         yield
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import config_data, settings_for
+from .conftest import config_data
 
 
 def approval(world, key, round_=1):
@@ -72,10 +72,10 @@ async def test_retry_refuses_a_round_replaced_by_a_newer_one(world, cli):
     key = world.submit_leave(applicant="left1")
     async with world.daemon() as daemon:
         await daemon.drain()
-        world.sql(
+        world.app_sql(
             "UPDATE app.leave_request SET status = 'draft', applicant = 'u1' WHERE id = %s", key
         )
-        world.sql("UPDATE app.leave_request SET status = 'submitted' WHERE id = %s", key)
+        world.app_sql("UPDATE app.leave_request SET status = 'submitted' WHERE id = %s", key)
         await daemon.drain()
     old = approval(world, key, 1)
     assert approval(world, key, 2)[1] == "running"
@@ -88,7 +88,7 @@ async def test_retry_every_dead_approval_of_a_kind(world, cli):
     """A create answered with 5xx is unknown; reconciling finds no instance and, with the
     attempt budget spent, the approval is dead."""
     invalid = world.submit_leave(applicant="left1")
-    settings = settings_for(world.dsn, pipeline={"max_attempts": 1})
+    settings = world.settings(pipeline={"max_attempts": 1})
     async with world.daemon(settings) as daemon:
         await daemon.drain()
         dead = world.submit_leave(days=2)
@@ -175,7 +175,7 @@ async def lost_write_back(world):
     key = world.submit_leave(days=2)
     async with world.daemon() as daemon:
         await daemon.drain()
-        world.sql("DELETE FROM app.leave_request WHERE id = %s", key)
+        world.app_sql("DELETE FROM app.leave_request WHERE id = %s", key)
         await world.advance(120)
         await daemon.drain()
     approval_id, state, _, error, written = approval(world, key)
@@ -189,7 +189,7 @@ async def test_replay_writes_back_what_could_not_be_written(world, cli):
     assert code == 1 and "write-back to app.leave_request failed" in out
     assert "the daemon retries it" in out
 
-    world.sql(
+    world.app_sql(
         "INSERT INTO app.leave_request (id, applicant, leave_type, start_date, end_date, days, "
         "status) VALUES (%s, 'u1', '年假', '2026-01-10', '2026-01-11', 2, 'draft')",
         key,
@@ -215,7 +215,7 @@ async def test_replay_writes_back_what_could_not_be_written(world, cli):
     code, out, _ = await cli("replay", str(approval_id))
     assert code == 1 and "was already written back at " in out and "--force writes it again" in out
 
-    world.sql("UPDATE app.leave_request SET approval_status = NULL WHERE id = %s", key)
+    world.app_sql("UPDATE app.leave_request SET approval_status = NULL WHERE id = %s", key)
     code, out, _ = await cli("replay", str(approval_id), "--force")
     assert code == 0 and "approved: written back again to app.leave_request" in out
     assert world.sql("SELECT approval_status FROM app.leave_request WHERE id = %s", key) == [
@@ -233,7 +233,7 @@ async def test_replay_refuses_what_it_cannot_write(world, cli):
     )
     assert "refused: approval 424242 does not exist" in out
 
-    cli.configure(config_data(world.dsn) | {"kinds": {}})
+    cli.configure(config_data(world.daemon_dsn) | {"kinds": {}})
     code, out, _ = await cli("replay", str(approval_id))
     assert code == 1 and "kind 'leave' is not in the configuration (is --config right?)" in out
 

@@ -14,7 +14,6 @@ import syncd
 from syncd.db.store import ControlStore
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import make_event
-from tests.integration.pipeline.conftest import settings_for
 
 
 async def scrape(daemon) -> dict[tuple[str, frozenset], float]:
@@ -47,10 +46,10 @@ def total(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(env):
     registry = CollectorRegistry()
-    settings = settings_for(env.dsn, events={"stream": False})
+    settings = env.settings(events={"stream": False})
     env.submit_leave(days=2)
     refused = env.submit_leave(days=2)
-    env.sql("INSERT INTO syncd.outbox (kind, business_key) VALUES ('no_such_kind', 'x1')")
+    env.app_sql("INSERT INTO syncd.outbox (kind, business_key) VALUES ('no_such_kind', 'x1')")
     async with env.daemon(settings, registry=registry) as daemon:
         before = await scrape(daemon)
         assert value(before, "syncd_outbox_backlog", kind="leave") == 2
@@ -103,7 +102,7 @@ async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(
 
 async def test_throttling_and_the_quota_pause_are_counted_and_shown(env):
     registry = CollectorRegistry()
-    settings = settings_for(env.dsn, events={"stream": False}, dingtalk={"monthly_quota": 5000})
+    settings = env.settings(events={"stream": False}, dingtalk={"monthly_quota": 5000})
     env.sim.faults.update(error_429_rate=1.0, endpoints=["workflow.create"])
     env.submit_leave(days=1)
     async with env.daemon(settings, registry=registry) as daemon:
@@ -171,7 +170,7 @@ async def test_requests_that_get_no_answer_are_counted_too(env):
             raise httpx.ReadTimeout("no answer", request=request)
         return await simulator.handle_async_request(request)
 
-    settings = settings_for(env.dsn, events={"stream": False})
+    settings = env.settings(events={"stream": False})
     env.submit_leave(days=1)
     transport = httpx.MockTransport(handler)
     async with env.daemon(settings, registry=registry, transport=transport) as daemon:
@@ -186,7 +185,7 @@ async def test_callbacks_are_counted_stored_and_refused_by_reason(env):
     registry = CollectorRegistry()
     token, aes_key = "metrics-token-1", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
     callback = {"enabled": True, "token": token, "aes_key": aes_key, "max_body_bytes": 2048}
-    settings = settings_for(env.dsn, events={"stream": False, "callback": callback})
+    settings = env.settings(events={"stream": False, "callback": callback})
     crypto = CallbackCrypto(token, aes_key, settings.dingtalk.app_key)
     message = {"EventType": "bpms_task_change", "eventId": "e-1", "processInstanceId": "i-1"}
     encrypt = crypto.encrypt(json.dumps(message))

@@ -14,24 +14,19 @@ deploy/sql/least_privilege.sql are exactly what syncd needs.
   member of ``syncd_application``: none of them a superuser.
 
 Roles are cluster-wide, and every test database shares the server: roles.sql is
-idempotent, and each test logs in through login roles of its own (unique names, a
-per-test password) whose session role is set to the shared role, so ``current_user``
-is exactly ``syncd_owner`` or ``syncd_daemon``, and objects the owner creates belong to
-``syncd_owner``.
+idempotent, and each test logs in through login roles of its own (``tests/roles.py``,
+the ``logins`` fixture) whose session role is set to the shared role, so
+``current_user`` is exactly ``syncd_owner`` or ``syncd_daemon``, and objects the owner
+creates belong to ``syncd_owner``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import re
-import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,11 +42,16 @@ from syncd.errors import MigrationError
 from syncd.simulator import Simulator, World
 from syncd.testing import FakeClock
 from tests.integration.pipeline.conftest import APP_KEY, settings_for
-
-ROOT = Path(__file__).resolve().parents[3]
-ROLES_SQL = ROOT / "deploy" / "sql" / "roles.sql"
-GRANTS_SQL = ROOT / "deploy" / "sql" / "least_privilege.sql"
-DAEMON = "syncd_daemon"
+from tests.roles import (
+    APPLICATION,
+    DAEMON,
+    GRANTS_SQL,
+    OWNER,
+    ROOT,
+    create_roles,
+    grant_on_database,
+    user_of,
+)
 
 #: Named queries the daemon role never runs, with who runs them. Every other query in
 #: sql/queries.sql is the daemon's: `syncd run` and the operator commands (status, show,
@@ -81,8 +81,6 @@ SQL_BUILT_IN_PYTHON = {
     "syncd/db/capture.py": "trigger DDL: the owner's `syncd capture add/remove`",
 }
 _BUILDS_SQL = re.compile(r"\bsql\.SQL\(|\bsa\.(?:update|insert|delete|select|text)\(")
-
-_logins = itertools.count(1)
 
 
 def granted(text: str, role: str) -> set[tuple[str, str]]:
@@ -134,53 +132,22 @@ class Roles:
     application: str
 
 
-def _login(admin: str, name: str, *, role: str) -> str:
-    """A login role of this test's own that acts as ``role``; returns its DSN."""
-    password = secrets.token_urlsafe(16)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
-                sql.Identifier(name), sql.Literal(password), sql.Identifier(role)
-            )
-        )
-        if role != "syncd_application":
-            conn.execute(
-                sql.SQL("ALTER ROLE {} SET role = {}").format(
-                    sql.Identifier(name), sql.Literal(role)
-                )
-            )
-    return psycopg.conninfo.make_conninfo(admin, user=name, password=password)
-
-
-def _drop_logins(admin: str, names: list[str]) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
 @pytest.fixture
-def roles(empty_database: str) -> Iterator[Roles]:
+def roles(empty_database: str, logins) -> Roles:
     """roles.sql by the superuser (twice: it is idempotent), then `syncd migrate --grants`
     by the owner (twice: grants are re-applied when nothing is pending)."""
     admin = empty_database
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(ROLES_SQL.read_text(encoding="utf-8"))
-        conn.execute(ROLES_SQL.read_text(encoding="utf-8"))
-    n = f"{os.getpid()}_{next(_logins)}"
-    names = [f"syncd_test_owner_{n}", f"syncd_test_daemon_{n}", f"syncd_test_app_{n}"]
-    try:
-        found = Roles(
-            admin,
-            _login(admin, names[0], role="syncd_owner"),
-            _login(admin, names[1], role=DAEMON),
-            _login(admin, names[2], role="syncd_application"),
-        )
-        assert main(["migrate", "--grants", "--dsn", found.owner]) == 0
-        assert main(["migrate", "--grants", "--dsn", found.owner]) == 0
-        yield found
-    finally:
-        _drop_logins(admin, names)
+    create_roles(admin)
+    create_roles(admin)
+    found = Roles(
+        admin,
+        logins.new(admin, "owner", acts_as=OWNER),
+        logins.new(admin, "daemon", acts_as=DAEMON),
+        logins.new(admin, "app", member_of=[APPLICATION]),
+    )
+    assert main(["migrate", "--grants", "--dsn", found.owner]) == 0
+    assert main(["migrate", "--grants", "--dsn", found.owner]) == 0
+    return found
 
 
 def _rows(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -269,18 +236,15 @@ def _demo_tables() -> str:
 
 
 def _application(admin: str, app: str) -> None:
-    """The business table (the application's) and the grants its DBA gives."""
-    app_user = psycopg.conninfo.conninfo_to_dict(app)["user"]
-    with psycopg.connect(admin, autocommit=True) as conn:
+    """The application's role makes its tables, so owns them (its DBA lets it create in
+    the database), and grants the daemon what docs/security.md says."""
+    grant_on_database(admin, "CREATE", user_of(app))
+    with psycopg.connect(app, autocommit=True) as conn:
         conn.execute(_demo_tables())
         conn.execute(
-            sql.SQL(
-                "GRANT USAGE ON SCHEMA app TO {app}, syncd_daemon;"
-                "GRANT SELECT, INSERT ON app.leave_request TO {app};"
-                "GRANT USAGE ON SEQUENCE app.leave_request_id_seq TO {app};"
-                "GRANT SELECT (id), UPDATE (approval_status, instance_id, decided_at) "
-                "ON app.leave_request TO syncd_daemon"
-            ).format(app=sql.Identifier(str(app_user)))
+            "GRANT USAGE ON SCHEMA app TO syncd_daemon;"
+            "GRANT SELECT (id), UPDATE (approval_status, instance_id, decided_at) "
+            "ON app.leave_request TO syncd_daemon"
         )
 
 

@@ -12,7 +12,6 @@ from syncd.daemon import Daemon
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.dingtalk.stream import StreamState
 from syncd.simulator import serve
-from tests.integration.pipeline.conftest import settings_for
 
 DEADLINE = 20.0
 
@@ -29,7 +28,7 @@ def failing(body: dict[str, Any]) -> set[str]:
 
 
 async def test_ready_names_every_check_and_health_needs_nothing(env):
-    settings = settings_for(env.dsn, events={"stream": False})
+    settings = env.settings(events={"stream": False})
     async with env.daemon(settings) as daemon:
         status, body = await probe(daemon)
         assert status == 200 and body["status"] == "ready"
@@ -39,7 +38,7 @@ async def test_ready_names_every_check_and_health_needs_nothing(env):
 
 
 async def test_unready_while_migrations_are_behind(env):
-    settings = settings_for(env.dsn, events={"stream": False})
+    settings = env.settings(events={"stream": False})
     async with env.daemon(settings) as daemon:
         [(latest,)] = env.sql(
             "DELETE FROM syncd.schema_migrations WHERE version = "
@@ -54,7 +53,7 @@ async def test_unready_while_migrations_are_behind(env):
 async def test_unready_while_dingtalk_calls_are_paused_for_quota(env):
     env.sim.faults.update(monthly_quota=0)
     env.submit_leave(days=1)
-    settings = settings_for(env.dsn, events={"stream": False})
+    settings = env.settings(events={"stream": False})
     async with env.daemon(settings) as daemon:
         await daemon.drain()
         status, body = await probe(daemon)
@@ -66,7 +65,7 @@ async def test_unready_while_dingtalk_calls_are_paused_for_quota(env):
 async def test_unready_while_the_database_is_down_and_ready_after(env, pg_server):
     if pg_server.embedded is None:
         pytest.skip("needs the embedded PostgreSQL, which the test can stop and start")
-    settings = settings_for(env.dsn, events={"stream": False}, database={"connect_timeout": 1.0})
+    settings = env.settings(events={"stream": False}, database={"connect_timeout": 1.0})
     async with env.daemon(settings) as daemon:
         assert (await probe(daemon))[0] == 200
         pg_server.embedded.stop()
@@ -85,7 +84,7 @@ async def test_unready_while_the_database_is_down_and_ready_after(env, pg_server
 @pytest.mark.slow
 async def test_unready_while_the_stream_is_down_and_ready_after(env):
     async with serve(env.sim) as server:
-        settings = settings_for(env.dsn, dingtalk={"api_url": server.base_url})
+        settings = env.settings(dingtalk={"api_url": server.base_url})
         pacer = MemoryPacer(clock=env.clock, rate=1000)
         async with Daemon(settings, clock=env.clock, pacer=pacer) as daemon:
             stream = daemon.stream

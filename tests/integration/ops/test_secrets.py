@@ -32,7 +32,7 @@ def leaks(text: str) -> list[str]:
 
 async def test_no_secret_in_logs_metrics_or_probes(env, caplog):
     caplog.set_level(logging.DEBUG)
-    dsn = psycopg.conninfo.make_conninfo(env.dsn, password=DSN_PASSWORD)
+    dsn = psycopg.conninfo.make_conninfo(env.daemon_dsn, password=DSN_PASSWORD)
     callback = {"enabled": True, "token": TOKEN, "aes_key": AES_KEY}
     settings = settings_for(
         dsn, dingtalk={"app_secret": APP_SECRET}, events={"stream": False, "callback": callback}
@@ -81,7 +81,7 @@ def test_no_secret_in_config_show(monkeypatch, capsys, tmp_path):
 
 
 def test_a_password_given_with_dsn_is_warned_about_and_never_printed(env, capsys):
-    dsn = psycopg.conninfo.make_conninfo(env.dsn, password=DSN_PASSWORD)
+    dsn = psycopg.conninfo.make_conninfo(env.daemon_dsn, password=DSN_PASSWORD)
     assert main(["--log-format", "json", "migrate", "--check", "--dsn", dsn]) == 0
     out, err = capsys.readouterr()
     [warning] = [json.loads(line) for line in err.splitlines() if "dsn_password_argument" in line]
@@ -93,5 +93,8 @@ def test_a_password_given_with_dsn_is_warned_about_and_never_printed(env, capsys
 
 
 def test_a_dsn_without_a_password_on_the_command_line_is_not_warned_about(env, capsys):
-    assert main(["--log-format", "json", "migrate", "--check", "--dsn", env.dsn]) == 0
+    parts = psycopg.conninfo.conninfo_to_dict(env.daemon_dsn)
+    parts.pop("password", None)
+    dsn = psycopg.conninfo.make_conninfo(**parts)
+    assert main(["--log-format", "json", "migrate", "--check", "--dsn", dsn]) == 0
     assert "dsn_password_argument" not in capsys.readouterr().err

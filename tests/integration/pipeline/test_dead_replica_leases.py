@@ -21,8 +21,6 @@ from syncd.db.submit_store import SubmitStore
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.domain import ApprovalState
 
-from .conftest import settings_for
-
 LEASE = 30
 
 
@@ -46,7 +44,7 @@ def replica(env, name: str, dies_at: str | None = None) -> Daemon:
     transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=env.sim.app)
     if dies_at:
         transport = DyingTransport(transport, dies_at)
-    settings = settings_for(env.dsn, replica_name=name, pipeline={"lease_seconds": LEASE})
+    settings = env.settings(replica_name=name, pipeline={"lease_seconds": LEASE})
     return Daemon(
         settings,
         clock=env.clock,
@@ -116,7 +114,7 @@ async def test_a_create_stalled_past_its_lease_is_not_sent(env):
     finds no instance and creates one. When the first replica wakes up, it must not send
     its create any more: that would be a second instance for the same approval."""
     env.submit_leave(days=1)
-    settings = settings_for(env.dsn, replica_name="stalled", pipeline={"lease_seconds": LEASE})
+    settings = env.settings(replica_name="stalled", pipeline={"lease_seconds": LEASE})
     pacer = StallingPacer(env)
     transport = httpx.ASGITransport(app=env.sim.app)
     stalled = Daemon(settings, clock=env.clock, transport=transport, pacer=pacer)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from .conftest import APP_KEY, settings_for
+from .conftest import APP_KEY
 
 
 async def test_polling_alone_carries_a_request_to_its_written_back_outcome(env):
@@ -30,7 +30,7 @@ CALLBACK = {
 
 
 async def test_callbacks_deliver_outcomes_without_polling(env):
-    settings = settings_for(env.dsn, events={"stream": False, "callback": CALLBACK})
+    settings = env.settings(events={"stream": False, "callback": CALLBACK})
     approved, refused = env.submit_leave(days=2), env.submit_leave(days=8)
     revoked = env.submit_leave(days=9)
     async with env.daemon(settings) as daemon:

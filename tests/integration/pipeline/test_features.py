@@ -11,21 +11,25 @@ from syncd.dingtalk.events import InboundEvent, make_event
 from syncd.domain import TaskRecord
 from syncd.errors import ConfigError
 
-from .conftest import APP_KEY, LEAVE_KIND, settings_for
+from .conftest import APP_KEY, LEAVE_KIND
 
+# The application's procedure runs as its owner (the daemon may only call it): its
+# search_path is pinned and every name in it qualified.
 PROCEDURE = """
 CREATE TABLE app.outcomes (business_key text, outcome jsonb);
-CREATE PROCEDURE app.on_leave(business_key text, outcome jsonb) LANGUAGE sql AS $$
+CREATE PROCEDURE app.on_leave(business_key text, outcome jsonb) LANGUAGE sql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO app.outcomes VALUES (business_key, outcome);
 $$;
 """
 
 
 async def test_stored_procedure_write_back_receives_the_outcome(env):
-    env.sql(PROCEDURE)
+    env.app_sql(PROCEDURE)
     kind = {**LEAVE_KIND, "write_back": {"procedure": "app.on_leave"}}
+    env.grant_write_back(kind)
     key = env.submit_leave(days=1)
-    async with env.daemon(settings_for(env.dsn, kinds={"leave": kind})) as daemon:
+    async with env.daemon(env.settings(kinds={"leave": kind})) as daemon:
         await daemon.drain()
         await env.advance(120)
         await daemon.drain()
@@ -56,7 +60,7 @@ async def test_stored_procedure_write_back_receives_the_outcome(env):
 async def test_write_back_targets_are_checked_at_start(env, write_back, message):
     kind = {**LEAVE_KIND, "write_back": write_back}
     with pytest.raises(ConfigError, match=message):
-        async with env.daemon(settings_for(env.dsn, kinds={"leave": kind})):
+        async with env.daemon(env.settings(kinds={"leave": kind})):
             pass
 
 
@@ -64,12 +68,12 @@ async def test_failed_write_back_is_retried_and_shown_until_it_succeeds(env):
     key = env.submit_leave(days=1)
     async with env.daemon() as daemon:
         await daemon.drain()
-        env.sql("DELETE FROM app.leave_request")  # the business row vanished
+        env.app_sql("DELETE FROM app.leave_request")  # the business row vanished
         await env.advance(120)
         await daemon.drain()
         [(state, error)] = env.sql("SELECT state, last_error_message FROM syncd.unwritten")
         assert state == "approved" and f"no row in app.leave_request where id = '{key}'" in error
-        env.sql(
+        env.app_sql(
             "INSERT INTO app.leave_request (id, applicant, leave_type, start_date, end_date, "
             "days, status) VALUES (%s, 'u1', '年假', '2026-01-10', '2026-01-11', 1, 'x')",
             key,
@@ -84,7 +88,7 @@ async def test_one_failed_write_back_in_a_batch_of_outcomes_holds_up_no_other(en
     """Outcomes claimed together are finished together; when one write-back fails, each is
     finished on its own: the others are written, that one waits in syncd.unwritten."""
     keys = [env.submit_leave(days=9) for _ in range(3)]
-    settings = settings_for(env.dsn, events={"stream": False})
+    settings = env.settings(events={"stream": False})
     async with env.daemon(settings) as daemon:
         await daemon.drain()
         instances = [i for (i,) in env.sql("SELECT instance_id FROM syncd.approval ORDER BY id")]
@@ -96,7 +100,7 @@ async def test_one_failed_write_back_in_a_batch_of_outcomes_holds_up_no_other(en
         events = [finish(i, n) for n, i in enumerate(instances)] + [finish(instances[0], 9)]
         for healthy in (True, False):
             if not healthy:
-                env.sql("DELETE FROM app.leave_request WHERE id = %s", keys[1])
+                env.app_sql("DELETE FROM app.leave_request WHERE id = %s", keys[1])
                 events = [finish(i, 10 + n) for n, i in enumerate(instances)]
             await daemon.inbox.put_many(events)
             assert await daemon.apply.run_once() == len(events)
@@ -116,14 +120,14 @@ async def test_one_failed_write_back_in_a_batch_of_outcomes_holds_up_no_other(en
 
 
 async def test_explicit_approvers_and_cc_come_from_the_payload(env):
-    env.sql("ALTER TABLE app.leave_request ADD COLUMN approver text DEFAULT 'manager2'")
+    env.app_sql("ALTER TABLE app.leave_request ADD COLUMN approver text DEFAULT 'manager2'")
     kind = {
         **LEAVE_KIND,
         "approvers": [{"action": "NONE", "field": "approver"}],
         "cc": {"users": ["hr1"], "position": "FINISH"},
     }
     env.submit_leave(days=9)
-    async with env.daemon(settings_for(env.dsn, kinds={"leave": kind})) as daemon:
+    async with env.daemon(env.settings(kinds={"leave": kind})) as daemon:
         await daemon.drain()
     [instance] = env.sim.instances()
     assert [n.approvers for n in instance.nodes] == [["manager2"]]
@@ -136,7 +140,7 @@ async def test_failed_pushes_are_swept_from_dingtalks_list(env):
 
     env.sim.callbacks.set_client(httpx.AsyncClient(transport=httpx.MockTransport(refuse)))
     env.sim.callbacks.set_url(APP_KEY, "http://unreachable.example/callback")
-    settings = settings_for(env.dsn, events={"stream": False}, polling={"quiet_after": 86400})
+    settings = env.settings(events={"stream": False}, polling={"quiet_after": 86400})
     env.submit_leave(days=1)
     async with env.daemon(settings) as daemon:
         await daemon.drain()

@@ -7,11 +7,14 @@ import json
 import httpx
 import psycopg
 
-from .conftest import APP_KEY, LEAVE_KIND, settings_for
+from .conftest import APP_KEY, LEAVE_KIND
 
+# The daemon's write-back fires it: it runs as its owner, the application, so the daemon
+# needs no grant on app.writes (docs/security.md, "Business tables").
 AUDIT = """
 CREATE TABLE app.writes (leave_id int, approval_status text);
-CREATE FUNCTION app.audit() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION app.audit() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NEW.approval_status IS DISTINCT FROM OLD.approval_status THEN
         INSERT INTO app.writes VALUES (NEW.id, NEW.approval_status);
@@ -28,7 +31,8 @@ def states(env):
 
 
 def outbox(env, kind, key, payload, action="submit", originator=None):
-    env.sql(
+    """An outbox row the application writes itself (it is in syncd_application)."""
+    env.app_sql(
         "INSERT INTO syncd.outbox (kind, business_key, action, payload, originator) "
         "VALUES (%s, %s, %s, %s, %s)",
         kind,
@@ -116,10 +120,9 @@ async def test_create_that_never_happened_is_submitted_again_once(env):
 
 
 async def test_duplicated_and_reordered_events_write_back_exactly_once(env):
-    env.sql(AUDIT)
+    env.app_sql(AUDIT)
     env.sim.faults.update(event_duplicate_rate=1.0, event_reorder_rate=0.5, reorder_delay=5)
-    settings = settings_for(
-        env.dsn,
+    settings = env.settings(
         events={
             "stream": False,
             "callback": {
@@ -168,7 +171,7 @@ async def test_cancel_of_a_running_instance_terminates_it_after_the_revoke_guard
     key = env.submit_leave(days=9)  # left for a person
     async with env.daemon() as daemon:
         await daemon.drain()
-        env.sql("UPDATE app.leave_request SET status = 'withdrawn'")
+        env.app_sql("UPDATE app.leave_request SET status = 'withdrawn'")
         outbox(env, "leave", str(key), {}, action="cancel")
         await daemon.drain()
         assert states(env) == {str(key): "running"}  # DingTalk refuses revokes for 15 s
@@ -185,8 +188,8 @@ async def test_resubmitting_a_finished_request_starts_a_new_round(env):
         await daemon.drain()
         await env.advance(120)
         await daemon.drain()
-        env.sql("UPDATE app.leave_request SET status = 'draft'")
-        env.sql("UPDATE app.leave_request SET status = 'submitted', days = 2")
+        env.app_sql("UPDATE app.leave_request SET status = 'draft'")
+        env.app_sql("UPDATE app.leave_request SET status = 'submitted', days = 2")
         await daemon.drain()
     rounds = env.sql("SELECT round, state FROM syncd.approval ORDER BY round")
     assert rounds == [(1, "approved"), (2, "running")]
@@ -205,12 +208,12 @@ async def test_resubmit_while_running_is_rejected_or_supersedes(env):
     assert state == "invalid" and "still running" in error and "supersede" in error
 
     kind = {**LEAVE_KIND, "on_resubmit": "supersede"}
-    settings = settings_for(env.dsn, kinds={"leave": kind})
+    settings = env.settings(kinds={"leave": kind})
     async with env.daemon(settings) as daemon:
         env.submit_leave(days=9)
         await daemon.drain()
-        env.sql("UPDATE app.leave_request SET status = 'draft' WHERE id = 2")
-        env.sql("UPDATE app.leave_request SET status = 'submitted' WHERE id = 2")
+        env.app_sql("UPDATE app.leave_request SET status = 'draft' WHERE id = 2")
+        env.app_sql("UPDATE app.leave_request SET status = 'submitted' WHERE id = 2")
         await daemon.drain()
         assert dict(
             env.sql("SELECT round, state FROM syncd.approval WHERE business_key = '2'")
@@ -235,7 +238,7 @@ async def test_one_ingest_batch_decides_each_row_against_the_round_before_it(env
     for key, action in [("7", "submit"), ("8", "submit"), ("7", "submit"), ("9", "cancel")]:
         outbox(env, "leave", key, payload, action=action)
     outbox(env, "leave", "7", payload)
-    async with env.daemon(settings_for(env.dsn, kinds={"leave": kind})) as daemon:
+    async with env.daemon(env.settings(kinds={"leave": kind})) as daemon:
         assert await daemon.stages["ingest"].run_once() == 5
         rows = env.sql(
             "SELECT business_key, round, state, cancel_requested_at IS NOT NULL "
@@ -274,7 +277,7 @@ async def test_one_ingest_batch_decides_each_row_against_the_round_before_it(env
 
 async def test_transient_errors_back_off_then_the_approval_is_dead(env):
     env.sim.faults.update(error_5xx_rate=1.0, endpoints=["workflow.schema"])
-    settings = settings_for(env.dsn, pipeline={"max_attempts": 3, "retry_base": 1, "retry_cap": 4})
+    settings = env.settings(pipeline={"max_attempts": 3, "retry_base": 1, "retry_cap": 4})
     env.submit_leave(days=1)
     async with env.daemon(settings) as daemon:
         for _ in range(4):
@@ -330,7 +333,7 @@ async def test_no_transaction_or_row_lock_is_held_while_dingtalk_is_called(env):
     seen: list[tuple[int, bool]] = []
 
     def observe() -> None:
-        with psycopg.connect(env.dsn) as conn:
+        with psycopg.connect(env.admin_dsn) as conn:  # sees every session
             [(open_tx,)] = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND application_name LIKE 'syncd%%' AND state LIKE 'idle in transaction%%'"
@@ -353,7 +356,7 @@ async def test_no_transaction_or_row_lock_is_held_while_dingtalk_is_called(env):
     for i in range(3):
         env.submit_leave(applicant=f"u{i + 1}", days=1)
     outbox(env, "leave", "1", {}, action="cancel")
-    daemon = env.daemon(settings_for(env.dsn, pipeline={"concurrency": 1}))
+    daemon = env.daemon(env.settings(pipeline={"concurrency": 1}))
     daemon.transport = Observing(httpx.ASGITransport(app=env.sim.app))
     async with daemon:
         await daemon.drain()

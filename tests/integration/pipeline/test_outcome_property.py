@@ -25,8 +25,6 @@ from syncd.demo.config import KINDS
 from syncd.dingtalk.events import make_event
 from syncd.simulator.state import Instance
 
-from .conftest import settings_for
-
 PROCESS = "PROC-SIM-EXPENSE"
 COLUMNS = {
     "approval_status": "status",
@@ -123,7 +121,7 @@ def expected(instance: Instance) -> dict[str, Any]:
 
 
 def _submit(env: Any) -> int:
-    [(key,)] = env.sql(
+    [(key,)] = env.app_sql(
         "INSERT INTO app.expense_claim (applicant, amount, category, spent_on, note, status) "
         "VALUES ('u1', 5000, '差旅', '2026-01-10', 'trip', 'submitted') RETURNING id"
     )
@@ -132,11 +130,12 @@ def _submit(env: Any) -> int:
 
 @pytest.fixture
 def world(env):
-    env.sql(
+    env.app_sql(
         "ALTER TABLE app.expense_claim ADD COLUMN dingtalk_status text, "
         "ADD COLUMN result text, ADD COLUMN approver text, ADD COLUMN remark text, "
         "ADD COLUMN business_id text"
     )
+    env.grant_write_back(EXPENSE)
     return env
 
 
@@ -149,8 +148,7 @@ def world(env):
 @given(plan=plans())
 async def test_written_outcome_equals_dingtalk_record(world, plan):
     env = world
-    config = settings_for(
-        env.dsn,
+    config = env.settings(
         kinds={"expense": EXPENSE},
         events={"stream": False},
         polling={"quiet_after": 1800},
@@ -187,7 +185,7 @@ async def test_written_outcome_equals_dingtalk_record(world, plan):
         await daemon.drain()
     names = list(COLUMNS)
     for key, instance in instances.items():
-        [row] = env.sql(
+        [row] = env.app_sql(
             f"SELECT {', '.join(names)} FROM app.expense_claim WHERE id = %s",
             key,
         )

@@ -9,8 +9,6 @@ from syncd.db.submit_store import SubmitStore
 from syncd.domain import CallRecord
 from syncd.pipeline.submit import Submit
 
-from .conftest import settings_for
-
 
 async def drain_together(*daemons):
     """Run the replicas' cycles side by side until none of them finds work."""
@@ -22,8 +20,8 @@ async def drain_together(*daemons):
 
 async def test_two_replicas_share_the_work_and_create_each_instance_once(env):
     keys = [env.submit_leave(applicant=f"u{1 + i % 3}", days=1 + i % 3) for i in range(30)]
-    one = env.daemon(settings_for(env.dsn, replica_name="one", pipeline={"batch_size": 4}))
-    two = env.daemon(settings_for(env.dsn, replica_name="two", pipeline={"batch_size": 4}))
+    one = env.daemon(env.settings(replica_name="one", pipeline={"batch_size": 4}))
+    two = env.daemon(env.settings(replica_name="two", pipeline={"batch_size": 4}))
     env.sim.faults.update(qps_per_api=None)  # each test daemon paces alone, on a fake clock
     async with one, two:
         await drain_together(one, two)
@@ -40,7 +38,7 @@ async def test_a_replica_dying_mid_create_is_reconciled_not_created_twice(env):
     replica dies before recording it. After its lease expires another replica must adopt
     that instance rather than create a second one."""
     env.submit_leave(days=1)
-    settings = settings_for(env.dsn, replica_name="survivor")
+    settings = env.settings(replica_name="survivor")
     async with env.daemon(settings) as survivor:
         await survivor.stages["ingest"].run_once()
         doomed = survivor.stages["submit"]

@@ -10,7 +10,7 @@ from syncd.dingtalk.events import make_event
 from syncd.pipeline.apply import EVENTS_PER_APPROVAL
 from syncd.ports import NullObserver
 
-from .conftest import APP_KEY, settings_for
+from .conftest import APP_KEY
 
 DEADLINE = 10.0
 CALLBACK = {
@@ -45,9 +45,7 @@ class Finished(NullObserver):
 
 
 async def test_an_outcome_is_written_back_while_a_create_is_in_flight(env):
-    settings = settings_for(
-        env.dsn, events={"stream": False, "callback": CALLBACK}, http={"port": 0}
-    )
+    settings = env.settings(events={"stream": False, "callback": CALLBACK}, http={"port": 0})
     first = env.submit_leave(days=2)
     observer = Finished()
     gated = GatedCreates(httpx.ASGITransport(app=env.sim.app))
@@ -83,7 +81,7 @@ async def test_an_outcome_is_written_back_while_a_create_is_in_flight(env):
 async def test_apply_says_when_it_is_behind(env):
     """A full claim means more events wait: ``run`` then slows the way in to its pace."""
     env.submit_leave(days=2)
-    settings = settings_for(env.dsn, events={"stream": False}, pipeline={"batch_size": 1})
+    settings = env.settings(events={"stream": False}, pipeline={"batch_size": 1})
     async with env.daemon(settings) as daemon:
         await daemon.drain()
         [(instance_id,)] = env.sql("SELECT instance_id FROM syncd.approval")
