@@ -133,10 +133,9 @@ class Apply:
             await self._finish_all(list(finals.values()), final_items)
         for item in rest:
             approval = refs.get(item.instance_id) if item.instance_id else None
-            read = approval is not None and approval.id in reads
-            if approval is not None:
-                reads.discard(approval.id)  # one read per approval; duplicates move nothing
-            await self._apply(item, approval, read=read)
+            # A duplicate reads too: if the first read failed and was deferred, the
+            # duplicate must not finish the approval on the event's word alone.
+            await self._apply(item, approval, read=approval is not None and approval.id in reads)
         return len(items)
 
     def _needs(self, approval: ApprovalRef) -> frozenset[str]:
