@@ -15,6 +15,15 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert ci_lines.count(command) == 1
 
 
+def test_the_demo_command_does_not_undo_the_test_install_and_ci_runs_it():
+    readme = (ROOT / "README.md").read_text()
+    test, demo = (block.split("\n```", 1)[0].strip() for block in readme.split("```sh\n")[1:3])
+    assert demo.endswith("syncd demo")
+    venvs = [command.split("python3 -m venv ", 1)[1].split()[0] for command in (test, demo)]
+    assert venvs[0] != venvs[1]
+    assert "bash .ci/newcomer" in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
 def test_every_setting_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     missing = []
