@@ -37,9 +37,10 @@ class BusinessTarget(Protocol[Tx]):
       ``max_attempts``; then ``syncd replay``).
     - **A failed statement or procedure** (a constraint, a trigger, a permission, the
       procedure raising): the same, with the database's message in the error; whatever
-      the statement or procedure did before it failed is rolled back. Several outcomes
-      written in one transaction are all or nothing: one refusal rolls them all back, and
-      each is then finished on its own.
+      the statement or procedure did before it failed is rolled back. Of several
+      outcomes written in one transaction, one refusal holds up no other: syncd's side of
+      them all rolls back, each is then finished on its own, and every other outcome is
+      written exactly once.
     - **Idempotent on redelivery.** ``write`` is called again for an outcome only after a
       refusal (which left nothing) or with ``again`` (an operator's ``syncd replay
       --force``), which must write even an outcome written before. Writing the same
@@ -50,10 +51,13 @@ class BusinessTarget(Protocol[Tx]):
     syncd's ``syncd.approval`` row is the outbox: the approval stays unwritten until the
     transaction that marks it written commits. The target writes the business row and a
     ledger row keyed by ``outcome.approval_id`` in one transaction of its own database,
-    and when the ledger already holds that id (and ``again`` is false) it writes nothing
-    and returns: a retry after syncd failed to commit, or after a lost reply from the
-    business database, then finds the outcome written and only marks it. It raises
-    ``WriteBackError`` for a refusal and for a business database it cannot reach.
+    committed before ``write`` returns; when the ledger already holds that id (and
+    ``again`` is false) it writes nothing and returns. Whatever then keeps syncd's side
+    from committing (syncd's commit fails, a later outcome of the same batch is refused,
+    the business database's reply is lost), the outcome is delivered again and the
+    ledger turns the second write into nothing. It raises ``WriteBackError`` for a
+    refusal and for a business database it cannot reach, within its own timeouts (syncd
+    holds the approvals' row locks meanwhile).
     """
 
     @property
