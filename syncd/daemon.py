@@ -30,13 +30,16 @@ from starlette.applications import Starlette
 from syncd import __version__
 from syncd.clock import SystemClock
 from syncd.db import migrations, writeback
+from syncd.db.apply_store import PostgresApplyStore
+from syncd.db.cancel_store import PostgresCancelStore
 from syncd.db.inbox import PostgresInbox
-from syncd.db.ingest_store import IngestStore
+from syncd.db.ingest_store import PostgresIngestStore
 from syncd.db.listen import Listener
 from syncd.db.pacing import PostgresPacer
-from syncd.db.store import ControlStore
-from syncd.db.submit_store import SubmitStore
-from syncd.db.track_store import TrackStore
+from syncd.db.poll_store import PostgresPollStore
+from syncd.db.store import PostgresControlStore
+from syncd.db.submit_store import PostgresSubmitStore
+from syncd.db.writeback_store import PostgresWriteBackStore
 from syncd.dingtalk.callback import CallbackEndpoint
 from syncd.dingtalk.client import (
     KEEPALIVE_EXPIRY,
@@ -194,8 +197,11 @@ class Daemon:
         self.http = self._http_client()
         self._closers.append(self.http.aclose)
         self.client = HttpxApprovalClient(self.http, pacer=self._pacer(), clock=self.clock)
-        self.control = ControlStore(self.pool, actor=self.owner)
-        self.track_store = TrackStore(self.pool, writebacks, actor=self.owner)
+        self.control = PostgresControlStore(self.pool, actor=self.owner)
+        self.apply_store = PostgresApplyStore(self.pool, writebacks, actor=self.owner)
+        self.writeback_store = PostgresWriteBackStore(self.pool, writebacks, actor=self.owner)
+        self.poll_store = PostgresPollStore(self.pool, actor=self.owner)
+        self.cancel_store = PostgresCancelStore(self.pool, actor=self.owner)
         self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake_back, self.observer)
         self.pauses = Pauses(self.control)
         self._build_events()
@@ -302,7 +308,7 @@ class Daemon:
             send_margin=timedelta(seconds=2 * s.dingtalk.timeout + 1),
         )
         apply = Apply(
-            self.track_store,
+            self.apply_store,
             self.client,
             self.clock,
             quiet_after=self.timing.quiet_after,
@@ -322,10 +328,10 @@ class Daemon:
             self.settings.kinds,
             self.timing,
         )
-        submit_store = SubmitStore(self.pool, actor=self.owner)
+        submit_store = PostgresSubmitStore(self.pool, actor=self.owner)
         return {
             "ingest": Ingest(
-                IngestStore(self.pool, actor=self.owner),
+                PostgresIngestStore(self.pool, actor=self.owner),
                 kinds,
                 self.clock,
                 batch_size=p.batch_size,
@@ -359,7 +365,7 @@ class Daemon:
                 lease=timing.lease,
             ),
             "cancel": Cancel(
-                self.track_store,
+                self.cancel_store,
                 self.pauses,
                 self.client,
                 apply,
@@ -376,9 +382,9 @@ class Daemon:
         polling, lease = self.settings.polling, self.timing.lease
         return {
             "apply": apply,
-            "writeback": WriteBackRetry(self.track_store, self.clock, lease=lease),
+            "writeback": WriteBackRetry(self.writeback_store, self.clock, lease=lease),
             "poll": Poll(
-                self.track_store,
+                self.poll_store,
                 self.control,
                 self.pauses,
                 self.client,

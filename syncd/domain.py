@@ -322,3 +322,29 @@ class FinishResult:
     written: bool
     error: str | None = None
     calls_spent: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a business target may use about a final approval (one round of a business
+    key): the state syncd gave it, DingTalk's words, who decided and the last remark."""
+
+    approval_id: int
+    kind: str
+    business_key: str
+    round: int
+    status: str
+    dingtalk_status: str | None
+    result: str | None
+    instance_id: str | None
+    business_id: str | None
+    finished_at: datetime | None
+    remark: str | None
+    approver: str | None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """Every field, the finish time in ISO 8601 (what a stored procedure receives)."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        return data

@@ -53,6 +53,11 @@ class ClaimLost(StoreError):
     """The lease on this item expired and another worker owns it now."""
 
 
+class WriteBackError(StoreError):
+    """A business target refused an outcome (no such row, a failed statement or
+    procedure): the message names the target and says why."""
+
+
 class DingTalkError(SyncdError):
     """DingTalk answered with an error."""
 

@@ -11,7 +11,7 @@ from typing import Any
 from syncd.commands.common import database_dsn, out, settings_from
 from syncd.commands.operator import actor, age, table, to_json, utcnow, when
 from syncd.db.admin_store import AdminStore, Row, open_pool
-from syncd.db.store import ControlStore, usage_month
+from syncd.db.store import PostgresControlStore, usage_month
 from syncd.domain import PARKED, ApprovalState
 from syncd.errors import SyncdError
 from syncd.pipeline.pauses import Pause, Pauses
@@ -73,7 +73,7 @@ async def run_status(args: argparse.Namespace) -> int:
     now = utcnow()
     async with open_pool(database_dsn(args)) as pool:
         admin = AdminStore(pool, actor=actor())
-        control = ControlStore(pool, actor=actor())
+        control = PostgresControlStore(pool, actor=actor())
         rows = await admin.status(args.kind, now - STUCK_AFTER)
         backlog = await admin.outbox_backlog(args.kind)
         quarantine = await admin.quarantine(args.kind)
@@ -315,7 +315,7 @@ def _task_line(t: Row) -> str:
 async def run_resume(args: argparse.Namespace) -> int:
     now = utcnow()
     async with open_pool(database_dsn(args)) as pool:
-        pauses = Pauses(ControlStore(pool, actor=actor()))
+        pauses = Pauses(PostgresControlStore(pool, actor=actor()))
         pause = await pauses.active(now)
         await pauses.resume()
     if pause is None:

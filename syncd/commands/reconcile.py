@@ -30,7 +30,7 @@ from syncd.commands.common import out, settings_from
 from syncd.commands.operator import actor, parse_duration, table, when
 from syncd.daemon import Daemon
 from syncd.db.admin_store import AdminStore
-from syncd.db.submit_store import SubmitStore
+from syncd.db.submit_store import PostgresSubmitStore
 from syncd.dingtalk.models import ProcessInstance
 from syncd.domain import ApprovalRef, ApprovalState, CallRecord, SubmitItem
 from syncd.errors import ConfigError, DingTalkError, DingTalkQuotaExhausted, SyncdError
@@ -151,8 +151,8 @@ class Reconciler:
         self.pauses = daemon.pauses
         self.quiet_after = timedelta(seconds=daemon.settings.polling.quiet_after)
         self.admin = AdminStore(daemon.pool, actor=daemon.owner)
-        self.submits = SubmitStore(daemon.pool, actor=daemon.owner)
-        self.track = daemon.track_store
+        self.submits = PostgresSubmitStore(daemon.pool, actor=daemon.owner)
+        self.track = daemon.cancel_store
         self.dry_run = dry_run
         self.progress = progress
         self.loose: list[CallRecord] = []

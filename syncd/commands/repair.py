@@ -13,7 +13,7 @@ from syncd.commands.common import database_dsn, out, settings_from
 from syncd.commands.operator import actor, utcnow, when
 from syncd.db import writeback
 from syncd.db.admin_store import AdminStore, Row, open_pool
-from syncd.db.track_store import TrackStore
+from syncd.db.writeback_store import PostgresWriteBackStore
 from syncd.domain import FINISHED, ApprovalState
 from syncd.errors import ConfigError, SyncdError
 from syncd.settings import Settings
@@ -200,7 +200,7 @@ async def run_replay(args: argparse.Namespace) -> int:
     failed = 0
     async with open_pool(dsn) as pool:
         admin = AdminStore(pool, actor=actor())
-        track = TrackStore(pool, writers, actor=actor())
+        track = PostgresWriteBackStore(pool, writers, actor=actor())
         ids = list(args.ids) if args.ids else await admin.unwritten_ids(args.kind)
         if not ids:
             out(f"every finished approval of kind {args.kind} is written back; nothing to replay")
@@ -221,7 +221,7 @@ async def run_replay(args: argparse.Namespace) -> int:
             error = await track.write_back(
                 approval_id, utcnow(), utcnow() + RETRY_AFTER, force=args.force
             )
-            target = writers[row["kind"]].target
+            target = writers[row["kind"]].name
             again = " again" if row["written_back_at"] else ""
             if error:
                 failed += 1

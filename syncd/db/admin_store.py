@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from syncd.db import migrations
 from syncd.db.connect import redact
 from syncd.db.queries import QUERIES
-from syncd.db.store import BaseStore, Conn, submit_item
+from syncd.db.store import BaseStore, Conn, approval_ref, submit_item
 from syncd.domain import BUSINESS_KEY_MAX, ApprovalRef, ApprovalState, SubmitItem
 from syncd.errors import ConfigError, StoreError
 
@@ -66,11 +66,6 @@ class RetryResult:
 
     retried: list[Row] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
-
-
-def approval_ref(row: Row) -> ApprovalRef:
-    fields = {k: row[k] for k in ApprovalRef.__dataclass_fields__}
-    return ApprovalRef(**fields | {"state": ApprovalState(row["state"])})
 
 
 def refusal(row: Row | None, approval_id: int, allowed: str) -> str:

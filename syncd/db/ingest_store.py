@@ -1,4 +1,4 @@
-"""``IngestStore``: outbox rows in, approval rounds out.
+"""``PostgresIngestStore``: outbox rows in, approval rounds out.
 
 The normal case is one transaction per batch, set-based: the rows are claimed in one
 statement, the latest rounds of their keys read in one, and the new rounds, cancel
@@ -94,8 +94,8 @@ def _payload_limits() -> dict[str, int]:
     return {"max_bytes": PAYLOAD_MAX_BYTES, "max_stored": _MAX_STORED}
 
 
-class IngestStore(BaseStore):
-    """Outbox rows in, approval rounds out."""
+class PostgresIngestStore(BaseStore):
+    """Outbox rows in, approval rounds out (implements ``syncd.ports.IngestStore``)."""
 
     async def ingest(self, limit: int, now: datetime, decide: Decide) -> IngestResult:
         """Claim up to ``limit`` outbox rows, apply ``decide`` to each, mark them consumed.

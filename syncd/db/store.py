@@ -1,10 +1,12 @@
-"""``PostgresStore``: the pipeline's view of PostgreSQL, in domain verbs.
+"""What syncd's PostgreSQL stores share, and ``PostgresControlStore``.
 
-One method, one transaction, opened and committed here; pipeline code never sees a
-connection. State changes are guarded transitions: each UPDATE names the states it may
-move from and returns the old state, so a lost lease or a duplicate event changes
-nothing. Every transition and every DingTalk call is appended to
-``syncd.approval_event`` in the same transaction. All times come from the caller's clock.
+Each stage has its store (``PostgresApplyStore``, ``PostgresPollStore``, ...), each the
+implementation of its port in ``syncd.ports.stores``, in domain verbs. One method, one
+transaction, opened and committed there; pipeline code never sees a connection. State
+changes are guarded transitions: each UPDATE names the states it may move from and
+returns the old state, so a lost lease or a duplicate event changes nothing. Every
+transition and every DingTalk call is appended to ``syncd.approval_event`` in the same
+transaction. All times come from the caller's clock.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.connect import redact
 from syncd.db.queries import QUERIES
-from syncd.domain import CallRecord, SubmitItem, month_start
+from syncd.domain import ApprovalRef, ApprovalState, CallRecord, SubmitItem, month_start
 from syncd.errors import StoreError
 
 Conn = psycopg.AsyncConnection[dict[str, Any]]
@@ -155,6 +157,11 @@ def usage_month(now: datetime) -> date:
     return month_start(now).date()
 
 
+def approval_ref(row: dict[str, Any]) -> ApprovalRef:
+    fields = {k: row[k] for k in ApprovalRef.__dataclass_fields__}
+    return ApprovalRef(**fields | {"state": ApprovalState(row["state"])})
+
+
 def submit_item(row: dict[str, Any]) -> SubmitItem:
     fields = SubmitItem.__dataclass_fields__
     return SubmitItem(**{k: row[k] for k in fields if k in row})
@@ -168,8 +175,9 @@ def ids(rows: Iterable[dict[str, Any]]) -> list[int]:
     return [int(r["id"]) for r in rows]
 
 
-class ControlStore(BaseStore):
-    """Cluster-wide switches (pauses) and the monthly usage counters."""
+class PostgresControlStore(BaseStore):
+    """Cluster-wide switches (pauses) and the monthly usage counters (implements
+    ``syncd.ports.ControlStore``)."""
 
     async def get(self, name: str, now: datetime) -> dict[str, Any] | None:
         return await self.fetch_one("select_control", {"name": name, "now": now})

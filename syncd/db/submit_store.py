@@ -1,4 +1,4 @@
-"""``SubmitStore``: claims and outcomes of creates and reconciliations.
+"""``PostgresSubmitStore``: claims and outcomes of creates and reconciliations.
 
 Guarded transitions (ARCHITECTURE §4): a claim takes a lease and commits before any
 DingTalk call; the intent (what is about to be sent) is committed next; the outcome is
@@ -26,8 +26,9 @@ from syncd.db.store import (
 from syncd.domain import ApprovalState, CallRecord, Intent, SubmitItem
 
 
-class SubmitStore(BaseStore):
-    """Claims and outcomes of creates and reconciliations."""
+class PostgresSubmitStore(BaseStore):
+    """Claims and outcomes of creates and reconciliations (implements
+    ``syncd.ports.SubmitStore``)."""
 
     async def claim_submits(
         self, limit: int, now: datetime, owner: str, lease_until: datetime

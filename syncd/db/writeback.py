@@ -1,11 +1,13 @@
-"""Writing an approval's outcome into the application's own table.
+"""The PostgreSQL business targets: an approval's outcome in the application's own table.
 
 Per kind, either a table mapping (business columns set from outcome fields, the row
-found by its key column) or a stored procedure ``CALL proc(business_key, outcome)``.
-Both run on the connection of the transaction that makes the approval final, so the
-outcome is written exactly once. Table mappings are checked at start through SQLAlchemy
-reflection (table, key column and each mapped column exist; the types can take the
-values), and the UPDATE is built and quoted by SQLAlchemy, then run through psycopg.
+found by its key column: ``PostgresTableTarget``) or a stored procedure
+``CALL proc(business_key, outcome)`` (``PostgresProcedureTarget``). Both implement
+``syncd.ports.BusinessTarget`` on syncd's connection, inside the transaction that makes
+the approval final, so the outcome is written exactly once. Table mappings are checked
+at start through SQLAlchemy reflection (table, key column and each mapped column exist;
+the types can take the values), and the UPDATE is built and quoted by SQLAlchemy, then
+run through psycopg.
 """
 
 from __future__ import annotations
@@ -23,52 +25,31 @@ from psycopg.types.json import Jsonb
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
 from syncd.db.queries import QUERIES
-from syncd.errors import ConfigError, StoreError
+from syncd.domain import Outcome
+from syncd.errors import ConfigError, StoreError, WriteBackError
 from syncd.settings_kinds import WriteBackSettings
 
 _TIME_SOURCES = {"finished_at"}
 _NUMBER_SOURCES = {"approval_id", "round"}
 
 
-class WriteBackError(StoreError):
-    """The outcome could not be written into the business table."""
-
-
 @dataclass(frozen=True)
-class Outcome:
-    """What a write-back may use about a finished approval."""
+class PostgresTableTarget:
+    """A table mapping: ``UPDATE table SET mapped columns WHERE key_column = key``, which
+    must match exactly one row."""
 
-    approval_id: int
     kind: str
-    business_key: str
-    round: int
-    status: str
-    dingtalk_status: str | None
-    result: str | None
-    instance_id: str | None
-    business_id: str | None
-    finished_at: datetime | None
-    remark: str | None
-    approver: str | None
-    error: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
-        return data
-
-
-@dataclass(frozen=True)
-class TableWriteBack:
-    kind: str
-    target: str
+    name: str
     key_column: str
     statement: str
     sources: dict[str, str]
     key_is_number: bool
     status_map: Mapping[str, str]
 
-    async def write(self, conn: psycopg.AsyncConnection[Any], outcome: Outcome) -> None:
+    async def write(
+        self, conn: psycopg.AsyncConnection[Any], outcome: Outcome, *, again: bool = False
+    ) -> None:
+        """Set the mapped columns (an UPDATE to the same values when ``again``)."""
         params: dict[str, Any] = {}
         for param, source in self.sources.items():
             value = getattr(outcome, source)
@@ -80,12 +61,12 @@ class TableWriteBack:
             cursor = await conn.execute(self.statement, params)
         except psycopg.Error as exc:
             detail = (exc.diag.message_primary or str(exc)).strip()
-            raise WriteBackError(f"writing to {self.target} failed: {detail}") from exc
+            raise WriteBackError(f"writing to {self.name} failed: {detail}") from exc
         if cursor.rowcount != 1:
             raise WriteBackError(
-                f"no row in {self.target} where {self.key_column} = {outcome.business_key!r}"
+                f"no row in {self.name} where {self.key_column} = {outcome.business_key!r}"
                 if cursor.rowcount == 0
-                else f"{cursor.rowcount} rows in {self.target} match "
+                else f"{cursor.rowcount} rows in {self.name} match "
                 f"{self.key_column} = {outcome.business_key!r}; the key must be unique"
             )
 
@@ -96,27 +77,33 @@ class TableWriteBack:
             return int(business_key)
         except ValueError:
             raise WriteBackError(
-                f"business_key {business_key!r} is not a number, but {self.target}."
+                f"business_key {business_key!r} is not a number, but {self.name}."
                 f"{self.key_column} is"
             ) from None
 
 
 @dataclass(frozen=True)
-class ProcedureWriteBack:
+class PostgresProcedureTarget:
+    """A stored procedure ``(business_key text, outcome jsonb)`` of the application's,
+    which finds its row and raises when it cannot write."""
+
     kind: str
-    target: str
+    name: str
     statement: sql.Composed
 
-    async def write(self, conn: psycopg.AsyncConnection[Any], outcome: Outcome) -> None:
+    async def write(
+        self, conn: psycopg.AsyncConnection[Any], outcome: Outcome, *, again: bool = False
+    ) -> None:
+        """Call the procedure with the outcome (:meth:`Outcome.as_json`), again or not."""
         params = {"business_key": outcome.business_key, "outcome": Jsonb(outcome.as_json())}
         try:
             await conn.execute(self.statement, params)
         except psycopg.Error as exc:
             detail = (exc.diag.message_primary or str(exc)).strip()
-            raise WriteBackError(f"CALL {self.target} failed: {detail}") from exc
+            raise WriteBackError(f"CALL {self.name} failed: {detail}") from exc
 
 
-WriteBack = TableWriteBack | ProcedureWriteBack
+PostgresTarget = PostgresTableTarget | PostgresProcedureTarget
 
 
 def _split(name: str) -> tuple[str | None, str]:
@@ -124,7 +111,7 @@ def _split(name: str) -> tuple[str | None, str]:
     return (schema or None), table
 
 
-def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> TableWriteBack:
+def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> PostgresTableTarget:
     assert config.table is not None and config.key_column is not None
     schema, name = _split(config.table)
     where = f"[kinds.{kind}.write_back]"
@@ -148,9 +135,9 @@ def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> TableWr
     )
     compiled = str(statement.compile(dialect=pg_dialect.dialect()))  # type: ignore[no-untyped-call]
     key_type = table.c[config.key_column].type
-    return TableWriteBack(
+    return PostgresTableTarget(
         kind=kind,
-        target=config.table,
+        name=config.table,
         key_column=config.key_column,
         statement=compiled,
         sources=params,
@@ -182,11 +169,11 @@ def _check_type(where: str, table: str, column: sa.Column[Any], source: str) -> 
         )
 
 
-def _procedure(kind: str, name: str) -> ProcedureWriteBack:
+def _procedure(kind: str, name: str) -> PostgresProcedureTarget:
     schema, proc = _split(name)
     identifier = sql.Identifier(schema, proc) if schema else sql.Identifier(proc)
     statement = sql.SQL("CALL {}(%(business_key)s, %(outcome)s)").format(identifier)
-    return ProcedureWriteBack(kind=kind, target=name, statement=statement)
+    return PostgresProcedureTarget(kind=kind, name=name, statement=statement)
 
 
 def _check_procedures(dsn: str, procedures: Mapping[str, str]) -> None:
@@ -202,11 +189,11 @@ def _check_procedures(dsn: str, procedures: Mapping[str, str]) -> None:
                 )
 
 
-def build_sync(dsn: str, configs: Mapping[str, WriteBackSettings]) -> dict[str, WriteBack]:
+def build_sync(dsn: str, configs: Mapping[str, WriteBackSettings]) -> dict[str, PostgresTarget]:
     """Check every kind's write-back against the database and prepare its statement."""
     engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
     try:
-        result: dict[str, WriteBack] = {}
+        result: dict[str, PostgresTarget] = {}
         procedures = {}
         for kind, config in configs.items():
             if config.procedure is not None:
@@ -222,5 +209,5 @@ def build_sync(dsn: str, configs: Mapping[str, WriteBackSettings]) -> dict[str, 
         engine.dispose()
 
 
-async def build(dsn: str, configs: Mapping[str, WriteBackSettings]) -> dict[str, WriteBack]:
+async def build(dsn: str, configs: Mapping[str, WriteBackSettings]) -> dict[str, PostgresTarget]:
     return await asyncio.to_thread(build_sync, dsn, configs)

@@ -28,7 +28,14 @@ from syncd.pipeline.outcomes import (
     task_from_event,
     tasks_from_instance,
 )
-from syncd.ports import ApprovalClient, Clock, NullObserver, Observer, TrackStore
+from syncd.ports import (
+    ApplyStore,
+    ApprovalClient,
+    Clock,
+    NullObserver,
+    Observer,
+    WriteBackStore,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +67,7 @@ def _progress_only(item: InboxItem) -> bool:
 class Apply:
     def __init__(
         self,
-        store: TrackStore,
+        store: ApplyStore,
         client: ApprovalClient,
         clock: Clock,
         *,
@@ -163,18 +170,6 @@ class Apply:
             result = done.get(approval.id)
             if result is not None:
                 self._finished(approval, final, result, item.channel)
-
-    async def apply_one(self, item: InboxItem) -> None:
-        approval = None
-        if item.instance_id:
-            approval = await self.store.approval_by_instance(item.instance_id)
-        final = final_from_event(item.payload)
-        read = (
-            approval is not None
-            and final is not None
-            and needs_reading(final, self._needs(approval))
-        )
-        await self._apply(item, approval, read=read)
 
     async def _apply(self, item: InboxItem, approval: ApprovalRef | None, *, read: bool) -> None:
         """Apply one event; ``read``: read the instance before a final event is applied."""
@@ -290,7 +285,7 @@ class WriteBackRetry:
 
     def __init__(
         self,
-        store: TrackStore,
+        store: WriteBackStore,
         clock: Clock,
         *,
         max_attempts: int = 10,

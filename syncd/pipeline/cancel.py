@@ -18,7 +18,7 @@ from syncd.pipeline.calls import call
 from syncd.pipeline.outcomes import final_from_instance, tasks_from_instance
 from syncd.pipeline.pauses import Pauses
 from syncd.pipeline.retry import RetryPolicy
-from syncd.ports import ApprovalClient, Clock, TrackStore
+from syncd.ports import ApprovalClient, CancelStore, Clock
 from syncd.settings_kinds import KindSettings
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ NOT_SUBMITTED = "NOT_SUBMITTED"
 class Cancel:
     def __init__(
         self,
-        store: TrackStore,
+        store: CancelStore,
         pauses: Pauses,
         client: ApprovalClient,
         apply: Apply,

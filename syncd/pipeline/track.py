@@ -20,7 +20,7 @@ from syncd.pipeline.apply import Apply
 from syncd.pipeline.calls import call
 from syncd.pipeline.outcomes import final_from_instance, tasks_from_instance
 from syncd.pipeline.pauses import Pauses
-from syncd.ports import ApprovalClient, Clock, ControlStore, InboxWriter, TrackStore
+from syncd.ports import ApprovalClient, Clock, ControlStore, InboxWriter, PollStore
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 class Poll:
     def __init__(
         self,
-        store: TrackStore,
+        store: PollStore,
         control: ControlStore,
         pauses: Pauses,
         client: ApprovalClient,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from syncd.db.store import ControlStore
+from syncd.db.store import PostgresControlStore
 from syncd.pipeline.pauses import Pauses
 
 from .conftest import config_data
@@ -92,7 +92,7 @@ async def test_a_pause_shows_in_status_and_resume_lifts_it(world, cli):
 
 async def test_an_auth_pause_is_resumed_the_same_way(world, cli):
     async with world.daemon() as daemon:
-        control = ControlStore(daemon.pool)
+        control = PostgresControlStore(daemon.pool)
         await Pauses(control).auth_failed(world.clock.now() + timedelta(seconds=5), "bad secret")
     code, out, _ = await cli("resume")
     assert code == 0 and "(they were paused: auth until " in out

@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 
 from syncd.db.admin_store import open_pool
-from syncd.db.ingest_store import IngestStore
+from syncd.db.ingest_store import PostgresIngestStore
 from syncd.pipeline.ingest import Ingest
 from syncd.ports import Observer
 from syncd.settings_kinds import KindSettings
@@ -124,7 +124,7 @@ async def ingest_all(
     commit: a failing one raises); returns the rows handled."""
     handled = 0
     async with open_pool(dsn) as pool:
-        store = IngestStore(pool, actor="test")
+        store = PostgresIngestStore(pool, actor="test")
         ingest = Ingest(store, kinds, FakeClock(), batch_size=batch_size, observer=observer)
         for _ in range(batches):
             if not (done := await ingest.run_once()):

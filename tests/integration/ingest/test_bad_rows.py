@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from syncd.db.admin_store import AdminStore, open_pool
-from syncd.db.store import ControlStore
+from syncd.db.store import PostgresControlStore
 from syncd.domain import BUSINESS_KEY_MAX, KIND_MAX, stored_text
 from syncd.metrics import Metrics, Sources
 from syncd.testing import FakeClock
@@ -203,9 +203,9 @@ def test_a_row_the_database_refuses_is_quarantined_alone_and_kept(roles, caplog)
     async def retention_then_requeue() -> list[str]:
         async with open_pool(roles.app) as pool:
             now = FakeClock().now()
-            await metrics.scrape.refresh(Sources(now, "test", store=ControlStore(pool)))
+            await metrics.scrape.refresh(Sources(now, "test", store=PostgresControlStore(pool)))
             assert registry.get_sample_value("syncd_outbox_quarantine", {"kind": "leave"}) == 2
-            await ControlStore(pool).purge(now + timedelta(days=400))
+            await PostgresControlStore(pool).purge(now + timedelta(days=400))
             return [r["business_key"] for r in await AdminStore(pool).requeue([])]
 
     query(roles.admin, "ALTER TABLE syncd.approval DROP CONSTRAINT dba_rule")

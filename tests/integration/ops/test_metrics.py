@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import syncd
-from syncd.db.store import ControlStore
+from syncd.db.store import PostgresControlStore
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import make_event
 
@@ -150,7 +150,7 @@ async def test_leader_shows_which_periodic_job_turns_this_replica_holds(env):
     async with env.daemon(registry=registry) as daemon:
         now = env.clock.now()
         assert await daemon.control.claim_turn("sweep_failed", now, now + timedelta(minutes=5))
-        other = ControlStore(daemon.pool, actor="another-replica")
+        other = PostgresControlStore(daemon.pool, actor="another-replica")
         assert await other.claim_turn("retention", now, now + timedelta(hours=1))
         samples = await scrape(daemon)
         env.clock.advance(600)  # the sweep turn has ended

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from syncd.daemon import Daemon
-from syncd.db.submit_store import SubmitStore
+from syncd.db.submit_store import PostgresSubmitStore
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.domain import ApprovalState
 
@@ -142,7 +142,7 @@ async def test_a_late_failure_report_leaves_the_new_owners_claim_alone(env):
     env.submit_leave(days=1)
     async with replica(env, "b") as daemon:
         await daemon.stages["ingest"].run_once()
-        store = SubmitStore(daemon.pool, actor="test")
+        store = PostgresSubmitStore(daemon.pool, actor="test")
         now = env.clock.now()
         [item] = await store.claim_submits(1, now, "a", now + timedelta(seconds=LEASE))
         later = now + timedelta(seconds=LEASE + 1)

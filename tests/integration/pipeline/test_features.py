@@ -189,7 +189,7 @@ async def test_a_batch_of_task_events_records_each_task_once_with_all_it_said(en
     async with env.daemon() as daemon:
         await daemon.drain()
         [(approval_id, instance_id)] = env.sql("SELECT id, instance_id FROM syncd.approval")
-        approval = await daemon.track_store.approval_by_id(approval_id)
+        approval = await daemon.cancel_store.approval_by_id(approval_id)
         assert approval is not None
         t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
         started = TaskRecord("task", "t-1", user_id="manager1", status="RUNNING", started_at=t0)
@@ -197,7 +197,7 @@ async def test_a_batch_of_task_events_records_each_task_once_with_all_it_said(en
             "task", "t-1", status="COMPLETED", result="AGREE", finished_at=t0 + timedelta(hours=1)
         )
         other = TaskRecord("task", "t-2", user_id="hr1", status="RUNNING")
-        await daemon.track_store.touch_many(
+        await daemon.apply_store.touch_many(
             [(approval, [started]), (approval, [finished, other])],
             env.clock.now(),
             next_poll_at=env.clock.now() + timedelta(minutes=5),

@@ -176,7 +176,7 @@ async def test_written_outcome_equals_dingtalk_record(world, plan):
         await daemon.inbox.put_many(events[:crash])
         if crash:  # a replica claims the first events and dies with them
             now = env.clock.now()
-            await daemon.track_store.claim_inbox(crash, now, now + timedelta(seconds=LEASE))
+            await daemon.apply_store.claim_inbox(crash, now, now + timedelta(seconds=LEASE))
         await daemon.inbox.put_many(events[crash:])
         await daemon.drain()
         env.clock.advance(LEASE + 1)  # the dead replica's lease ends

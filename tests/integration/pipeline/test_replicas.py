@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from syncd.db.submit_store import SubmitStore
+from syncd.db.submit_store import PostgresSubmitStore
 from syncd.domain import CallRecord
 from syncd.pipeline.submit import Submit
 
@@ -44,7 +44,7 @@ async def test_a_replica_dying_mid_create_is_reconciled_not_created_twice(env):
         doomed = survivor.stages["submit"]
         assert isinstance(doomed, Submit)
         now = env.clock.now()
-        store = SubmitStore(survivor.pool, actor="doomed")
+        store = PostgresSubmitStore(survivor.pool, actor="doomed")
         [item] = await store.claim_submits(1, now, "doomed", now + timedelta(seconds=120))
         kind = settings.kinds["leave"]
         request = await doomed.build(item, kind, [])
@@ -69,7 +69,7 @@ async def test_concurrent_claims_never_return_the_same_approval(env):
     async with env.daemon() as daemon:
         await daemon.stages["ingest"].run_once()
         now = env.clock.now()
-        stores = [SubmitStore(daemon.pool, actor=f"r{n}") for n in range(3)]
+        stores = [PostgresSubmitStore(daemon.pool, actor=f"r{n}") for n in range(3)]
         claimed: list[list[int]] = []
         while True:
             batches = await asyncio.gather(
@@ -89,7 +89,7 @@ async def test_a_late_create_outcome_still_counts_its_call(env):
     async with env.daemon() as daemon:
         await daemon.stages["ingest"].run_once()
         now = env.clock.now()
-        store = SubmitStore(daemon.pool, actor="late")
+        store = PostgresSubmitStore(daemon.pool, actor="late")
         [item] = await store.claim_submits(1, now, "late", now + timedelta(seconds=60))
         call = CallRecord(endpoint="create", purpose="create", ok=True, duration_ms=12)
         created = {

@@ -1,28 +1,44 @@
-"""Protocols at the seams between the pipeline and its adapters."""
+"""Protocols at the seams between the pipeline and its adapters.
+
+Here: time, DingTalk, the event inbox and the observer. The stages' stores are in
+:mod:`syncd.ports.stores`, the write-back seam in :mod:`syncd.ports.target`; both are
+importable from here too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from syncd.domain import (
-    ApprovalRef,
-    ApprovalState,
-    CallRecord,
-    CancelItem,
-    Final,
-    FinishResult,
-    InboxItem,
-    IngestDecision,
-    IngestResult,
-    Intent,
-    LatestRound,
-    OutboxRow,
-    PollItem,
-    SubmitItem,
-    TaskRecord,
+from syncd.ports.stores import (
+    ApplyStore,
+    CancelStore,
+    ControlStore,
+    IngestStore,
+    PollStore,
+    SubmitStore,
+    WriteBackStore,
 )
+from syncd.ports.target import BusinessTarget
+
+__all__ = [
+    "ApplyStore",
+    "ApprovalClient",
+    "BusinessTarget",
+    "CallbackInbox",
+    "CancelStore",
+    "Clock",
+    "ControlStore",
+    "InboxWriter",
+    "IngestStore",
+    "NullObserver",
+    "Observer",
+    "PollStore",
+    "SignedPut",
+    "SubmitStore",
+    "WriteBackStore",
+]
 
 if TYPE_CHECKING:
     from syncd.dingtalk.events import InboundEvent
@@ -142,186 +158,6 @@ class CallbackInbox(Protocol):
     async def forget_signatures(self, now: datetime) -> int:
         """Delete the claims that expired before ``now``; how many."""
         ...
-
-
-class IngestStore(Protocol):
-    """Outbox rows in, approval rounds out (``syncd.db.ingest_store.IngestStore``)."""
-
-    async def ingest(
-        self,
-        limit: int,
-        now: datetime,
-        decide: Callable[[OutboxRow, LatestRound | None], Sequence[IngestDecision]],
-    ) -> IngestResult:
-        """Claim up to ``limit`` rows, apply the decisions, mark them consumed: one transaction.
-
-        When the database refuses the batch because of a row's data, the batch is done
-        again row by row, and each row it still refuses is quarantined (consumed, with the
-        error) instead; ``decide`` may then be called again for the same rows. Other
-        database failures raise ``StoreError`` and leave every row to the next attempt.
-        """
-        ...
-
-
-class SubmitStore(Protocol):
-    """Claims and outcomes of creates and reconciliations (``syncd.db.store.SubmitStore``)."""
-
-    async def claim_submits(
-        self, limit: int, now: datetime, owner: str, lease_until: datetime
-    ) -> list[SubmitItem]: ...
-
-    async def record_created(
-        self,
-        approval_id: int,
-        *,
-        instance_id: str,
-        process_code: str,
-        form_values: Any,
-        now: datetime,
-        next_poll_at: datetime,
-        created_at: datetime | None = None,
-        calls: Sequence[CallRecord] = (),
-    ) -> bool: ...
-
-    async def record_failed(
-        self,
-        approval_id: int,
-        *,
-        to_state: ApprovalState,
-        now: datetime,
-        next_attempt_at: datetime,
-        error_code: str,
-        error_message: str,
-        refund: bool = False,
-        process_code: str | None = None,
-        form_values: Any = None,
-        calls: Sequence[CallRecord] = (),
-        owner: str | None = None,
-    ) -> bool: ...
-
-    async def record_intents(
-        self, intents: Sequence[Intent], owner: str, now: datetime
-    ) -> set[int]: ...
-
-    async def expire_leases(self, now: datetime) -> list[int]: ...
-
-    async def claim_unknowns(
-        self, limit: int, now: datetime, owner: str, lease_until: datetime
-    ) -> list[SubmitItem]: ...
-
-    async def known_instances(self, instance_ids: Sequence[str]) -> set[str]: ...
-
-    async def record_calls(
-        self, approval_id: int, now: datetime, calls: Sequence[CallRecord]
-    ) -> None: ...
-
-
-class ControlStore(Protocol):
-    """Cluster-wide switches and monthly usage (``syncd.db.store.ControlStore``)."""
-
-    async def get(self, name: str, now: datetime) -> dict[str, Any] | None: ...
-
-    async def set(self, name: str, reason: str, until: datetime | None, now: datetime) -> None: ...
-
-    async def clear(self, name: str) -> None: ...
-
-    async def add_usage(self, now: datetime, purpose: str, calls: int = 1) -> None: ...
-
-    async def usage(self, now: datetime) -> dict[str, int]: ...
-
-
-class TrackStore(Protocol):
-    """Events, polls, cancels and write-backs (``syncd.db.track_store.TrackStore``)."""
-
-    async def claim_inbox(
-        self, limit: int, now: datetime, lease_until: datetime
-    ) -> list[InboxItem]: ...
-
-    async def defer_inbox(self, inbox_id: int, next_attempt_at: datetime, error: str) -> None: ...
-
-    async def drop_inbox(
-        self, inbox_ids: Sequence[int], now: datetime, note: str | None
-    ) -> None: ...
-
-    async def approval_by_instance(self, instance_id: str) -> ApprovalRef | None: ...
-
-    async def approvals_by_instances(
-        self, instance_ids: Sequence[str]
-    ) -> dict[str, ApprovalRef]: ...
-
-    async def approval_by_id(self, approval_id: int) -> ApprovalRef | None: ...
-
-    async def touch(
-        self,
-        approval: ApprovalRef,
-        now: datetime,
-        *,
-        next_poll_at: datetime,
-        tasks: Sequence[TaskRecord] = (),
-        inbox_ids: Sequence[int] = (),
-        calls: Sequence[CallRecord] = (),
-    ) -> None: ...
-
-    async def touch_many(
-        self,
-        touches: Sequence[tuple[ApprovalRef, Sequence[TaskRecord]]],
-        now: datetime,
-        *,
-        next_poll_at: datetime,
-        inbox_ids: Sequence[int] = (),
-    ) -> None: ...
-
-    async def finish(
-        self,
-        approval: ApprovalRef,
-        final: Final,
-        now: datetime,
-        *,
-        tasks: Sequence[TaskRecord] = (),
-        inbox_ids: Sequence[int] = (),
-        calls: Sequence[CallRecord] = (),
-        retry_at: datetime | None = None,
-    ) -> FinishResult: ...
-
-    async def finish_many(
-        self,
-        finals: Sequence[tuple[ApprovalRef, Final]],
-        now: datetime,
-        *,
-        inbox_ids: Sequence[int] = (),
-    ) -> dict[int, FinishResult] | None: ...
-
-    async def claim_unwritten(
-        self, limit: int, now: datetime, lease_until: datetime, max_attempts: int
-    ) -> list[int]: ...
-
-    async def write_back(
-        self, approval_id: int, now: datetime, retry_at: datetime, *, force: bool = False
-    ) -> str | None: ...
-
-    async def claim_polls(
-        self, limit: int, now: datetime, lease_until: datetime
-    ) -> list[PollItem]: ...
-
-    async def set_next_poll(
-        self, approval_id: int, at: datetime, calls: Sequence[CallRecord], now: datetime
-    ) -> None: ...
-
-    async def claim_cancels(
-        self, limit: int, now: datetime, created_before: datetime, owner: str, lease_until: datetime
-    ) -> list[CancelItem]: ...
-
-    async def pending_cancels(self, limit: int) -> list[int]: ...
-
-    async def release_cancel(
-        self,
-        approval_id: int,
-        now: datetime,
-        retry_at: datetime,
-        error_code: str,
-        error_message: str,
-        calls: Sequence[CallRecord] = (),
-    ) -> None: ...
 
 
 class Observer(Protocol):

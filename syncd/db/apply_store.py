@@ -1,17 +1,17 @@
-"""``TrackStore``: events in, outcomes written back — the apply side of the pipeline.
+"""``PostgresApplyStore``: events in, outcomes written back — apply's store.
 
 ``finish`` is the heart of exactly-once write-back: in one transaction it moves the
 approval to its final state (only from a state that may move there, so duplicates and
-late events change nothing), records tasks, writes the outcome into the business table,
-marks the events processed and notifies ``syncd_result``. If the business write fails,
-that transaction rolls back and a second one records the final state with the
-write-back error, to be retried and shown in ``syncd.unwritten``.
+late events change nothing), records tasks, writes the outcome to the kind's business
+target (:class:`~syncd.db.writeback_store.OutcomeWrites`), marks the events processed and
+notifies ``syncd_result``. If the target refuses, that transaction rolls back and a
+second one records the final state with the write-back error, to be retried and shown in
+``syncd.unwritten``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -19,21 +19,18 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from syncd.db.queries import QUERIES
-from syncd.db.store import BaseStore, Conn, ids
-from syncd.db.writeback import Outcome, WriteBack, WriteBackError
+from syncd.db.store import Conn, approval_ref
+from syncd.db.writeback_store import OutcomeWrites
 from syncd.domain import (
     ApprovalRef,
     ApprovalState,
     CallRecord,
-    CancelItem,
     Final,
     FinishResult,
     InboxItem,
-    PollItem,
     TaskRecord,
 )
-
-logger = logging.getLogger(__name__)
+from syncd.errors import WriteBackError
 
 _FROM = {
     ApprovalState.APPROVED: ["running"],
@@ -42,10 +39,8 @@ _FROM = {
 }
 
 
-class TrackStore(BaseStore):
-    def __init__(self, pool: Any, writebacks: Mapping[str, WriteBack], *, actor: str = "syncd"):
-        super().__init__(pool, actor=actor)
-        self.writebacks = writebacks
+class PostgresApplyStore(OutcomeWrites):
+    """Implements ``syncd.ports.ApplyStore``."""
 
     # --- inbox ----------------------------------------------------------------------
 
@@ -73,21 +68,11 @@ class TrackStore(BaseStore):
             params = {"ids": list(inbox_ids), "now": now, "note": note}
             await conn.execute(QUERIES["mark_inbox_processed"], params)
 
-    async def approval_by_instance(self, instance_id: str) -> ApprovalRef | None:
-        return await self._ref("select_approval_by_instance", {"instance_id": instance_id})
-
-    async def approval_by_id(self, approval_id: int) -> ApprovalRef | None:
-        return await self._ref("select_approval_ref", {"id": approval_id})
-
     async def approvals_by_instances(self, instance_ids: Sequence[str]) -> dict[str, ApprovalRef]:
         """The approvals these instances belong to, by instance id (one query)."""
         params = {"instance_ids": sorted(set(instance_ids))}
         rows = await self.fetch_all("select_approvals_by_instances", params)
-        return {row["instance_id"]: _approval_ref(row) for row in rows}
-
-    async def _ref(self, query: str, params: dict[str, Any]) -> ApprovalRef | None:
-        row = await self.fetch_one(query, params)
-        return None if row is None else _approval_ref(row)
+        return {row["instance_id"]: approval_ref(row) for row in rows}
 
     # --- progress without a decision -------------------------------------------------
 
@@ -191,14 +176,14 @@ class TrackStore(BaseStore):
                 row = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
                 if row is None:
                     return FinishResult(moved=False, written=False)
-                await self._write(conn, [row], now)
+                await self.write_outcomes(conn, [row], now)
             return FinishResult(moved=True, written=True, calls_spent=int(row["calls_spent"]))
         except WriteBackError as exc:
             error = str(exc)
         async with self.transaction() as conn:
             row = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
             if row is not None:
-                await self._writeback_failed(conn, approval.id, now, error, retry_at or now)
+                await self.writeback_failed(conn, approval.id, now, error, retry_at or now)
         if row is None:
             return FinishResult(moved=False, written=False, error=error)
         return FinishResult(
@@ -219,7 +204,7 @@ class TrackStore(BaseStore):
         try:
             async with self.transaction() as conn:
                 rows = await self._finish_rows(conn, finals, now, inbox_ids)
-                await self._write(conn, rows, now)
+                await self.write_outcomes(conn, rows, now)
         except WriteBackError:
             return None
         return {
@@ -279,157 +264,10 @@ class TrackStore(BaseStore):
         }
         return await (await conn.execute(QUERIES["finish_approvals"], params)).fetchall()
 
-    async def _write_back(
-        self, conn: Conn, approval_id: int, now: datetime, force: bool = False
-    ) -> None:
-        """Write the outcome of a final approval, locked; once unless ``force``."""
-        row = await (await conn.execute(QUERIES["select_outcome"], {"id": approval_id})).fetchone()
-        assert row is not None
-        if row["written_back_at"] is not None and not force:
-            return  # someone else (a replica, a replay) wrote it meanwhile
-        await self._write(conn, [row], now, force=True)
-
-    async def _write(
-        self, conn: Conn, rows: Sequence[dict[str, Any]], now: datetime, force: bool = False
-    ) -> None:
-        """Write outcome rows into the business tables (each once, unless ``force``) and
-        mark the approvals written, in one statement."""
-        written = []
-        for row in rows:
-            if row["written_back_at"] is not None and not force:
-                continue
-            writer = self.writebacks.get(row["kind"])
-            if writer is not None:
-                await writer.write(conn, _outcome(row))
-            message = f"written back to {writer.target}" if writer else "no write-back configured"
-            written.append({"id": row["id"], "message": message})
-        if written:
-            params = {"written": Jsonb(written), "now": now, "actor": self.actor}
-            await conn.execute(QUERIES["mark_written_back"], params)
-
-    async def _writeback_failed(
-        self, conn: Conn, approval_id: int, now: datetime, error: str, retry_at: datetime
-    ) -> None:
-        params = {"id": approval_id, "now": now, "error": error[:2000], "next_attempt_at": retry_at}
-        await conn.execute(QUERIES["record_writeback_failed"], params)
-        await self.history(
-            conn, approval_id, now, event_type="note", message=f"write-back failed: {error}"
-        )
-
-    async def claim_unwritten(
-        self, limit: int, now: datetime, lease_until: datetime, max_attempts: int
-    ) -> list[int]:
-        params = {
-            "limit": limit,
-            "now": now,
-            "lease_until": lease_until,
-            "max_attempts": max_attempts,
-        }
-        return ids(await self.fetch_all("claim_unwritten_batch", params))
-
-    async def write_back(
-        self, approval_id: int, now: datetime, retry_at: datetime, *, force: bool = False
-    ) -> str | None:
-        """Retry one write-back (again, with ``force``); returns the error, or None."""
-        try:
-            async with self.transaction() as conn:
-                await self._write_back(conn, approval_id, now, force)
-            return None
-        except WriteBackError as exc:
-            error = str(exc)
-        async with self.transaction() as conn:
-            await self._writeback_failed(conn, approval_id, now, error, retry_at)
-        return error
-
-    # --- polling and canceling ---------------------------------------------------------
-
-    async def claim_polls(self, limit: int, now: datetime, lease_until: datetime) -> list[PollItem]:
-        params = {"limit": limit, "now": now, "lease_until": lease_until}
-        rows = await self.fetch_all("claim_poll_batch", params)
-        fields = PollItem.__dataclass_fields__
-        return [PollItem(**{k: r[k] for k in fields}) for r in rows]
-
-    async def set_next_poll(
-        self, approval_id: int, at: datetime, calls: Sequence[CallRecord], now: datetime
-    ) -> None:
-        async with self.transaction() as conn:
-            await conn.execute(
-                QUERIES["set_next_poll"],
-                {"id": approval_id, "next_poll_at": at, "calls": len(calls)},
-            )
-            await self.calls(conn, approval_id, now, calls)
-
-    async def claim_cancels(
-        self, limit: int, now: datetime, created_before: datetime, owner: str, lease_until: datetime
-    ) -> list[CancelItem]:
-        params = {
-            "limit": limit,
-            "now": now,
-            "created_before": created_before,
-            "owner": owner,
-            "lease_until": lease_until,
-        }
-        rows = await self.fetch_all("claim_cancel_batch", params)
-        fields = CancelItem.__dataclass_fields__
-        return [CancelItem(**{k: r[k] for k in fields}) for r in rows]
-
-    async def pending_cancels(self, limit: int) -> list[int]:
-        return ids(await self.fetch_all("select_pending_cancels", {"limit": limit}))
-
-    async def release_cancel(
-        self,
-        approval_id: int,
-        now: datetime,
-        retry_at: datetime,
-        error_code: str,
-        error_message: str,
-        calls: Sequence[CallRecord] = (),
-    ) -> None:
-        params = {
-            "id": approval_id,
-            "now": now,
-            "next_attempt_at": retry_at,
-            "error_code": error_code,
-            "error_message": error_message[:2000],
-            "calls": len(calls),
-        }
-        async with self.transaction() as conn:
-            await conn.execute(QUERIES["release_cancel"], params)
-            await self.calls(conn, approval_id, now, calls)
-
 
 def _said(final: Final) -> str:
     """What DingTalk said, for the history."""
     return f"DingTalk {final.dingtalk_status} {final.dingtalk_result or ''}".strip()
-
-
-def _outcome(row: dict[str, Any]) -> Outcome:
-    return Outcome(
-        approval_id=row["id"],
-        kind=row["kind"],
-        business_key=row["business_key"],
-        round=row["round"],
-        status=row["state"],
-        dingtalk_status=row["dingtalk_status"],
-        result=row["dingtalk_result"],
-        instance_id=row["instance_id"],
-        business_id=row["business_id"],
-        finished_at=row["finished_at"],
-        remark=row["remark"],
-        approver=row["approver"],
-    )
-
-
-def _approval_ref(row: dict[str, Any]) -> ApprovalRef:
-    return ApprovalRef(
-        id=row["id"],
-        kind=row["kind"],
-        business_key=row["business_key"],
-        round=row["round"],
-        state=ApprovalState(row["state"]),
-        instance_id=row["instance_id"],
-        instance_created_at=row["instance_created_at"],
-    )
 
 
 def _over(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
