@@ -29,6 +29,7 @@ import psycopg
 from syncd import __version__
 from syncd.db import migrations
 from syncd.embedded import EmbeddedPostgres, free_port
+from tests.business import LEAVE_TABLE
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -39,23 +40,6 @@ APP_KEY = "dingsimappkey0001"
 APP_SECRET = "sim-app-secret-0001"
 CALLBACK_TOKEN = "simtoken123"
 CALLBACK_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-
-LEAVE_TABLE = """
-CREATE SCHEMA app;
-CREATE TABLE app.leave_request (
-    id serial PRIMARY KEY,
-    applicant text NOT NULL,
-    leave_type text NOT NULL DEFAULT '年假',
-    start_date date NOT NULL DEFAULT '2026-01-10',
-    end_date date NOT NULL DEFAULT '2026-01-11',
-    days numeric NOT NULL,
-    reason text,
-    status text NOT NULL DEFAULT 'draft',
-    approval_status text,
-    instance_id text,
-    decided_at timestamptz
-);
-"""
 
 CONFIG = """
 replica_name = "{name}"

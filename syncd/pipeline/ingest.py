@@ -29,7 +29,7 @@ from syncd.domain import (
     OutboxRow,
     Unreadable,
 )
-from syncd.pipeline.mapping import MappingError, resolve
+from syncd.pipeline.mapping import MappingError, resolve_row
 from syncd.ports import Clock, IngestStore, NullObserver, Observer
 from syncd.settings_kinds import KindSettings
 
@@ -155,9 +155,8 @@ def too_deep(value: Any, limit: int) -> bool:
 
 
 def _submit(row: OutboxRow, kind: KindSettings) -> list[IngestDecision]:
-    columns = {"originator": row.originator, "business_key": row.business_key, "kind": row.kind}
     try:
-        resolved = resolve(kind, row.payload, columns)
+        resolved = resolve_row(kind, row)
     except MappingError as exc:
         return _invalid("bad_payload", f"outbox row {row.id}: {exc.message}")
     return [NewRound(ApprovalState.PENDING, resolved.originator, resolved.dept_id)]

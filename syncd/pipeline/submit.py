@@ -33,7 +33,7 @@ from syncd.errors import (
     DingTalkThrottled,
 )
 from syncd.pipeline.calls import call
-from syncd.pipeline.mapping import MappingError, encode, resolve
+from syncd.pipeline.mapping import MappingError, encode, resolve_row
 from syncd.pipeline.pauses import Pauses
 from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
@@ -156,12 +156,7 @@ class Submit:
         self, item: SubmitItem, kind: KindSettings, calls: list[CallRecord]
     ) -> CreateInstanceRequest:
         """The create request for one approval; ``MappingError`` if the row does not fit."""
-        columns = {
-            "originator": item.originator,
-            "business_key": item.business_key,
-            "kind": item.kind,
-        }
-        resolved = resolve(kind, item.payload, columns)
+        resolved = resolve_row(kind, item)
         schema = await self.schemas.get(kind.process_code, calls)
         table_columns = {
             label: src.columns for label, src in kind.form.items() if src.columns is not None

@@ -33,6 +33,7 @@ import psycopg
 from syncd.db import capture
 from syncd.db.connect import connect
 from syncd.simulator import Simulator, World
+from tests.business import EVERY_OUTCOME, LEAVE_TABLE
 from tests.roles import write_back_grants
 
 APP_KEY = "dingsimappkey0001"
@@ -97,26 +98,8 @@ def expected_status(days: int) -> str:
 
 # --- the business side -----------------------------------------------------------------
 
-BUSINESS = """
-CREATE SCHEMA app;
-CREATE TABLE app.leave_request (
-    id serial PRIMARY KEY,
-    applicant text NOT NULL,
-    leave_type text NOT NULL DEFAULT '年假',
-    start_date date NOT NULL DEFAULT '2026-01-10',
-    end_date date NOT NULL DEFAULT '2026-01-11',
-    days numeric NOT NULL,
-    reason text,
-    status text NOT NULL DEFAULT 'draft',
-    approval_status text,
-    instance_id text,
-    dingtalk_status text,
-    result text,
-    approver text,
-    remark text,
-    decided_at timestamptz,
-    business_id text
-);
+#: The fault suite's own audit of the outcome columns.
+AUDIT = """
 -- Every write of the outcome columns, to prove each row is written exactly once. The
 -- daemon's write-back fires the trigger, which runs as its owner (the application): the
 -- daemon needs no grant on app.writes.
@@ -137,6 +120,9 @@ END $$;
 CREATE TRIGGER audit AFTER UPDATE ON app.leave_request
     FOR EACH ROW EXECUTE FUNCTION app.audit();
 """
+
+#: The leave table with a column for every outcome field, and its audit.
+BUSINESS = LEAVE_TABLE + EVERY_OUTCOME + AUDIT
 
 
 async def prepare_business(app_dsn: str) -> None:

@@ -72,13 +72,19 @@ NOT_THE_DAEMONS = {
     "select_demo_running_instances": "syncd demo (its own embedded server)",
 }
 #: The modules that run them.
-NOT_THE_DAEMONS_MODULES = {"syncd/db/migrations.py", "syncd/db/capture.py", "syncd/demo/stats.py"}
+NOT_THE_DAEMONS_MODULES = {
+    "syncd/db/migrations.py",
+    "syncd/db/capture.py",
+    "syncd/db/capture_checks.py",
+    "syncd/demo/stats.py",
+}
 
 #: Modules that build SQL in Python rather than naming a query, and what it is.
 SQL_BUILT_IN_PYTHON = {
     "syncd/db/listen.py": "LISTEN: needs no privilege",
     "syncd/db/writeback.py": "UPDATE or CALL on a business table: granted by its DBA",
-    "syncd/db/capture.py": "trigger DDL: the owner's `syncd capture add/remove`",
+    "syncd/db/capture_ddl.py": "trigger DDL: the owner's `syncd capture add/remove`",
+    "syncd/db/capture_checks.py": "a condition tried over no rows: the owner's `capture add`",
 }
 _BUILDS_SQL = re.compile(r"\bsql\.SQL\(|\bsa\.(?:update|insert|delete|select|text)\(")
 
