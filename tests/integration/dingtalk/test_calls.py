@@ -32,7 +32,7 @@ from syncd.dingtalk.failed import FailedPushList
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.errors import DingTalkError
 from syncd.metrics import Metrics
-from syncd.simulator import Simulator, World
+from syncd.simulator import Simulator, World, app
 from syncd.testing import FakeClock
 
 from .conftest import APP_KEY, APP_SECRET, LEAVE, FakeSleeper
@@ -194,3 +194,14 @@ async def test_an_undeclared_request_is_refused_before_it_leaves() -> None:
     await sim.aclose()
     assert sim.calls == Counter()  # not even a token fetch
     assert registry.get_sample_value("syncd_dingtalk_requests_total") is None
+
+
+async def test_a_declared_call_the_simulator_cannot_serve_stops_it_being_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    new = ep.Endpoint("new", "workflow.new", ep.Host.API, "POST", "/v1.0/workflow/new")
+    monkeypatch.setattr(app, "SERVED", (*app.SERVED, new))
+    sim = Simulator(World.default(), clock=FakeClock())
+    with pytest.raises(LookupError, match=r"no handler for workflow\.new"):
+        app.Api(sim).routes()
+    await sim.aclose()
