@@ -41,12 +41,8 @@ from syncd.db.store import PostgresControlStore
 from syncd.db.submit_store import PostgresSubmitStore
 from syncd.db.writeback_store import PostgresWriteBackStore
 from syncd.dingtalk.callback import CallbackEndpoint
-from syncd.dingtalk.client import (
-    KEEPALIVE_EXPIRY,
-    HttpxApprovalClient,
-    ObservedClient,
-    build_http_client,
-)
+from syncd.dingtalk.calls import ObservedClient
+from syncd.dingtalk.client import KEEPALIVE_EXPIRY, HttpxApprovalClient, build_http_client
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import InboundEvent
 from syncd.dingtalk.failed import FailedPushList
@@ -242,14 +238,13 @@ class Daemon:
     def _build_events(self) -> None:
         dt = self.settings.dingtalk
         events = self.settings.events
-        oapi = self.metrics.instrument(
-            ObservedClient(
-                base_url=dt.oapi_url,
-                auth=self.http.auth,
-                timeout=dt.timeout,
-                transport=self.transport,
-                limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
-            )
+        oapi = ObservedClient(
+            base_url=dt.oapi_url,
+            auth=self.http.auth,
+            timeout=dt.timeout,
+            transport=self.transport,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+            observer=self.metrics,
         )
         self._closers.append(oapi.aclose)
         self.sweeper = SweepFailed(FailedPushList(oapi), self.inbox, self.control, self.clock)
@@ -279,15 +274,15 @@ class Daemon:
 
     def _http_client(self) -> httpx.AsyncClient:
         dt = self.settings.dingtalk
-        client = build_http_client(
+        return build_http_client(
             dt.app_key,
             dt.app_secret,
             base_url=dt.api_url,
             clock=self.clock,
             timeout=dt.timeout,
             transport=self.transport,
+            observer=self.metrics,
         )
-        return self.metrics.instrument(client)
 
     def _pacer(self) -> Pacer:
         if self.pacer is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal, get_args
 
 #: DingTalk counts monthly quotas in China Standard Time.
 DINGTALK_TZ = timezone(timedelta(hours=8), "CST")
@@ -232,6 +232,13 @@ class CallRecord:
     code: str | None = None
     http_status: int | None = None
     message: str | None = None
+
+
+#: Where an event came from: ``syncd.inbox.channel`` (whose CHECK constraint lists the
+#: same values; a test holds them together) and the ``channel`` label of the event metrics.
+#: ``poll`` is an outcome learned by reading the instance.
+Channel = Literal["stream", "callback", "failed_list", "poll"]
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
 
 
 @dataclass(frozen=True)

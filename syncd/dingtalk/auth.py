@@ -19,16 +19,15 @@ from collections.abc import AsyncGenerator, Generator
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from syncd.dingtalk.mapping import error_from_response
+from syncd.dingtalk.calls import declared, error_of, tagged
+from syncd.dingtalk.endpoints import TOKEN, Host
 from syncd.dingtalk.models import TokenResponse
 from syncd.errors import DingTalkAuthError, DingTalkRejected, DingTalkTransient
 from syncd.ports import Clock
 
 logger = logging.getLogger(__name__)
 
-TOKEN_PATH = "/v1.0/oauth2/accessToken"
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
-OLD_API_PREFIXES = ("/call_back/", "/topapi/")
 #: The contract's advice (D-guide): refresh ten minutes before expiry.
 DEFAULT_REFRESH_MARGIN = 600.0
 
@@ -46,9 +45,9 @@ def is_token_rejection(response: httpx.Response) -> bool:
     return isinstance(body, dict) and body.get("code") == "InvalidAuthentication"
 
 
-def _attach(request: httpx.Request, token: str) -> None:
+def _attach(request: httpx.Request, host: Host, token: str) -> None:
     """The new API takes the token in a header, the old one (oapi) in the query."""
-    if request.url.path.startswith(OLD_API_PREFIXES):
+    if host is Host.OAPI:
         request.url = request.url.copy_set_param("access_token", token)
     else:
         request.headers[TOKEN_HEADER] = token
@@ -57,9 +56,12 @@ def _attach(request: httpx.Request, token: str) -> None:
 class DingTalkTokenAuth(httpx.Auth):
     """Adds the access token to every request (async clients only).
 
-    One instance can serve both hosts: ``x-acs-dingtalk-access-token`` on the new API,
-    ``?access_token=`` on old-API paths; give ``token_url`` when it is shared, so tokens
-    are always fetched from the new API.
+    One instance can serve both hosts: ``x-acs-dingtalk-access-token`` on calls the
+    new API serves, ``?access_token=`` on those of the old one, as each request's declared
+    endpoint says (an undeclared request raises
+    :class:`~syncd.dingtalk.calls.UndeclaredCall`); give ``token_url`` when it is shared,
+    so tokens are always fetched from the new API. Its token fetches are declared
+    :data:`~syncd.dingtalk.endpoints.TOKEN`.
     """
 
     requires_response_body = True
@@ -101,14 +103,14 @@ class DingTalkTokenAuth(httpx.Auth):
         body = {"appKey": self._app_key, "appSecret": self._app_secret.get_secret_value()}
         return httpx.Request(
             "POST",
-            self._token_url or request.url.join(TOKEN_PATH),
+            self._token_url or request.url.join(TOKEN.path),
             json=body,
             headers={"Accept": "application/json"},
-            extensions=request.extensions,
+            extensions=tagged(TOKEN, request.extensions),
         )
 
-    def _store(self, content: bytes, response: httpx.Response) -> str:
-        error = error_from_response(response.status_code, response.headers, content)
+    def _store(self, response: httpx.Response) -> str:
+        error = error_of(response)
         if isinstance(error, DingTalkAuthError | DingTalkRejected):
             raise DingTalkAuthError(
                 f"DingTalk refused the app key or secret ({error.message}); fix them and restart",
@@ -119,7 +121,7 @@ class DingTalkTokenAuth(httpx.Auth):
         if error is not None:
             raise error
         try:
-            token = TokenResponse.model_validate_json(content)
+            token = TokenResponse.model_validate_json(response.content)
         except ValidationError as exc:
             raise DingTalkTransient("DingTalk's token answer is unreadable") from exc
         self._token = token.access_token
@@ -139,6 +141,7 @@ class DingTalkTokenAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        host = declared(request).host  # an undeclared call fails before any token fetch
         for attempt in (1, 2):
             token = self._fresh_token()
             if token is None:
@@ -146,8 +149,9 @@ class DingTalkTokenAuth(httpx.Auth):
                     token = self._fresh_token()
                     if token is None:
                         answer = yield self._token_request(request)
-                        token = self._store(await answer.aread(), answer)
-            _attach(request, token)
+                        await answer.aread()
+                        token = self._store(answer)
+            _attach(request, host, token)
             response = yield request
             await response.aread()
             if attempt == 2 or not is_token_rejection(response):

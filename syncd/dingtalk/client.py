@@ -2,9 +2,11 @@
 
 The client is given an ``httpx.AsyncClient`` (see :func:`build_http_client`) whose auth
 is :class:`~syncd.dingtalk.auth.DingTalkTokenAuth`, so tests run the real request
-building, decoding, auth and error mapping against the simulator. It is the only module
-that catches ``httpx.HTTPError``; every failure leaves it as a
-:class:`~syncd.errors.DingTalkError` chosen by what the caller must do next.
+building, decoding, auth and error mapping against the simulator. Each method sends one
+call declared in :mod:`syncd.dingtalk.endpoints` (its path, method, pacing bucket and
+metric label come from there). It is the only module that catches ``httpx.HTTPError``;
+every failure leaves it as a :class:`~syncd.errors.DingTalkError` chosen by what the
+caller must do next.
 
 A create is never retried here. A create that fails before its request left (connect
 error, pool timeout, local pacing, token trouble) is transient; one that fails after
@@ -15,17 +17,20 @@ error, pool timeout, local pacing, token trouble) is transient; one that fails a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from syncd import __version__
 from syncd.clock import SystemClock
-from syncd.dingtalk.auth import TOKEN_PATH, DingTalkTokenAuth
-from syncd.dingtalk.mapping import error_from_response, for_create
+from syncd.dingtalk import endpoints
+from syncd.dingtalk.auth import DingTalkTokenAuth
+from syncd.dingtalk.calls import ObservedClient, endpoint_of, error_of, send
+from syncd.dingtalk.endpoints import Endpoint
+from syncd.dingtalk.mapping import for_create
 from syncd.dingtalk.models import (
     ActionResponse,
     ConnectionTicket,
@@ -46,7 +51,7 @@ from syncd.errors import (
     DingTalkThrottled,
     DingTalkTransient,
 )
-from syncd.ports import Clock
+from syncd.ports import CallObserver, Clock
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +59,7 @@ API_BASE_URL = "https://api.dingtalk.com"
 #: DingTalk accepts at most 120 days per list query and 20 ids per page (contract §5.1).
 LIST_WINDOW = timedelta(days=120)
 LIST_PAGE_SIZE = 20
-STREAM_OPEN_PATH = "/v1.0/gateway/connections/open"
 
-Endpoint = Literal["create", "get", "list", "terminate", "comment", "schema"]
 _M = TypeVar("_M", bound=BaseModel)
 
 #: Idle connections are dropped after this many seconds, before a server that closes
@@ -67,28 +70,6 @@ KEEPALIVE_EXPIRY = 4.0
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
 
-#: Told about a request that got no answer at all (refused, reset, timed out).
-FailureHook = Callable[[httpx.Request, httpx.TransportError], None]
-
-
-class ObservedClient(httpx.AsyncClient):
-    """An ``httpx.AsyncClient`` that also tells its ``failure_hooks`` about requests that
-    failed below HTTP: httpx's event hooks only ever see responses. (Wrapping the
-    transport instead would turn off the proxies taken from the environment.)"""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.failure_hooks: list[FailureHook] = []
-
-    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        try:
-            return await super().send(request, **kwargs)
-        except httpx.TransportError as exc:
-            for hook in self.failure_hooks:
-                hook(request, exc)
-            raise
-
-
 def build_http_client(
     app_key: str,
     app_secret: SecretStr | str,
@@ -97,13 +78,15 @@ def build_http_client(
     clock: Clock | None = None,
     timeout: float = 10.0,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` configured for DingTalk, with token auth."""
+    observer: CallObserver | None = None,
+) -> ObservedClient:
+    """An ``httpx.AsyncClient`` configured for DingTalk's new API, with token auth; every
+    exchange (token fetches included) is reported to ``observer``."""
     auth = DingTalkTokenAuth(
         app_key,
         app_secret,
         clock=clock or SystemClock(),
-        token_url=f"{base_url.rstrip('/')}{TOKEN_PATH}",
+        token_url=f"{base_url.rstrip('/')}{endpoints.TOKEN.path}",
     )
     return ObservedClient(
         base_url=base_url,
@@ -112,6 +95,7 @@ def build_http_client(
         headers={"Accept": "application/json"},
         transport=transport,
         limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+        observer=observer,
     )
 
 
@@ -122,12 +106,12 @@ def _failed_before_sending(exc: httpx.HTTPError) -> bool:
         request = exc.request
     except RuntimeError:
         return False
-    return request.url.path == TOKEN_PATH  # the token fetch failed: the call never left
+    return endpoint_of(request) == endpoints.TOKEN  # the token fetch failed: the call never left
 
 
 def _transport_error(exc: httpx.HTTPError, endpoint: Endpoint) -> DingTalkError:
     kind = type(exc).__name__
-    if endpoint == "create" and not _failed_before_sending(exc):
+    if endpoint == endpoints.CREATE and not _failed_before_sending(exc):
         return DingTalkOutcomeUnknown(f"create outcome unknown after {kind}")
     return DingTalkTransient(f"DingTalk unreachable ({kind})")
 
@@ -165,10 +149,10 @@ async def open_stream_connection(
         "ua": f"syncd/{__version__}",
     }
     try:
-        response = await http.post(STREAM_OPEN_PATH, json=body, auth=httpx.Auth())
+        response = await send(http, endpoints.STREAM_OPEN, json=body, auth=httpx.Auth())
     except httpx.HTTPError as exc:
         raise DingTalkTransient(f"DingTalk unreachable ({type(exc).__name__})") from exc
-    error = error_from_response(response.status_code, response.headers, response.content)
+    error = error_of(response)
     if error is not None:
         raise error
     try:
@@ -198,25 +182,14 @@ class HttpxApprovalClient:
 
         Not sent at all (``DingTalkNotSent``) if pacing held it until ``send_before``.
         """
-        body = await self._call(
-            "create",
-            "POST",
-            "/v1.0/workflow/processInstances",
-            json=request.to_wire(),
-            send_before=send_before,
-        )
-        answer = self._parse(CreateInstanceResponse, body, "create")
+        body = await self._call(endpoints.CREATE, json=request.to_wire(), send_before=send_before)
+        answer = self._parse(CreateInstanceResponse, body, endpoints.CREATE)
         return InstanceId(answer.instance_id)
 
     async def get_instance(self, instance_id: str) -> ProcessInstance:
         """Read one instance; the authoritative state (contract §4.1)."""
-        body = await self._call(
-            "get",
-            "GET",
-            "/v1.0/workflow/processInstances",
-            params={"processInstanceId": instance_id},
-        )
-        answer = self._parse(GetInstanceResponse, body, "get")
+        body = await self._call(endpoints.GET, params={"processInstanceId": instance_id})
+        answer = self._parse(GetInstanceResponse, body, endpoints.GET)
         return answer.result.model_copy(update={"instance_id": instance_id})
 
     async def list_instance_ids(
@@ -243,13 +216,8 @@ class HttpxApprovalClient:
     async def _list_window(self, query: dict[str, Any], found: dict[str, None]) -> None:
         cursor: int | None = 0
         while cursor is not None:
-            body = await self._call(
-                "list",
-                "POST",
-                "/v1.0/workflow/processes/instanceIds/query",
-                json={**query, "nextToken": cursor},
-            )
-            page = self._parse(ListInstanceIdsResponse, body, "list").result
+            body = await self._call(endpoints.LIST, json={**query, "nextToken": cursor})
+            page = self._parse(ListInstanceIdsResponse, body, endpoints.LIST).result
             found.update(dict.fromkeys(page.ids))
             cursor = page.next_cursor if page.ids else None
 
@@ -265,10 +233,8 @@ class HttpxApprovalClient:
             payload["operatingUserId"] = operating_user_id
         if remark is not None:
             payload["remark"] = remark
-        body = await self._call(
-            "terminate", "POST", "/v1.0/workflow/processInstances/terminate", json=payload
-        )
-        self._check_action(body, "terminate")
+        body = await self._call(endpoints.TERMINATE, json=payload)
+        self._check_action(body, endpoints.TERMINATE)
 
     async def add_comment(self, instance_id: str, text: str, comment_user_id: str) -> None:
         """Add a comment to an instance (contract §6.2)."""
@@ -277,41 +243,34 @@ class HttpxApprovalClient:
             "text": text,
             "commentUserId": comment_user_id,
         }
-        body = await self._call(
-            "comment", "POST", "/v1.0/workflow/processInstances/comments", json=payload
-        )
-        self._check_action(body, "comment")
+        body = await self._call(endpoints.COMMENT, json=payload)
+        self._check_action(body, endpoints.COMMENT)
 
     async def get_form_schema(self, process_code: str) -> FormSchema:
         """A template's form schema (contract §7.1)."""
-        body = await self._call(
-            "schema",
-            "GET",
-            "/v1.0/workflow/forms/schemas/processCodes",
-            params={"processCode": process_code},
-        )
-        return self._parse(SchemaResponse, body, "schema").result
+        body = await self._call(endpoints.SCHEMA, params={"processCode": process_code})
+        return self._parse(SchemaResponse, body, endpoints.SCHEMA).result
 
     # --- plumbing ----------------------------------------------------------------------
 
     async def _call(
         self,
         endpoint: Endpoint,
-        method: str,
-        path: str,
         *,
         json: Any = None,
         params: dict[str, str] | None = None,
         send_before: datetime | None = None,
     ) -> bytes:
-        await self._pacer.acquire(endpoint)
+        await self._pacer.acquire(endpoint.name)
         if send_before is not None and self._clock.now() >= send_before:
-            late = DingTalkNotSent(f"{endpoint} kept back: its lease ends before an answer could")
+            late = DingTalkNotSent(
+                f"{endpoint.name} kept back: its lease ends before an answer could"
+            )
             self._log_failure(endpoint, late)
             raise late
         self.calls += 1
         try:
-            response = await self._http.request(method, path, json=json, params=params)
+            response = await send(self._http, endpoint, json=json, params=params)
         except httpx.HTTPError as exc:
             failure = _transport_error(exc, endpoint)
             self._log_failure(endpoint, failure)
@@ -319,12 +278,12 @@ class HttpxApprovalClient:
         except DingTalkError as token_failure:  # from the token auth: the call was not sent
             self._log_failure(endpoint, token_failure)
             raise
-        error = error_from_response(response.status_code, response.headers, response.content)
+        error = error_of(response)
         if error is None:
             return response.content
         if isinstance(error, DingTalkThrottled):
-            await self._pacer.penalize(endpoint, error.retry_after)
-        failure = for_create(error) if endpoint == "create" else error
+            await self._pacer.penalize(endpoint.name, error.retry_after)
+        failure = for_create(error) if endpoint == endpoints.CREATE else error
         self._log_failure(endpoint, failure)
         raise failure
 
@@ -332,20 +291,22 @@ class HttpxApprovalClient:
         try:
             answer = model.model_validate_json(body)
         except ValidationError as exc:
-            error: DingTalkError = DingTalkTransient(f"unreadable {endpoint} answer from DingTalk")
-            if endpoint == "create":
+            error: DingTalkError = DingTalkTransient(
+                f"unreadable {endpoint.name} answer from DingTalk"
+            )
+            if endpoint == endpoints.CREATE:
                 error = DingTalkOutcomeUnknown("create answered, but the answer is unreadable")
             self._log_failure(endpoint, error)
             raise error from exc
         if getattr(answer, "success", True) is False:
-            error = DingTalkTransient(f"DingTalk answered success=false to {endpoint}")
+            error = DingTalkTransient(f"DingTalk answered success=false to {endpoint.name}")
             self._log_failure(endpoint, error)
             raise error
         return answer
 
     def _check_action(self, body: bytes, endpoint: Endpoint) -> None:
         if not self._parse(ActionResponse, body, endpoint).result:
-            error = DingTalkTransient(f"DingTalk answered result=false to {endpoint}")
+            error = DingTalkTransient(f"DingTalk answered result=false to {endpoint.name}")
             self._log_failure(endpoint, error)
             raise error
 
@@ -353,11 +314,11 @@ class HttpxApprovalClient:
     def _log_failure(endpoint: Endpoint, error: DingTalkError) -> None:
         logger.warning(
             "DingTalk %s failed: %s",
-            endpoint,
+            endpoint.name,
             type(error).__name__,
             extra={
                 "action": "dingtalk_call_failed",
-                "endpoint": endpoint,
+                "endpoint": endpoint.name,
                 "error": type(error).__name__,
                 "code": error.code,
                 "http_status": error.http_status,

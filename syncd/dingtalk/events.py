@@ -6,9 +6,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Channel = Literal["stream", "callback", "failed_list", "poll"]
+from syncd.domain import Channel
 
 #: The business fields that tell two deliveries of a key-less event apart (contract §12).
 _FALLBACK_FIELDS = ("processInstanceId", "type", "result", "taskId", "finishTime")

@@ -1,6 +1,6 @@
 """DingTalk's list of events it failed to push (contract §9.7), read into the inbox.
 
-``GET /call_back/get_call_back_failed_result`` on the old API: token in the query,
+:data:`~syncd.dingtalk.endpoints.FAILED_LIST` on the old API: token in the query,
 errors as HTTP 200 with ``errcode``, up to 200 events per call and ``has_more``. Each
 item is keyed by its tag; approval payloads sit under ``bpmsCallBackData``. Events come
 out with the fallback dedup key (the list carries no event id), so an event that did
@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 
 from syncd.dingtalk.auth import DingTalkTokenAuth
+from syncd.dingtalk.calls import error_of, send
+from syncd.dingtalk.endpoints import FAILED_LIST
 from syncd.dingtalk.events import InboundEvent, make_event
-from syncd.dingtalk.mapping import error_from_response
 from syncd.errors import DingTalkAuthError, DingTalkTransient
 
-PATH = "/call_back/get_call_back_failed_result"
 _PAYLOAD_KEYS = ("bpmsCallBackData", "callbackData", "roleLabelChange")
 
 
@@ -45,10 +45,10 @@ class FailedPushList:
     async def failed_events(self) -> tuple[list[InboundEvent], bool]:
         for attempt in (1, 2):
             try:
-                response = await self._http.get(PATH)
+                response = await send(self._http, FAILED_LIST)
             except httpx.HTTPError as exc:
                 raise DingTalkTransient(f"DingTalk unreachable ({type(exc).__name__})") from exc
-            error = error_from_response(response.status_code, response.headers, response.content)
+            error = error_of(response)
             if isinstance(error, DingTalkAuthError) and attempt == 1:
                 if isinstance(self._http.auth, DingTalkTokenAuth):
                     self._http.auth.invalidate()

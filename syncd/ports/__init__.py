@@ -230,3 +230,21 @@ class NullObserver:
 
     def callback_rejected(self, reason: str) -> None:
         pass
+
+
+# --- DingTalk calls (the client tells how each ended) -------------------------------------
+
+if TYPE_CHECKING:
+    from syncd.dingtalk.endpoints import Endpoint, Outcome
+
+
+class CallObserver(Protocol):
+    """Told how each HTTP exchange with DingTalk ended (``syncd.metrics`` implements it).
+
+    One report per request sent, by its declared endpoint: token fetches and the resend
+    after a token refusal are exchanges of their own, and so is a request that got no
+    answer. ``seconds`` runs from sending to the answer read; ``None`` when the request
+    itself was never sent (its token fetch failed first).
+    """
+
+    def call_ended(self, endpoint: Endpoint, outcome: Outcome, seconds: float | None) -> None: ...

@@ -13,6 +13,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from syncd.dingtalk import endpoints as ep
+from syncd.dingtalk.endpoints import Endpoint, Host
 from syncd.simulator.admin import admin_routes
 from syncd.simulator.faults import QPS_MESSAGE, QUOTA_MESSAGE
 from syncd.simulator.responses import (
@@ -29,26 +31,19 @@ from syncd.simulator.state import ms
 if TYPE_CHECKING:
     from syncd.simulator.core import Simulator
 
-ENDPOINTS: dict[tuple[str, str], str] = {
-    ("POST", "/v1.0/oauth2/accessToken"): "oauth2.accessToken",
-    ("POST", "/v1.0/workflow/processInstances"): "workflow.create",
-    ("GET", "/v1.0/workflow/processInstances"): "workflow.get",
-    ("POST", "/v1.0/workflow/processes/instanceIds/query"): "workflow.listIds",
-    ("POST", "/v1.0/workflow/processInstances/terminate"): "workflow.terminate",
-    ("POST", "/v1.0/workflow/processInstances/comments"): "workflow.comment",
-    ("GET", "/v1.0/workflow/forms/schemas/processCodes"): "workflow.schema",
-    ("POST", "/v1.0/gateway/connections/open"): "gateway.open",
-    ("GET", "/gettoken"): "oapi.gettoken",
-    ("GET", "/call_back/get_call_back_failed_result"): "oapi.failedList",
-}
-QUOTA_EXEMPT = {"oauth2.accessToken", "gateway.open", "oapi.gettoken"}
+#: The old API's token, which syncd never asks for: served for DingTalk's SDK clients.
+GETTOKEN = Endpoint("gettoken", "oapi.gettoken", Host.OAPI, "GET", "/gettoken", metered=False)
+#: Every call served: syncd's own (declared in ``syncd.dingtalk.endpoints``), and more.
+SERVED: tuple[Endpoint, ...] = (*ep.ENDPOINTS, GETTOKEN)
+_BY_ROUTE: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in SERVED}
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
 
 Handler = Callable[[Request], Awaitable[Any]]
 
 
-def endpoint_name(method: str, path: str) -> str | None:
-    return ENDPOINTS.get((method, path.rstrip("/") or "/"))
+def served(method: str, path: str) -> Endpoint | None:
+    """The call a request makes, if the simulator serves it."""
+    return _BY_ROUTE.get((method, path.rstrip("/") or "/"))
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -79,16 +74,17 @@ class Api:
 
         return endpoint
 
-    def _limits(self, app_key: str, endpoint: str, old: bool = False) -> None:
-        code = self.sim.limiter.check_rate(app_key, endpoint)
+    def _limits(self, app_key: str, endpoint: Endpoint) -> None:
+        old = endpoint.host is Host.OAPI
+        code = self.sim.limiter.check_rate(app_key, endpoint.api)
         if code is not None:
             raise OapiError(90018, QPS_MESSAGE) if old else ApiError(403, code, QPS_MESSAGE)
-        if endpoint not in QUOTA_EXEMPT and not self.sim.limiter.check_quota():
+        if endpoint.metered and not self.sim.limiter.check_quota():
             if old:
                 raise OapiError(90020, QUOTA_MESSAGE)
             raise ApiError(403, "Forbidden.AccessDenied.ApiCountLimitForOrg", QUOTA_MESSAGE)
 
-    def auth(self, request: Request) -> str:
+    def auth(self, request: Request, endpoint: Endpoint) -> str:
         """The app key behind the request's token header (§2.4); rate limits and quota."""
         token = request.headers.get(TOKEN_HEADER)
         if token is None:
@@ -98,7 +94,7 @@ class Api:
         app_key = self.sim.tokens.check(token)
         if app_key is None:
             raise ApiError(400, "InvalidAuthentication", "不合法的access_token")
-        self._limits(app_key, endpoint_name(request.method, request.url.path) or "")
+        self._limits(app_key, endpoint)
         return app_key
 
     def _credentials(self, key: object, secret: object) -> str | None:
@@ -110,33 +106,33 @@ class Api:
         app_key = self._credentials(body.get("appKey"), body.get("appSecret"))
         if app_key is None:
             raise ApiError(400, "invalidClientIdOrSecret", "无效的clientId或者clientSecret")
-        self._limits(app_key, "oauth2.accessToken")
+        self._limits(app_key, ep.TOKEN)
         token = self.sim.tokens.issue(app_key)
         return {"accessToken": token.value, "expireIn": self.sim.faults.limits.token_ttl}
 
     async def create(self, request: Request) -> dict[str, Any]:
-        app_key = self.auth(request)
+        app_key = self.auth(request, ep.CREATE)
         instance = self.sim.workflow.create(app_key, await _json_body(request))
         return {"instanceId": instance.instance_id}
 
     async def get(self, request: Request) -> dict[str, Any]:
-        self.auth(request)
+        self.auth(request, ep.GET)
         return self.sim.workflow.get(request.query_params.get("processInstanceId"))
 
     async def list_ids(self, request: Request) -> dict[str, Any]:
-        self.auth(request)
+        self.auth(request, ep.LIST)
         return self.sim.workflow.list_ids(await _json_body(request))
 
     async def terminate(self, request: Request) -> dict[str, Any]:
-        self.auth(request)
+        self.auth(request, ep.TERMINATE)
         return self.sim.workflow.terminate(await _json_body(request))
 
     async def comment(self, request: Request) -> dict[str, Any]:
-        self.auth(request)
+        self.auth(request, ep.COMMENT)
         return self.sim.workflow.comment(await _json_body(request))
 
     async def schema(self, request: Request) -> dict[str, Any]:
-        self.auth(request)
+        self.auth(request, ep.SCHEMA)
         code = request.query_params.get("processCode")
         if not code:
             raise ApiError(400, "invalidParameter", "processCode不能为空")
@@ -175,7 +171,7 @@ class Api:
         app_key = self.sim.tokens.check(token)
         if app_key is None:
             raise OapiError(40014, "不合法的access_token")
-        self._limits(app_key, "oapi.failedList", old=True)
+        self._limits(app_key, ep.FAILED_LIST)
         items, more = self.sim.callbacks.take_failed(app_key)
         return {"errcode": 0, "errmsg": "ok", "has_more": more, "failed_list": items}
 
@@ -189,21 +185,25 @@ class Api:
         raise OapiError(404, "请求的URI地址不存在")
 
     def routes(self) -> list[BaseRoute]:
-        handlers: dict[str, Handler] = {
-            "oauth2.accessToken": self.access_token,
-            "workflow.create": self.create,
-            "workflow.get": self.get,
-            "workflow.listIds": self.list_ids,
-            "workflow.terminate": self.terminate,
-            "workflow.comment": self.comment,
-            "workflow.schema": self.schema,
-            "gateway.open": self.open_connection,
-            "oapi.gettoken": self.gettoken,
-            "oapi.failedList": self.failed_list,
+        """A route per served call, named by DingTalk's name for it; every one needs a
+        handler here (a declared call without one fails building the app)."""
+        handlers: dict[Endpoint, Handler] = {
+            ep.TOKEN: self.access_token,
+            ep.CREATE: self.create,
+            ep.GET: self.get,
+            ep.LIST: self.list_ids,
+            ep.TERMINATE: self.terminate,
+            ep.COMMENT: self.comment,
+            ep.SCHEMA: self.schema,
+            ep.STREAM_OPEN: self.open_connection,
+            GETTOKEN: self.gettoken,
+            ep.FAILED_LIST: self.failed_list,
         }
+        missing = [e.api for e in SERVED if e not in handlers]
+        if missing:
+            raise LookupError(f"the simulator has no handler for {', '.join(missing)}")
         return [
-            Route(path, self.wrap(handlers[name]), methods=[method], name=name)
-            for (method, path), name in ENDPOINTS.items()
+            Route(e.path, self.wrap(handlers[e]), methods=[e.method], name=e.api) for e in SERVED
         ]
 
 
@@ -215,33 +215,31 @@ class FaultLayer:
         self.sim = sim
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = (
-            endpoint_name(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        )
-        if endpoint is None:
+        call = served(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if call is None:
             await self.inner(scope, receive, send)
             return
-        self.sim.calls[endpoint] += 1
+        self.sim.calls[call.api] += 1
         faults = self.sim.faults
-        if faults.applies_to(endpoint) and (delay := faults.latency()) > 0:
+        if faults.applies_to(call.api) and (delay := faults.latency()) > 0:
             await asyncio.sleep(delay)
-        fault = faults.request_fault(endpoint)
+        fault = faults.request_fault(call.api)
         if fault == "reset":
             await _drop(send)
         if fault is not None:
-            await self._fault_response(endpoint, fault, scope, receive, send)
+            await self._fault_response(call, fault, scope, receive, send)
             return
-        if endpoint == "workflow.create" and faults.applies_to(endpoint):
+        if call == ep.CREATE and faults.applies_to(call.api):
             if faults.lose_create_response():
                 await self._lose_response(scope, receive, send)
                 return
         await self.inner(scope, receive, send)
 
     async def _fault_response(
-        self, endpoint: str, fault: str, scope: Scope, receive: Receive, send: Send
+        self, call: Endpoint, fault: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         rid = self.sim.request_id()
-        if endpoint.startswith("oapi."):
+        if call.host is Host.OAPI:
             response = dingtalk_json({"errcode": -1, "errmsg": "系统繁忙", "request_id": rid})
         elif fault == "429":
             error = ApiError(429, "system.busy", "系统繁忙，请稍后重试")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from syncd.db.inbox import PostgresInbox
 from syncd.dingtalk.events import make_event
+from syncd.domain import CHANNELS
 from syncd.errors import StoreError
 
 
@@ -38,3 +40,16 @@ async def test_a_burst_that_fails_stores_nothing(inbox: PostgresInbox, inbox_row
     with pytest.raises(StoreError, match="cannot store the events"):
         await inbox.put_many([_event(1), bad])  # jsonb refuses NUL: the whole burst fails
     assert await inbox_rows() == []
+
+
+async def test_the_inbox_takes_exactly_the_channels_syncd_knows(pool: Any) -> None:
+    """The CHECK constraint of ``syncd.inbox.channel``, read from the live catalog of a
+    migrated database, lists the same channels as ``syncd.domain.CHANNELS``."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT pg_get_constraintdef(c.oid) AS definition FROM pg_constraint c"
+            " WHERE c.conrelid = 'syncd.inbox'::regclass AND c.contype = 'c'"
+            " AND pg_get_constraintdef(c.oid) LIKE '%channel%'"
+        )
+        [row] = await cursor.fetchall()
+    assert sorted(re.findall(r"'([^']*)'::text", row["definition"])) == sorted(CHANNELS)

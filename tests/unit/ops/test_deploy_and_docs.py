@@ -17,8 +17,8 @@ SUFFIXES = ("", "_total", "_bucket", "_count", "_sum", "_info")
 
 
 def declared_metrics() -> set[str]:
-    source = (ROOT / "syncd" / "metrics.py").read_text(encoding="utf-8")
-    return set(re.findall(r'"(syncd_[a-z_]+)"', source))
+    sources = (p.read_text(encoding="utf-8") for p in (ROOT / "syncd" / "metrics").glob("*.py"))
+    return {name for source in sources for name in re.findall(r'"(syncd_[a-z_]+)"', source)}
 
 
 def exposed(name: str, declared: set[str]) -> bool:

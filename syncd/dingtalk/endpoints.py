@@ -1,0 +1,98 @@
+"""Every DingTalk call syncd makes, declared once, and the closed set of ways one ends.
+
+The client sends a call by its declaration (``syncd.dingtalk.calls.send``), so its host,
+method and path are written here alone; the request metrics take ``name`` as their
+``endpoint`` label and the simulator routes, counts and injects faults by ``api``. To add
+a call: declare it here and add it to :data:`ENDPOINTS`, send it with ``send``, and give
+the simulator a handler for it (``syncd.simulator.app.Api.routes``); the tests over this
+module then hold the three together. Nothing else lists endpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, get_args
+
+
+class Host(StrEnum):
+    """The DingTalk host that serves a call."""
+
+    #: ``api.dingtalk.com``: the token in the ``x-acs-dingtalk-access-token`` header,
+    #: errors as an HTTP status with ``{code, message}``.
+    API = "api"
+    #: ``oapi.dingtalk.com``, the old API: the token in ``?access_token=``, errors as
+    #: HTTP 200 with ``errcode``.
+    OAPI = "oapi"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One DingTalk call.
+
+    ``name`` is syncd's name for it: the ``endpoint`` label of the request metrics, the
+    pacing bucket and the ``endpoint`` log field (a small closed set: never change one,
+    dashboards and alert rules use them). ``api`` is DingTalk's name for it, by which the
+    simulator routes, counts (``/_sim/calls``) and injects faults. ``metered`` calls count
+    against the tenant's monthly call quota (contract §8).
+    """
+
+    name: str
+    api: str
+    host: Host
+    method: Literal["GET", "POST"]
+    path: str
+    metered: bool = True
+
+
+TOKEN = Endpoint(
+    "token", "oauth2.accessToken", Host.API, "POST", "/v1.0/oauth2/accessToken", metered=False
+)
+CREATE = Endpoint("create", "workflow.create", Host.API, "POST", "/v1.0/workflow/processInstances")
+GET = Endpoint("get", "workflow.get", Host.API, "GET", "/v1.0/workflow/processInstances")
+LIST = Endpoint(
+    "list", "workflow.listIds", Host.API, "POST", "/v1.0/workflow/processes/instanceIds/query"
+)
+TERMINATE = Endpoint(
+    "terminate", "workflow.terminate", Host.API, "POST", "/v1.0/workflow/processInstances/terminate"
+)
+COMMENT = Endpoint(
+    "comment", "workflow.comment", Host.API, "POST", "/v1.0/workflow/processInstances/comments"
+)
+SCHEMA = Endpoint(
+    "schema", "workflow.schema", Host.API, "GET", "/v1.0/workflow/forms/schemas/processCodes"
+)
+STREAM_OPEN = Endpoint(
+    "stream_open", "gateway.open", Host.API, "POST", "/v1.0/gateway/connections/open", metered=False
+)
+FAILED_LIST = Endpoint(
+    "failed_list", "oapi.failedList", Host.OAPI, "GET", "/call_back/get_call_back_failed_result"
+)
+
+#: Every call syncd makes.
+ENDPOINTS: tuple[Endpoint, ...] = (
+    TOKEN,
+    CREATE,
+    GET,
+    LIST,
+    TERMINATE,
+    COMMENT,
+    SCHEMA,
+    STREAM_OPEN,
+    FAILED_LIST,
+)
+
+#: How one HTTP exchange with DingTalk ended: an answer, classified by syncd's error
+#: mapping (``ok`` … ``error``), or none at all (``timeout``, ``unreachable``).
+Outcome = Literal[
+    "ok",
+    "throttled",
+    "quota_exhausted",
+    "auth_error",
+    "rejected",
+    "transient",
+    "error",
+    "timeout",
+    "unreachable",
+]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)

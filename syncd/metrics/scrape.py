@@ -1,0 +1,245 @@
+"""Gauges computed when Prometheus scrapes, from a few named queries and process state.
+
+``ScrapeCollector.refresh()`` runs the named queries (backlogs, ages, quota use, pauses,
+periodic-job turns) within :data:`SCRAPE_TIMEOUT` and reads the Stream, LISTEN and pool
+state; ``collect()`` then hands the families to the registry. When the database does
+not answer, only ``syncd_database_up 0`` and the process gauges are shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from syncd import errors
+from syncd.domain import month_start, next_month_start
+from syncd.metrics.labels import PAUSE_REASONS
+
+SCRAPE_TIMEOUT = 5.0
+
+
+class RowSource(Protocol):
+    """Runs a named query (``syncd.db.store.BaseStore`` does)."""
+
+    async def fetch_all(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
+class StreamView(Protocol):
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+
+class ListenerView(Protocol):
+    @property
+    def reconnects(self) -> int: ...
+
+
+@dataclass
+class Sources:
+    """What the scrape-time gauges are computed from; ``None`` parts are left out."""
+
+    now: datetime
+    actor: str
+    store: RowSource | None = None
+    stream: StreamView | None = None
+    listener: ListenerView | None = None
+    pool_stats: Mapping[str, int] = field(default_factory=dict)
+
+
+class ScrapeCollector(Collector):
+    """Gauges computed when Prometheus scrapes: ``refresh()`` first, then ``collect()``."""
+
+    def __init__(self, kind: Callable[[object], str], *, monthly_quota: int) -> None:
+        self._kind = kind
+        self._monthly_quota = monthly_quota
+        self._families: list[Metric] = []
+        self._lock = asyncio.Lock()
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        return list(self._families)
+
+    async def refresh(self, sources: Sources) -> None:
+        async with self._lock:
+            families = self._process(sources)
+            if sources.store is not None:
+                families += await self._database(sources.store, sources)
+            self._families = families
+
+    def _process(self, s: Sources) -> list[Metric]:
+        families: list[Metric] = []
+        if s.stream is not None:
+            connected = GaugeMetricFamily(
+                "syncd_stream_connected", "1 while the Stream connection is open, else 0"
+            )
+            connected.add_metric([], 1.0 if str(s.stream.state) == "connected" else 0.0)
+            reconnects = CounterMetricFamily(
+                "syncd_stream_reconnects", "Stream connections opened after the first"
+            )
+            reconnects.add_metric([], s.stream.reconnects)
+            families += [connected, reconnects]
+        if s.listener is not None:
+            listen = CounterMetricFamily(
+                "syncd_listen_reconnects", "LISTEN connections opened after the first"
+            )
+            listen.add_metric([], s.listener.reconnects)
+            families.append(listen)
+        if s.pool_stats:
+            pool = GaugeMetricFamily(
+                "syncd_db_pool_connections", "Connections in the pool", labels=["state"]
+            )
+            pool.add_metric(["open"], s.pool_stats.get("pool_size", 0))
+            pool.add_metric(["idle"], s.pool_stats.get("pool_available", 0))
+            waiting = GaugeMetricFamily(
+                "syncd_db_pool_waiting_requests", "Requests waiting for a pool connection"
+            )
+            waiting.add_metric([], s.pool_stats.get("requests_waiting", 0))
+            families += [pool, waiting]
+        return families
+
+    async def _database(self, store: RowSource, s: Sources) -> list[Metric]:
+        up = GaugeMetricFamily(
+            "syncd_database_up", "1 if the scrape-time queries succeeded, else 0"
+        )
+        try:
+            async with asyncio.timeout(SCRAPE_TIMEOUT):
+                families = await self._queries(store, s)
+        except (errors.SyncdError, TimeoutError):
+            up.add_metric([], 0.0)
+            return [up]
+        up.add_metric([], 1.0)
+        return [up, *families]
+
+    async def _queries(self, store: RowSource, s: Sources) -> list[Metric]:
+        now = {"now": s.now}
+        outbox = await store.fetch_all("metrics_outbox_backlog", now)
+        quarantine = await store.fetch_all("metrics_outbox_quarantine", now)
+        approvals = await store.fetch_all("metrics_open_approvals", now)
+        unwritten = await store.fetch_all("metrics_unwritten", now)
+        inbox = await store.fetch_all("metrics_inbox_backlog", now)
+        usage = await store.fetch_all("select_usage", {"month": month_start(s.now).date()})
+        control = await store.fetch_all("metrics_control", now)
+        return [
+            *self._backlog(outbox, approvals, unwritten, inbox),
+            *self._pair(
+                ("syncd_outbox_quarantine", "syncd_outbox_quarantine_oldest_age_seconds"),
+                "Outbox rows in quarantine (the database refused to store them)",
+                ["kind"],
+                self._by(quarantine, "kind"),
+            ),
+            *self._quota(usage, s.now),
+            *self._control(control, s.actor),
+        ]
+
+    def _by(self, rows: Iterable[dict[str, Any]], *keys: str) -> dict[tuple[str, ...], list[float]]:
+        """Rows summed per label tuple (kinds mapped to the closed set): [items, oldest]."""
+        out: dict[tuple[str, ...], list[float]] = {}
+        for row in rows:
+            labels = tuple(self._kind(row[k]) if k == "kind" else str(row[k]) for k in keys)
+            seen = out.setdefault(labels, [0.0, 0.0])
+            seen[0] += float(row["items"])
+            seen[1] = max(seen[1], float(row["oldest_seconds"] or 0.0))
+        return out
+
+    @staticmethod
+    def _pair(
+        names: tuple[str, str],
+        what: str,
+        labels: Sequence[str],
+        values: dict[tuple[str, ...], list[float]],
+    ) -> list[Metric]:
+        """A count gauge and an oldest-age gauge over the same rows."""
+        count = GaugeMetricFamily(names[0], f"{what} (now)", labels=list(labels))
+        age = GaugeMetricFamily(names[1], f"Age of the oldest of: {what}", labels=list(labels))
+        for key, (items, oldest) in sorted(values.items()):
+            count.add_metric(list(key), items)
+            age.add_metric(list(key), oldest)
+        return [count, age]
+
+    def _backlog(self, outbox: Any, approvals: Any, unwritten: Any, inbox: Any) -> list[Metric]:
+        return [
+            *self._pair(
+                ("syncd_outbox_backlog", "syncd_outbox_backlog_oldest_age_seconds"),
+                "Outbox rows not yet ingested",
+                ["kind"],
+                self._by(outbox, "kind"),
+            ),
+            *self._pair(
+                ("syncd_approvals", "syncd_approvals_oldest_age_seconds"),
+                "Approvals in an open or parked state, age since capture",
+                ["kind", "state"],
+                self._by(approvals, "kind", "state"),
+            ),
+            *self._pair(
+                ("syncd_writeback_backlog", "syncd_writeback_backlog_oldest_age_seconds"),
+                "Finished approvals not yet written back, age since the decision",
+                ["kind"],
+                self._by(unwritten, "kind"),
+            ),
+            *self._pair(
+                ("syncd_inbox_backlog", "syncd_inbox_backlog_oldest_age_seconds"),
+                "Events received, not yet applied (inbox lag)",
+                ["channel"],
+                self._by(inbox, "channel"),
+            ),
+        ]
+
+    def _quota(self, usage: list[dict[str, Any]], now: datetime) -> list[Metric]:
+        used = GaugeMetricFamily(
+            "syncd_dingtalk_quota_used_calls",
+            "DingTalk calls spent this month (China time), all replicas, per purpose",
+            labels=["purpose"],
+        )
+        total = 0.0
+        for row in usage:
+            used.add_metric([str(row["purpose"])], float(row["calls"]))
+            total += float(row["calls"])
+        start, end = month_start(now), next_month_start(now)
+        elapsed = max((now - start).total_seconds(), 3600.0)  # no wild guesses on day one
+        projected = GaugeMetricFamily(
+            "syncd_dingtalk_quota_projected_calls",
+            "Calls this month projected to the month's end at the month's rate so far",
+        )
+        projected.add_metric([], total * (end - start).total_seconds() / elapsed)
+        families: list[Metric] = [used, projected]
+        if self._monthly_quota:
+            limit = GaugeMetricFamily(
+                "syncd_dingtalk_quota_limit_calls", "The configured monthly call quota"
+            )
+            limit.add_metric([], float(self._monthly_quota))
+            families.append(limit)
+        return families
+
+    def _control(self, rows: list[dict[str, Any]], actor: str) -> list[Metric]:
+        paused = GaugeMetricFamily(
+            "syncd_dingtalk_paused",
+            "1 while DingTalk calls are paused cluster-wide, per reason",
+            labels=["reason"],
+        )
+        leader = GaugeMetricFamily(
+            "syncd_leader",
+            "1 while this replica holds the current turn of a periodic job, else 0",
+            labels=["job"],
+        )
+        reasons = dict.fromkeys(sorted(PAUSE_REASONS), 0.0)
+        for row in rows:
+            name = str(row["name"])
+            if name == "dingtalk_pause":
+                reason = str(row["reason"])
+                reasons[reason if reason in PAUSE_REASONS else "other"] = 1.0
+            elif name.startswith("turn:"):
+                leader.add_metric([name.removeprefix("turn:")], float(row["set_by"] == actor))
+        for reason, value in reasons.items():
+            paused.add_metric([reason], value)
+        return [paused, leader]
