@@ -1,4 +1,5 @@
-"""The daemon's HTTP surface: ``/healthz``, ``/readyz``, ``/metrics`` and the callback."""
+"""The daemon's HTTP surface: ``/healthz``, ``/readyz``, ``/metrics`` and the callback,
+over the parts of an :class:`~syncd.app.App`."""
 
 from __future__ import annotations
 
@@ -15,19 +16,19 @@ from syncd.errors import SyncdError
 from syncd.metrics import Sources
 
 if TYPE_CHECKING:
-    from syncd.daemon import Daemon
+    from syncd.app import App
 
 #: How long a readiness probe waits for the database.
 READY_TIMEOUT = 2.0
 
 
 class DaemonWeb:
-    """Routes reading the state of one daemon."""
+    """Routes reading the state of one App's parts."""
 
     _known_migrations: set[int] | None = None
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, app: App) -> None:
+        self.parts = app
 
     def app(self) -> Starlette:
         routes: list[BaseRoute] = [
@@ -35,16 +36,16 @@ class DaemonWeb:
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
         ]
-        callback = self.daemon.callback
+        callback = self.parts.callback
         if callback is not None:
-            routes.append(callback.route(self.daemon.settings.events.callback.path))
+            routes.append(callback.route(self.parts.settings.events.callback.path))
         return Starlette(routes=routes)
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "replica": self.daemon.owner})
+        return JSONResponse({"status": "ok", "replica": self.parts.owner})
 
     async def metrics(self, request: Request) -> Response:
-        d = self.daemon
+        d = self.parts
         pool = getattr(d, "pool", None)
         await d.metrics.refresh(
             Sources(
@@ -61,7 +62,7 @@ class DaemonWeb:
 
     async def readiness(self) -> dict[str, Any]:
         """Each readiness check with whether it passes (database, migrations, events, pause)."""
-        d = self.daemon
+        d = self.parts
         checks: dict[str, Any] = {}
         try:
             async with asyncio.timeout(READY_TIMEOUT):
