@@ -46,15 +46,14 @@ class DaemonWeb:
 
     async def metrics(self, request: Request) -> Response:
         d = self.parts
-        pool = getattr(d, "pool", None)
         await d.metrics.refresh(
             Sources(
                 now=d.clock.now(),
                 actor=d.owner,
-                store=getattr(d, "control", None),
+                store=d.control,
                 stream=d.stream,
-                listener=getattr(d, "listener", None),
-                pool_stats=pool.get_stats() if pool is not None else {},
+                listener=d.listener,
+                pool_stats=d.pool.get_stats(),
             )
         )
         body, content_type = d.metrics.render()
