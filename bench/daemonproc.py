@@ -16,17 +16,18 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from syncd.daemon import Daemon
+from syncd.app import App
 from syncd.db.pacing import PostgresPacer
 from syncd.dingtalk.pacing import Pacer
 from syncd.logging import setup_logging
+from syncd.runner import Runner
 from syncd.settings import load_settings
 from syncd.signals import stop_on_signals
 
 UNPACED_RATE = 1_000_000.0
 
 
-class UnpacedDaemon(Daemon):
+class UnpacedApp(App):
     def _pacer(self) -> Pacer:
         return PostgresPacer(self.pool, clock=self.clock, rate=UNPACED_RATE)
 
@@ -34,12 +35,12 @@ class UnpacedDaemon(Daemon):
 async def main(args: argparse.Namespace) -> None:
     settings = load_settings(Path(args.config))
     setup_logging(settings.log.level, "json", secrets=settings.secrets)
-    kind = UnpacedDaemon if args.unpaced else Daemon
-    async with kind(settings, registry=CollectorRegistry()) as daemon:
+    kind = UnpacedApp if args.unpaced else App
+    async with Runner(kind(settings, registry=CollectorRegistry())) as runner:
         print("ready", flush=True)  # noqa: T201 - the parent waits for this line
         stop = asyncio.Event()
         with stop_on_signals(stop):
-            await daemon.run(stop)
+            await runner.run(stop)
 
 
 if __name__ == "__main__":

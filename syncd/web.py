@@ -1,4 +1,5 @@
-"""The daemon's HTTP surface: ``/healthz``, ``/readyz``, ``/metrics`` and the callback."""
+"""The daemon's HTTP surface: ``/healthz``, ``/readyz``, ``/metrics`` and the callback,
+over the parts of an :class:`~syncd.app.App`."""
 
 from __future__ import annotations
 
@@ -15,19 +16,19 @@ from syncd.errors import SyncdError
 from syncd.metrics import Sources
 
 if TYPE_CHECKING:
-    from syncd.daemon import Daemon
+    from syncd.app import App
 
 #: How long a readiness probe waits for the database.
 READY_TIMEOUT = 2.0
 
 
 class DaemonWeb:
-    """Routes reading the state of one daemon."""
+    """Routes reading the state of one App's parts."""
 
     _known_migrations: set[int] | None = None
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, app: App) -> None:
+        self.parts = app
 
     def app(self) -> Starlette:
         routes: list[BaseRoute] = [
@@ -35,25 +36,24 @@ class DaemonWeb:
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
         ]
-        callback = self.daemon.callback
+        callback = self.parts.callback
         if callback is not None:
-            routes.append(callback.route(self.daemon.settings.events.callback.path))
+            routes.append(callback.route(self.parts.settings.events.callback.path))
         return Starlette(routes=routes)
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "replica": self.daemon.owner})
+        return JSONResponse({"status": "ok", "replica": self.parts.owner})
 
     async def metrics(self, request: Request) -> Response:
-        d = self.daemon
-        pool = getattr(d, "pool", None)
+        d = self.parts
         await d.metrics.refresh(
             Sources(
                 now=d.clock.now(),
                 actor=d.owner,
-                store=getattr(d, "control", None),
+                store=d.control,
                 stream=d.stream,
-                listener=getattr(d, "listener", None),
-                pool_stats=pool.get_stats() if pool is not None else {},
+                listener=d.listener,
+                pool_stats=d.pool.get_stats(),
             )
         )
         body, content_type = d.metrics.render()
@@ -61,7 +61,7 @@ class DaemonWeb:
 
     async def readiness(self) -> dict[str, Any]:
         """Each readiness check with whether it passes (database, migrations, events, pause)."""
-        d = self.daemon
+        d = self.parts
         checks: dict[str, Any] = {}
         try:
             async with asyncio.timeout(READY_TIMEOUT):

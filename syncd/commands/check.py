@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from syncd.app import App
 from syncd.commands.common import out, settings_from
-from syncd.daemon import Daemon
-from syncd.errors import ConfigError, DingTalkError
-from syncd.pipeline.mapping import check_form
+from syncd.errors import ConfigError
+from syncd.pipeline.schemas import check_forms
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,18 +23,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 async def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     problems: list[str] = []
-    async with Daemon(settings) as daemon:  # opening checks the schema and write-backs
+    async with App(settings) as app:  # opening checks the schema and write-backs
         out("database: schema current, write-back targets fit")
-        for name, kind in settings.kinds.items():
-            try:
-                schema = await daemon.client.get_form_schema(kind.process_code)
-            except DingTalkError as exc:
-                problems.append(f"[kinds.{name}] process_code {kind.process_code!r}: {exc}")
-                continue
-            found = check_form(name, kind, schema)
+        async for name, found in check_forms(app.client, settings.kinds):
             problems += found
             if not found:
-                out(f"kind {name}: form mapping fits template {kind.process_code}")
+                out(f"kind {name}: form mapping fits template {settings.kinds[name].process_code}")
     if problems:
         raise ConfigError("\n".join(problems))
     return 0

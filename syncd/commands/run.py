@@ -8,10 +8,11 @@ import json
 
 from prometheus_client import CollectorRegistry
 
+from syncd.app import App
 from syncd.commands.common import out, settings_from
-from syncd.daemon import Daemon
 from syncd.db import migrations
 from syncd.logging import setup_logging
+from syncd.runner import Runner
 from syncd.signals import stop_on_signals
 
 
@@ -40,12 +41,12 @@ async def run(args: argparse.Namespace) -> int:
     # The daemon's own registry (never the global one): the pipeline's counters, the
     # DingTalk client's requests and the gauges computed at scrape time, on /metrics.
     registry = CollectorRegistry()
-    async with Daemon(settings, registry=registry) as daemon:
+    async with Runner(App(settings, registry=registry)) as runner:
         if args.once:
-            summary = await daemon.drain()
+            summary = await runner.drain()
             out(json.dumps({"handled": summary.handled, "cycles": summary.cycles}))
             return 0
         stop = asyncio.Event()
         with stop_on_signals(stop):
-            await daemon.run(stop)
+            await runner.run(stop)
     return 0

@@ -245,7 +245,8 @@ class AdminStore(BaseStore):
             rows = await cursor.fetchall()
         return [submit_item(r) for r in rows]
 
-    async def round_of(self, kind: str, business_key: str, round_: int) -> Row | None:
+    async def round_of(self, kind: str, business_key: str, round_: int) -> ApprovalRef | None:
         params = {"kind": kind, "business_key": business_key, "round": round_}
         async with self.transaction() as conn:
-            return await (await conn.execute(QUERIES["select_rounds"], params)).fetchone()
+            row = await (await conn.execute(QUERIES["select_rounds"], params)).fetchone()
+        return None if row is None else approval_ref(row)

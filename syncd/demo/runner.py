@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-from syncd.daemon import Daemon
+from syncd.app import App
 from syncd.db.connect import connect
 from syncd.demo import stats
 from syncd.demo.config import demo_settings
@@ -29,6 +29,7 @@ from syncd.demo.world import demo_world
 from syncd.embedded import EmbeddedPostgres, bin_dir
 from syncd.errors import SyncdError
 from syncd.http import Listening
+from syncd.runner import Runner
 from syncd.simulator import Simulator, serve
 
 TICK = 0.25
@@ -91,8 +92,9 @@ async def _run_world(
     world = demo_world()
     sim = Simulator(world, time_scale=options.time_scale)
     app = LegacyApp(dsn, count=options.requests, rate=options.rate)
-    async with serve(sim) as server, Daemon(demo_settings(dsn, server.base_url, world)) as daemon:
-        async with _running(daemon) as (listening, daemon_task):
+    async with serve(sim) as server:
+        runner = Runner(App(demo_settings(dsn, server.base_url, world)))
+        async with runner, _running(runner) as (listening, daemon_task):
             links = Links(server.base_url, listening.base_url, dsn)
             view: View = LiveView(out, links, logs or LogTail()) if options.live else PlainView()
             if not options.live:
@@ -119,19 +121,19 @@ async def _task(work: Any, name: str) -> AsyncIterator[asyncio.Task[Any]]:
 
 
 @contextlib.asynccontextmanager
-async def _running(daemon: Daemon) -> AsyncIterator[tuple[Listening, asyncio.Task[None]]]:
+async def _running(runner: Runner) -> AsyncIterator[tuple[Listening, asyncio.Task[None]]]:
     """Run the daemon for the block, yielding where it serves HTTP; stop it gracefully."""
     done = asyncio.Event()
-    task = asyncio.create_task(daemon.run(done), name="daemon")
+    task = asyncio.create_task(runner.run(done), name="daemon")
     try:
-        started = asyncio.create_task(daemon.started.wait())
+        started = asyncio.create_task(runner.started.wait())
         await asyncio.wait({started, task}, timeout=LISTEN_TIMEOUT, return_when="FIRST_COMPLETED")
-        if not daemon.started.is_set():
+        if not runner.started.is_set() or runner.listening is None:
             started.cancel()
             if task.done():
                 await task  # raises what stopped it
             raise SyncdError("the daemon did not start serving HTTP in time")
-        yield daemon.listening, task
+        yield runner.listening, task
     finally:
         done.set()
         await task

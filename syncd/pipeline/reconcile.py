@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncd.dingtalk.models import ProcessInstance
-from syncd.domain import ApprovalRef, ApprovalState, CallRecord, SubmitItem
+from syncd.domain import ApprovalRef, ApprovalState, CallRecord, Final, SubmitItem
 from syncd.errors import DingTalkError
 from syncd.pipeline.apply import Apply
 from syncd.pipeline.calls import call
@@ -149,16 +149,14 @@ class Reconcile:
     async def _adopt(
         self, item: SubmitItem, instance: ProcessInstance, calls: list[CallRecord]
     ) -> None:
-        now = self.clock.now()
-        adopted = await self.store.record_created(
-            item.id,
-            instance_id=instance.instance_id,
+        adopted = await record_adoption(
+            self.store,
+            item,
+            instance,
+            calls,
             process_code=item.process_code or self._process_code(item),
-            form_values=None,
-            now=now,
-            next_poll_at=now + self.quiet_after,
-            created_at=instance.create_time,
-            calls=calls,
+            now=self.clock.now(),
+            quiet_after=self.quiet_after,
         )
         logger.info(
             "lost create found and adopted",
@@ -168,17 +166,48 @@ class Reconcile:
                 "instance_id": instance.instance_id,
             },
         )
-        final = final_from_instance(instance)
-        if adopted and final is not None:
-            ref = ApprovalRef(
-                id=item.id,
-                kind=item.kind,
-                business_key=item.business_key,
-                round=item.round,
-                state=ApprovalState.RUNNING,
-                instance_id=instance.instance_id,
-                instance_created_at=instance.create_time,
-            )
-            await self.apply.finish(
-                ref, final, tasks=tasks_from_instance(instance), channel="reconcile"
-            )
+        if adopted:
+            await finish_adopted(self.apply, item, instance)
+
+
+async def record_adoption(
+    store: SubmitStore,
+    item: SubmitItem,
+    instance: ProcessInstance,
+    calls: list[CallRecord],
+    *,
+    process_code: str,
+    now: datetime,
+    quiet_after: timedelta,
+) -> bool:
+    """Make ``instance`` the approval's own (its create's answer was lost), with ``calls``
+    in its history; False if the approval moved on meanwhile (then nothing changed)."""
+    return await store.record_created(
+        item.id,
+        instance_id=instance.instance_id,
+        process_code=process_code,
+        form_values=None,
+        now=now,
+        next_poll_at=now + quiet_after,
+        created_at=instance.create_time,
+        calls=calls,
+    )
+
+
+async def finish_adopted(apply: Apply, item: SubmitItem, instance: ProcessInstance) -> Final | None:
+    """Apply the outcome of an adopted instance DingTalk has already decided; its final
+    word, or None while it runs."""
+    final = final_from_instance(instance)
+    if final is None:
+        return None
+    ref = ApprovalRef(
+        id=item.id,
+        kind=item.kind,
+        business_key=item.business_key,
+        round=item.round,
+        state=ApprovalState.RUNNING,
+        instance_id=instance.instance_id,
+        instance_created_at=instance.create_time,
+    )
+    await apply.finish(ref, final, tasks=tasks_from_instance(instance), channel="reconcile")
+    return final

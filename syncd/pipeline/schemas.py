@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from syncd.dingtalk.models import FormSchema
 from syncd.domain import CallRecord
-from syncd.errors import DingTalkRejected
+from syncd.errors import DingTalkError, DingTalkRejected
 from syncd.pipeline.calls import call
+from syncd.pipeline.mapping import check_form
 from syncd.ports import ApprovalClient, Clock
+from syncd.settings_kinds import KindSettings
 
 
 @dataclass
@@ -43,3 +46,17 @@ class SchemaCache:
 
     def forget(self, process_code: str) -> None:
         self._entries.pop(process_code, None)
+
+
+async def check_forms(
+    client: ApprovalClient, kinds: Mapping[str, KindSettings]
+) -> AsyncIterator[tuple[str, list[str]]]:
+    """Kind by kind, the problems of its form mapping against its DingTalk template (none:
+    it fits); a template DingTalk cannot give is a problem too (``syncd check``)."""
+    for name, kind in kinds.items():
+        try:
+            schema = await client.get_form_schema(kind.process_code)
+        except DingTalkError as exc:
+            yield name, [f"[kinds.{name}] process_code {kind.process_code!r}: {exc}"]
+            continue
+        yield name, check_form(name, kind, schema)

@@ -17,6 +17,7 @@ from syncd.ports.stores import (
     ControlStore,
     IngestStore,
     PollStore,
+    ReconcileLookup,
     SubmitStore,
     WriteBackStore,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "NullObserver",
     "Observer",
     "PollStore",
+    "ReconcileLookup",
     "SignedPut",
     "SubmitStore",
     "WriteBackStore",

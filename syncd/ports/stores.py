@@ -266,3 +266,26 @@ class CancelStore(Protocol):
     ) -> None:
         """The revoke failed: try again at ``retry_at``; record the error and the calls."""
         ...
+
+
+class ReconcileLookup(Protocol):
+    """syncd's approvals as ``syncd reconcile`` compares them with DingTalk's instances
+    (``syncd.db.admin_store.AdminStore``)."""
+
+    async def approvals_by_instances(self, instance_ids: Sequence[str]) -> dict[str, ApprovalRef]:
+        """The approvals owning any of these instances, by instance id."""
+        ...
+
+    async def running_since(
+        self, kind: str, process_code: str, since: datetime
+    ) -> list[ApprovalRef]:
+        """A kind's running approvals of a template whose instance was created since ``since``."""
+        ...
+
+    async def unknown_rounds(self, kind: str) -> list[SubmitItem]:
+        """A kind's approvals whose create outcome is unknown and that have no instance."""
+        ...
+
+    async def round_of(self, kind: str, business_key: str, round_: int) -> ApprovalRef | None:
+        """One round of a business key, if this database has it."""
+        ...

@@ -2,7 +2,8 @@
 
 ``cli(...)`` runs ``syncd.cli.main`` in a worker thread (it starts its own event loop)
 with a config file for the world's database, so the test's loop stays free to serve
-the simulator; it returns the exit code, stdout and stderr.
+the simulator; it returns the exit code, stdout and stderr. ``dingtalk`` serves the
+simulator on loopback HTTP for the commands that call DingTalk.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from syncd.cli import main
 from syncd.commands.config import render_toml
+from syncd.simulator import serve
 from tests.integration.pipeline.conftest import (  # noqa: F401  (env is a fixture)
     APP_KEY,
     APP_SECRET,
@@ -79,3 +81,13 @@ def cli(world: Env, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Cli:
     runner = Cli(capsys, tmp_path / "syncd.toml")
     runner.configure(config_data(world.daemon_dsn))
     return runner
+
+
+@pytest.fixture
+async def dingtalk(world: Env, cli: Cli) -> AsyncIterator[dict[str, str]]:
+    """The world's simulator on a loopback port, and the command line pointed at it;
+    yields the ``[dingtalk]`` URLs."""
+    async with serve(world.sim) as server:
+        urls = {"api_url": server.base_url, "oapi_url": server.base_url}
+        cli.configure(config_data(world.daemon_dsn, dingtalk=urls))
+        yield urls

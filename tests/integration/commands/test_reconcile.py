@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,18 +10,8 @@ from syncd.commands.operator import parse_duration
 from syncd.commands.reconcile import Progress
 from syncd.errors import ConfigError
 from syncd.pipeline.pauses import Pauses
-from syncd.simulator import serve
 
-from .conftest import APP_KEY, config_data
-
-
-@pytest.fixture
-async def dingtalk(world, cli) -> AsyncIterator[None]:
-    """The world's simulator on a loopback port, and the command line pointed at it."""
-    async with serve(world.sim) as server:
-        urls = {"api_url": server.base_url, "oapi_url": server.base_url}
-        cli.configure(config_data(world.daemon_dsn, dingtalk=urls))
-        yield
+from .conftest import APP_KEY
 
 
 def state_of(world, key):
@@ -159,7 +148,7 @@ async def test_reconcile_usage_errors_exit_2(cli, argv, message):
 
 async def test_reconcile_refuses_while_dingtalk_calls_are_paused(world, cli):
     async with world.daemon() as daemon:
-        await Pauses(daemon.control).quota_exhausted(world.clock.now())
+        await Pauses(daemon.app.control).quota_exhausted(world.clock.now())
     code, _, err = await cli("reconcile", "--since", "1h")
     assert code == 1 and "DingTalk calls are paused (quota) until " in err
     assert "`syncd resume` first" in err

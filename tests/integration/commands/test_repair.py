@@ -159,7 +159,7 @@ async def test_cancel_asks_the_daemon_to_terminate_the_running_instance(world, c
 async def test_cancel_of_a_request_never_submitted(world, cli):
     key = world.submit_leave(days=5)
     async with world.daemon() as daemon:
-        await daemon.stages["ingest"].run_once()
+        await daemon.app.stages["ingest"].run_once()
         assert approval(world, key)[1] == "pending"
         code, out, _ = await cli("cancel", "leave", str(key))
         assert code == 0 and "never submitted, the daemon drops it" in out

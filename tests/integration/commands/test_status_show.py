@@ -74,7 +74,7 @@ async def test_status_check_is_quiet_when_all_is_well(world, cli):
 
 async def test_a_pause_shows_in_status_and_resume_lifts_it(world, cli):
     async with world.daemon() as daemon:
-        await Pauses(daemon.control).quota_exhausted(world.clock.now())
+        await Pauses(daemon.app.control).quota_exhausted(world.clock.now())
     code, out, _ = await cli("status", "--check")
     assert code == 1
     assert "DingTalk calls: paused (quota) until " in out
@@ -92,7 +92,7 @@ async def test_a_pause_shows_in_status_and_resume_lifts_it(world, cli):
 
 async def test_an_auth_pause_is_resumed_the_same_way(world, cli):
     async with world.daemon() as daemon:
-        control = PostgresControlStore(daemon.pool)
+        control = PostgresControlStore(daemon.app.pool)
         await Pauses(control).auth_failed(world.clock.now() + timedelta(seconds=5), "bad secret")
     code, out, _ = await cli("resume")
     assert code == 0 and "(they were paused: auth until " in out

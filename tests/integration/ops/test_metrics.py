@@ -18,7 +18,7 @@ from syncd.dingtalk.events import make_event
 
 async def scrape(daemon) -> dict[tuple[str, frozenset], float]:
     """GET /metrics through the daemon's app; samples by (name, labels)."""
-    transport = httpx.ASGITransport(app=daemon.http_app())
+    transport = httpx.ASGITransport(app=daemon.app.http_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://syncd") as http:
         response = await http.get("/metrics")
     assert response.status_code == 200
@@ -124,8 +124,8 @@ async def test_duplicate_events_are_counted_per_channel(env):
     registry = CollectorRegistry()
     event = make_event("callback", "bpms_task_change", {"processInstanceId": "i-1"}, "e-1")
     async with env.daemon(registry=registry) as daemon:
-        assert await daemon.inbox.put(event) is True
-        assert await daemon.inbox.put(event) is False
+        assert await daemon.app.inbox.put(event) is True
+        assert await daemon.app.inbox.put(event) is False
         samples = await scrape(daemon)
     get = registry.get_sample_value
     assert get("syncd_events_received_total", {"channel": "callback"}) == 2
@@ -137,7 +137,7 @@ async def test_duplicate_events_are_counted_per_channel(env):
 async def test_the_scrape_still_answers_when_the_database_is_gone(env):
     registry = CollectorRegistry()
     async with env.daemon(registry=registry) as daemon:
-        await daemon.pool.close()
+        await daemon.app.pool.close()
         samples = await scrape(daemon)
     assert value(samples, "syncd_database_up") == 0
     assert value(samples, "syncd_stage_runs_total", stage="ingest") is None
@@ -149,8 +149,8 @@ async def test_leader_shows_which_periodic_job_turns_this_replica_holds(env):
     registry = CollectorRegistry()
     async with env.daemon(registry=registry) as daemon:
         now = env.clock.now()
-        assert await daemon.control.claim_turn("sweep_failed", now, now + timedelta(minutes=5))
-        other = PostgresControlStore(daemon.pool, actor="another-replica")
+        assert await daemon.app.control.claim_turn("sweep_failed", now, now + timedelta(minutes=5))
+        other = PostgresControlStore(daemon.app.pool, actor="another-replica")
         assert await other.claim_turn("retention", now, now + timedelta(hours=1))
         samples = await scrape(daemon)
         env.clock.advance(600)  # the sweep turn has ended
@@ -193,10 +193,10 @@ async def test_callbacks_are_counted_stored_and_refused_by_reason(env):
     query = {"msg_signature": crypto.sign(stamp, "n1", encrypt), "timestamp": stamp, "nonce": "n1"}
     path = settings.events.callback.path
     async with env.daemon(settings, registry=registry) as daemon:
-        transport = httpx.ASGITransport(app=daemon.http_app())
+        transport = httpx.ASGITransport(app=daemon.app.http_app())
         async with httpx.AsyncClient(transport=transport, base_url="http://syncd") as http:
             assert (await http.post(path, params=query, json={"encrypt": encrypt})).is_success
-            assert daemon.wake_back.is_set()  # the stored event wakes the way back
+            assert daemon.app.wake_back.is_set()  # the stored event wakes the way back
             replay = {**query, "msg_signature": query["msg_signature"].upper()}
             other = {**query, "msg_signature": "0" * 40}  # the cap comes before the signature
             statuses = [

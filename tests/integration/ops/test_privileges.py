@@ -9,7 +9,7 @@ deploy/sql/least_privilege.sql are exactly what syncd needs.
 - SQL built in Python is listed by module below; of that, the daemon runs only LISTEN
   (no privilege) and the write-back (business tables: the application's DBA grants it,
   exercised end to end here).
-- `syncd migrate --grants` runs as the schema owner, `syncd run` (a real ``Daemon`` with
+- `syncd migrate --grants` runs as the schema owner, `syncd run` (a real ``Runner`` with
   the simulator) and the operator commands as the daemon role, the application as a
   member of ``syncd_application``: none of them a superuser.
 
@@ -34,11 +34,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from syncd.app import App
 from syncd.cli import main
-from syncd.daemon import Daemon
 from syncd.db import migrations
 from syncd.db.queries import QUERIES, parse_queries
 from syncd.errors import MigrationError
+from syncd.runner import Runner
 from syncd.simulator import Simulator, World
 from syncd.testing import FakeClock
 from tests.integration.pipeline.conftest import APP_KEY, settings_for
@@ -296,10 +297,10 @@ async def test_the_daemon_role_runs_the_pipeline_and_the_operator_commands(roles
     sim = Simulator(World.default(), clock=clock)
     settings = settings_for(roles.daemon, events={"stream": False, "callback": CALLBACK})
     # The real pacer: DingTalk call slots from syncd.rate_limit, as the daemon role.
-    daemon = Daemon(settings, clock=clock, transport=httpx.ASGITransport(app=sim.app))
+    daemon = Runner(App(settings, clock=clock, transport=httpx.ASGITransport(app=sim.app)))
     async with daemon:
         http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=daemon.http_app()), base_url="http://syncd"
+            transport=httpx.ASGITransport(app=daemon.app.http_app()), base_url="http://syncd"
         )
         sim.callbacks.set_client(http)
         sim.callbacks.set_url(APP_KEY, "http://syncd/dingtalk/callback")

@@ -8,16 +8,17 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.daemon import Daemon
+from syncd.app import App
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.dingtalk.stream import StreamState
+from syncd.runner import Runner
 from syncd.simulator import serve
 
 DEADLINE = 20.0
 
 
-async def probe(daemon: Daemon, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
-    transport = httpx.ASGITransport(app=daemon.http_app())
+async def probe(daemon: Runner, path: str = "/readyz") -> tuple[int, dict[str, Any]]:
+    transport = httpx.ASGITransport(app=daemon.app.http_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://syncd") as http:
         response = await http.get(path)
     return response.status_code, response.json()
@@ -78,7 +79,7 @@ async def test_unready_while_the_database_is_down_and_ready_after(env, pg_server
             pg_server.embedded.start()
         async with asyncio.timeout(DEADLINE):
             while (await probe(daemon))[0] != 200:
-                await daemon.pool.check()  # drops broken connections, opens new ones
+                await daemon.app.pool.check()  # drops broken connections, opens new ones
 
 
 @pytest.mark.slow
@@ -86,8 +87,8 @@ async def test_unready_while_the_stream_is_down_and_ready_after(env):
     async with serve(env.sim) as server:
         settings = env.settings(dingtalk={"api_url": server.base_url})
         pacer = MemoryPacer(clock=env.clock, rate=1000)
-        async with Daemon(settings, clock=env.clock, pacer=pacer) as daemon:
-            stream = daemon.stream
+        async with Runner(App(settings, clock=env.clock, pacer=pacer)) as daemon:
+            stream = daemon.app.stream
             assert stream is not None
             task = asyncio.create_task(stream.run())
             try:

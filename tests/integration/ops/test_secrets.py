@@ -13,8 +13,8 @@ import httpx
 import psycopg
 import pytest
 
+from syncd.app import App
 from syncd.cli import main
-from syncd.daemon import Daemon
 from syncd.errors import SyncdError
 from syncd.logging import JsonFormatter
 from tests.integration.pipeline.conftest import settings_for
@@ -41,12 +41,12 @@ async def test_no_secret_in_logs_metrics_or_probes(env, caplog):
     texts = []
     async with env.daemon(settings) as daemon:
         await daemon.drain()
-        assert (await daemon.pause()) is not None  # the refused secret paused DingTalk calls
-        transport = httpx.ASGITransport(app=daemon.http_app())
+        assert (await daemon.app.pause()) is not None  # the refused secret paused DingTalk calls
+        transport = httpx.ASGITransport(app=daemon.app.http_app())
         async with httpx.AsyncClient(transport=transport, base_url="http://syncd") as http:
             for path in ("/metrics", "/healthz", "/readyz"):
                 texts.append((await http.get(path)).text)
-        texts.append(repr(daemon.stream) + repr(daemon.client) + repr(daemon.http.auth))
+        texts.append(repr(daemon.app.stream) + repr(daemon.app.client) + repr(daemon.app.http.auth))
     formatter = JsonFormatter()
     texts += [formatter.format(record) for record in caplog.records]
     assert any(getattr(r, "action", None) == "auth_paused" for r in caplog.records)
@@ -57,7 +57,7 @@ async def test_no_secret_in_the_error_when_the_database_is_unreachable(env):
     dsn = f"postgresql://syncd:{DSN_PASSWORD}@127.0.0.1:1/nowhere?connect_timeout=1"
     settings = settings_for(dsn, dingtalk={"app_secret": APP_SECRET})
     with pytest.raises(SyncdError) as caught:
-        async with Daemon(settings):
+        async with App(settings):
             pass
     chain, exc = [], caught.value
     while exc is not None:

@@ -32,10 +32,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from syncd.daemon import Daemon
+from syncd.app import App
 from syncd.demo.config import KINDS
 from syncd.demo.legacy_app import create_application
 from syncd.dingtalk.pacing import MemoryPacer
+from syncd.runner import Runner
 from syncd.settings import Settings
 from syncd.simulator import Simulator, World
 from syncd.testing import FakeClock
@@ -84,19 +85,14 @@ class Env:
         """The daemon's settings, as ``syncd_daemon``."""
         return settings_for(self.daemon_dsn, **overrides)
 
-    def daemon(self, settings: Settings | None = None, **kw: Any) -> Daemon:
+    def daemon(self, settings: Settings | None = None, **kw: Any) -> Runner:
         async def sleep(seconds: float) -> None:
             self.clock.advance(seconds)
 
         pacer = MemoryPacer(clock=self.clock, rate=1000, sleep=sleep)
         transport = kw.pop("transport", None) or httpx.ASGITransport(app=self.sim.app)
-        return Daemon(
-            settings or self.settings(),
-            clock=self.clock,
-            transport=transport,
-            pacer=pacer,
-            **kw,
-        )
+        settings = settings or self.settings()
+        return Runner(App(settings, clock=self.clock, transport=transport, pacer=pacer, **kw))
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         """As the superuser: reading anything, arranging syncd's tables."""

@@ -20,7 +20,7 @@ async def test_form_mapping_is_checked_against_the_template(env):
         }
     )
     async with env.daemon() as daemon:
-        schema = await daemon.client.get_form_schema("PROC-SIM-LEAVE")
+        schema = await daemon.app.client.get_form_schema("PROC-SIM-LEAVE")
     assert check_form("leave", good, schema) == []
     problems = check_form("leave", bad, schema)
     assert any("'婚假' is not an option" in p for p in problems)

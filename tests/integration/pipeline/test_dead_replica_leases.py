@@ -16,10 +16,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from syncd.daemon import Daemon
+from syncd.app import App
 from syncd.db.submit_store import PostgresSubmitStore
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.domain import ApprovalState
+from syncd.runner import Runner
 
 LEASE = 30
 
@@ -37,7 +38,7 @@ class DyingTransport(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-def replica(env, name: str, dies_at: str | None = None) -> Daemon:
+def replica(env, name: str, dies_at: str | None = None) -> Runner:
     async def sleep(seconds: float) -> None:
         env.clock.advance(seconds)
 
@@ -45,28 +46,24 @@ def replica(env, name: str, dies_at: str | None = None) -> Daemon:
     if dies_at:
         transport = DyingTransport(transport, dies_at)
     settings = env.settings(replica_name=name, pipeline={"lease_seconds": LEASE})
-    return Daemon(
-        settings,
-        clock=env.clock,
-        transport=transport,
-        pacer=MemoryPacer(clock=env.clock, rate=1000, sleep=sleep),
-    )
+    pacer = MemoryPacer(clock=env.clock, rate=1000, sleep=sleep)
+    return Runner(App(settings, clock=env.clock, transport=transport, pacer=pacer))
 
 
 async def test_polls_of_a_dead_replica_are_taken_over_after_the_lease(env):
     env.submit_leave(days=5)  # no rule decides: it waits for a person
     async with replica(env, "doomed", dies_at="GET /v1.0/workflow/processInstances") as doomed:
-        await doomed.stages["ingest"].run_once()
-        await doomed.stages["submit"].run_once()  # a POST: the create goes through
+        await doomed.app.stages["ingest"].run_once()
+        await doomed.app.stages["submit"].run_once()  # a POST: the create goes through
         await env.advance(61)  # quiet for longer than polling.quiet_after
         with pytest.raises(RuntimeError):
-            await doomed.stages["poll"].run_once()  # the GET: dies holding the claim
+            await doomed.app.stages["poll"].run_once()  # the GET: dies holding the claim
     [instance] = env.sim.instances()
     env.sim.approve(instance.instance_id)
     env.sim.approve(instance.instance_id)
     await env.advance(LEASE + 1)
     async with replica(env, "survivor") as survivor:
-        await survivor.stages["poll"].run_once()
+        await survivor.app.stages["poll"].run_once()
     assert env.sql("SELECT state FROM syncd.approval") == [("approved",)]
 
 
@@ -81,10 +78,10 @@ async def test_reconciliations_of_a_dead_replica_are_taken_over_after_the_lease(
         env.sim.faults.update(create_response_lost_rate=0.0)
         await env.advance(11)  # pipeline.unknown_grace
         with pytest.raises(RuntimeError):
-            await d.stages["reconcile"].run_once()  # dies listing, holding the claim
+            await d.app.stages["reconcile"].run_once()  # dies listing, holding the claim
     await env.advance(LEASE + 1)
     async with replica(env, "survivor") as survivor:
-        await survivor.stages["reconcile"].run_once()
+        await survivor.app.stages["reconcile"].run_once()
     assert env.sql("SELECT state FROM syncd.approval") in ([("running",)], [("approved",)])
     assert len(env.sim.instances()) == 1
 
@@ -117,10 +114,10 @@ async def test_a_create_stalled_past_its_lease_is_not_sent(env):
     settings = env.settings(replica_name="stalled", pipeline={"lease_seconds": LEASE})
     pacer = StallingPacer(env)
     transport = httpx.ASGITransport(app=env.sim.app)
-    stalled = Daemon(settings, clock=env.clock, transport=transport, pacer=pacer)
+    stalled = Runner(App(settings, clock=env.clock, transport=transport, pacer=pacer))
     async with stalled, replica(env, "survivor") as survivor:
-        await stalled.stages["ingest"].run_once()
-        submit = asyncio.create_task(stalled.stages["submit"].run_once())
+        await stalled.app.stages["ingest"].run_once()
+        submit = asyncio.create_task(stalled.app.stages["submit"].run_once())
         async with asyncio.timeout(5):
             await pacer.stalled.wait()
         await env.advance(LEASE + 11)  # past the lease and pipeline.unknown_grace
@@ -141,8 +138,8 @@ async def test_a_late_failure_report_leaves_the_new_owners_claim_alone(env):
     instance would then be recorded nowhere, and a third create would follow)."""
     env.submit_leave(days=1)
     async with replica(env, "b") as daemon:
-        await daemon.stages["ingest"].run_once()
-        store = PostgresSubmitStore(daemon.pool, actor="test")
+        await daemon.app.stages["ingest"].run_once()
+        store = PostgresSubmitStore(daemon.app.pool, actor="test")
         now = env.clock.now()
         [item] = await store.claim_submits(1, now, "a", now + timedelta(seconds=LEASE))
         later = now + timedelta(seconds=LEASE + 1)

@@ -35,7 +35,7 @@ async def test_callbacks_deliver_outcomes_without_polling(env):
     revoked = env.submit_leave(days=9)
     async with env.daemon(settings) as daemon:
         app = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=daemon.http_app()), base_url="http://syncd"
+            transport=httpx.ASGITransport(app=daemon.app.http_app()), base_url="http://syncd"
         )
         env.sim.callbacks.set_client(app)
         env.sim.callbacks.set_url(APP_KEY, "http://syncd/dingtalk/callback")

@@ -102,8 +102,8 @@ async def test_one_failed_write_back_in_a_batch_of_outcomes_holds_up_no_other(en
             if not healthy:
                 env.app_sql("DELETE FROM app.leave_request WHERE id = %s", keys[1])
                 events = [finish(i, 10 + n) for n, i in enumerate(instances)]
-            await daemon.inbox.put_many(events)
-            assert await daemon.apply.run_once() == len(events)
+            await daemon.app.inbox.put_many(events)
+            assert await daemon.app.apply.run_once() == len(events)
             if healthy:  # one batch: three transitions and three marks, all together
                 assert env.sql("SELECT count(*) FROM syncd.unwritten") == [(0,)]
                 env.sql("UPDATE syncd.approval SET state = 'running', written_back_at = NULL")
@@ -159,11 +159,11 @@ async def test_quota_pause_ends_by_itself_when_dingtalks_month_rolls_over(env):
     env.submit_leave(days=1)
     async with env.daemon() as daemon:
         await daemon.drain()
-        pause = await daemon.pause()
+        pause = await daemon.app.pause()
         assert pause is not None and pause.until is not None
         env.sim.faults.update(monthly_quota=None)
         env.clock.advance((pause.until - env.clock.now()).total_seconds() + 1)
-        assert await daemon.pause() is None
+        assert await daemon.app.pause() is None
         await daemon.drain()
     assert env.sql("SELECT count(*) FROM syncd.approval WHERE state = 'running'") == [(2,)]
 
@@ -189,7 +189,7 @@ async def test_a_batch_of_task_events_records_each_task_once_with_all_it_said(en
     async with env.daemon() as daemon:
         await daemon.drain()
         [(approval_id, instance_id)] = env.sql("SELECT id, instance_id FROM syncd.approval")
-        approval = await daemon.cancel_store.approval_by_id(approval_id)
+        approval = await daemon.app.cancel_store.approval_by_id(approval_id)
         assert approval is not None
         t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
         started = TaskRecord("task", "t-1", user_id="manager1", status="RUNNING", started_at=t0)
@@ -197,7 +197,7 @@ async def test_a_batch_of_task_events_records_each_task_once_with_all_it_said(en
             "task", "t-1", status="COMPLETED", result="AGREE", finished_at=t0 + timedelta(hours=1)
         )
         other = TaskRecord("task", "t-2", user_id="hr1", status="RUNNING")
-        await daemon.apply_store.touch_many(
+        await daemon.app.apply_store.touch_many(
             [(approval, [started]), (approval, [finished, other])],
             env.clock.now(),
             next_poll_at=env.clock.now() + timedelta(minutes=5),

@@ -7,6 +7,8 @@ import json
 import httpx
 import psycopg
 
+from syncd.web import DaemonWeb
+
 from .conftest import APP_KEY, LEAVE_KIND
 
 # The daemon's write-back fires it: it runs as its owner, the application, so the daemon
@@ -136,7 +138,7 @@ async def test_duplicated_and_reordered_events_write_back_exactly_once(env):
     keys = [env.submit_leave(applicant=f"u{1 + i % 3}", days=1 + i % 3) for i in range(6)]
     async with env.daemon(settings) as daemon:
         app = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=daemon.http_app()), base_url="http://syncd"
+            transport=httpx.ASGITransport(app=daemon.app.http_app()), base_url="http://syncd"
         )
         env.sim.callbacks.set_client(app)
         env.sim.callbacks.set_url(APP_KEY, "http://syncd/dingtalk/callback")
@@ -239,7 +241,7 @@ async def test_one_ingest_batch_decides_each_row_against_the_round_before_it(env
         outbox(env, "leave", key, payload, action=action)
     outbox(env, "leave", "7", payload)
     async with env.daemon(env.settings(kinds={"leave": kind})) as daemon:
-        assert await daemon.stages["ingest"].run_once() == 5
+        assert await daemon.app.stages["ingest"].run_once() == 5
         rows = env.sql(
             "SELECT business_key, round, state, cancel_requested_at IS NOT NULL "
             "FROM syncd.approval ORDER BY business_key, round"
@@ -310,16 +312,16 @@ async def test_quota_exhausted_pauses_calls_until_resumed(env):
         env.submit_leave(applicant=f"u{i + 1}", days=1)
     async with env.daemon() as daemon:
         await daemon.drain()
-        paused = await daemon.pause()
+        paused = await daemon.app.pause()
         assert paused is not None and paused.reason == "quota"
-        readiness = await daemon.readiness()
+        readiness = await DaemonWeb(daemon.app).readiness()
         assert readiness["dingtalk"] == {"ok": False, "paused": "quota", "until": str(paused.until)}
         calls_while_paused = sum(env.sim.calls.values())
         await env.advance(3600)
         await daemon.drain()
         assert sum(env.sim.calls.values()) == calls_while_paused
         env.sim.faults.update(monthly_quota=None)
-        await daemon.pauses.resume()
+        await daemon.app.pauses.resume()
         await daemon.drain()
     assert set(states(env).values()) <= {"running", "approved"}
     assert len(env.sim.instances()) == 3
@@ -357,7 +359,7 @@ async def test_no_transaction_or_row_lock_is_held_while_dingtalk_is_called(env):
         env.submit_leave(applicant=f"u{i + 1}", days=1)
     outbox(env, "leave", "1", {}, action="cancel")
     daemon = env.daemon(env.settings(pipeline={"concurrency": 1}))
-    daemon.transport = Observing(httpx.ASGITransport(app=env.sim.app))
+    daemon.app.transport = Observing(httpx.ASGITransport(app=env.sim.app))
     async with daemon:
         await daemon.drain()
         await env.advance(16)

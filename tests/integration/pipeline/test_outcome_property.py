@@ -173,11 +173,11 @@ async def test_written_outcome_equals_dingtalk_record(world, plan):
             make_event("stream", e.event_type, e.data, e.event_id) for e in (sent[i] for i in order)
         ]
         crash = min(plan.crash, len(events))
-        await daemon.inbox.put_many(events[:crash])
+        await daemon.app.inbox.put_many(events[:crash])
         if crash:  # a replica claims the first events and dies with them
             now = env.clock.now()
-            await daemon.apply_store.claim_inbox(crash, now, now + timedelta(seconds=LEASE))
-        await daemon.inbox.put_many(events[crash:])
+            await daemon.app.apply_store.claim_inbox(crash, now, now + timedelta(seconds=LEASE))
+        await daemon.app.inbox.put_many(events[crash:])
         await daemon.drain()
         env.clock.advance(LEASE + 1)  # the dead replica's lease ends
         await daemon.drain()

@@ -40,15 +40,15 @@ async def test_a_replica_dying_mid_create_is_reconciled_not_created_twice(env):
     env.submit_leave(days=1)
     settings = env.settings(replica_name="survivor")
     async with env.daemon(settings) as survivor:
-        await survivor.stages["ingest"].run_once()
-        doomed = survivor.stages["submit"]
+        await survivor.app.stages["ingest"].run_once()
+        doomed = survivor.app.stages["submit"]
         assert isinstance(doomed, Submit)
         now = env.clock.now()
-        store = PostgresSubmitStore(survivor.pool, actor="doomed")
+        store = PostgresSubmitStore(survivor.app.pool, actor="doomed")
         [item] = await store.claim_submits(1, now, "doomed", now + timedelta(seconds=120))
         kind = settings.kinds["leave"]
         request = await doomed.build(item, kind, [])
-        await survivor.client.create_instance(request)  # ...and the replica dies here
+        await survivor.app.client.create_instance(request)  # ...and the replica dies here
         await survivor.drain()
         assert env.sql("SELECT state FROM syncd.approval") == [("submitting",)]
         await env.advance(121)  # the lease expires
@@ -67,9 +67,9 @@ async def test_concurrent_claims_never_return_the_same_approval(env):
     for i in range(40):
         env.submit_leave(applicant=f"u{1 + i % 3}", days=1)
     async with env.daemon() as daemon:
-        await daemon.stages["ingest"].run_once()
+        await daemon.app.stages["ingest"].run_once()
         now = env.clock.now()
-        stores = [PostgresSubmitStore(daemon.pool, actor=f"r{n}") for n in range(3)]
+        stores = [PostgresSubmitStore(daemon.app.pool, actor=f"r{n}") for n in range(3)]
         claimed: list[list[int]] = []
         while True:
             batches = await asyncio.gather(
@@ -87,9 +87,9 @@ async def test_a_late_create_outcome_still_counts_its_call(env):
     spent and an instance exists: both show in the history and the monthly usage."""
     env.submit_leave(days=1)
     async with env.daemon() as daemon:
-        await daemon.stages["ingest"].run_once()
+        await daemon.app.stages["ingest"].run_once()
         now = env.clock.now()
-        store = PostgresSubmitStore(daemon.pool, actor="late")
+        store = PostgresSubmitStore(daemon.app.pool, actor="late")
         [item] = await store.claim_submits(1, now, "late", now + timedelta(seconds=60))
         call = CallRecord(endpoint="create", purpose="create", ok=True, duration_ms=12)
         created = {

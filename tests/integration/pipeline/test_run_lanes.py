@@ -1,4 +1,4 @@
-"""``Daemon.run``: the way back does not wait for a create in flight on the way in."""
+"""``Runner.run``: the way back does not wait for a create in flight on the way in."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ async def test_an_outcome_is_written_back_while_a_create_is_in_flight(env):
         second = env.submit_leave(days=3)
         env.sim.callbacks.set_client(
             httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=daemon.http_app()), base_url="http://syncd"
+                transport=httpx.ASGITransport(app=daemon.app.http_app()), base_url="http://syncd"
             )
         )
         env.sim.callbacks.set_url(APP_KEY, "http://syncd/dingtalk/callback")
@@ -95,6 +95,6 @@ async def test_apply_says_when_it_is_behind(env):
             )
             for n in range(limit + 2)
         ]
-        await daemon.inbox.put_many(events)
-        assert await daemon.apply.run_once() == limit and daemon.apply.behind
-        assert await daemon.apply.run_once() == 2 and not daemon.apply.behind
+        await daemon.app.inbox.put_many(events)
+        assert await daemon.app.apply.run_once() == limit and daemon.app.apply.behind
+        assert await daemon.app.apply.run_once() == 2 and not daemon.app.apply.behind
