@@ -25,7 +25,7 @@ def next_month_start(now: datetime) -> datetime:
 
 
 class ApprovalState(StrEnum):
-    """States of ``syncd.approval.state`` (ARCHITECTURE §4)."""
+    """States of ``syncd.approval.state`` (the README's "Database schema and migrations" describes each)."""
 
     PENDING = "pending"
     SUBMITTING = "submitting"

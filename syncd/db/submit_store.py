@@ -1,6 +1,6 @@
 """``PostgresSubmitStore``: claims and outcomes of creates and reconciliations.
 
-Guarded transitions (ARCHITECTURE §4): a claim takes a lease and commits before any
+Guarded transitions: a claim takes a lease and commits before any
 DingTalk call; the intent (what is about to be sent) is committed next; the outcome is
 recorded in a new transaction, only while the lease is still ours.
 """

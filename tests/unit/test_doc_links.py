@@ -74,3 +74,22 @@ def test_links_resolve_inside_the_repository(document: Path) -> None:
         if not any(candidate.exists() for candidate in candidates):
             broken.append(f"`{named}`: names a document that is not in the repository")
     assert not broken, "\n".join(broken)
+
+
+def test_nothing_points_at_documents_outside_the_repository() -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    outside = re.compile("ARCHITECTURE(\\.md| §)|\\.\\./" + "shared/|" + "shared" + "/dingtalk-api")
+    found = [
+        name
+        for name in listed
+        if (ROOT / name).is_file()
+        and (ROOT / name).suffix in {".py", ".md", ".toml", ".sql", ".yaml", ".yml", ""}
+        and outside.search((ROOT / name).read_text(errors="replace"))
+    ]
+    assert found == [], "these files refer to documents that are not in the repository"

@@ -573,7 +573,7 @@ Rows = list[tuple[Any, ...]]
 async def check_invariants(
     dsn: str, sim: Simulator, report: Report, *, parked: dict[str, str] | None = None
 ) -> None:
-    """ARCHITECTURE §5 after a run: nothing lost, one instance, one write, no regression.
+    """The README's guarantees after a run: nothing lost, one instance, one write, no regression.
 
     ``parked`` maps business keys that must be parked to a fragment of their error;
     every other approval must be final and written back.

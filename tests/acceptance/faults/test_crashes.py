@@ -1,4 +1,4 @@
-"""kill -9 at random moments under load, with a restart after each (ARCHITECTURE §5.1-3).
+"""kill -9 at random moments under load, with a restart after each (nothing lost, one instance, one write-back).
 
 The daemon reaches PostgreSQL through a proxy that delays every packet a little and the
 simulator delays creates, so many kills land between DingTalk's create and the commit

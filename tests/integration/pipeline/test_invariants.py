@@ -1,4 +1,4 @@
-"""ARCHITECTURE §5: each invariant, with tests that try to break it."""
+"""The guarantees the README promises: each invariant, with tests that try to break it."""
 
 from __future__ import annotations
 
