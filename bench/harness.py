@@ -91,7 +91,7 @@ def log(message: str) -> None:
 
 def sql(dsn: str, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cursor = conn.execute(query, params)  # type: ignore[arg-type]
+        cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
 
 

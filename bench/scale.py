@@ -68,7 +68,7 @@ def explain(b: Bench, name: str) -> list[str]:
     params = {"limit": 50, "now": "infinity", "owner": "bench", "lease_until": "infinity"}
     with psycopg.connect(b.dsn) as conn:
         rows = conn.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + QUERIES[name],  # type: ignore[operator]
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + QUERIES[name],
             params,
         ).fetchall()
         conn.rollback()

@@ -25,7 +25,7 @@ def next_month_start(now: datetime) -> datetime:
 
 
 class ApprovalState(StrEnum):
-    """States of ``syncd.approval.state`` (the README's "Database schema and migrations" describes each)."""
+    """States of ``syncd.approval.state`` (each is described in the README's schema section)."""
 
     PENDING = "pending"
     SUBMITTING = "submitting"

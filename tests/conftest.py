@@ -154,7 +154,7 @@ def server_version_num(pg_server: PgServer) -> int:
         return conn.info.server_version
 
 
-def _admin(server: PgServer, statement: sql.Composable) -> None:
+def _admin(server: PgServer, statement: sql.SQL | sql.Composed) -> None:
     with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
         conn.execute(statement)
 

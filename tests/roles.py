@@ -48,8 +48,8 @@ def create_login(
     password = password or secrets.token_urlsafe(16)
     ident = sql.Identifier(name)
     groups = [*([acts_as] if acts_as else []), *member_of]
-    statement = sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
-    statement = statement.format(ident, sql.Literal(password))
+    create = sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
+    statement: sql.Composed = create.format(ident, sql.Literal(password))
     if groups:
         statement = sql.SQL("{} IN ROLE {}").format(
             statement, sql.SQL(", ").join(map(sql.Identifier, groups))

@@ -690,7 +690,7 @@ async def test_migrate_rebuilds_legacy_captures_on_the_capture_role(app_db, caps
 
 _NAME_CHARS = st.sampled_from(list("aZq_ 9\"'.-éÜ名字😀$"))
 NAMES = st.text(_NAME_CHARS, min_size=1, max_size=12).filter(lambda n: len(n.encode()) <= 63)
-TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
+TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(10**12), 10**12) | TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),

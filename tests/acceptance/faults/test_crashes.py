@@ -1,4 +1,5 @@
-"""kill -9 at random moments under load, with a restart after each (nothing lost, one instance, one write-back).
+"""kill -9 at random moments under load, with a restart after each: nothing is lost,
+there is one instance per approval and one write-back.
 
 The daemon reaches PostgreSQL through a proxy that delays every packet a little and the
 simulator delays creates, so many kills land between DingTalk's create and the commit

@@ -76,7 +76,7 @@ def _assert_success_reply(response: httpx.Response, crypto: CallbackCrypto) -> N
     assert crypto.decrypt(reply["encrypt"]) == "success"
 
 
-INSTANCE_FINISH = {
+INSTANCE_FINISH: dict[str, Any] = {
     "EventType": "bpms_instance_change",
     "processInstanceId": "pi-0001",
     "corpId": "dingcorp0001",
@@ -242,7 +242,7 @@ async def test_signature_param_alone_and_seconds_timestamp(
 async def test_duplicated_and_reordered_events_are_stored_once_each(
     inbox_rows: Any, http: httpx.AsyncClient, pool: AsyncConnectionPool[Any]
 ) -> None:
-    task = {
+    task: dict[str, Any] = {
         "EventType": "bpms_task_change",
         "processInstanceId": "pi-0001",
         "type": "finish",

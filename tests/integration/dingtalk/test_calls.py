@@ -67,7 +67,7 @@ class Rig:
     def instance(self) -> str:
         return self.ids[-1] if self.ids else "no-such-instance"
 
-    def requests(self) -> Counter[tuple[str, str]]:
+    def requests(self) -> Counter[tuple[str, ...]]:
         """``syncd_dingtalk_requests_total`` by (endpoint, outcome)."""
         return self._by("syncd_dingtalk_requests_total", "endpoint", "outcome")
 

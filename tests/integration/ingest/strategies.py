@@ -25,7 +25,7 @@ SHORT = st.text(CHARS, max_size=30)
 def scattered(length: int, rng: random.Random) -> str:
     """Characters from the whole of Unicode, no NUL, no surrogate: text that does not
     compress (a long one does not fit an index entry)."""
-    chars = []
+    chars: list[str] = []
     while len(chars) < length:
         code = rng.randrange(1, 0x110000)
         if not 0xD800 <= code <= 0xDFFF:

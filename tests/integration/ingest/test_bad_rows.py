@@ -39,7 +39,7 @@ LONG_KIND = scattered(3000, random.Random(2))
 WIDEST_KEY = "".join(map(chr, random.Random(3).sample(range(0x10000, 0x110000), 512)))
 
 #: key -> (row, error code, fragment of the message); error code None: pending.
-ROWS = {
+ROWS: dict[str, tuple[dict[str, Any], str | None, str | None]] = {
     "good-1": (dict(kind="leave", payload=json.dumps(LEAVE)), None, None),
     "9": (
         dict(kind="po", payload="null", originator="u2"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -16,7 +17,7 @@ from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import make_event
 
 
-async def scrape(daemon) -> dict[tuple[str, frozenset], float]:
+async def scrape(daemon) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """GET /metrics through the daemon's app; samples by (name, labels)."""
     transport = httpx.ASGITransport(app=daemon.app.http_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://syncd") as http:
@@ -30,7 +31,12 @@ async def scrape(daemon) -> dict[tuple[str, frozenset], float]:
     }
 
 
-def value(samples, name: str, **labels: str) -> float | None:
+def counted(registry: CollectorRegistry) -> Callable[..., float]:
+    """``registry.get_sample_value``, with an absent sample read as 0."""
+    return lambda name, labels=None: registry.get_sample_value(name, labels) or 0.0
+
+
+def value(samples, name: str, **labels: str):
     return samples.get((name, frozenset(labels.items())))
 
 
@@ -64,7 +70,7 @@ async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(
         await daemon.drain()
         after = await scrape(daemon)
 
-    get = registry.get_sample_value
+    get = counted(registry)
     assert get("syncd_approvals_created_total", {"kind": "leave"}) == 2
     assert (
         get(
@@ -111,7 +117,7 @@ async def test_throttling_and_the_quota_pause_are_counted_and_shown(env):
         env.clock.advance(3600)  # past every retry delay
         await daemon.drain()
         samples = await scrape(daemon)
-    get = registry.get_sample_value
+    get = counted(registry)
     assert get("syncd_dingtalk_throttled_total", {"endpoint": "create"}) >= 1
     assert get("syncd_dingtalk_requests_total", {"endpoint": "create", "outcome": "throttled"})
     assert total(registry, "syncd_dingtalk_requests_total", outcome="quota_exhausted") == 1
@@ -127,7 +133,7 @@ async def test_duplicate_events_are_counted_per_channel(env):
         assert await daemon.app.inbox.put(event) is True
         assert await daemon.app.inbox.put(event) is False
         samples = await scrape(daemon)
-    get = registry.get_sample_value
+    get = counted(registry)
     assert get("syncd_events_received_total", {"channel": "callback"}) == 2
     assert get("syncd_events_duplicate_total", {"channel": "callback"}) == 1
     assert value(samples, "syncd_inbox_backlog", channel="callback") == 1
@@ -175,7 +181,7 @@ async def test_requests_that_get_no_answer_are_counted_too(env):
     transport = httpx.MockTransport(handler)
     async with env.daemon(settings, registry=registry, transport=transport) as daemon:
         await daemon.drain()
-    get = registry.get_sample_value
+    get = counted(registry)
     assert get("syncd_dingtalk_requests_total", {"endpoint": "create", "outcome": "timeout"}) == 1
     assert get("syncd_dingtalk_requests_total", {"endpoint": "token", "outcome": "ok"}) == 1
     assert env.sql("SELECT state FROM syncd.approval") == [("unknown",)]
@@ -206,7 +212,7 @@ async def test_callbacks_are_counted_stored_and_refused_by_reason(env):
             ]
         samples = await scrape(daemon)
     assert statuses == [403, 400, 413]
-    get = registry.get_sample_value
+    get = counted(registry)
     assert get("syncd_events_received_total", {"channel": "callback"}) == 1
     for reason in ("replayed", "missing_query", "body_too_large"):
         assert value(samples, "syncd_callbacks_rejected_total", reason=reason) == 1

@@ -193,7 +193,7 @@ def _explain(conn: psycopg.Connection[Any], query: str) -> str | None:
     params = {p: datetime.now(UTC) if p == "now" else None for p in names}
     conn.execute("SAVEPOINT explain")
     try:
-        conn.execute(f"EXPLAIN {query}", params or None)  # type: ignore[arg-type]
+        conn.execute(f"EXPLAIN {query}", params or None)
     except psycopg.errors.InsufficientPrivilege as exc:
         conn.execute("ROLLBACK TO SAVEPOINT explain")
         return str(exc).splitlines()[0]

@@ -59,7 +59,8 @@ async def test_no_secret_in_the_error_when_the_database_is_unreachable(env):
     with pytest.raises(SyncdError) as caught:
         async with App(settings):
             pass
-    chain, exc = [], caught.value
+    chain: list[str] = []
+    exc: BaseException | None = caught.value
     while exc is not None:
         chain.append(f"{exc!s} {exc!r}")
         exc = exc.__cause__ or exc.__context__
@@ -95,6 +96,6 @@ def test_a_password_given_with_dsn_is_warned_about_and_never_printed(env, capsys
 def test_a_dsn_without_a_password_on_the_command_line_is_not_warned_about(env, capsys):
     parts = psycopg.conninfo.conninfo_to_dict(env.daemon_dsn)
     parts.pop("password", None)
-    dsn = psycopg.conninfo.make_conninfo(**parts)
+    dsn = psycopg.conninfo.make_conninfo("", **parts)
     assert main(["--log-format", "json", "migrate", "--check", "--dsn", dsn]) == 0
     assert "dsn_password_argument" not in capsys.readouterr().err

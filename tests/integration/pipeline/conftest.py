@@ -67,7 +67,11 @@ _WRITES_APP = re.compile(
 )
 
 
-def run_sql(dsn: str, query: str | sql.Composable, *params: Any) -> list[tuple[Any, ...]]:
+#: A statement as psycopg takes it.
+Query = str | sql.SQL | sql.Composed
+
+
+def run_sql(dsn: str, query: Query, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         cursor = conn.execute(query, params or None)
         return cursor.fetchall() if cursor.description else []
@@ -99,7 +103,7 @@ class Env:
         assert not _WRITES_APP.search(query), "the application writes its tables: env.app_sql()"
         return run_sql(self.admin_dsn, query, *params)
 
-    def app_sql(self, query: str | sql.Composable, *params: Any) -> list[tuple[Any, ...]]:
+    def app_sql(self, query: Query, *params: Any) -> list[tuple[Any, ...]]:
         """As the application's role: its business rows and tables."""
         return run_sql(self.app_dsn, query, *params)
 

@@ -132,7 +132,7 @@ async def test_sdk_error_codes(server) -> None:
     assert missing.value.code == "processInstanceNotExist"
 
 
-class _Recorder(dingtalk_stream.EventHandler):
+class _Recorder(dingtalk_stream.EventHandler):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.events: list[tuple[str, dict[str, Any]]] = []

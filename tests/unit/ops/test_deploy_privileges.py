@@ -23,7 +23,7 @@ def compose() -> dict[str, Any]:
 
 
 def compose_secret(name: str) -> str:
-    path = DEPLOY / compose()["secrets"][name]["file"]
+    path = DEPLOY / str(compose()["secrets"][name]["file"])
     return path.read_text(encoding="utf-8").strip()
 
 

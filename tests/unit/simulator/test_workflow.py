@@ -115,7 +115,7 @@ async def test_form_validation(api, values, code) -> None:
 
 async def test_value_must_be_a_string(api) -> None:
     values = api.expense_form()
-    values[0]["value"] = 100  # type: ignore[assignment]
+    values[0]["value"] = 100
     api.error(await api.create(formComponentValues=values), 400, "formConverterError")
 
 
