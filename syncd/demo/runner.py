@@ -188,8 +188,8 @@ def progress_status(
     if not options.wait_for_people:
         return True, "every request the rules decide is done"
     return False, (
-        f"the rules are done; {s.waiting_for_person} wait for a person: decide them on the"
-        " simulator page, or press Ctrl-C to stop"
+        f"the rules are done; {s.waiting_for_person} wait for a person: decide them on"
+        " the simulator page"
     )
 
 

@@ -38,7 +38,7 @@ class Links:
 
     def lines(self) -> list[str]:
         return [
-            f"  simulator page  {self.simulator}/_sim/   (decide the waiting requests here)",
+            f"  simulator page  {self.simulator}/_sim/   (decide requests here)",
             f"  metrics         {self.daemon}/metrics",
             f"  readiness       {self.daemon}/readyz",
             f"  database        {self.database}",
@@ -67,8 +67,8 @@ def _latency_lines(s: Snapshot) -> list[str]:
         f"   p95 {_seconds(s.created_p95)}",
         f"  decision → written back      p50 {_seconds(s.written_p50)}"
         f"   p95 {_seconds(s.written_p95)}",
-        f"  DingTalk calls per approval  {per_approval}   ({s.calls_spent} by approvals,"
-        f" {s.simulator_calls} received by the simulator)",
+        f"  DingTalk calls per approval  {per_approval}   ({s.calls_spent} made,"
+        f" {s.simulator_calls} seen by the simulator)",
     ]
 
 
@@ -93,7 +93,7 @@ def frame(progress: Progress, links: Links) -> list[str]:
     top = max([1, *s.states.values()])
     lines = [
         f"syncd demo · {progress.elapsed:.0f} s · {s.inserted} of {progress.requests}"
-        f" requests submitted ({progress.rate:g}/s) · Ctrl-C stops",
+        f" requests in ({progress.rate:g}/s) · Ctrl-C stops",
         "",
         *links.lines(),
         "",

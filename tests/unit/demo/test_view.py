@@ -6,6 +6,8 @@ import io
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syncd.demo.runner import DemoOptions, progress_status
 from syncd.demo.stats import Snapshot
@@ -16,6 +18,7 @@ from syncd.demo.view import (
     Progress,
     clip,
     display_width,
+    frame,
     summary_lines,
     worth_showing,
 )
@@ -118,3 +121,56 @@ def test_the_live_view_leaves_out_chatty_log_records():
     assert worth_showing(record(logging.INFO, "writeback_done"))
     assert not worth_showing(record(logging.INFO, "event_received"))
     assert worth_showing(record(logging.WARNING, "event_received"))
+
+
+_COUNT = st.integers(0, 99_999)
+_SNAPSHOTS = st.builds(
+    Snapshot,
+    inserted=_COUNT,
+    states=st.dictionaries(
+        st.sampled_from(
+            [
+                "pending",
+                "submitting",
+                "running",
+                "approved",
+                "rejected",
+                "canceled",
+                "invalid",
+                "dead",
+                "unknown",
+            ]
+        ),
+        _COUNT,
+    ),
+    waiting_for_person=_COUNT,
+    calls_spent=_COUNT,
+    simulator_calls=_COUNT,
+    created_p50=st.none() | st.floats(0, 9_999),
+    created_p95=st.none() | st.floats(0, 9_999),
+    written_p50=st.none() | st.floats(0, 9_999),
+    written_p95=st.none() | st.floats(0, 9_999),
+)
+
+
+@settings(max_examples=200)
+@given(
+    snapshot=_SNAPSHOTS,
+    requests=st.integers(1, 99_999),
+    rate=st.sampled_from([0.5, 1.0, 2.0, 20.0, 100.0]),
+    elapsed=st.floats(0, 99_999),
+    options=st.builds(DemoOptions, live=st.booleans(), duration=st.none() | st.floats(1, 3600)),
+    submitted_all=st.booleans(),
+)
+def test_every_line_of_the_live_view_and_the_summary_fits_80_columns(
+    snapshot, requests, rate, elapsed, options, submitted_all
+):
+    _, status = progress_status(options, snapshot, submitted_all, elapsed)
+    links = Links(
+        "http://127.0.0.1:65535",
+        "http://127.0.0.1:65534",
+        "postgresql://postgres@127.0.0.1:65533/syncd_demo",
+    )
+    lines = frame(Progress(snapshot, requests, rate, elapsed, status), links)
+    lines += summary_lines(snapshot)
+    assert [line for line in lines if display_width(line) > 79] == []
