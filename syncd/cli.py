@@ -11,7 +11,18 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from syncd import __version__
-from syncd.commands import capture, check, config, demo, migrate, ops, reconcile, repair, run
+from syncd.commands import (
+    capture,
+    check,
+    config,
+    demo,
+    devdb,
+    migrate,
+    ops,
+    reconcile,
+    repair,
+    run,
+)
 from syncd.errors import CaptureError, ConfigError, SyncdError
 from syncd.logging import setup_logging
 
@@ -40,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_parser(sub)
     reconcile.add_parser(sub)
     demo.add_parser(sub)
+    devdb.add_parser(sub)
     _add_simulator(sub)
     return parser
 

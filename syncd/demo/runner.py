@@ -26,7 +26,7 @@ from syncd.demo.legacy_app import LegacyApp, prepare
 from syncd.demo.stats import Snapshot
 from syncd.demo.view import Links, LiveView, LogTail, PlainView, Progress, summary_lines
 from syncd.demo.world import demo_world
-from syncd.embedded import EmbeddedPostgres, bin_dir
+from syncd.embedded import EmbeddedPostgres
 from syncd.errors import SyncdError
 from syncd.http import Listening
 from syncd.runner import Runner
@@ -195,11 +195,11 @@ def progress_status(
 
 def keep_lines(pg: EmbeddedPostgres) -> list[str]:
     """How to start the kept server again and connect with psql."""
-    binaries = bin_dir()
-    owner = pwd.getpwuid(pg.root.stat().st_uid).pw_name
-    as_owner = f"runuser -u {owner} -- " if pg.root.stat().st_uid != os.geteuid() else ""
-    options = f"-h 127.0.0.1 -p {pg.port} -k {pg.root}"
-    start = [str(binaries / "pg_ctl"), "-D", str(pg.data_dir), "-l", str(pg.root / "postgres.log")]
+    binaries = pg.bin_path
+    owner = pwd.getpwuid(pg.home.stat().st_uid).pw_name
+    as_owner = f"runuser -u {owner} -- " if pg.home.stat().st_uid != os.geteuid() else ""
+    options = f"-h 127.0.0.1 -p {pg.port} -k {pg.home}"
+    start = [str(binaries / "pg_ctl"), "-D", str(pg.data_dir), "-l", str(pg.home / "postgres.log")]
     return [
         f"The database is kept in {pg.root} (the server is stopped). To look around:",
         f"  {as_owner}{shlex.join([*start, '-o', options, 'start'])}",

@@ -68,7 +68,7 @@ def _latency_lines(s: Snapshot) -> list[str]:
         f"  decision → written back      p50 {_seconds(s.written_p50)}"
         f"   p95 {_seconds(s.written_p95)}",
         f"  DingTalk calls per approval  {per_approval}   ({s.calls_spent} made,"
-        f" {s.simulator_calls} seen by the simulator)",
+        f" {s.simulator_calls} at the simulator)",
     ]
 
 

@@ -45,15 +45,27 @@ def test_starts_from_binaries_in_a_private_folder(private_install: Path) -> None
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
-def test_a_data_directory_in_a_private_folder_is_refused_with_the_reason(
-    tmp_path: Path,
-) -> None:
+def test_a_data_directory_in_a_private_folder_is_kept_and_found_again(tmp_path: Path) -> None:
+    """As root, the server's files go where its user can reach them, linked from the
+    directory asked for; a kept server starts again from there; the folder stays private."""
     private = tmp_path / "home"
     private.mkdir(mode=0o700)
     private.chmod(0o700)
-    server = EmbeddedPostgres(private / "pg", keep=True)
-    with pytest.raises(EmbeddedServerError, match=r"private folder.*/tmp or /var/tmp"):
-        server.start()
+    first = EmbeddedPostgres(private / "pg", keep=True)
+    try:
+        with psycopg.connect(first.start(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)")
+        first.stop()
+        assert (private / "pg" / "server").is_symlink()
+        assert not first.home.is_relative_to(private)
+        again = EmbeddedPostgres(private / "pg", port=first.port)
+        with psycopg.connect(again.start()) as conn:
+            assert conn.execute("SELECT n FROM kept").fetchall() == [(1,)]
+        again.close()
+        assert not first.home.exists() and not (private / "pg").exists()
+    finally:
+        first.keep = False
+        first.close()
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
 
 
