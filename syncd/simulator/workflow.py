@@ -49,7 +49,8 @@ class Workflow:
         self.engine = engine
         self.rng = rng
         self.instances: dict[str, Instance] = {}
-        self._serial = itertools.count(1)
+        # businessId: yyyyMMddHHmm + 9 digits (contract A7.1), counted from a seeded start
+        self._serial = itertools.count(rng.randrange(10**9))
 
     # create -----------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class Workflow:
             instance_id=self._new_id(),
             process_code=template.process_code,
             title=f"{user.name if user else originator}提交的{template.name}",
-            business_id=now.strftime("%Y%m%d%H%M") + f"{next(self._serial):06d}",
+            business_id=now.strftime("%Y%m%d%H%M") + f"{next(self._serial) % 10**9:09d}",
             originator=originator,
             dept_id=dept_id,
             dept_name=dept_name,
