@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from syncd.simulator import page
+from syncd.simulator.callbacks import CallbackCheckError
 from syncd.simulator.progress import DecisionError
 from syncd.simulator.state import get_result
 
@@ -126,7 +127,14 @@ class Admin:
         if self.sim.app_for(app_key) is None:
             return _error(404, f"unknown app {app_key}")
         data, _ = await _payload(request)
-        self.sim.callbacks.set_url(app_key, data.get("url"))
+        url = data.get("url")
+        if url is not None and not isinstance(url, str):
+            return _error(400, "url must be a string, or null to stop HTTP push")
+        try:
+            await self.sim.callbacks.register(app_key, url or None)
+        except CallbackCheckError as exc:
+            body = {"error": f"callback URL not registered: {exc}", "reason": exc.reason}
+            return JSONResponse(body, status_code=400)
         return JSONResponse({"appKey": app_key, "url": self.sim.callbacks.url(app_key)})
 
     async def stream_action(self, request: Request) -> Response:

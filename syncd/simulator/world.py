@@ -138,6 +138,7 @@ class StreamSettings(_Model):
 class CallbackSettings(_Model):
     retry_delays: list[float] = Field(default_factory=lambda: [10.0, 30.0])
     timeout: float = 2.5
+    check_timeout: float = 1.5  # the check_url push when a URL is registered (not scaled)
 
 
 class Latency(_Model):

@@ -50,11 +50,7 @@ async def test_fault_switches(api, client, sim) -> None:
     assert (await client.get("/_sim/faults")).json()["limits"]["qps_per_api"] == 20
 
 
-async def test_callback_url_and_stream_state(client, sim) -> None:
-    r = await client.put("/_sim/apps/dingsimappkey0001/callback", json={"url": "http://x/cb"})
-    assert r.json()["url"] == "http://x/cb"
-    assert sim.callbacks.url("dingsimappkey0001") == "http://x/cb"
-    assert (await client.put("/_sim/apps/nope/callback", json={})).status_code == 404
+async def test_stream_state(client, sim) -> None:
     state = (await client.get("/_sim/stream")).json()
     assert state == {"connections": [], "inflight": 0, "backlog": {}}
     assert (await client.post("/_sim/stream/disconnect")).json() == {"connections": 0}
