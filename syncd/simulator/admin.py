@@ -1,4 +1,4 @@
-"""The admin API (``/_sim/...``) and the web page listing instances with their buttons."""
+"""The admin API (``/_sim/...``) and the routes of the web pages (:mod:`page`)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from syncd.simulator import page
+from syncd.simulator.callbacks import CallbackCheckError
 from syncd.simulator.progress import DecisionError
 from syncd.simulator.state import get_result
 
 if TYPE_CHECKING:
     from syncd.simulator.core import Simulator
-    from syncd.simulator.state import Instance
-
-_STYLE = (
-    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-    "td,th{border:1px solid #ccc;padding:4px 8px}form{display:inline}"
-)
 
 
 async def _payload(request: Request) -> tuple[dict[str, Any], bool]:
@@ -42,39 +38,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _row(instance: Instance) -> str:
-    e = html.escape
-    buttons = ""
-    if instance.status == "RUNNING":
-        buttons = "".join(
-            f'<form method="post" action="/_sim/instances/{e(instance.instance_id)}/{action}">'
-            f'<input name="remark" placeholder="remark" size="8">'
-            f"<button>{action}</button></form>"
-            for action in ("approve", "refuse", "terminate")
-        )
-    pending = ", ".join(t.user_id for t in instance.running_tasks())
-    cells = [
-        instance.instance_id,
-        instance.process_code,
-        instance.title,
-        instance.originator,
-        instance.status,
-        instance.result,
-        pending,
-    ]
-    return "<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + f"<td>{buttons}</td></tr>"
-
-
-def page(sim: Simulator) -> str:
-    heads = ["instance", "process", "title", "originator", "status", "result", "pending", ""]
-    rows = "".join(_row(i) for i in reversed(sim.instances()))
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>DingTalk simulator</title>"
-        f"<style>{_STYLE}</style></head><body><h1>DingTalk simulator — "
-        f"{html.escape(sim.world.corp.name)}</h1><table><tr>"
-        + "".join(f"<th>{h}</th>" for h in heads)
-        + f"</tr>{rows}</table></body></html>"
-    )
+def _back(data: dict[str, Any]) -> str:
+    """Where a page's form returns to: one of the simulator's pages, else the index."""
+    back = str(data.get("back") or "")
+    return back if back.startswith("/_sim/") and "//" not in back else "/_sim/"
 
 
 class Admin:
@@ -82,7 +49,16 @@ class Admin:
         self.sim = sim
 
     async def index(self, request: Request) -> Response:
-        return HTMLResponse(page(self.sim))
+        return HTMLResponse(page.index(self.sim))
+
+    async def view_instance(self, request: Request) -> Response:
+        """The page a task's ``pcUrl``/``mobileUrl`` opens (``?taskId=`` marks the task)."""
+        try:
+            instance = self.sim.instance(request.path_params["instance_id"])
+        except DecisionError as exc:
+            return HTMLResponse(f"<p>{html.escape(str(exc))}</p>", status_code=404)
+        task_id = request.query_params.get("taskId")
+        return HTMLResponse(page.instance_page(self.sim, instance, task_id))
 
     async def list_instances(self, request: Request) -> Response:
         q = request.query_params
@@ -96,7 +72,8 @@ class Admin:
             instance = self.sim.instance(request.path_params["instance_id"])
         except DecisionError as exc:
             return _error(404, str(exc))
-        return JSONResponse(instance.summary() | {"detail": get_result(instance)})
+        detail = get_result(instance, str(request.base_url))
+        return JSONResponse(instance.summary() | {"detail": detail})
 
     async def decide(self, request: Request) -> Response:
         instance_id, action = request.path_params["instance_id"], request.path_params["action"]
@@ -113,7 +90,7 @@ class Admin:
         except DecisionError as exc:
             return _error(409 if "no instance" not in str(exc) else 404, str(exc))
         if from_form:
-            return RedirectResponse("/_sim/", status_code=303)
+            return RedirectResponse(_back(data), status_code=303)
         return JSONResponse(self.sim.instance(instance_id).summary())
 
     async def calls(self, request: Request) -> Response:
@@ -150,7 +127,14 @@ class Admin:
         if self.sim.app_for(app_key) is None:
             return _error(404, f"unknown app {app_key}")
         data, _ = await _payload(request)
-        self.sim.callbacks.set_url(app_key, data.get("url"))
+        url = data.get("url")
+        if url is not None and not isinstance(url, str):
+            return _error(400, "url must be a string, or null to stop HTTP push")
+        try:
+            await self.sim.callbacks.register(app_key, url or None)
+        except CallbackCheckError as exc:
+            body = {"error": f"callback URL not registered: {exc}", "reason": exc.reason}
+            return JSONResponse(body, status_code=400)
         return JSONResponse({"appKey": app_key, "url": self.sim.callbacks.url(app_key)})
 
     async def stream_action(self, request: Request) -> Response:
@@ -192,6 +176,7 @@ def admin_routes(sim: Simulator) -> list[BaseRoute]:
         Route("/_sim/", a.index, methods=["GET"]),
         Route("/_sim/instances", a.list_instances, methods=["GET"]),
         Route("/_sim/instances/{instance_id}", a.show_instance, methods=["GET"]),
+        Route("/_sim/instances/{instance_id}/view", a.view_instance, methods=["GET"]),
         Route("/_sim/instances/{instance_id}/{action}", a.decide, methods=["POST"]),
         Route("/_sim/calls", a.calls, methods=["GET"]),
         Route("/_sim/events", a.events, methods=["GET"]),

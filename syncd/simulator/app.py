@@ -117,7 +117,8 @@ class Api:
 
     async def get(self, request: Request) -> dict[str, Any]:
         self.auth(request, ep.GET)
-        return self.sim.workflow.get(request.query_params.get("processInstanceId"))
+        instance_id = request.query_params.get("processInstanceId")
+        return self.sim.workflow.get(instance_id, str(request.base_url))
 
     async def list_ids(self, request: Request) -> dict[str, Any]:
         self.auth(request, ep.LIST)

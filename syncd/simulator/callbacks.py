@@ -1,7 +1,8 @@
 """HTTP callback push (contract §9): encrypted, signed, retried at +10 s and +30 s.
 
 After the last retry fails the event goes to the app's failed-push list, served by
-``GET /call_back/get_call_back_failed_result`` and drained as it is read.
+``GET /call_back/get_call_back_failed_result`` and drained as it is read. Registering a
+URL (:meth:`CallbackPusher.register`) first proves it with DingTalk's ``check_url`` push.
 """
 
 from __future__ import annotations
@@ -27,16 +28,69 @@ def _crypto(app: App) -> CallbackCrypto:
     return CallbackCrypto(app.callback_token, app.callback_aes_key, app.app_key)
 
 
-def reply_ok(crypto: CallbackCrypto, response: httpx.Response) -> bool:
-    """Whether the push was answered with an encrypted, signed ``success`` (§9.4)."""
+#: What a refused push most likely means, by the receiver's HTTP status.
+_STATUS_HINTS = {
+    400: "the receiver could not read the push",
+    403: "the receiver refused it: its token, aes_key or owner key differ from this"
+    " app's callback_token, callback_aes_key and app_key",
+    404: "nothing is served at this path (syncd serves [events.callback] path,"
+    " /dingtalk/callback by default, once enabled = true)",
+}
+
+
+def reply_problem(crypto: CallbackCrypto, response: httpx.Response) -> str | None:
+    """Why a reply is not the encrypted, signed ``success`` (§9.4); None when it is."""
     if response.status_code != 200:
-        return False
+        hint = _STATUS_HINTS.get(response.status_code)
+        return f"HTTP {response.status_code}" + (f": {hint}" if hint else ", not 200")
     try:
         body = response.json()
         fields = [str(body[k]) for k in ("msg_signature", "timeStamp", "nonce", "encrypt")]
-        return crypto.decrypt_verified(*fields) == "success"
-    except (ValueError, KeyError, TypeError, CallbackCryptoError):
+    except (ValueError, KeyError, TypeError):
+        return "a body that is not JSON with msg_signature, timeStamp, nonce and encrypt"
+    try:
+        plain = crypto.decrypt_verified(*fields)
+    except CallbackCryptoError as exc:
+        return (
+            f"a reply that does not verify or decrypt ({exc}): the receiver's token,"
+            " aes_key or owner key differ from this app's"
+        )
+    if plain != "success":
+        return f"a reply that decrypts to {plain[:40]!r}, not 'success'"
+    return None
+
+
+def reply_ok(crypto: CallbackCrypto, response: httpx.Response) -> bool:
+    """Whether the push was answered with an encrypted, signed ``success`` (§9.4)."""
+    return reply_problem(crypto, response) is None
+
+
+def shown(url: str) -> str:
+    """A URL for messages: without user info and query, which may hold secrets."""
+    try:
+        parsed = httpx.URL(url)
+        return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
+    except (httpx.InvalidURL, TypeError):
+        return "(an invalid URL)"
+
+
+def _is_http(url: str) -> bool:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
         return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+class CallbackCheckError(Exception):
+    """A callback URL failed the ``check_url`` verification (§9.5): not registered.
+
+    ``reason`` is ``invalid``, ``unreachable``, ``timeout`` or ``reply``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CallbackPusher:
@@ -53,7 +107,45 @@ class CallbackPusher:
         return self._urls.get(app_key)
 
     def set_url(self, app_key: str, url: str | None) -> None:
+        """Point the app's pushes at ``url`` (None: stop) without checking it: the world
+        file's URL, or a test's receiver. :meth:`register` checks first."""
         self._urls[app_key] = url or None
+
+    async def register(self, app_key: str, url: str | None) -> None:
+        """Save the app's callback URL as DingTalk does (§9.1, §9.5): a ``check_url``
+        push must be answered with the encrypted ``success``, else
+        :class:`CallbackCheckError` and the URL in use stays. None stops HTTP push."""
+        app = self._sim.app_for(app_key)
+        if app is None:
+            raise KeyError(app_key)
+        if url:
+            await self.check(app, url)
+        self.set_url(app_key, url)
+
+    async def check(self, app: App, url: str) -> None:
+        """Push an encrypted ``{"EventType":"check_url"}`` to ``url`` (ownerKey = app key)
+        and raise :class:`CallbackCheckError` unless it answers ``success`` in time."""
+        where = shown(url)
+        if not _is_http(url):
+            raise CallbackCheckError("invalid", f"{where} is not an http:// or https:// URL")
+        crypto = _crypto(app)
+        params, encrypted = self._signed(crypto, {"EventType": "check_url"})
+        timeout = self._sim.world.callbacks.check_timeout
+        try:
+            response = await self._http().post(
+                url, params=params, json={"encrypt": encrypted}, timeout=timeout
+            )
+        except httpx.TimeoutException:
+            raise CallbackCheckError(
+                "timeout", f"{where} did not answer the check_url push within {timeout:g} s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise CallbackCheckError(
+                "unreachable", f"cannot reach {where}: {type(exc).__name__}: {exc}"
+            ) from None
+        problem = reply_problem(crypto, response)
+        if problem is not None:
+            raise CallbackCheckError("reply", f"{where} answered the check_url push with {problem}")
 
     def set_client(self, client: httpx.AsyncClient) -> None:
         self._client, self._own_client = client, False
@@ -68,9 +160,11 @@ class CallbackPusher:
             await self._client.aclose()
             self._client = None
 
-    def _request(self, app: App, event: Event) -> tuple[CallbackCrypto, dict[str, str], str]:
-        crypto = _crypto(app)
-        body = json.dumps(http_envelope(event), ensure_ascii=False, separators=(",", ":"))
+    def _signed(
+        self, crypto: CallbackCrypto, message: dict[str, Any]
+    ) -> tuple[dict[str, str], str]:
+        """The query parameters and ``encrypt`` of a push of ``message`` (§9.2)."""
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
         encrypted = crypto.encrypt(body)
         timestamp, nonce = str(ms(self._sim.clock.now())), random_nonce(8)
         signature = crypto.sign(timestamp, nonce, encrypted)
@@ -80,10 +174,11 @@ class CallbackPusher:
             "timestamp": timestamp,
             "nonce": nonce,
         }
-        return crypto, params, encrypted
+        return params, encrypted
 
     async def _send(self, app: App, url: str, event: Event) -> bool:
-        crypto, params, encrypted = self._request(app, event)
+        crypto = _crypto(app)
+        params, encrypted = self._signed(crypto, http_envelope(event))
         try:
             response = await self._http().post(
                 url,

@@ -1,4 +1,4 @@
-"""``syncd simulator serve | approve | refuse | terminate | world``.
+"""``syncd simulator serve | approve | refuse | terminate | callback | world``.
 
 The main CLI calls :func:`add_parser` with its subparsers and :func:`run` with the parsed
 arguments.
@@ -33,12 +33,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run_p.add_argument("--host", default="127.0.0.1")
     run_p.add_argument("--port", type=int, default=8765, help="0 = any free port")
     run_p.add_argument("--time-scale", type=float, default=1.0, help="multiply all delays")
+    run_p.add_argument(
+        "--seed", type=int, help="repeat a run's ids and faults (default: the world's, or fresh)"
+    )
     for action in ("approve", "refuse", "terminate"):
         p = sub.add_parser(action, help=f"{action} an instance of a running simulator")
         p.add_argument("instance_id")
         p.add_argument("--user", help="approver userId (default: the first pending one)")
         p.add_argument("--remark", default="")
         p.add_argument("--url", default=DEFAULT_URL, help="simulator base URL")
+    cb_p = sub.add_parser(
+        "callback", help="register an app's callback URL (checked with a check_url push)"
+    )
+    cb_p.add_argument("callback_url", help="where events are pushed; 'none' stops HTTP push")
+    cb_p.add_argument("--app-key", help="the app (default: the world's first)")
+    cb_p.add_argument("--url", default=DEFAULT_URL, help="simulator base URL")
     world_p = sub.add_parser("world", help="print the demo world to start your own from")
     world_p.add_argument("--format", choices=["toml", "json"], default="toml")
     return parser
@@ -52,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if command == "world":
         _print_world(args.format)
         return 0
+    if command == "callback":
+        return _callback(args)
     return _decide(args)
 
 
@@ -72,6 +83,8 @@ def _print_world(fmt: str) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     world = World.load(args.world) if args.world else World.default()
+    if args.seed is not None:
+        world.faults.seed = args.seed
     sim = Simulator(world, time_scale=args.time_scale)
 
     async def main() -> None:
@@ -79,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         async with serve(sim, args.host, args.port, log_level="info") as server:
             _out(f"DingTalk simulator listening on {server.base_url}")
             _out(f"  API base URL: {server.base_url}  page: {server.base_url}/_sim/")
+            _out(f"  seed: {sim.seed} (--seed {sim.seed} repeats this run's ids)")
             with stop_on_signals(stop):
                 await stop.wait()
 
@@ -86,18 +100,43 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decide(args: argparse.Namespace) -> int:
-    url = f"{args.url.rstrip('/')}/_sim/instances/{args.instance_id}/{args.simulator_command}"
-    body = {"userId": args.user, "remark": args.remark}
+def _call(args: argparse.Namespace, method: str, path: str, body: Any) -> Any | None:
+    """The admin API's JSON answer, or None after saying on stderr why there is none."""
     try:
-        response = httpx.post(url, json=body, timeout=10)
+        response = httpx.request(method, f"{args.url.rstrip('/')}{path}", json=body, timeout=10)
     except httpx.HTTPError as exc:
         sys.stderr.write(f"cannot reach the simulator at {args.url}: {exc}\n")
-        return 1
+        return None
     if response.status_code != 200:
-        sys.stderr.write(f"{response.status_code}: {response.text}\n")
+        try:
+            message = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        sys.stderr.write(f"{response.status_code}: {message}\n")
+        return None
+    return response.json()
+
+
+def _callback(args: argparse.Namespace) -> int:
+    app_key = args.app_key
+    if app_key is None:
+        world = _call(args, "GET", "/_sim/world", None)
+        if world is None:
+            return 1
+        app_key = world["apps"][0]["app_key"] if world.get("apps") else ""
+    url = None if args.callback_url.lower() == "none" else args.callback_url
+    answer = _call(args, "PUT", f"/_sim/apps/{app_key}/callback", {"url": url})
+    if answer is None:
         return 1
-    summary = response.json()
+    _out(f"{app_key}: {answer['url'] or 'no HTTP push'}")
+    return 0
+
+
+def _decide(args: argparse.Namespace) -> int:
+    path = f"/_sim/instances/{args.instance_id}/{args.simulator_command}"
+    summary = _call(args, "POST", path, {"userId": args.user, "remark": args.remark})
+    if summary is None:
+        return 1
     line = f"{summary['instanceId']}: {summary['status']} {summary['result']}".rstrip()
     if summary.get("pendingApprovers"):
         line += f" (waiting for {', '.join(summary['pendingApprovers'])})"

@@ -18,7 +18,7 @@ from syncd.ports import Clock
 from syncd.simulator import rules
 from syncd.simulator.callbacks import CallbackPusher
 from syncd.simulator.events import DeliveryLog, Event
-from syncd.simulator.faults import Faults, Limiter
+from syncd.simulator.faults import Faults, Limiter, fresh_seed
 from syncd.simulator.progress import DecisionError, Engine
 from syncd.simulator.state import Instance, TokenStore
 from syncd.simulator.stream import StreamGateway
@@ -30,11 +30,20 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
 
+def _first_task_id(rng: random.Random) -> int:
+    """Where this run's task ids start: 12 to 15 digits, so runs that do not share a seed
+    do not share task ids (int64 on the wire; kept below 2**53 for JavaScript clients)."""
+    return rng.randrange(10**11, 10**15)
+
+
 class Simulator:
     """A faithful local DingTalk for approvals.
 
     ``time_scale`` multiplies every simulated delay (rule decisions, callback retries,
-    Stream ACK timeouts and pings): 0.01 makes a 10 s retry take 0.1 s.
+    Stream ACK timeouts and pings): 0.01 makes a 10 s retry take 0.1 s. Every id it makes
+    comes from one generator seeded with ``world.faults.seed`` (:attr:`seed`): a world
+    without a seed gets a fresh one, so a restarted simulator repeats no id of an earlier
+    run; the same seed repeats the run's ids.
     """
 
     def __init__(
@@ -48,15 +57,19 @@ class Simulator:
         self.world = world
         self.clock: Clock = clock or SystemClock()
         self.time_scale = time_scale
-        self.faults = Faults(world.faults, world.limits)
+        self.seed = fresh_seed() if world.faults.seed is None else world.faults.seed
+        self.faults = Faults(world.faults.model_copy(update={"seed": self.seed}), world.limits)
         self.limiter = Limiter(self.clock, self.faults)
-        self.rng = random.Random(world.faults.seed)
+        self.rng = random.Random(self.seed)
+        self._run = f"{self.rng.getrandbits(32):08X}"
         self.tokens = TokenStore(self.clock, self.rng, lambda: self.faults.limits.token_ttl)
         self.timeline = Timeline(self.clock)
         self.log = DeliveryLog(on_change=self.notify)
         self.events: list[Event] = []
         self.calls: Counter[str] = Counter()
-        self.engine = Engine(self.clock, self._emit, self._node_started)
+        self.engine = Engine(
+            self.clock, self._emit, self._node_started, first_task_id=_first_task_id(self.rng)
+        )
         self.workflow = Workflow(world, self.clock, self.engine, self.rng)
         self.stream = StreamGateway(self)
         self.callbacks = CallbackPusher(self, callback_client)
@@ -84,7 +97,7 @@ class Simulator:
         return seconds * self.time_scale
 
     def request_id(self) -> str:
-        return f"SIM-{next(self._request_ids)}"
+        return f"SIM-{self._run}-{next(self._request_ids)}"
 
     def app_for(self, app_key: str) -> App | None:
         return self.world.app(app_key)

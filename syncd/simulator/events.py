@@ -7,12 +7,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from syncd.simulator.state import Instance, Task, ms
 
 INSTANCE_CHANGE = "bpms_instance_change"
 TASK_CHANGE = "bpms_task_change"
-_AFLOW = "https://aflow.dingtalk.com/dingtalk/mobile/homepage.htm#/approval"
+_AFLOW_MOBILE = "https://aflow.dingtalk.com/dingtalk/mobile/homepage.htm"
+
+
+def mobile_link(corp_id: str, instance_id: str) -> str:
+    """The ``url`` of ``bpms_instance_change``: the aflow mobile deep link, in the
+    pattern of real events (contract A6)."""
+    corp, instance = quote(corp_id, safe=""), quote(instance_id, safe="")
+    return (
+        f"{_AFLOW_MOBILE}?corpid={corp}&dd_share=false&showmenu=false&dd_progress=false"
+        f"&back=native&procInstId={instance}&taskId=&swfrom=isv&dinghash=approval"
+        "&dtaction=os&dd_from=#approval"
+    )
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,7 @@ def instance_data(instance: Instance, kind: str) -> dict[str, Any]:
         "staffId": instance.originator,
         "createTime": ms(instance.create_time),
         "businessType": "",
-        "url": f"{_AFLOW}?procInsId={instance.instance_id}",
+        "url": mobile_link(instance.corp_id, instance.instance_id),
     }
     if kind == "finish":
         data["result"] = instance.result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import secrets
 from collections import defaultdict, deque
 from typing import Any, Literal
 
@@ -15,13 +16,24 @@ QPS_MESSAGE = "您的企业应用调用钉钉开放平台当前接口的所有�
 QUOTA_MESSAGE = "您的企业调用钉钉开放平台接口的次数已超过本月上限"
 
 
+def fresh_seed() -> int:
+    """A seed nobody chose: a run started with it repeats no earlier run's ids."""
+    return secrets.randbits(63)
+
+
 class Faults:
-    """The fault switches and limits of a running simulator (also the admin API's view)."""
+    """The fault switches and limits of a running simulator (also the admin API's view).
+
+    ``settings.seed`` is always set here: the world's, or a fresh one (shown by the admin
+    API, so a run can be repeated).
+    """
 
     def __init__(self, settings: FaultSettings, limits: Limits) -> None:
         self.settings = settings.model_copy(deep=True)
+        if self.settings.seed is None:
+            self.settings.seed = fresh_seed()
         self.limits = limits.model_copy(deep=True)
-        self.rng = random.Random(settings.seed)
+        self.rng = random.Random(self.settings.seed)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -30,13 +42,16 @@ class Faults:
         }
 
     def update(self, **changes: Any) -> dict[str, Any]:
-        """Change switches by name (fault or limit fields); a new ``seed`` reseeds."""
+        """Change switches by name (fault or limit fields); a new ``seed`` reseeds (null:
+        a fresh one)."""
         fault_fields = set(FaultSettings.model_fields)
         limit_fields = set(Limits.model_fields)
         unknown = set(changes) - fault_fields - limit_fields
         if unknown:
             raise ValueError(f"unknown fault switches: {sorted(unknown)}")
         faults = {k: v for k, v in changes.items() if k in fault_fields}
+        if "seed" in faults and faults["seed"] is None:
+            faults["seed"] = fresh_seed()
         limits = {k: v for k, v in changes.items() if k in limit_fields}
         self.settings = FaultSettings.model_validate(self.settings.model_dump() | faults)
         self.limits = Limits.model_validate(self.limits.model_dump() | limits)

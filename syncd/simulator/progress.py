@@ -21,11 +21,18 @@ class DecisionError(ValueError):
 class Engine:
     """Applies starts, decisions, revokes and comments, and emits the events they cause."""
 
-    def __init__(self, clock: Clock, emit: Emit, node_started: NodeStarted) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        emit: Emit,
+        node_started: NodeStarted,
+        *,
+        first_task_id: int = 80_000_000_001,
+    ) -> None:
         self._clock = clock
         self._emit = emit
         self._node_started = node_started
-        self._task_ids = itertools.count(80_000_000_001)
+        self._task_ids = itertools.count(first_task_id)
 
     def start(self, instance: Instance) -> None:
         instance.records.append(

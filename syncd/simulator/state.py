@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from syncd.ports import Clock
 from syncd.simulator.world import Sign
@@ -70,6 +71,7 @@ class Instance:
     nodes: list[FlowNode]
     cc: list[str]
     from_api_approvers: bool = False
+    corp_id: str = ""
     status: str = "RUNNING"
     result: str = ""
     finish_time: datetime | None = None
@@ -108,11 +110,14 @@ class Instance:
         }
 
 
-_AFLOW = "https://aflow.dingtalk.com/dingtalk"
+def task_page(base_url: str, instance_id: str, task_id: int, client: str) -> str:
+    """The simulator's page that opens an instance for a task's approver: the task's
+    ``pcUrl`` (client ``pc``) and ``mobileUrl`` (``mobile``) point at it (contract A6)."""
+    query = urlencode({"taskId": task_id, "client": client})
+    return f"{base_url.rstrip('/')}/_sim/instances/{quote(instance_id, safe='')}/view?{query}"
 
 
-def _task_json(task: Task, instance_id: str) -> dict[str, Any]:
-    query = f"procInsId={instance_id}&taskId={task.task_id}"
+def _task_json(task: Task, instance_id: str, base_url: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "taskId": task.task_id,
         "userId": task.user_id,
@@ -121,8 +126,8 @@ def _task_json(task: Task, instance_id: str) -> dict[str, Any]:
         "createTime": iso_minutes(task.create_time),
         "activityId": task.activity_id,
         "processInstanceId": instance_id,
-        "mobileUrl": f"{_AFLOW}/mobile/homepage.htm#/approval?{query}",
-        "pcUrl": f"{_AFLOW}/pc/query/pchomepage.htm#/approval?{query}",
+        "mobileUrl": task_page(base_url, instance_id, task.task_id, "mobile"),
+        "pcUrl": task_page(base_url, instance_id, task.task_id, "pc"),
     }
     if task.finish_time:
         out["finishTime"] = iso_minutes(task.finish_time)
@@ -144,8 +149,9 @@ def _record_json(record: Record) -> dict[str, Any]:
     }
 
 
-def get_result(instance: Instance) -> dict[str, Any]:
-    """The ``result`` object of GET /v1.0/workflow/processInstances (contract §4.1)."""
+def get_result(instance: Instance, base_url: str) -> dict[str, Any]:
+    """The ``result`` object of GET /v1.0/workflow/processInstances (contract §4.1);
+    ``base_url`` is where the caller reached the simulator, for the tasks' links."""
     out: dict[str, Any] = {
         "title": instance.title,
         "status": instance.status,
@@ -162,7 +168,7 @@ def get_result(instance: Instance) -> dict[str, Any]:
         "mainProcessInstanceId": "",
         "formComponentValues": [dict(v) for v in instance.form],
         "operationRecords": [_record_json(r) for r in instance.records],
-        "tasks": [_task_json(t, instance.instance_id) for t in instance.tasks],
+        "tasks": [_task_json(t, instance.instance_id, base_url) for t in instance.tasks],
     }
     if instance.from_api_approvers:
         out["approverUserIds"] = [a for node in instance.nodes for a in node.approvers]

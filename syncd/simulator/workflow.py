@@ -49,7 +49,8 @@ class Workflow:
         self.engine = engine
         self.rng = rng
         self.instances: dict[str, Instance] = {}
-        self._serial = itertools.count(1)
+        # businessId: yyyyMMddHHmm + 9 digits (contract A7.1), counted from a seeded start
+        self._serial = itertools.count(rng.randrange(10**9))
 
     # create -----------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class Workflow:
             instance_id=self._new_id(),
             process_code=template.process_code,
             title=f"{user.name if user else originator}提交的{template.name}",
-            business_id=now.strftime("%Y%m%d%H%M") + f"{next(self._serial):06d}",
+            business_id=now.strftime("%Y%m%d%H%M") + f"{next(self._serial) % 10**9:09d}",
             originator=originator,
             dept_id=dept_id,
             dept_name=dept_name,
@@ -160,6 +161,7 @@ class Workflow:
             nodes=nodes,
             cc=cc,
             from_api_approvers=bool(body.get("approvers")),
+            corp_id=self.world.corp.corp_id,
         )
         self.instances[instance.instance_id] = instance
         self.engine.start(instance)
@@ -167,13 +169,14 @@ class Workflow:
 
     # read -------------------------------------------------------------------------------
 
-    def get(self, instance_id: str | None) -> dict[str, Any]:
+    def get(self, instance_id: str | None, base_url: str) -> dict[str, Any]:
+        """GET one instance (§4.1); ``base_url``: where the caller reached the simulator."""
         if not instance_id:
             raise _bad("processInstanceIdError", "processInstanceId不能为空")
         instance = self.instances.get(instance_id)
         if instance is None:
             raise _bad("processInstanceNotExist", "审批实例不存在")
-        return {"success": "true", "result": get_result(instance)}
+        return {"success": "true", "result": get_result(instance, base_url)}
 
     def _window(self, body: dict[str, Any]) -> tuple[int, int]:
         start = _int_field(body, "startTime", "invalidInstanceListIdsStartTime", required=True)

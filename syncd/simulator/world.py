@@ -138,6 +138,7 @@ class StreamSettings(_Model):
 class CallbackSettings(_Model):
     retry_delays: list[float] = Field(default_factory=lambda: [10.0, 30.0])
     timeout: float = 2.5
+    check_timeout: float = 1.5  # the check_url push when a URL is registered (not scaled)
 
 
 class Latency(_Model):
@@ -147,9 +148,14 @@ class Latency(_Model):
 
 
 class FaultSettings(_Model):
-    """Fault switches; rates are probabilities in [0, 1] drawn from a seeded generator."""
+    """Fault switches; rates are probabilities in [0, 1] drawn from a seeded generator.
 
-    seed: int = 0
+    ``seed`` seeds that generator and every id the simulator makes (instances, tasks,
+    tokens, events): the same seed repeats a run; none (the default) draws a fresh one,
+    so ids never repeat those of an earlier run.
+    """
+
+    seed: int | None = None
     latency: Latency = Field(default_factory=Latency)
     error_5xx_rate: float = Field(default=0.0, ge=0, le=1)
     error_429_rate: float = Field(default=0.0, ge=0, le=1)

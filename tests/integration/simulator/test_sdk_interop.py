@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import dingtalk_stream
+import httpx
 import pytest
 from alibabacloud_dingtalk.oauth2_1_0 import models as oauth_models
 from alibabacloud_dingtalk.oauth2_1_0.client import Client as OAuthClient
@@ -109,6 +110,15 @@ async def test_workflow_and_oauth_sdks(server, clock) -> None:
     assert body.result.status == "RUNNING"
     assert body.result.originator_user_id == "u1"
     assert {t.user_id for t in body.result.tasks} == {"manager1", "manager2"}
+    async with httpx.AsyncClient() as browser:  # each task's links open the instance's page
+        for task in body.result.tasks:
+            for link in (task.pc_url, task.mobile_url):
+                assert link.startswith(f"{server.base_url}/_sim/instances/{instance_id}/view?")
+                page = await browser.get(link)
+                assert (
+                    page.status_code == 200
+                    and f"<option value='{task.user_id}' selected" in page.text
+                )
     start_ms = int((clock.now() - timedelta(hours=1)).timestamp() * 1000)
     listed = await asyncio.to_thread(_list, server, token, start_ms)
     assert listed.success is True and listed.result.list == [instance_id]
@@ -179,6 +189,9 @@ async def test_stream_sdk_receives_and_acks(server, monkeypatch) -> None:
         kinds = [(t, d["type"]) for t, d in recorder.events]
         assert kinds[0] == ("bpms_instance_change", "start")
         assert recorder.events[0][1]["processInstanceId"] == instance_id
+        url = recorder.events[0][1]["url"]  # the aflow mobile deep link of real events (A6)
+        assert url.startswith("https://aflow.dingtalk.com/dingtalk/mobile/homepage.htm?")
+        assert f"&procInstId={instance_id}&" in url and url.endswith("#approval")
         await sim.advance(30)  # acknowledged events are not redelivered
         assert len([p for p in sim.events_pushed if p["transport"] == "stream"]) == 3
         assert json.dumps(recorder.events, ensure_ascii=False)

@@ -29,16 +29,6 @@ async def test_decide_by_json(api, client, sim) -> None:
     assert (await client.post(f"/_sim/instances/{instance_id}/dance")).status_code == 404
 
 
-async def test_page_and_form_buttons(api, client, sim) -> None:
-    instance_id = await api.create_id(formComponentValues=api.expense_form("5000"))
-    page = (await client.get("/_sim/")).text
-    assert instance_id in page and f"/_sim/instances/{instance_id}/approve" in page
-    assert "<button>refuse</button>" in page
-    r = await client.post(f"/_sim/instances/{instance_id}/terminate", data={"remark": "x"})
-    assert r.status_code == 303 and r.headers["location"] == "/_sim/"
-    assert sim.instance(instance_id).status == "TERMINATED"
-
-
 async def test_calls_and_events(api, client, sim) -> None:
     await api.create_id()
     await api.get("x")
@@ -60,11 +50,7 @@ async def test_fault_switches(api, client, sim) -> None:
     assert (await client.get("/_sim/faults")).json()["limits"]["qps_per_api"] == 20
 
 
-async def test_callback_url_and_stream_state(client, sim) -> None:
-    r = await client.put("/_sim/apps/dingsimappkey0001/callback", json={"url": "http://x/cb"})
-    assert r.json()["url"] == "http://x/cb"
-    assert sim.callbacks.url("dingsimappkey0001") == "http://x/cb"
-    assert (await client.put("/_sim/apps/nope/callback", json={})).status_code == 404
+async def test_stream_state(client, sim) -> None:
     state = (await client.get("/_sim/stream")).json()
     assert state == {"connections": [], "inflight": 0, "backlog": {}}
     assert (await client.post("/_sim/stream/disconnect")).json() == {"connections": 0}

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.simulator import Simulator, World
+from syncd.simulator.callbacks import CallbackCheckError
 
 APP_KEY = "dingsimappkey0001"
 
@@ -173,3 +174,72 @@ async def test_unreachable_url_counts_as_failure(world, clock) -> None:
     await sim.advance(40)
     assert len(sim.events_failed) == 1
     await client.aclose()
+
+
+# --- registering a URL: the check_url push (§9.5) ------------------------------------------
+
+REGISTER = f"/_sim/apps/{APP_KEY}/callback"
+
+
+async def test_registering_a_url_checks_it_first(sim, client, receiver) -> None:
+    sim.callbacks.set_url(APP_KEY, None)
+    r = await client.put(REGISTER, json={"url": "http://daemon/cb"})
+    assert r.status_code == 200 and r.json() == {"appKey": APP_KEY, "url": "http://daemon/cb"}
+    assert receiver.received == [{"EventType": "check_url"}]
+    params = receiver.params[0]
+    assert params["signature"] == params["msg_signature"] and params["nonce"]
+    assert sim.events_pushed == [] and sim.events == []  # a check is not an event
+    r = await client.put(REGISTER, json={"url": None})
+    assert r.json()["url"] is None and len(receiver.received) == 1  # stopping needs no check
+
+
+@pytest.mark.parametrize(
+    ("mode", "url", "says"),
+    [
+        ("wrong", "http://daemon/cb", "a reply that decrypts to 'fail', not 'success'"),
+        ("500", "http://daemon/cb", "HTTP 500, not 200"),
+        ("ok", "http://daemon/elsewhere", "HTTP 404: nothing is served at this path"),
+    ],
+)
+async def test_a_url_that_does_not_answer_success_is_not_registered(
+    sim, client, receiver, mode, url, says
+) -> None:
+    receiver.mode = mode
+    r = await client.put(REGISTER, json={"url": url})
+    assert r.status_code == 400 and r.json()["reason"] == "reply"
+    assert r.json()["error"].startswith(
+        f"callback URL not registered: {url} answered the check_url push with {says}"
+    )
+    assert sim.callbacks.url(APP_KEY) == "http://daemon/cb"  # the URL in use stays
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "says"),
+    [
+        (httpx.ConnectError("connection refused"), "unreachable", "cannot reach"),
+        (httpx.ReadTimeout("timed out"), "timeout", "did not answer the check_url push within"),
+    ],
+)
+async def test_unreachable_or_slow_urls_are_not_registered(
+    world, clock, error, reason, says
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fail)) as http:
+        sim = Simulator(world, clock=clock, callback_client=http)
+        url = "http://user:pw-secret@10.9.9.9:8080/dingtalk/callback?key=q-secret"
+        with pytest.raises(CallbackCheckError) as caught:
+            await sim.callbacks.register(APP_KEY, url)
+    assert caught.value.reason == reason and says in str(caught.value)
+    assert "http://10.9.9.9:8080/dingtalk/callback" in str(caught.value)
+    assert "secret" not in str(caught.value)  # user info and query may hold secrets
+    assert sim.callbacks.url(APP_KEY) is None
+
+
+async def test_only_http_urls_and_known_apps(client) -> None:
+    for url in ("ftp://daemon/cb", "daemon/cb", "http://"):
+        r = await client.put(REGISTER, json={"url": url})
+        assert r.status_code == 400 and r.json()["reason"] == "invalid", url
+    assert (await client.put(REGISTER, json={"url": 5})).status_code == 400
+    assert (await client.put("/_sim/apps/nope/callback", json={})).status_code == 404

@@ -126,3 +126,20 @@ async def test_rule_matching() -> None:
     assert _compare("contains", "hello world", "world")
     assert _compare("ne", "a", "b")
     assert _compare("any", "", "")
+
+
+async def test_instance_events_carry_the_aflow_link_and_task_events_none(api, sim) -> None:
+    instance_id = await api.create_id(formComponentValues=api.expense_form("5000"))
+    sim.terminate(instance_id)
+    link = (  # the pattern of real Stream events (contract A6), for this corp and instance
+        "https://aflow.dingtalk.com/dingtalk/mobile/homepage.htm?corpid=dingsimcorp0001"
+        "&dd_share=false&showmenu=false&dd_progress=false&back=native"
+        f"&procInstId={instance_id}&taskId=&swfrom=isv&dinghash=approval&dtaction=os"
+        "&dd_from=#approval"
+    )
+    urls = [(e.event_type, e.data["type"], e.data.get("url")) for e in sim.events]
+    assert [u for u in urls if u[0] == "bpms_instance_change"] == [
+        ("bpms_instance_change", "start", link),
+        ("bpms_instance_change", "terminate", link),
+    ]
+    assert {u[2] for u in urls if u[0] == "bpms_task_change"} == {None}
