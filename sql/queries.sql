@@ -265,13 +265,13 @@ WITH q AS (
     ON CONFLICT (outbox_id) DO UPDATE
        SET error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
            quarantined_at = EXCLUDED.quarantined_at
-    RETURNING outbox_id, kind
+    RETURNING outbox_id, kind, business_key
 )
 UPDATE syncd.outbox o
    SET consumed_at = %(now)s
   FROM q
  WHERE o.id = q.outbox_id
-RETURNING q.kind;
+RETURNING q.kind, q.business_key;
 
 -- mark_outbox_consumed --
 -- Mark claimed outbox rows consumed (same transaction as the approvals they made).
@@ -674,7 +674,8 @@ UPDATE syncd.approval a
    SET next_attempt_at = %(lease_until)s
   FROM due
  WHERE a.id = due.id
-RETURNING a.id;
+RETURNING a.id, a.kind, a.business_key, a.round, a.state, a.instance_id,
+          a.instance_created_at;
 
 -- claim_poll_batch --
 -- Running approvals due for a poll; pushing next_poll_at forward works as a lease.

@@ -181,6 +181,7 @@ class Quarantined:
     kind: str
     sqlstate: str
     error: str
+    business_key: str = ""
 
 
 @dataclass(frozen=True)

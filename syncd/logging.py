@@ -2,7 +2,9 @@
 
 Modules log a short constant message with ``extra={"action": ..., ids...}``; this module
 only decides how records look and makes sure no configured secret is ever printed. It is
-set up once, by the CLI.
+set up once, by the CLI. A line about one approval carries :func:`approval_fields`
+(``approval_id``, ``kind`` and ``business_key``), and a line about one outbox row
+its ``outbox_id``, ``kind`` and ``business_key``: one search finds a request's lines.
 """
 
 from __future__ import annotations
@@ -13,12 +15,34 @@ import logging
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
     | {"message", "asctime", "color_message"}
 )
+
+
+class Approval(Protocol):
+    """Anything that names one approval (``ApprovalRef``, ``SubmitItem``, ...)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def business_key(self) -> str: ...
+
+
+def approval_fields(approval: Approval) -> dict[str, Any]:
+    """The fields every log line about one approval carries."""
+    return {
+        "approval_id": approval.id,
+        "kind": approval.kind,
+        "business_key": approval.business_key,
+    }
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -50,7 +74,7 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        fields = " ".join(f"{k}={v}" for k, v in record_fields(record).items())
+        fields = " ".join(f"{k}={v}" for k, v in record_fields(record).items() if v is not None)
         line = f"{when} {record.levelname:<7} {record.getMessage()}"
         if fields:
             line = f"{line}  {fields}"

@@ -95,8 +95,12 @@ class DingTalkSettings(_Section):
     rate_per_second: float = Field(
         default=15.0, gt=0, le=20, description="calls per second per API, all replicas together"
     )
+    # DingTalk's figure for standard organisations; a tenant with more sets its own (a
+    # value too high would let the quota alert fire only after the calls were paused).
     monthly_quota: int = Field(
-        default=0, ge=0, description="calls per month the tenant may make; 0 = no monthly quota"
+        default=5000,
+        ge=0,
+        description="calls per month the tenant may make; 0 = no monthly quota (no alert)",
     )
     token_refresh_margin: float = Field(default=600.0, ge=0, le=3600)
 

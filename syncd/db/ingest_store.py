@@ -154,7 +154,8 @@ class PostgresIngestStore(BaseStore):
         error = redact(error)[:_ERROR_MAX]
         params = {"id": outbox_id, "now": now, "error_code": sqlstate, "error_message": error}
         row = await (await conn.execute(QUERIES["quarantine_outbox_row"], params)).fetchone()
-        return Quarantined(outbox_id, row["kind"] if row else "", sqlstate, error)
+        kind, key = (row["kind"], row["business_key"]) if row else ("", "")
+        return Quarantined(outbox_id, kind, sqlstate, error, business_key=key)
 
     async def _ingest(
         self, conn: Conn, items: Sequence[OutboxRow], now: datetime, decide: Decide

@@ -18,8 +18,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.queries import QUERIES
-from syncd.db.store import BaseStore, Conn, ids
-from syncd.domain import Outcome
+from syncd.db.store import BaseStore, Conn, approval_ref
+from syncd.domain import ApprovalRef, Outcome
 from syncd.errors import WriteBackError
 from syncd.ports import BusinessTarget
 
@@ -72,14 +72,14 @@ class PostgresWriteBackStore(OutcomeWrites):
 
     async def claim_unwritten(
         self, limit: int, now: datetime, lease_until: datetime, max_attempts: int
-    ) -> list[int]:
+    ) -> list[ApprovalRef]:
         params = {
             "limit": limit,
             "now": now,
             "lease_until": lease_until,
             "max_attempts": max_attempts,
         }
-        return ids(await self.fetch_all("claim_unwritten_batch", params))
+        return [approval_ref(r) for r in await self.fetch_all("claim_unwritten_batch", params)]
 
     async def write_back(
         self, approval_id: int, now: datetime, retry_at: datetime, *, force: bool = False

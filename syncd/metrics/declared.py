@@ -3,14 +3,23 @@
 Names, help texts, label names and buckets live here alone (the operations guide lists
 them, and dashboards and alert rules in ``deploy/`` depend on them: never rename one).
 The series operators expect to see at zero (each channel, each callback refusal reason)
-are created up front.
+are created up front. The registry also carries prometheus_client's standard
+``process_*`` and ``python_*`` collectors.
 """
 
 from __future__ import annotations
 
 import platform
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from syncd import __version__
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
@@ -28,6 +37,9 @@ class Instruments:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         r = registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.stage_runs = Counter("syncd_stage_runs", "Stage batches run", ["stage"], registry=r)
         self.stage_items = Counter(
             "syncd_stage_items", "Items handled by a stage", ["stage"], registry=r
@@ -107,21 +119,21 @@ class Instruments:
         )
         self.requests = Counter(
             "syncd_dingtalk_requests",
-            "Requests sent to DingTalk, by endpoint and outcome",
-            ["endpoint", "outcome"],
+            "Requests sent to DingTalk, by declared call and outcome",
+            ["call", "outcome"],
             registry=r,
         )
         self.request_seconds = Histogram(
             "syncd_dingtalk_request_duration_seconds",
             "DingTalk request time until the answer was read",
-            ["endpoint", "outcome"],
+            ["call", "outcome"],
             buckets=_REQUEST,
             registry=r,
         )
         self.throttled = Counter(
             "syncd_dingtalk_throttled",
             "Requests DingTalk refused for the rate limit or an address ban",
-            ["endpoint"],
+            ["call"],
             registry=r,
         )
         self.callbacks_rejected = Counter(

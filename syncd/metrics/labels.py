@@ -2,17 +2,54 @@
 
 A value outside its set becomes ``unknown`` (kinds) or ``other`` (everything else), so a
 label never carries an id, a user, a process code or a raw DingTalk code. Channels come
-from :data:`syncd.domain.CHANNELS`, endpoints and outcomes from
-:mod:`syncd.dingtalk.endpoints`.
+from :data:`syncd.domain.CHANNELS`, calls and outcomes from :mod:`syncd.dingtalk.endpoints`.
+:func:`closed_sets` lists every set with the metrics it labels; the operations guide
+lists the same (a test compares), and no label is named like one Prometheus or its
+Operator gives every target (:data:`TARGET_LABELS`, a test checks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from syncd import errors
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
+from syncd.dingtalk.endpoints import ENDPOINTS, OUTCOMES
 from syncd.domain import CHANNELS, ApprovalState
+
+#: Label names a scrape adds to every series of a target (Prometheus: ``job``,
+#: ``instance``; the Prometheus Operator's PodMonitor and ServiceMonitor: the rest). A
+#: metric label with such a name is renamed ``exported_<name>`` when scraped.
+TARGET_LABELS = frozenset(
+    {
+        "job",
+        "instance",
+        "namespace",
+        "pod",
+        "container",
+        "service",
+        "endpoint",
+        "node",
+        "prometheus",
+        "prometheus_replica",
+    }
+)
+
+#: The stages the runner runs (``App.stages``; a test compares).
+STAGES = ("ingest", "submit", "reconcile", "cancel", "apply", "writeback", "poll")
+#: Where a final outcome came from: an event channel, the reconciler (which found it in
+#: DingTalk's list, `syncd reconcile` too) or a cancel (requested by the application or
+#: ``syncd cancel``, or a revoke DingTalk refused because the instance had ended).
+FINISH_CHANNELS = (*CHANNELS, "reconcile", "cancel")
+#: The states ``syncd_approvals`` counts: open and parked (final ones grow forever).
+OPEN_STATES = ("pending", "submitting", "unknown", "running", "invalid", "dead")
+#: The periodic jobs replicas take turns at (``syncd_leader``).
+DUTIES = ("sweep_failed", "retention", "callback_replay")
+#: Why DingTalk calls were spent (``syncd.usage.purpose``; a test scans the code for them).
+PURPOSES = ("create", "confirm", "poll", "reconcile", "cancel", "schema", "failed_list")
+POOL_STATES = ("open", "idle")
+CALLS = tuple(endpoint.name for endpoint in ENDPOINTS)
 
 #: syncd's own reasons for parking a row (ingest and submit), beside exception classes.
 PARK_REASONS = frozenset(
@@ -37,6 +74,7 @@ QUARANTINE_REASONS = {
     "XX": "internal_error",
 }
 PAUSE_REASONS = frozenset({"quota", "auth"})
+OTHER = "other"
 
 
 def _error_classes() -> frozenset[str]:
@@ -49,34 +87,99 @@ def _error_classes() -> frozenset[str]:
     return frozenset(found)
 
 
+ERROR_CLASSES = _error_classes()
+
+
+@dataclass(frozen=True)
+class ClosedSet:
+    """The values a label takes on ``metrics`` (none named: every other metric with it)."""
+
+    label: str
+    values: frozenset[str]
+    metrics: tuple[str, ...] = ()
+
+
+def _with_other(*values: Iterable[str]) -> frozenset[str]:
+    return frozenset({OTHER}.union(*values))
+
+
+def closed_sets() -> tuple[ClosedSet, ...]:
+    """Every label's closed set; ``kind`` also takes each configured kind, and
+    ``version``/``python`` are the running versions."""
+    states = (state.value for state in ApprovalState)
+    return (
+        ClosedSet("stage", _with_other(STAGES)),
+        ClosedSet("error_class", _with_other(ERROR_CLASSES)),
+        ClosedSet("kind", frozenset({"unknown"})),
+        ClosedSet(
+            "state",
+            frozenset(OPEN_STATES),
+            ("syncd_approvals", "syncd_approvals_oldest_age_seconds"),
+        ),
+        ClosedSet("state", frozenset(POOL_STATES), ("syncd_db_pool_connections",)),
+        ClosedSet("state", _with_other(states)),
+        ClosedSet("channel", _with_other(FINISH_CHANNELS), ("syncd_approvals_finished_total",)),
+        ClosedSet("channel", _with_other(CHANNELS)),
+        ClosedSet(
+            "reason", _with_other(PARK_REASONS, ERROR_CLASSES), ("syncd_approvals_parked_total",)
+        ),
+        ClosedSet(
+            "reason",
+            _with_other(QUARANTINE_REASONS.values()),
+            ("syncd_outbox_quarantined_total",),
+        ),
+        ClosedSet("reason", _with_other(CALLBACK_REASONS), ("syncd_callbacks_rejected_total",)),
+        ClosedSet("reason", _with_other(PAUSE_REASONS), ("syncd_dingtalk_paused",)),
+        ClosedSet("call", frozenset(CALLS)),
+        ClosedSet("outcome", frozenset(OUTCOMES)),
+        ClosedSet("purpose", _with_other(PURPOSES)),
+        ClosedSet("duty", _with_other(DUTIES)),
+        ClosedSet("version", frozenset(), ("syncd_build_info",)),
+        ClosedSet("python", frozenset(), ("syncd_build_info",)),
+    )
+
+
+def closed_set(metric: str, label: str) -> ClosedSet | None:
+    """The set ``label`` takes on ``metric`` (a sample's name: ``_bucket``, ``_count`` and
+    ``_sum`` belong to their histogram)."""
+    names = {metric} | {metric.removesuffix(s) for s in ("_bucket", "_count", "_sum")}
+    sets = [s for s in closed_sets() if s.label == label]
+    specific = [s for s in sets if names & set(s.metrics)]
+    general = [s for s in sets if not s.metrics]
+    return next(iter(specific or general), None)
+
+
+def _within(values: Iterable[str]) -> Callable[[str], str]:
+    """The label of a raw value: itself when in ``values``, else ``other``."""
+    closed = frozenset(values)
+
+    def label(value: str) -> str:
+        return value if value in closed else OTHER
+
+    return label
+
+
 class Labels:
     """Maps raw values onto their closed label sets (the kinds are the configured ones)."""
 
+    stage = staticmethod(_within(STAGES))
+    error_class = staticmethod(_within(ERROR_CLASSES))
+    reason = staticmethod(_within(PARK_REASONS | ERROR_CLASSES))
+    channel = staticmethod(_within(CHANNELS))
+    finish_channel = staticmethod(_within(FINISH_CHANNELS))
+    state = staticmethod(_within(state.value for state in ApprovalState))
+    callback_reason = staticmethod(_within(CALLBACK_REASONS))
+    pause_reason = staticmethod(_within(PAUSE_REASONS))
+    purpose = staticmethod(_within(PURPOSES))
+    duty = staticmethod(_within(DUTIES))
+
     def __init__(self, kinds: Iterable[str] = ()) -> None:
-        self.kinds = frozenset(kinds)
-        self.error_classes = _error_classes()
+        self.kinds = tuple(sorted(kinds))
+        self._kinds = frozenset(self.kinds)
 
     def kind(self, value: object) -> str:
-        return value if isinstance(value, str) and value in self.kinds else "unknown"
-
-    def error_class(self, value: str) -> str:
-        return value if value in self.error_classes else "other"
-
-    def reason(self, value: str) -> str:
-        return value if value in PARK_REASONS or value in self.error_classes else "other"
-
-    @staticmethod
-    def channel(value: str) -> str:
-        return value if value in CHANNELS else "other"
-
-    @staticmethod
-    def state(value: str) -> str:
-        return value if value in ApprovalState._value2member_map_ else "other"
+        return value if isinstance(value, str) and value in self._kinds else "unknown"
 
     @staticmethod
     def quarantine_reason(sqlstate: str) -> str:
-        return QUARANTINE_REASONS.get(sqlstate[:2], "other")
-
-    @staticmethod
-    def callback_reason(value: str) -> str:
-        return value if value in CALLBACK_REASONS else "other"
+        return QUARANTINE_REASONS.get(sqlstate[:2], OTHER)

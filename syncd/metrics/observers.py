@@ -3,14 +3,19 @@
 It implements :class:`syncd.ports.Observer` (what the stages do) and
 :class:`syncd.ports.CallObserver` (how each DingTalk request ended, as the client reports
 it: the endpoint's declared name and an outcome from a closed set, so nothing here reads
-a URL or an answer), and holds the scrape-time gauges.
+a URL or an answer), and holds the scrape-time gauges. ``render()`` leaves out the
+``_created`` series prometheus_client adds to every counter and histogram (a timestamp
+per series that doubles the series count and that no rule or panel reads).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import copy
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from syncd.dingtalk.endpoints import Endpoint, Outcome
 from syncd.metrics.declared import Instruments
@@ -30,18 +35,19 @@ class Metrics(Instruments):
     ) -> None:
         super().__init__(registry)
         self.sets = sets = Labels(kinds)
-        self.scrape = ScrapeCollector(sets.kind, monthly_quota=monthly_quota)
+        self.scrape = ScrapeCollector(sets, monthly_quota=monthly_quota)
         registry.register(self.scrape)
 
     # --- Observer -----------------------------------------------------------------------
 
     def stage_run(self, stage: str, handled: int, seconds: float) -> None:
-        self.stage_runs.labels(stage).inc()
-        self.stage_items.labels(stage).inc(handled)
-        self.stage_seconds.labels(stage).observe(seconds)
+        name = self.sets.stage(stage)
+        self.stage_runs.labels(name).inc()
+        self.stage_items.labels(name).inc(handled)
+        self.stage_seconds.labels(name).observe(seconds)
 
     def stage_failed(self, stage: str, error_class: str) -> None:
-        self.stage_errors.labels(stage, self.sets.error_class(error_class)).inc()
+        self.stage_errors.labels(self.sets.stage(stage), self.sets.error_class(error_class)).inc()
 
     def approval_created(self, kind: str, seconds_since_capture: float) -> None:
         k = self.sets.kind(kind)
@@ -67,7 +73,7 @@ class Metrics(Instruments):
         calls_spent: int | None,
     ) -> None:
         k = self.sets.kind(kind)
-        self.finished.labels(k, self.sets.state(state), self.sets.channel(channel)).inc()
+        self.finished.labels(k, self.sets.state(state), self.sets.finish_channel(channel)).inc()
         if channel == "poll":
             self.events.labels("poll").inc()
         if not written:
@@ -102,4 +108,21 @@ class Metrics(Instruments):
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(_WithoutCreated(self.registry)), CONTENT_TYPE_LATEST
+
+
+class _WithoutCreated(Collector):
+    """A registry's families without the ``_created`` samples of counters and histograms
+    (prometheus_client's switch for them, ``disable_created_metrics()``, is global to the
+    process; this leaves other registries alone)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            created = f"{family.name}_created"
+            if any(sample.name == created for sample in family.samples):
+                family = copy.copy(family)
+                family.samples = [s for s in family.samples if s.name != created]
+            yield family

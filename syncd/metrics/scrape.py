@@ -4,12 +4,18 @@
 periodic-job turns) within :data:`SCRAPE_TIMEOUT` and reads the Stream, LISTEN and pool
 state; ``collect()`` then hands the families to the registry. When the database does
 not answer, only ``syncd_database_up 0`` and the process gauges are shown.
+
+Every series of a closed set is shown, at 0 when nothing is there (each configured kind
+and open state, each channel, purpose, pause reason and periodic job), so a rule or a
+panel never has to tell "none" from "not scraped"; rows of kinds no longer configured
+show as ``unknown``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,8 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from syncd import errors
-from syncd.domain import month_start, next_month_start
-from syncd.metrics.labels import PAUSE_REASONS
+from syncd.domain import CHANNELS, month_start, next_month_start
+from syncd.metrics.labels import DUTIES, OPEN_STATES, PAUSE_REASONS, PURPOSES, Labels
 
 SCRAPE_TIMEOUT = 5.0
 
@@ -58,8 +64,8 @@ class Sources:
 class ScrapeCollector(Collector):
     """Gauges computed when Prometheus scrapes: ``refresh()`` first, then ``collect()``."""
 
-    def __init__(self, kind: Callable[[object], str], *, monthly_quota: int) -> None:
-        self._kind = kind
+    def __init__(self, labels: Labels, *, monthly_quota: int) -> None:
+        self._labels = labels
         self._monthly_quota = monthly_quota
         self._families: list[Metric] = []
         self._lock = asyncio.Lock()
@@ -143,10 +149,14 @@ class ScrapeCollector(Collector):
         ]
 
     def _by(self, rows: Iterable[dict[str, Any]], *keys: str) -> dict[tuple[str, ...], list[float]]:
-        """Rows summed per label tuple (kinds mapped to the closed set): [items, oldest]."""
-        out: dict[tuple[str, ...], list[float]] = {}
+        """Rows summed per label tuple (values mapped to their closed sets): [items,
+        oldest], with every tuple of the closed sets at [0, 0] to begin with."""
+        lb = self._labels
+        maps = {"kind": lb.kind, "state": lb.state, "channel": lb.channel}
+        seeds = {"kind": lb.kinds, "state": OPEN_STATES, "channel": CHANNELS}
+        out = {key: [0.0, 0.0] for key in itertools.product(*(seeds[k] for k in keys))}
         for row in rows:
-            labels = tuple(self._kind(row[k]) if k == "kind" else str(row[k]) for k in keys)
+            labels = tuple(maps[k](str(row[k])) for k in keys)
             seen = out.setdefault(labels, [0.0, 0.0])
             seen[0] += float(row["items"])
             seen[1] = max(seen[1], float(row["oldest_seconds"] or 0.0))
@@ -201,10 +211,13 @@ class ScrapeCollector(Collector):
             "DingTalk calls spent this month (China time), all replicas, per purpose",
             labels=["purpose"],
         )
-        total = 0.0
+        calls = dict.fromkeys(PURPOSES, 0.0)
         for row in usage:
-            used.add_metric([str(row["purpose"])], float(row["calls"]))
-            total += float(row["calls"])
+            purpose = self._labels.purpose(str(row["purpose"]))
+            calls[purpose] = calls.get(purpose, 0.0) + float(row["calls"])
+        for purpose, count in calls.items():
+            used.add_metric([purpose], count)
+        total = sum(calls.values())
         start, end = month_start(now), next_month_start(now)
         elapsed = max((now - start).total_seconds(), 3600.0)  # no wild guesses on day one
         projected = GaugeMetricFamily(
@@ -229,17 +242,20 @@ class ScrapeCollector(Collector):
         )
         leader = GaugeMetricFamily(
             "syncd_leader",
-            "1 while this replica holds the current turn of a periodic job, else 0",
-            labels=["job"],
+            "1 while this replica holds the current turn of a periodic job (duty), else 0",
+            labels=["duty"],
         )
         reasons = dict.fromkeys(sorted(PAUSE_REASONS), 0.0)
+        held = dict.fromkeys(DUTIES, 0.0)
         for row in rows:
             name = str(row["name"])
             if name == "dingtalk_pause":
-                reason = str(row["reason"])
-                reasons[reason if reason in PAUSE_REASONS else "other"] = 1.0
+                reasons[self._labels.pause_reason(str(row["reason"]))] = 1.0
             elif name.startswith("turn:"):
-                leader.add_metric([name.removeprefix("turn:")], float(row["set_by"] == actor))
+                duty = self._labels.duty(name.removeprefix("turn:"))
+                held[duty] = max(held.get(duty, 0.0), float(row["set_by"] == actor))
         for reason, value in reasons.items():
             paused.add_metric([reason], value)
+        for duty, value in held.items():
+            leader.add_metric([duty], value)
         return [paused, leader]

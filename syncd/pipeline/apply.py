@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from syncd.domain import ApprovalRef, CallRecord, Final, FinishResult, InboxItem, TaskRecord
 from syncd.errors import DingTalkError
+from syncd.logging import approval_fields
 from syncd.pipeline.calls import call
 from syncd.pipeline.outcomes import (
     final_from_event,
@@ -261,8 +262,7 @@ class Apply:
             "approval finished",
             extra={
                 "action": "writeback_done" if result.written else "writeback_failed",
-                "approval_id": approval.id,
-                "kind": approval.kind,
+                **approval_fields(approval),
                 "state": final.state.value,
                 "channel": channel,
                 "error": result.error,
@@ -301,18 +301,18 @@ class WriteBackRetry:
     async def run_once(self) -> int:
         now = self.clock.now()
         lease = now + self.lease
-        ids = await self.store.claim_unwritten(self.batch_size, now, lease, self.max_attempts)
-        for approval_id in ids:
+        refs = await self.store.claim_unwritten(self.batch_size, now, lease, self.max_attempts)
+        for ref in refs:
             error = await self.store.write_back(
-                approval_id, self.clock.now(), now + timedelta(minutes=5)
+                ref.id, self.clock.now(), now + timedelta(minutes=5)
             )
             logger.log(
                 logging.WARNING if error else logging.INFO,
                 "write-back retried",
                 extra={
                     "action": "writeback_failed" if error else "writeback_done",
-                    "approval_id": approval_id,
+                    **approval_fields(ref),
                     "error": error,
                 },
             )
-        return len(ids)
+        return len(refs)

@@ -181,6 +181,11 @@ def _decide_cancel(
     return [CancelRound(latest.id)]
 
 
+def _outbox_fields(row: OutboxRow) -> dict[str, Any]:
+    """What a log line about one outbox row carries (the kind and key as stored)."""
+    return {"outbox_id": row.id, "kind": row.key[0], "business_key": row.key[1]}
+
+
 class Ingest:
     """Claims outbox rows in batches (one replica at a time) and records the decisions."""
 
@@ -206,7 +211,7 @@ class Ingest:
         except Exception as exc:  # a defect must not hold up the rows behind this one
             logger.exception(
                 "ingest could not decide an outbox row",
-                extra={"action": "ingest_error", "outbox_id": row.id, "kind": row.key[0]},
+                extra={"action": "ingest_error", **_outbox_fields(row)},
             )
             decisions = _invalid(
                 "internal_error",
@@ -233,8 +238,7 @@ class Ingest:
                         "outbox row parked",
                         extra={
                             "action": "ingest_invalid",
-                            "outbox_id": row.id,
-                            "kind": row.key[0],
+                            **_outbox_fields(row),
                             "error_code": decision.error_code,
                             "error": decision.error_message,
                         },
@@ -247,6 +251,7 @@ class Ingest:
                     "action": "ingest_quarantined",
                     "outbox_id": q.outbox_id,
                     "kind": q.kind,
+                    "business_key": q.business_key,
                     "sqlstate": q.sqlstate,
                     "error": q.error,
                 },

@@ -17,6 +17,7 @@ from typing import Any
 from syncd.dingtalk.models import ProcessInstance
 from syncd.domain import ApprovalRef, ApprovalState, CallRecord, Final, SubmitItem
 from syncd.errors import DingTalkError
+from syncd.logging import approval_fields
 from syncd.pipeline.apply import Apply
 from syncd.pipeline.calls import call
 from syncd.pipeline.outcomes import final_from_instance, tasks_from_instance
@@ -114,7 +115,7 @@ class Reconcile:
             )
             logger.info(
                 "no instance found; retrying create",
-                extra={"action": "reconcile_retry", "approval_id": item.id},
+                extra={"action": "reconcile_retry", **approval_fields(item)},
             )
             return
         await self._adopt(item, found, calls)
@@ -162,7 +163,7 @@ class Reconcile:
             "lost create found and adopted",
             extra={
                 "action": "reconcile_adopted",
-                "approval_id": item.id,
+                **approval_fields(item),
                 "instance_id": instance.instance_id,
             },
         )

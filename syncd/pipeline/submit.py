@@ -32,6 +32,7 @@ from syncd.errors import (
     DingTalkRejected,
     DingTalkThrottled,
 )
+from syncd.logging import approval_fields
 from syncd.pipeline.calls import call
 from syncd.pipeline.mapping import MappingError, encode, resolve_row
 from syncd.pipeline.pauses import Pauses
@@ -147,7 +148,7 @@ class Submit:
             if p.intent.approval_id not in kept:
                 logger.warning(
                     "lease lost before create",
-                    extra={"action": "claim_lost", "approval_id": p.item.id, "kind": p.item.kind},
+                    extra={"action": "claim_lost", **approval_fields(p.item)},
                 )
         await asyncio.gather(*(one(p) for p in prepared if p.intent.approval_id in kept))
         return len(items)
@@ -232,8 +233,7 @@ class Submit:
             "approval instance created",
             extra={
                 "action": "push_created",
-                "approval_id": item.id,
-                "kind": item.kind,
+                **approval_fields(item),
                 "instance_id": instance_id,
                 "attempt": item.attempts,
             },
@@ -258,8 +258,7 @@ class Submit:
             "approval parked",
             extra={
                 "action": "push_rejected",
-                "approval_id": item.id,
-                "kind": item.kind,
+                **approval_fields(item),
                 "error_code": code,
                 "error": message,
             },
@@ -295,8 +294,7 @@ class Submit:
             "create failed",
             extra={
                 "action": "push_retry" if state is ApprovalState.PENDING else f"push_{state.value}",
-                "approval_id": item.id,
-                "kind": item.kind,
+                **approval_fields(item),
                 "attempt": item.attempts,
                 "error_class": type(exc).__name__,
                 "error_code": exc.code,

@@ -206,9 +206,9 @@ class WriteBackStore(Protocol):
 
     async def claim_unwritten(
         self, limit: int, now: datetime, lease_until: datetime, max_attempts: int
-    ) -> list[int]:
+    ) -> list[ApprovalRef]:
         """Lease up to ``limit`` final approvals whose write-back is due again (fewer than
-        ``max_attempts`` so far), until ``lease_until``; their ids."""
+        ``max_attempts`` so far), until ``lease_until``."""
         ...
 
     async def write_back(

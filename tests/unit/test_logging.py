@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.logging import add_secrets, setup_logging
+from syncd.domain import ApprovalRef, ApprovalState
+from syncd.logging import add_secrets, approval_fields, setup_logging
 
 
 def test_json_lines_carry_action_and_ids_and_never_secrets():
@@ -29,6 +30,33 @@ def test_text_format_is_readable():
     setup_logging(fmt="text", stream=stream)
     logging.getLogger("syncd.test").info("hello", extra={"action": "daemon_start"})
     assert "INFO    hello  action=daemon_start" in stream.getvalue()
+
+
+_RESERVED = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime"}
+_FIELD = st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True).filter(lambda n: n not in _RESERVED)
+
+
+@given(
+    st.dictionaries(_FIELD, st.none() | st.integers() | st.text("ab1", max_size=8), max_size=6),
+)
+@settings(max_examples=50, deadline=None)
+def test_text_format_leaves_out_empty_fields(fields: dict[str, Any]):
+    """``approval finished ... error=None`` for a success: an empty field is left out of
+    a text line, kept (as null) in JSON."""
+    text, json_stream = io.StringIO(), io.StringIO()
+    for fmt, stream in (("text", text), ("json", json_stream)):
+        setup_logging(fmt=fmt, stream=stream)
+        logging.getLogger("syncd.test").info("approval finished", extra=fields)
+    shown = text.getvalue().splitlines()[0].partition("approval finished")[2]
+    for name, value in fields.items():
+        assert (f" {name}=" in f" {shown}") is (value is not None), name
+    assert json.loads(json_stream.getvalue())  # every field, null included
+    assert set(fields) <= set(json.loads(json_stream.getvalue()))
+
+
+def test_approval_fields_name_one_approval_the_same_way_everywhere():
+    ref = ApprovalRef(7, "leave", "1042", 1, ApprovalState.RUNNING, None, None)
+    assert approval_fields(ref) == {"approval_id": 7, "kind": "leave", "business_key": "1042"}
 
 
 # --- secrets are masked before a record is encoded -----------------------------------------

@@ -27,7 +27,10 @@ async def work(world):
 async def test_status_counts_states_usage_and_what_needs_attention(world, cli):
     code, out, _ = await cli("status")
     assert code == 0 and "leave  -" in out and "nothing needs attention" in out
-    assert "DingTalk calls in " in out and ": 0 (no monthly quota)" in out
+    assert "DingTalk calls in " in out and ": 0 of 5000 (0.0%)" in out  # the default quota
+    cli.configure(config_data(world.daemon_dsn, dingtalk={"monthly_quota": 0}))
+    code, out, _ = await cli("status")
+    assert code == 0 and ": 0 (no monthly quota)" in out
     cli.configure(config_data(world.daemon_dsn, dingtalk={"monthly_quota": 5000}))
     await work(world)
     world.app_sql("INSERT INTO syncd.outbox (kind, business_key) VALUES ('leave', 'later')")

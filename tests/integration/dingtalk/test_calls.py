@@ -68,8 +68,8 @@ class Rig:
         return self.ids[-1] if self.ids else "no-such-instance"
 
     def requests(self) -> Counter[tuple[str, ...]]:
-        """``syncd_dingtalk_requests_total`` by (endpoint, outcome)."""
-        return self._by("syncd_dingtalk_requests_total", "endpoint", "outcome")
+        """``syncd_dingtalk_requests_total`` by (call, outcome)."""
+        return self._by("syncd_dingtalk_requests_total", "call", "outcome")
 
     def _by(self, name: str, *labels: str) -> Counter[tuple[str, ...]]:
         found: Counter[tuple[str, ...]] = Counter()
@@ -160,9 +160,9 @@ def test_every_request_is_counted_once_under_its_declared_name(
     assert {name for _, name in requests} <= set(ep.OUTCOMES)
     seen = {e.name: w.sim.calls[e.api] for e in ep.ENDPOINTS if w.sim.calls[e.api]}
     assert dict(by_name) == seen
-    timed = w._by("syncd_dingtalk_request_duration_seconds_count", "endpoint", "outcome")
+    timed = w._by("syncd_dingtalk_request_duration_seconds_count", "call", "outcome")
     assert timed == requests
-    throttled = w._by("syncd_dingtalk_throttled_total", "endpoint")
+    throttled = w._by("syncd_dingtalk_throttled_total", "call")
     assert throttled == Counter({(n,): c for (n, o), c in requests.items() if o == "throttled"})
 
 

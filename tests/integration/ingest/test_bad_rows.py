@@ -192,6 +192,10 @@ def test_a_row_the_database_refuses_is_quarantined_alone_and_kept(roles, caplog)
     assert counted == 2
     logged = [r for r in caplog.records if getattr(r, "action", "") == "ingest_quarantined"]
     assert len(logged) == 2 and {r.sqlstate for r in logged} == {"23514"}
+    assert {(r.kind, r.business_key) for r in logged} == {
+        ("leave", "refused-1"),
+        ("leave", "refused-2"),
+    }
     # The rows were decided twice (the batch, then row by row): each counted once, and a
     # quarantined row never as parked.
     parked = {"kind": "leave", "state": "invalid", "reason": "empty_key"}

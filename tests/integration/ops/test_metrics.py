@@ -15,6 +15,8 @@ import syncd
 from syncd.db.store import PostgresControlStore
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.events import make_event
+from syncd.domain import CHANNELS
+from syncd.metrics.labels import DUTIES, OPEN_STATES, PURPOSES, STAGES, TARGET_LABELS, closed_set
 
 
 async def scrape(daemon) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -90,25 +92,105 @@ async def test_a_round_trip_shows_in_counters_histograms_and_scrape_time_gauges(
     assert get("syncd_dingtalk_calls_per_approval_count", {"kind": "leave"}) == 2
     assert get("syncd_dingtalk_calls_per_approval_sum", {"kind": "leave"}) >= 4  # create + get
     ok = {"outcome": "ok"}
-    assert get("syncd_dingtalk_requests_total", {"endpoint": "create", **ok}) == 2
-    assert get("syncd_dingtalk_requests_total", {"endpoint": "token", **ok}) == 1
-    assert get("syncd_dingtalk_request_duration_seconds_count", {"endpoint": "get", **ok}) >= 2
+    assert get("syncd_dingtalk_requests_total", {"call": "create", **ok}) == 2
+    assert get("syncd_dingtalk_requests_total", {"call": "token", **ok}) == 1
+    assert get("syncd_dingtalk_request_duration_seconds_count", {"call": "get", **ok}) >= 2
     build = {"version": syncd.__version__, "python": platform.python_version()}
     assert get("syncd_build_info", build) == 1
 
-    assert value(after, "syncd_outbox_backlog", kind="leave") is None
+    assert value(after, "syncd_outbox_backlog", kind="leave") == 0
+    assert value(after, "syncd_outbox_backlog_oldest_age_seconds", kind="leave") == 0
     assert value(after, "syncd_approvals", kind="unknown", state="invalid") == 1
-    assert value(after, "syncd_approvals", kind="leave", state="running") is None
+    assert value(after, "syncd_approvals", kind="leave", state="running") == 0
+    assert value(after, "syncd_writeback_backlog", kind="leave") == 0
+    assert value(after, "syncd_outbox_quarantine", kind="leave") == 0
+    assert value(after, "syncd_inbox_backlog", channel="stream") == 0
     assert value(after, "syncd_dingtalk_quota_used_calls", purpose="create") == 2
+    assert value(after, "syncd_dingtalk_quota_used_calls", purpose="reconcile") == 0
+    assert value(after, "syncd_dingtalk_quota_limit_calls") == 5000  # the default
     assert value(after, "syncd_dingtalk_quota_projected_calls") > 0
     assert value(after, "syncd_dingtalk_paused", reason="quota") == 0
     assert any(name == "syncd_build_info" for name, _ in after)
-    assert not any("instance" in dict(labels) for _, labels in after)
+    assert_labels_closed(after, kinds={"leave"})
+    assert set(daemon.app.stages) <= set(STAGES)
+
+
+def assert_labels_closed(samples, kinds: set[str]) -> None:
+    """No label is named like a target label, and every value of a syncd_ metric's label
+    is in the closed set the operations guide lists for it."""
+    outside = []
+    for name, labels in samples:
+        for label, got in labels:
+            if label in TARGET_LABELS or label.startswith("__"):
+                outside.append(f"{name}: label {label} collides with a target label")
+            if not name.startswith("syncd_") or label == "le":
+                continue
+            closed = closed_set(name, label)
+            if closed is None:
+                outside.append(f"{name}: label {label} has no closed set")
+            elif name == "syncd_build_info":
+                continue
+            elif got not in closed.values and not (label == "kind" and got in kinds):
+                outside.append(f"{name}: {label}={got!r} is not in its closed set")
+    assert outside == []
+
+
+async def test_an_empty_database_shows_every_backlog_at_zero(env):
+    registry = CollectorRegistry()
+    async with env.daemon(registry=registry) as daemon:
+        samples = await scrape(daemon)
+    for name in ("syncd_outbox_backlog", "syncd_outbox_quarantine", "syncd_writeback_backlog"):
+        assert value(samples, name, kind="leave") == 0
+        assert value(samples, f"{name}_oldest_age_seconds", kind="leave") == 0
+    for state in OPEN_STATES:
+        assert value(samples, "syncd_approvals", kind="leave", state=state) == 0
+        assert value(samples, "syncd_approvals_oldest_age_seconds", kind="leave", state=state) == 0
+    for channel in CHANNELS:
+        assert value(samples, "syncd_inbox_backlog", channel=channel) == 0
+    for purpose in PURPOSES:
+        assert value(samples, "syncd_dingtalk_quota_used_calls", purpose=purpose) == 0
+    for duty in DUTIES:
+        assert value(samples, "syncd_leader", duty=duty) == 0
+    assert value(samples, "syncd_dingtalk_paused", reason="auth") == 0
+    assert not any(labels and dict(labels).get("kind") == "unknown" for _, labels in samples)
+    assert_labels_closed(samples, kinds={"leave"})
+
+
+async def test_the_process_is_described_and_no_created_series_doubles_a_counter(env):
+    registry = CollectorRegistry()
+    env.submit_leave(days=1)
+    async with env.daemon(registry=registry) as daemon:
+        await daemon.drain()
+        samples = await scrape(daemon)
+    names = {name for name, _ in samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
+    assert {"process_start_time_seconds", "python_info", "python_gc_collections_total"} <= names
+    assert value(samples, "syncd_approvals_created_total", kind="leave") == 1
+    assert sorted(name for name in names if name.endswith("_created")) == []
+    assert_labels_closed(samples, kinds={"leave"})
+
+
+async def test_a_cancel_is_counted_under_its_own_channel(env):
+    """Cancels finish with channel="cancel": one before its create, one after it."""
+    registry = CollectorRegistry()
+    settings = env.settings(events={"stream": False})
+    cancel = "INSERT INTO syncd.outbox (kind, business_key, action) VALUES ('leave', %s, 'cancel')"
+    created = str(env.submit_leave(days=1))
+    async with env.daemon(settings, registry=registry) as daemon:
+        await daemon.drain()
+        env.app_sql(cancel, created)
+        env.app_sql(cancel, str(env.submit_leave(days=1)))  # never submitted
+        env.clock.advance(20)  # past the guard before a fresh instance is revoked
+        await daemon.drain()
+    get = counted(registry)
+    canceled = {"kind": "leave", "state": "canceled", "channel": "cancel"}
+    assert get("syncd_approvals_finished_total", canceled) == 2
+    assert get("syncd_approvals_finished_total", {**canceled, "channel": "other"}) == 0
 
 
 async def test_throttling_and_the_quota_pause_are_counted_and_shown(env):
     registry = CollectorRegistry()
-    settings = env.settings(events={"stream": False}, dingtalk={"monthly_quota": 5000})
+    settings = env.settings(events={"stream": False}, dingtalk={"monthly_quota": 4000})
     env.sim.faults.update(error_429_rate=1.0, endpoints=["workflow.create"])
     env.submit_leave(days=1)
     async with env.daemon(settings, registry=registry) as daemon:
@@ -118,12 +200,13 @@ async def test_throttling_and_the_quota_pause_are_counted_and_shown(env):
         await daemon.drain()
         samples = await scrape(daemon)
     get = counted(registry)
-    assert get("syncd_dingtalk_throttled_total", {"endpoint": "create"}) >= 1
-    assert get("syncd_dingtalk_requests_total", {"endpoint": "create", "outcome": "throttled"})
+    assert get("syncd_dingtalk_throttled_total", {"call": "create"}) >= 1
+    assert get("syncd_dingtalk_requests_total", {"call": "create", "outcome": "throttled"})
     assert total(registry, "syncd_dingtalk_requests_total", outcome="quota_exhausted") == 1
     assert value(samples, "syncd_dingtalk_paused", reason="quota") == 1
-    assert value(samples, "syncd_dingtalk_quota_limit_calls") == 5000
+    assert value(samples, "syncd_dingtalk_quota_limit_calls") == 4000
     assert value(samples, "syncd_approvals", kind="leave", state="pending") == 1
+    assert_labels_closed(samples, kinds={"leave"})
 
 
 async def test_duplicate_events_are_counted_per_channel(env):
@@ -161,9 +244,10 @@ async def test_leader_shows_which_periodic_job_turns_this_replica_holds(env):
         samples = await scrape(daemon)
         env.clock.advance(600)  # the sweep turn has ended
         later = await scrape(daemon)
-    assert value(samples, "syncd_leader", job="sweep_failed") == 1
-    assert value(samples, "syncd_leader", job="retention") == 0
-    assert value(later, "syncd_leader", job="sweep_failed") is None
+    assert value(samples, "syncd_leader", duty="sweep_failed") == 1
+    assert value(samples, "syncd_leader", duty="retention") == 0
+    assert value(samples, "syncd_leader", duty="callback_replay") == 0
+    assert value(later, "syncd_leader", duty="sweep_failed") == 0
 
 
 async def test_requests_that_get_no_answer_are_counted_too(env):
@@ -182,8 +266,8 @@ async def test_requests_that_get_no_answer_are_counted_too(env):
     async with env.daemon(settings, registry=registry, transport=transport) as daemon:
         await daemon.drain()
     get = counted(registry)
-    assert get("syncd_dingtalk_requests_total", {"endpoint": "create", "outcome": "timeout"}) == 1
-    assert get("syncd_dingtalk_requests_total", {"endpoint": "token", "outcome": "ok"}) == 1
+    assert get("syncd_dingtalk_requests_total", {"call": "create", "outcome": "timeout"}) == 1
+    assert get("syncd_dingtalk_requests_total", {"call": "token", "outcome": "ok"}) == 1
     assert env.sql("SELECT state FROM syncd.approval") == [("unknown",)]
 
 
@@ -217,3 +301,4 @@ async def test_callbacks_are_counted_stored_and_refused_by_reason(env):
     for reason in ("replayed", "missing_query", "body_too_large"):
         assert value(samples, "syncd_callbacks_rejected_total", reason=reason) == 1
     assert value(samples, "syncd_callbacks_rejected_total", reason="bad_signature") == 0
+    assert_labels_closed(samples, kinds={"leave"})

@@ -287,7 +287,7 @@ class Syncd:
     async def retry(self, now: datetime) -> dict[int, str | None]:
         """One pass of the write-back retry at ``now``: the errors, by approval id."""
         claimed = await self.writeback.claim_unwritten(100, now, now, max_attempts=100)
-        return {i: await self.writeback.write_back(i, now, now) for i in claimed}
+        return {r.id: await self.writeback.write_back(r.id, now, now) for r in claimed}
 
 
 @pytest.fixture

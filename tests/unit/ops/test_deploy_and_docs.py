@@ -8,7 +8,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from syncd.settings import Settings
+import yaml
+
+from syncd.settings import DingTalkSettings, Settings
+from tests.unit.test_doc_links import anchors
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -63,8 +66,27 @@ def test_every_alert_has_a_runbook_and_a_unit_test():
     alerts = set(re.findall(r"- alert: (\w+)", (DEPLOY / "prometheus" / "alerts.yml").read_text()))
     tests = (DEPLOY / "prometheus" / "alerts_test.yml").read_text()
     assert len(alerts) >= 7
+    assert {"SyncdOutboxQuarantined", "SyncdQuotaNearExhaustion"} <= alerts
     assert {a for a in alerts if f"### Runbook: {a}\n" not in GUIDE} == set()
     assert {a for a in alerts if f"alertname: {a}" not in tests} == set()
+
+
+def test_every_alert_links_its_runbook_by_an_absolute_url_under_one_base():
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    headings = anchors(ROOT / "docs" / "operate.md")
+    bases = set()
+    for rule in alerts:
+        annotations = rule["annotations"]
+        assert "runbook" not in annotations, rule["alert"]
+        base, _, fragment = annotations["runbook_url"].partition("#")
+        bases.add(base)
+        assert fragment == f"runbook-{rule['alert'].lower()}" and fragment in headings
+    [base] = bases  # one base, so that one substitution points every link elsewhere
+    assert re.fullmatch(r"https://[^/\s]+/\S*docs/operate\.md", base)
+    assert base in GUIDE  # the guide says what the base is and how to set it
+    tested = (DEPLOY / "prometheus" / "alerts_test.yml").read_text()
+    assert "runbook:" not in tested and tested.count(f"runbook_url: {base}#") >= len(alerts)
 
 
 def test_every_log_action_in_the_code_is_documented():
@@ -97,11 +119,13 @@ def test_dashboard_is_a_provisionable_grafana_dashboard():
 
 def test_shipped_configurations_are_valid_settings():
     compose = tomllib.loads((DEPLOY / "compose" / "syncd.toml").read_text(encoding="utf-8"))
-    Settings(**without_files(compose))
     configmap = (DEPLOY / "kubernetes" / "configmap.yaml").read_text(encoding="utf-8")
     block = configmap.split("syncd.toml: |\n", 1)[1]
     toml = "\n".join(line.removeprefix("    ") for line in block.splitlines())
-    Settings(**without_files(tomllib.loads(toml)))
+    default = DingTalkSettings().monthly_quota
+    for shipped in (compose, tomllib.loads(toml)):
+        settings = Settings(**without_files(shipped))
+        assert settings.dingtalk.monthly_quota == default  # the quota alert fires as documented
 
 
 def test_kubernetes_manifests_have_what_operators_expect():
