@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import IO, Any
 
 from syncd import __version__
 from syncd.commands import capture, check, config, demo, migrate, ops, reconcile, repair, run
@@ -30,8 +30,17 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 GLOBAL_OPTIONS = ("config", "log_format", "log_level")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a failed write of help or usage is not ignored: a closed
+    pipe ends ``syncd --help | head -1`` like any other command (exit 141)."""
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        if message:
+            (file or sys.stderr).write(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="syncd",
         description="Connects your own database to DingTalk approvals.",
     )

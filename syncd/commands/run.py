@@ -34,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 async def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     setup_logging(
-        settings.log.level, args.log_format or settings.log.format, secrets=settings.secrets
+        args.log_level or settings.log.level,
+        args.log_format or settings.log.format,
+        secrets=settings.secrets,
     )
     if args.migrate:
         await migrations.apply(settings.database.dsn.get_secret_value())

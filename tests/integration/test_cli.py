@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
 
@@ -135,3 +137,37 @@ def test_python_dash_m_version():
         [sys.executable, "-m", "syncd", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("syncd ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["--help"], ["retry", "--help"], ["config", "show"], ["migrate", "--dry-run"]],
+)
+def test_a_closed_pipe_ends_the_command_quietly_with_141(argv, empty_database):
+    """The reader is gone before the command writes: no traceback, exit 141 (SIGPIPE's)."""
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "SYNCD_DATABASE__DSN": empty_database}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "syncd", *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
+
+
+def test_migrate_dry_run_into_head(empty_database):
+    syncd = [sys.executable, "-m", "syncd", "migrate", "--dry-run", "--dsn", empty_database]
+    command = " ".join(map(shlex.quote, syncd))
+    result = subprocess.run(
+        ["sh", "-c", f"{command} | head -1"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout == "-- migration 0001_initial\n"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
