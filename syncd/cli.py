@@ -10,12 +10,15 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from syncd import __version__
 from syncd.commands import capture, check, config, demo, migrate, ops, reconcile, repair, run
 from syncd.errors import CaptureError, ConfigError, SyncdError
 from syncd.logging import setup_logging
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +37,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse, except that a failed write of help or usage is not ignored: a closed
     pipe ends ``syncd --help | head -1`` like any other command (exit 141)."""
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         if message:
             (file or sys.stderr).write(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="syncd",
         description="Connects your own database to DingTalk approvals.",
     )
