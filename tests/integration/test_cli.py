@@ -7,8 +7,13 @@ import sys
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from syncd.cli import main
+from syncd.commands.config import render_toml
+from syncd.settings import KIND_NAME
+from tests.integration.commands.conftest import config_data
 
 
 def run(capsys, *argv):
@@ -171,3 +176,56 @@ def test_migrate_dry_run_into_head(empty_database):
     )
     assert result.returncode == 0 and result.stdout == "-- migration 0001_initial\n"
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+@pytest.fixture
+def leave_config(tmp_path, app_db):
+    path = tmp_path / "syncd.toml"
+    path.write_text(render_toml(config_data(app_db)), encoding="utf-8")
+    return str(path)
+
+
+def test_capture_add_refuses_a_kind_the_configuration_does_not_have(capsys, app_db, leave_config):
+    target = ["--table", "leave", "--key", "id", "--dsn", app_db]
+    code, _, err = run(
+        capsys, "--config", leave_config, "capture", "add", "--kind", "leav", *target
+    )
+    assert code == 2
+    assert "--kind 'leav' is not a kind of the configuration (it has leave)" in err
+    assert "did you mean 'leave'?" in err and "unknown_kind" in err and "--force" in err
+    code, out, err = run(
+        capsys, "--config", leave_config, "capture", "sql", "--kind", "leav", *target
+    )
+    assert code == 0 and "CREATE TRIGGER" in out and "did you mean 'leave'?" in err
+    code, out, _ = run(
+        capsys, "capture", "add", "--kind", "leav", *target, "--config", leave_config, "--force"
+    )
+    assert code == 0 and "installed" in out
+    code, out, err = run(
+        capsys, "capture", "add", "--kind", "leave", *target, "--config", leave_config
+    )
+    assert code == 0 and "installed" in out and "not a kind" not in err
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(kind=st.from_regex(KIND_NAME, fullmatch=True).filter(lambda k: k != "leave"))
+def test_capture_add_accepts_no_kind_but_the_configured_ones(capsys, leave_config, kind):
+    """Refused before any database is reached (the DSN leads nowhere)."""
+    code, _, err = run(
+        capsys,
+        "--config",
+        leave_config,
+        "capture",
+        "add",
+        "--kind",
+        kind,
+        "--table",
+        "t",
+        "--key",
+        "id",
+        "--dsn",
+        "postgresql://nobody@127.0.0.1:1/none",
+    )
+    assert code == 2 and f"--kind {kind!r} is not a kind of the configuration" in err
