@@ -3,8 +3,8 @@ over the parts of an :class:`~syncd.app.App`.
 
 ``syncd run`` serves it before the App is open (while it waits for the database): then
 ``/healthz`` answers, ``/readyz`` is unready with the reason (:class:`Starting`),
-``/metrics`` has what needs no database and the callback answers 503 (DingTalk pushes
-it again later).
+``/metrics`` has ``syncd_database_up 0`` and what needs no database, and the callback
+answers 503 (DingTalk pushes it again later).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from syncd.db import migrations
-from syncd.errors import SyncdError
+from syncd.errors import StoreError, SyncdError
 from syncd.metrics import Sources
 
 if TYPE_CHECKING:
@@ -55,6 +55,13 @@ class Starting:
         if self.attempts:
             found |= {"attempts": self.attempts, "next_attempt_in": self.next_attempt_in}
         return {k: v for k, v in found.items() if v is not None}
+
+
+class _NoDatabaseYet:
+    """The scrape's database before the App is open: every query fails."""
+
+    async def fetch_all(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        raise StoreError("the database is not reached yet")
 
 
 class DaemonWeb:
@@ -93,11 +100,10 @@ class DaemonWeb:
 
     async def metrics(self, request: Request) -> Response:
         d = self.parts
-        if not self.open:  # what needs no database: counters, the process
-            body, content_type = d.metrics.render()
-            return Response(body, media_type=content_type)
-        await d.metrics.refresh(
-            Sources(
+        if not self.open:  # no database yet: syncd_database_up 0, and what needs none
+            sources = Sources(now=d.clock.now(), actor=d.owner, store=_NoDatabaseYet())
+        else:
+            sources = Sources(
                 now=d.clock.now(),
                 actor=d.owner,
                 store=d.control,
@@ -105,7 +111,7 @@ class DaemonWeb:
                 listener=d.listener,
                 pool_stats=d.pool.get_stats(),
             )
-        )
+        await d.metrics.refresh(sources)
         body, content_type = d.metrics.render()
         return Response(body, media_type=content_type)
 

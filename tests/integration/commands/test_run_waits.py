@@ -107,7 +107,8 @@ async def test_run_waits_for_the_database_and_says_why(env, caplog):
             assert check["reason"] == "database unreachable" and check["attempts"] == 2
             assert "Connection refused" in check["error"]
             assert check["next_attempt_in"] == waits.delays[-1]
-            assert (await http.get("/metrics")).status_code == 200
+            metrics = (await http.get("/metrics")).text
+            assert "\nsyncd_database_up 0.0\n" in metrics  # SyncdDatabaseUnreachable fires
 
         logged = actions(caplog, "database_wait")
         assert [(r.attempt, r.retry_in) for r in logged] == [
