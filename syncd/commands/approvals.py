@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, many: bool, default_round:
     parser.add_argument(
         "approval",
         nargs="*",
-        metavar=f"{ids} | KIND KEY",
-        help="approval id(s), or an approval kind and business key",
+        metavar="APPROVAL",
+        help=f"{ids} (syncd.approval.id), or KIND KEY: an approval kind and a business key",
     )
     parser.add_argument(
         "--round",
