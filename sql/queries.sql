@@ -833,12 +833,17 @@ SELECT instance_id FROM syncd.approval WHERE state = 'running' AND instance_id I
 -- ---- operator commands ----
 
 -- select_status --
--- Per kind and state: approvals, the oldest capture, unwritten and stuck counts, calls spent.
+-- Per kind and state: approvals, the oldest capture, unwritten and stuck counts, parked rounds replaced by a newer round, calls spent.
 SELECT a.kind, a.state, count(*) AS approvals, min(a.captured_at) AS oldest_captured_at,
        count(*) FILTER (WHERE a.written_back_at IS NULL
                           AND a.state IN ('approved', 'rejected', 'canceled')) AS unwritten,
        count(*) FILTER (WHERE a.state IN ('pending', 'submitting', 'unknown')
                           AND a.captured_at < %(stuck_before)s) AS stuck,
+       count(*) FILTER (WHERE a.state IN ('invalid', 'dead')
+                          AND EXISTS (SELECT 1 FROM syncd.approval n
+                                       WHERE n.kind = a.kind
+                                         AND n.business_key = a.business_key
+                                         AND n.round > a.round)) AS superseded,
        coalesce(sum(a.calls_spent), 0) AS calls_spent
   FROM syncd.approval a
  WHERE %(kind)s::text IS NULL OR a.kind = %(kind)s
@@ -916,10 +921,30 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.written_
  ORDER BY a.id;
 
 -- select_parked_ids --
--- Parked approvals of a kind in the given states (invalid, dead), oldest first.
+-- Parked approvals of a kind in the given states (invalid, dead), oldest first; with superseded, only those replaced by a newer round of their key.
+SELECT a.id FROM syncd.approval a
+ WHERE a.kind = %(kind)s AND a.state = ANY(%(states)s)
+   AND (NOT %(superseded)s
+        OR EXISTS (SELECT 1 FROM syncd.approval n
+                    WHERE n.kind = a.kind AND n.business_key = a.business_key
+                      AND n.round > a.round))
+ ORDER BY a.id;
+
+-- select_key_round --
+-- The approval id of one round of a business key, or of its latest round.
 SELECT id FROM syncd.approval
- WHERE kind = %(kind)s AND state = ANY(%(states)s)
- ORDER BY id;
+ WHERE kind = %(kind)s AND business_key = %(business_key)s
+   AND (%(round)s::integer IS NULL OR round = %(round)s)
+ ORDER BY round DESC
+ LIMIT 1;
+
+-- select_active_round --
+-- The approval id of the round of a business key still on its way (at most one).
+SELECT id FROM syncd.approval
+ WHERE kind = %(kind)s AND business_key = %(business_key)s
+   AND state IN ('pending', 'submitting', 'running', 'unknown')
+ ORDER BY round DESC
+ LIMIT 1;
 
 -- retry_parked --
 -- An operator sends a parked approval back to pending: attempts reset, error cleared, due now; never an older round of a key that has a newer one, nor one whose business key was too long to store (it holds a shortened key).
@@ -942,19 +967,33 @@ UPDATE syncd.approval a
 RETURNING a.id, a.kind, a.business_key, a.round, prev.state AS from_state,
           prev.last_error_code, prev.last_error_message;
 
--- request_cancel_active --
--- An operator asks to cancel the active round of a business key; the cancel stage terminates it.
+-- dismiss_parked --
+-- An operator closes a parked approval for good: never sent, retried or counted as parked again; its error stays (why it was parked).
+WITH prev AS (
+    SELECT a.id, a.state FROM syncd.approval a
+     WHERE a.id = %(id)s AND a.state IN ('invalid', 'dead')
+       FOR UPDATE
+)
+UPDATE syncd.approval a
+   SET state = 'dismissed', lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
+  FROM prev
+ WHERE a.id = prev.id
+RETURNING a.id, a.kind, a.business_key, a.round, prev.state AS from_state,
+          a.last_error_code, a.last_error_message;
+
+-- request_cancel --
+-- An operator asks to cancel an approval still on its way; the cancel stage terminates it.
 WITH prev AS (
     SELECT id, cancel_requested_at FROM syncd.approval
-     WHERE kind = %(kind)s AND business_key = %(business_key)s
-       AND state IN ('pending', 'submitting', 'running', 'unknown')
+     WHERE id = %(id)s AND state IN ('pending', 'submitting', 'running', 'unknown')
        FOR UPDATE
 )
 UPDATE syncd.approval a
    SET cancel_requested_at = coalesce(a.cancel_requested_at, %(now)s), updated_at = %(now)s
   FROM prev
  WHERE a.id = prev.id
-RETURNING a.id, a.round, a.state, a.instance_id, prev.cancel_requested_at AS requested_before;
+RETURNING a.id, a.kind, a.business_key, a.round, a.state, a.instance_id,
+          prev.cancel_requested_at AS requested_before;
 
 -- select_unwritten_ids --
 -- Finished approvals of a kind whose outcome is not written back yet, oldest first.

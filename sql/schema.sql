@@ -87,7 +87,7 @@ CREATE TABLE syncd.approval (
     CONSTRAINT approval_round_unique UNIQUE (kind, business_key, round),
     CONSTRAINT approval_state_check CHECK (state IN (
         'pending', 'submitting', 'running', 'approved', 'rejected', 'canceled',
-        'invalid', 'dead', 'unknown')),
+        'invalid', 'dead', 'unknown', 'dismissed')),
     CONSTRAINT approval_round_positive CHECK (round >= 1)
 );
 COMMENT ON TABLE syncd.approval IS
@@ -370,3 +370,11 @@ SELECT q.outbox_id, q.kind, q.business_key, o.action, q.error_code, q.error_mess
        pg_column_size(o.payload) AS payload_stored_bytes, o.created_at, q.quarantined_at
   FROM syncd.outbox_quarantine q
   JOIN syncd.outbox o ON o.id = q.outbox_id;
+
+-- ---- 0010: parked rounds an operator closed for good ----
+
+-- `syncd dismiss` moves an invalid or dead round to `dismissed` (listed in
+-- approval_state_check above): never sent, retried or counted as parked again; the
+-- reason is in its history (syncd.approval_event, with the operator as actor).
+COMMENT ON COLUMN syncd.approval.state IS
+    'pending → submitting → running → approved | rejected | canceled; parked: invalid, dead (retried to pending by an operator, or closed for good as dismissed); unknown: a create to reconcile.';

@@ -59,7 +59,7 @@ from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll, SweepFailed
 from syncd.ports import Clock, Observer, SignedPut
 from syncd.settings import Settings
-from syncd.web import DaemonWeb
+from syncd.web import DaemonWeb, Starting
 
 logger = logging.getLogger(__name__)
 
@@ -365,9 +365,9 @@ class App:
             ),
         }
 
-    def http_app(self) -> Starlette:
+    def http_app(self, starting: Starting | None = None) -> Starlette:
         """The daemon's HTTP surface: health, readiness, metrics and the callback."""
-        return DaemonWeb(self).app()
+        return DaemonWeb(self, starting).app()
 
     async def pause(self) -> Pause | None:
         """The cluster-wide pause of DingTalk calls in force now, if any."""

@@ -36,6 +36,7 @@ class ApprovalState(StrEnum):
     INVALID = "invalid"
     DEAD = "dead"
     UNKNOWN = "unknown"
+    DISMISSED = "dismissed"
 
     @property
     def finished(self) -> bool:
@@ -44,7 +45,8 @@ class ApprovalState(StrEnum):
 
     @property
     def parked(self) -> bool:
-        """Needs a person: fix the input or the cause, then ``syncd retry``."""
+        """Needs a person: fix the input or the cause, then ``syncd retry`` (or, when
+        it should never be sent, ``syncd dismiss``)."""
         return self in PARKED
 
 
@@ -54,7 +56,9 @@ ACTIVE = frozenset(
     {ApprovalState.PENDING, ApprovalState.SUBMITTING, ApprovalState.RUNNING, ApprovalState.UNKNOWN}
 )
 
-#: Every allowed move. Finished states never move again; parked ones only by an operator.
+#: Every allowed move. Finished states never move again; parked ones only by an operator:
+#: back to pending (``syncd retry``) or closed for good (``syncd dismiss``). A dismissed
+#: round is never sent, retried, counted as parked or alerted on.
 TRANSITIONS: dict[ApprovalState, frozenset[ApprovalState]] = {
     ApprovalState.PENDING: frozenset(
         {ApprovalState.SUBMITTING, ApprovalState.INVALID, ApprovalState.CANCELED}
@@ -72,8 +76,9 @@ TRANSITIONS: dict[ApprovalState, frozenset[ApprovalState]] = {
         {ApprovalState.RUNNING, ApprovalState.PENDING, ApprovalState.DEAD}
     ),
     ApprovalState.RUNNING: FINISHED,
-    ApprovalState.INVALID: frozenset({ApprovalState.PENDING}),
-    ApprovalState.DEAD: frozenset({ApprovalState.PENDING}),
+    ApprovalState.INVALID: frozenset({ApprovalState.PENDING, ApprovalState.DISMISSED}),
+    ApprovalState.DEAD: frozenset({ApprovalState.PENDING, ApprovalState.DISMISSED}),
+    ApprovalState.DISMISSED: frozenset(),
     ApprovalState.APPROVED: frozenset(),
     ApprovalState.REJECTED: frozenset(),
     ApprovalState.CANCELED: frozenset(),

@@ -5,6 +5,11 @@ in and the way back side by side, LISTEN, the Stream client, the HTTP server and
 scheduled jobs) or until a whole cycle finds nothing to do (``drain``, the basis of
 ``syncd run --once`` and of sleep-free tests). It is the only part that logs the daemon's
 start and stop.
+
+With a :class:`StartWait` (``syncd run``), it serves ``/healthz`` and ``/readyz`` first
+and then waits for the database with backoff, saying why in its logs (``database_wait``)
+and on ``/readyz``, instead of exiting while PostgreSQL is not up yet; a DSN or a login
+that cannot work still ends it at once.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,10 +26,14 @@ from typing import Any
 
 from syncd import __version__
 from syncd.app import App
+from syncd.db import migrations
+from syncd.db.reach import DatabaseUnreachable, probe
 from syncd.errors import SyncdError
 from syncd.http import Listening
 from syncd.http import serve as http_serve
+from syncd.pipeline.retry import RetryPolicy
 from syncd.scheduler import Scheduler
+from syncd.web import Starting
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +55,53 @@ class Summary:
         self.cycles += 1
 
 
-class Runner:
-    """Runs ``app``; ``async with`` opens the App, logs the daemon's start (``daemon
-    ready``, action ``daemon_start``), and at the end stops the background work and
-    closes the App."""
+@dataclass
+class StartWait:
+    """How ``syncd run`` waits for its database at start: until ``stop`` is set, with
+    ``backoff`` between attempts; ``sleep`` waits out a delay (default: the delay or
+    ``stop``, whichever comes first; tests give their own)."""
 
-    def __init__(self, app: App) -> None:
+    stop: asyncio.Event
+    backoff: RetryPolicy = field(default_factory=lambda: RetryPolicy(base=1.0, cap=30.0))
+    sleep: Callable[[float], Awaitable[None]] | None = None
+
+
+class Runner:
+    """Runs ``app``; ``async with`` opens the App (after ``wait``-ing for the database and
+    applying pending migrations if ``migrate``), logs the daemon's start (``daemon
+    ready``, action ``daemon_start``), and at the end stops the background work and
+    closes the App. Stopped while it waited, it opens nothing and :meth:`run` returns."""
+
+    def __init__(self, app: App, *, wait: StartWait | None = None, migrate: bool = False) -> None:
         self.app = app
+        self.wait = wait
+        self.migrate = migrate
+        self.starting = Starting()  # what /readyz says until the App is open
         self.started = asyncio.Event()  # set once run() serves HTTP (self.listening)
         self.listening: Listening | None = None
         self.scheduler: Scheduler | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._http_server: AbstractAsyncContextManager[Listening] | None = None
 
+    @property
+    def opened(self) -> bool:
+        return self.starting.reason is None
+
     async def __aenter__(self) -> Runner:
-        await self.app.__aenter__()
+        try:
+            if self.wait is not None:
+                await self._serve_http()  # /healthz and /readyz answer while it waits
+                if not await self._wait_for_database(self.wait):
+                    return self
+            if self.migrate:
+                self.starting.now("migrating")
+                await migrations.apply(self.app.dsn)
+            self.starting.now("starting")
+            await self.app.__aenter__()
+        except BaseException:
+            await self.close()
+            raise
+        self.starting.now(None)
         logger.info(
             "daemon ready",
             extra={
@@ -76,6 +117,38 @@ class Runner:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    async def _wait_for_database(self, wait: StartWait) -> bool:
+        """Connect until it works (True) or ``wait.stop`` is set (False); each failed
+        attempt is logged with its reason and the next delay, and shown on /readyz."""
+        timeout = self.app.settings.database.connect_timeout
+        attempt = 0
+        while not wait.stop.is_set():
+            attempt += 1
+            try:
+                await probe(self.app.dsn, timeout)
+            except DatabaseUnreachable as exc:
+                delay = round(wait.backoff.delay(attempt), 1)
+                self.starting.now("database unreachable", exc.message, attempt, delay)
+                logger.warning(
+                    "database unreachable; trying again in %ss",
+                    delay,
+                    extra={
+                        "action": "database_wait",
+                        "attempt": attempt,
+                        "retry_in": delay,
+                        "reason": exc.message,
+                    },
+                )
+                await (wait.sleep or (lambda s: _first(wait.stop, seconds=s)))(delay)
+                continue
+            if attempt > 1:
+                logger.info(
+                    "database reachable",
+                    extra={"action": "database_reachable", "attempts": attempt},
+                )
+            return True
+        return False
 
     # --- until drained ---------------------------------------------------------------
 
@@ -136,6 +209,8 @@ class Runner:
         claim was a full batch), the way in runs one batch per pass of the way back, so
         new instances do not outrun their outcomes.
         """
+        if not self.opened:  # stopped while waiting for the database
+            return
         await self._start_background()
         way_in, way_back = self._lanes()
         passed = asyncio.Event()  # set at the end of every pass of the way back
@@ -182,16 +257,20 @@ class Runner:
         self._spawn(app.listener.run(), "listen")
         if app.stream is not None:
             self._spawn(app.stream.run(), "stream")
-        http = app.settings.http
-        self._http_server = http_serve(app.http_app(), http.host, http.port)
+        if self._http_server is None:
+            await self._serve_http()
+        self.scheduler = self._schedule()
+        self.scheduler.start()
+        self.started.set()
+
+    async def _serve_http(self) -> None:
+        http = self.app.settings.http
+        self._http_server = http_serve(self.app.http_app(self.starting), http.host, http.port)
         self.listening = await self._http_server.__aenter__()
         logger.info(
             "serving health, metrics and callbacks",
             extra={"action": "http_listening", "url": self.listening.base_url},
         )
-        self.scheduler = self._schedule()
-        self.scheduler.start()
-        self.started.set()
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))

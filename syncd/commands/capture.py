@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import logging
 import re
 
-from syncd.commands.common import database_dsn, out
+from syncd.commands.common import database_dsn, out, settings_from
 from syncd.db import capture
 from syncd.db.connect import connect
 from syncd.errors import CaptureError, ConfigError
 from syncd.settings import KIND_NAME
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +35,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         )
         action.add_argument("--cancel-when", help="SQL condition on NEW that cancels")
         action.set_defaults(handler=run_add if name == "add" else run_sql)
+        if name == "add":
+            action.add_argument(
+                "--force",
+                action="store_true",
+                help="install even if --kind is not a kind of the configuration (--config)",
+            )
     remove = actions.add_parser("remove", help="remove a capture trigger")
     _target_options(remove)
     remove.set_defaults(handler=run_remove)
@@ -45,17 +55,44 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dsn", help="database (default: database.dsn)")
 
 
-def _spec(args: argparse.Namespace) -> capture.CaptureSpec:
+def _spec(args: argparse.Namespace, *, refuse_unknown: bool) -> capture.CaptureSpec:
     if not re.match(KIND_NAME, args.kind):
         raise ConfigError(
             f"--kind {args.kind!r}: use lower-case letters, digits and _ (max 40), "
             "the same name as [kinds.<name>] in the config"
         )
+    _check_kind(args, refuse=refuse_unknown and not args.force)
     return capture.CaptureSpec(args.kind, args.table, args.key, args.when, args.cancel_when)
 
 
+def _check_kind(args: argparse.Namespace, *, refuse: bool) -> None:
+    """A kind the configuration does not have would park every captured row as
+    ``unknown_kind``: refused (``capture add`` without ``--force``) or warned about."""
+    kinds = settings_from(args).kinds
+    if args.kind in kinds:
+        return
+    extra = {"action": "capture_kind_unknown", "kind": args.kind}
+    if not kinds:
+        logger.warning(
+            "no kinds are configured (is --config or SYNCD_CONFIG set?): cannot check that "
+            "--kind %r is one",
+            args.kind,
+            extra=extra,
+        )
+        return
+    close = difflib.get_close_matches(args.kind, kinds, n=1)
+    problem = (
+        f"--kind {args.kind!r} is not a kind of the configuration (it has "
+        f"{', '.join(sorted(kinds))}){f'; did you mean {close[0]!r}?' if close else ''}: "
+        "the daemon would park every row this trigger captures as unknown_kind"
+    )
+    if refuse:
+        raise ConfigError(f"{problem}; --force installs it anyway (a kind configured later)")
+    logger.warning("%s", problem, extra=extra)
+
+
 async def run_add(args: argparse.Namespace) -> int:
-    spec = _spec(args)
+    spec = _spec(args, refuse_unknown=True)
     async with connect(database_dsn(args)) as conn:
         await capture.install(conn, spec)
     out(f"capture trigger {capture.trigger_name(spec.kind)} installed on {spec.table}")
@@ -63,7 +100,7 @@ async def run_add(args: argparse.Namespace) -> int:
 
 
 async def run_sql(args: argparse.Namespace) -> int:
-    spec = _spec(args)
+    spec = _spec(args, refuse_unknown=False)
     async with connect(database_dsn(args)) as conn:
         _, ddl = await capture.plan(conn, spec)
         await conn.rollback()

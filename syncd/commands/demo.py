@@ -63,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 async def run(args: argparse.Namespace) -> int:
     live = not args.no_ui and sys.stdout.isatty()
     logs = LogTail() if live else None
-    handler = setup_logging("INFO", args.log_format or "text", stream=logs)
+    handler = setup_logging(args.log_level or "INFO", args.log_format or "text", stream=logs)
     if live:
         handler.addFilter(worth_showing)
     options = DemoOptions(

@@ -8,13 +8,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from syncd.commands import approvals
 from syncd.commands.common import database_dsn, out, settings_from
 from syncd.commands.operator import actor, age, table, to_json, utcnow, when
 from syncd.db.admin_store import AdminStore, Row, open_pool
 from syncd.db.store import PostgresControlStore, usage_month
 from syncd.domain import PARKED, ApprovalState
-from syncd.errors import SyncdError
+from syncd.errors import ConfigError, SyncdError
 from syncd.pipeline.pauses import Pause, Pauses
+from syncd.pipeline.repair import not_found
 from syncd.settings import Settings
 
 #: The same threshold as the ``syncd.stuck`` view.
@@ -44,13 +46,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     show = sub.add_parser(
         "show",
         help="one business key's approvals: every round, its history and its tasks",
-        description="Every round of one business key: state, instance, attempts, errors, "
-        "milestones, the history of transitions and DingTalk calls, and who did what in "
-        "DingTalk. Exit 1 when the key has no approval.",
+        description="Every round of one business key (KIND KEY), or one round (KIND KEY "
+        "--round N, or an approval ID): state, instance, attempts, errors, milestones, the "
+        "history of transitions, DingTalk calls and operators' notes, and who did what in "
+        "DingTalk. Exit 1 when there is no such approval.",
     )
-    show.add_argument("kind", metavar="KIND", help="approval kind")
-    show.add_argument("key", metavar="KEY", help="business key")
-    show.add_argument("--round", type=int, metavar="N", help="only this round")
+    approvals.add_arguments(show, many=False, default_round="every round")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--dsn", help="database (default: database.dsn)")
     show.set_defaults(handler=run_show)
@@ -120,6 +121,7 @@ def status_report(
                 "age_seconds": int((now - oldest["oldest_captured_at"]).total_seconds()),
             },
             "parked": sum(r["approvals"] for r in mine if r["state"] in PARKED),
+            "superseded": sum(r["superseded"] for r in mine),
             "unwritten": sum(r["unwritten"] for r in mine),
             "stuck": sum(r["stuck"] for r in mine),
             "outbox_waiting": outbox["waiting"] if outbox else 0,
@@ -153,7 +155,14 @@ def _attention(kinds: dict[str, dict[str, Any]], pause: Pause | None) -> list[st
         if k["parked"]:
             notes.append(
                 f"{name}: {k['parked']} parked (invalid or dead; SELECT * FROM syncd.parked): "
-                f"fix the cause, then `syncd retry --kind {name} --all-parked`"
+                f"fix the cause, then `syncd retry --kind {name} --all-parked`; "
+                f"or close those that should never be sent: `syncd dismiss ID ... --reason ...`"
+            )
+        if k["superseded"]:
+            notes.append(
+                f"{name}: {k['superseded']} of the parked were replaced by a newer round of "
+                f"their key and cannot be retried: `syncd dismiss --kind {name} --superseded "
+                "--reason ...` closes them"
             )
         if k["quarantined"]:
             notes.append(
@@ -236,14 +245,21 @@ def _render_dingtalk(d: dict[str, Any]) -> str:
 
 
 async def run_show(args: argparse.Namespace) -> int:
+    which = approvals.which_of(args, "show", many=False)
+    if which is None:
+        raise ConfigError("show: name the approval: KIND KEY [--round N], or ID")
     async with open_pool(database_dsn(args)) as pool:
-        rounds = await AdminStore(pool, actor=actor()).rounds(args.kind, args.key, args.round)
+        admin = AdminStore(pool, actor=actor())
+        if which.ids:
+            found = (await admin.briefs(which.ids)).get(which.ids[0])
+            if found is None:
+                raise SyncdError(f"approval {which.ids[0]} does not exist")
+            rounds = await admin.rounds(found.kind, found.business_key, found.round)
+        else:
+            assert which.kind is not None and which.key is not None
+            rounds = await admin.rounds(which.kind, which.key, which.round)
     if not rounds:
-        which = f" round {args.round}" if args.round is not None else ""
-        raise SyncdError(
-            f"no approval for {args.kind} {args.key}{which}: check the kind and the key; "
-            "an outbox row not ingested yet shows in `syncd status`"
-        )
+        raise SyncdError(not_found(which))
     out(to_json(rounds) if args.json else "\n\n".join(render_round(r) for r in rounds))
     return 0
 

@@ -1,77 +1,51 @@
-"""``syncd retry``, ``syncd cancel`` and ``syncd replay``: an operator's hand on approvals.
-
-Each change is a guarded transition in the database, recorded in the approval's
-history with the operator (``cli:<user>``) as actor; the daemon does the rest.
+"""``syncd retry``, ``syncd dismiss``, ``syncd cancel`` and ``syncd replay``: an operator's
+hand on approvals. This module parses and prints; :class:`~syncd.pipeline.repair.Repair`
+does the work (guarded transitions, recorded in each approval's history with the
+operator, ``cli:<user>``, as actor); the daemon does the rest.
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+from syncd.clock import SystemClock
+from syncd.commands import approvals
 from syncd.commands.common import database_dsn, out, settings_from
-from syncd.commands.operator import actor, utcnow, when
+from syncd.commands.operator import actor, when
 from syncd.db import writeback
-from syncd.db.admin_store import AdminStore, Row, open_pool
+from syncd.db.admin_store import AdminStore, open_pool
 from syncd.db.writeback_store import PostgresWriteBackStore
-from syncd.domain import FINISHED, ApprovalState
-from syncd.errors import ConfigError, SyncdError
-from syncd.settings import Settings
+from syncd.domain import ApprovalState
+from syncd.errors import ConfigError
+from syncd.pipeline.repair import Moves, Repair, Which
 
-#: How long a replay keeps the daemon's own write-back retry away from the approval.
-HOLD = timedelta(minutes=5)
-#: When the daemon retries a replay whose write-back failed.
-RETRY_AFTER = timedelta(minutes=5)
+_DSN_HELP = "database (default: database.dsn)"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    retry = sub.add_parser(
-        "retry",
-        help="send parked approvals (invalid, dead) back to pending, or quarantined outbox "
-        "rows back to ingest",
-        description="Move parked approvals back to pending: attempts reset, error cleared, "
-        "due at once. By id, or every parked approval of a kind. Approvals that are not "
-        "parked are refused (exit 1). With --quarantined: send quarantined outbox rows "
-        "(syncd.quarantined) back to ingest, by outbox id, or every one (of --kind).",
-    )
-    retry.add_argument(
-        "ids", nargs="*", type=int, metavar="ID", help="approval ids (with --quarantined: outbox)"
-    )
-    retry.add_argument("--kind", help="with --all-parked or --quarantined: the kind")
-    retry.add_argument("--all-parked", action="store_true", help="every parked approval of --kind")
-    retry.add_argument(
-        "--state",
-        choices=["invalid", "dead"],
-        help="with --all-parked: only this parked state (default: both)",
-    )
-    retry.add_argument(
-        "--quarantined",
-        action="store_true",
-        help="quarantined outbox rows (the given outbox ids, else all) go back to ingest",
-    )
-    retry.add_argument("--dsn", help="database (default: database.dsn)")
-    retry.set_defaults(handler=run_retry)
-
+    _add_retry(sub)
+    _add_dismiss(sub)
     cancel = sub.add_parser(
         "cancel",
-        help="cancel the active approval of a business key",
-        description="Ask for the active round of KIND KEY to be canceled; the daemon "
-        "terminates its DingTalk instance (or drops it if it was never submitted). "
-        "Exit 1 when no round is active.",
+        help="cancel an approval still on its way (by default the active round of a key)",
+        description="Ask for an approval to be canceled; the daemon terminates its DingTalk "
+        "instance (or drops it if it was never submitted). KIND KEY names the key's active "
+        "round unless --round says which. Exit 1 when it is not on its way.",
     )
-    cancel.add_argument("kind", metavar="KIND", help="approval kind")
-    cancel.add_argument("key", metavar="KEY", help="business key")
-    cancel.add_argument("--dsn", help="database (default: database.dsn)")
+    approvals.add_arguments(cancel, many=False, default_round="the active one")
+    cancel.add_argument("--dsn", help=_DSN_HELP)
     cancel.set_defaults(handler=run_cancel)
 
     replay = sub.add_parser(
         "replay",
         help="run the write-back of finished approvals again",
         description="Write the outcome of finished approvals (approved, rejected, canceled) "
-        "into the business table now, with the configured write-back. By id, or every "
-        "unwritten approval of a kind. Already written ones are refused unless --force.",
+        "into the business table now, with the configured write-back: by id, KIND KEY, or "
+        "every unwritten approval of a kind. Already written ones are refused unless --force.",
     )
-    replay.add_argument("ids", nargs="*", type=int, metavar="ID", help="approval ids")
+    approvals.add_arguments(replay, many=True, default_round="the latest")
     replay.add_argument("--kind", help="with --unwritten: the approval kind")
     replay.add_argument(
         "--unwritten",
@@ -81,24 +55,126 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     replay.add_argument(
         "--force", action="store_true", help="also write approvals already written back"
     )
-    replay.add_argument("--dsn", help="database (default: database.dsn)")
+    replay.add_argument("--dsn", help=_DSN_HELP)
     replay.set_defaults(handler=run_replay)
 
 
-def _name(row: Row) -> str:
-    return f"approval {row['id']} ({row['kind']} {row['business_key']} round {row['round']})"
+def _add_retry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    retry = sub.add_parser(
+        "retry",
+        help="send parked approvals (invalid, dead) back to pending, or quarantined outbox "
+        "rows back to ingest",
+        description="Move parked approvals back to pending: attempts reset, error cleared, "
+        "due at once. By id, by KIND KEY (its latest round unless --round), or every parked "
+        "approval of a kind. Approvals that are not parked are refused (exit 1). With "
+        "--quarantined: send quarantined outbox rows (syncd.quarantined) back to ingest, "
+        "by outbox id, or every one (of --kind).",
+    )
+    approvals.add_arguments(retry, many=True, default_round="the latest")
+    retry.add_argument("--kind", help="with --all-parked or --quarantined: the kind")
+    retry.add_argument("--all-parked", action="store_true", help="every parked approval of --kind")
+    _state_option(retry)
+    retry.add_argument(
+        "--quarantined",
+        action="store_true",
+        help="quarantined outbox rows (the given outbox ids, else all) go back to ingest",
+    )
+    retry.add_argument("--dsn", help=_DSN_HELP)
+    retry.set_defaults(handler=run_retry)
 
 
-def _by_id_or_kind(args: argparse.Namespace, flag: str, command: str) -> None:
-    """Either ids, or ``--kind`` with the selecting flag; never both, never neither."""
-    selecting = getattr(args, flag.lstrip("-").replace("-", "_"))
-    if args.ids and (selecting or args.kind):
-        raise ConfigError(f"{command}: give approval ids or --kind with {flag}, not both")
-    if not args.ids and not (selecting and args.kind):
+def _add_dismiss(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dismiss = sub.add_parser(
+        "dismiss",
+        help="close parked approvals (invalid, dead) for good, with a reason",
+        description="Close parked approvals that should never be sent (a round replaced by "
+        "a newer one, a request the business withdrew, a key too long to store): state "
+        "dismissed, the reason in the history with you as actor. A dismissed approval is "
+        "never retried, and no longer counted as parked by `syncd status --check`, "
+        "syncd.parked or the parked-rows alert. By id, by KIND KEY (its latest round unless "
+        "--round), or every parked approval of a kind (--superseded: only those replaced "
+        "by a newer round). Approvals that are not parked are refused (exit 1).",
+    )
+    approvals.add_arguments(dismiss, many=True, default_round="the latest")
+    dismiss.add_argument(
+        "--reason", required=True, help="why (kept in the approval's history; required)"
+    )
+    dismiss.add_argument("--kind", help="with --all-parked or --superseded: the kind")
+    dismiss.add_argument(
+        "--all-parked", action="store_true", help="every parked approval of --kind"
+    )
+    dismiss.add_argument(
+        "--superseded",
+        action="store_true",
+        help="every parked approval of --kind that a newer round of its key replaced",
+    )
+    _state_option(dismiss)
+    dismiss.add_argument("--dsn", help=_DSN_HELP)
+    dismiss.set_defaults(handler=run_dismiss)
+
+
+def _state_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        choices=["invalid", "dead"],
+        help="with --kind: only this parked state (default: both)",
+    )
+
+
+@asynccontextmanager
+async def _repair(args: argparse.Namespace, *, replay: bool = False) -> AsyncIterator[Repair]:
+    """A :class:`Repair` over the database (and, to replay, the configured write-backs)."""
+    dsn = database_dsn(args)
+    if not replay:
+        async with open_pool(dsn) as pool:
+            yield Repair(AdminStore(pool, actor=actor()), SystemClock())
+        return
+    kinds = settings_from(args).kinds
+    writers = await writeback.build(
+        dsn, {name: k.write_back for name, k in kinds.items() if k.write_back}
+    )
+    targets = {name: writers[name].name if name in writers else None for name in kinds}
+    async with open_pool(dsn) as pool:
+        yield Repair(
+            AdminStore(pool, actor=actor()),
+            SystemClock(),
+            writeback=PostgresWriteBackStore(pool, writers, actor=actor()),
+            targets=targets,
+        )
+
+
+def _named_or_selected(
+    args: argparse.Namespace, command: str, flag: str, selecting: bool
+) -> Which | None:
+    """What the positional words name, or None when ``--kind KIND FLAG`` selects instead;
+    never both, never neither."""
+    which = approvals.which_of(args, command, many=True)
+    if which is not None and (selecting or args.kind):
         raise ConfigError(
-            f"{command}: give approval ids (SELECT id FROM syncd.approval ...) "
+            f"{command}: give approval ids or KIND KEY, or --kind with {flag}; not both"
+        )
+    if which is None and not (selecting and args.kind):
+        raise ConfigError(
+            f"{command}: give approval ids (SELECT id FROM syncd.parked ...) or KIND KEY, "
             f"or --kind KIND {flag}"
         )
+    if getattr(args, "state", None) and which is not None:
+        raise ConfigError(f"{command}: --state goes with --kind and {flag}")
+    return which
+
+
+def _states(args: argparse.Namespace) -> list[ApprovalState]:
+    return [ApprovalState(args.state)] if args.state else []
+
+
+def _print_moves(moves: Moves, to: str) -> None:
+    for brief in moves.moved:
+        was = f"{brief.last_error_code}: {brief.last_error_message}"
+        out(f"{brief.name}: {brief.state.value} -> {to} (was {was})")
+    for brief in moves.already:
+        out(f"{brief.name} was already {to}")
+    for reason in moves.refused:
+        out(f"refused: {reason}")
 
 
 # --- retry ----------------------------------------------------------------------------
@@ -107,50 +183,43 @@ def _by_id_or_kind(args: argparse.Namespace, flag: str, command: str) -> None:
 async def run_retry(args: argparse.Namespace) -> int:
     if args.quarantined:
         return await _requeue(args)
-    _by_id_or_kind(args, "--all-parked", "retry")
-    if args.state and not args.all_parked:
-        raise ConfigError("retry: --state goes with --kind and --all-parked")
-    states = (
-        [ApprovalState(args.state)] if args.state else [ApprovalState.INVALID, ApprovalState.DEAD]
-    )
-    now = utcnow()
-    async with open_pool(database_dsn(args)) as pool:
-        store = AdminStore(pool, actor=actor())
-        result = await store.retry(
-            now, args.ids, kind=args.kind if args.all_parked else None, states=states
-        )
-    for row in result.retried:
-        out(
-            f"{_name(row)}: {row['from_state']} -> pending "
-            f"(was {row['last_error_code']}: {row['last_error_message']})"
-        )
-    if any(r["from_state"] == "invalid" for r in result.retried):
+    which = _named_or_selected(args, "retry", "--all-parked", args.all_parked)
+    async with _repair(args) as repair:
+        if which is None:
+            ids = await repair.parked(args.kind, _states(args))
+        else:
+            ids = await repair.named(which)
+        moves = await repair.retry(ids)
+    _print_moves(moves, "pending")
+    if any(b.state is ApprovalState.INVALID for b in moves.moved):
         out(
             "note: an invalid approval whose payload is still wrong is parked again by the "
             "daemon with the same error; fix the business row (a new outbox row starts a new "
             "round) or the kind's form mapping, then retry"
         )
-    for _, reason in result.refused:
-        out(f"refused: {reason}")
-    if not result.retried and not result.refused:
-        which = f"{args.state} " if args.state else "parked "
-        out(f"no {which}approvals of kind {args.kind}; nothing to retry")
-    out(f"retried {len(result.retried)}, refused {len(result.refused)}")
-    return 1 if result.refused else 0
+    if not moves.moved and not moves.refused:
+        which_state = f"{args.state} " if args.state else "parked "
+        out(f"no {which_state}approvals of kind {args.kind}; nothing to retry")
+    out(f"retried {len(moves.moved)}, refused {len(moves.refused)}")
+    return 1 if moves.refused else 0
 
 
 async def _requeue(args: argparse.Namespace) -> int:
     """``retry --quarantined``: quarantined outbox rows go back to ingest (unconsumed)."""
     if args.all_parked or args.state:
         raise ConfigError("retry: --quarantined does not go with --all-parked or --state")
+    which = approvals.which_of(args, "retry --quarantined", many=True)
+    if which is not None and not which.ids:
+        raise ConfigError("retry: --quarantined takes outbox ids (SELECT * FROM syncd.quarantined)")
+    outbox_ids = list(which.ids) if which is not None else []
     async with open_pool(database_dsn(args)) as pool:
-        rows = await AdminStore(pool, actor=actor()).requeue(args.ids, kind=args.kind)
+        rows = await AdminStore(pool, actor=actor()).requeue(outbox_ids, kind=args.kind)
     for row in rows:
         out(
             f"outbox row {row['outbox_id']} ({row['kind']} {row['business_key']}): back to "
             f"ingest (was {row['error_code']}: {row['error_message']})"
         )
-    refused = sorted(set(args.ids) - {row["outbox_id"] for row in rows})
+    refused = sorted(set(outbox_ids) - {row["outbox_id"] for row in rows})
     for outbox_id in refused:
         out(f"refused: outbox row {outbox_id} is not quarantined (SELECT * FROM syncd.quarantined)")
     if rows:
@@ -164,25 +233,49 @@ async def _requeue(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
+# --- dismiss --------------------------------------------------------------------------
+
+
+async def run_dismiss(args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        raise ConfigError("dismiss: --reason must say why (it is kept in the history)")
+    selecting = args.all_parked or args.superseded
+    which = _named_or_selected(args, "dismiss", "--all-parked or --superseded", selecting)
+    async with _repair(args) as repair:
+        if which is None:
+            ids = await repair.parked(args.kind, _states(args), superseded=args.superseded)
+        else:
+            ids = await repair.named(which)
+        moves = await repair.dismiss(ids, args.reason)
+    _print_moves(moves, "dismissed")
+    if which is None and not ids:
+        replaced = " replaced by a newer round" if args.superseded else ""
+        which_state = f"{args.state} " if args.state else "parked "
+        out(f"no {which_state}approvals of kind {args.kind}{replaced}; nothing to dismiss")
+    out(
+        f"dismissed {len(moves.moved)}, already dismissed {len(moves.already)}, "
+        f"refused {len(moves.refused)}"
+    )
+    return 1 if moves.refused else 0
+
+
 # --- cancel ---------------------------------------------------------------------------
 
 
 async def run_cancel(args: argparse.Namespace) -> int:
-    now = utcnow()
-    async with open_pool(database_dsn(args)) as pool:
-        row = await AdminStore(pool, actor=actor()).request_cancel(args.kind, args.key, now)
-    if row is None:
-        raise SyncdError(
-            f"no active approval for {args.kind} {args.key}, nothing to cancel: "
-            f"`syncd show {args.kind} {args.key}` shows its rounds"
-        )
-    name = f"{args.kind} {args.key} round {row['round']} (approval {row['id']}, {row['state']})"
-    if row["requested_before"] is not None:
-        out(f"cancel of {name} was already requested at {when(row['requested_before'])}")
-    elif row["state"] == "pending":
+    which = approvals.which_of(args, "cancel", many=False)
+    if which is None:
+        raise ConfigError("cancel: name the approval: ID, or KIND KEY [--round N]")
+    async with _repair(args) as repair:
+        request = await repair.cancel(which)
+    a = request.approval
+    name = f"{a.kind} {a.business_key} round {a.round} (approval {a.id}, {a.state.value})"
+    if request.requested_before is not None:
+        out(f"cancel of {name} was already requested at {when(request.requested_before)}")
+    elif a.state is ApprovalState.PENDING:
         out(f"cancel requested for {name}: never submitted, the daemon drops it")
     else:
-        instance = f" instance {row['instance_id']}" if row["instance_id"] else " its instance"
+        instance = f" instance {a.instance_id}" if a.instance_id else " its instance"
         out(f"cancel requested for {name}: the daemon terminates{instance} in DingTalk")
     return 0
 
@@ -191,68 +284,24 @@ async def run_cancel(args: argparse.Namespace) -> int:
 
 
 async def run_replay(args: argparse.Namespace) -> int:
-    _by_id_or_kind(args, "--unwritten", "replay")
-    settings = settings_from(args)
-    dsn = database_dsn(args)
-    configs = {name: k.write_back for name, k in settings.kinds.items() if k.write_back}
-    writers = await writeback.build(dsn, configs)
-    now = utcnow()
-    failed = 0
-    async with open_pool(dsn) as pool:
-        admin = AdminStore(pool, actor=actor())
-        track = PostgresWriteBackStore(pool, writers, actor=actor())
-        ids = list(args.ids) if args.ids else await admin.unwritten_ids(args.kind)
+    which = _named_or_selected(args, "replay", "--unwritten", args.unwritten)
+    async with _repair(args, replay=True) as repair:
+        ids = await (repair.unwritten(args.kind) if which is None else repair.named(which))
         if not ids:
             out(f"every finished approval of kind {args.kind} is written back; nothing to replay")
             return 0
-        briefs = await admin.briefs(ids)
-        for approval_id in ids:
-            row = briefs.get(approval_id)
-            reason = _replay_refusal(row, approval_id, settings, force=args.force)
-            if reason is None and row is not None:
-                held = await admin.hold_writeback(approval_id, now, now + HOLD, force=args.force)
-                if held is None:
-                    reason = f"{_name(row)} changed meanwhile; run the command again"
-            if reason is not None:
-                out(f"refused: {reason}")
-                failed += 1
-                continue
-            assert row is not None
-            error = await track.write_back(
-                approval_id, utcnow(), utcnow() + RETRY_AFTER, force=args.force
+        result = await repair.replay(ids, force=args.force)
+    for reason in result.refused:
+        out(f"refused: {reason}")
+    for done in result.done:
+        name = done.approval.name
+        if done.error:
+            out(
+                f"{name}: write-back to {done.target} failed: {done.error} "
+                "(it shows in syncd.unwritten; the daemon retries it)"
             )
-            target = writers[row["kind"]].name
-            again = " again" if row["written_back_at"] else ""
-            if error:
-                failed += 1
-                out(
-                    f"{_name(row)}: write-back to {target} failed: {error} "
-                    "(it shows in syncd.unwritten; the daemon retries it)"
-                )
-            else:
-                out(f"{_name(row)}, {row['state']}: written back{again} to {target}")
-    out(f"replayed {len(ids) - failed}, refused or failed {failed}")
-    return 1 if failed else 0
-
-
-def _replay_refusal(
-    row: Row | None, approval_id: int, settings: Settings, *, force: bool
-) -> str | None:
-    if row is None:
-        return f"approval {approval_id} does not exist"
-    kind = settings.kinds.get(row["kind"])
-    if kind is None:
-        return (
-            f"{_name(row)}: kind {row['kind']!r} is not in the configuration "
-            "(is --config right?); nothing would be written"
-        )
-    if kind.write_back is None:
-        return f"{_name(row)}: kind {row['kind']!r} has no write-back configured"
-    if ApprovalState(row["state"]) not in FINISHED:
-        return f"{_name(row)} is {row['state']}, not approved, rejected or canceled"
-    if row["written_back_at"] is not None and not force:
-        return (
-            f"{_name(row)} was already written back at {when(row['written_back_at'])}; "
-            "--force writes it again"
-        )
-    return None
+        else:
+            again = " again" if done.again else ""
+            out(f"{name}, {done.approval.state.value}: written back{again} to {done.target}")
+    out(f"replayed {len(ids) - result.failed}, refused or failed {result.failed}")
+    return 1 if result.failed else 0

@@ -10,9 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from syncd.app import App
 from syncd.commands.common import out, settings_from
-from syncd.db import migrations
 from syncd.logging import setup_logging
-from syncd.runner import Runner
+from syncd.runner import Runner, StartWait
 from syncd.signals import stop_on_signals
 
 
@@ -20,7 +19,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser = sub.add_parser(
         "run",
         help="run the daemon",
-        description="Run the daemon until SIGTERM or SIGINT (in-flight work finishes first).",
+        description="Run the daemon until SIGTERM or SIGINT (in-flight work finishes first). "
+        "While the database cannot be reached at start, it serves /healthz and /readyz "
+        "(unready: database unreachable) and tries again with backoff, logging each "
+        "attempt; a DSN that does not parse or a login PostgreSQL refuses exit 2 at once.",
     )
     parser.add_argument(
         "--once", action="store_true", help="work until nothing is left to do, print a summary"
@@ -34,19 +36,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 async def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     setup_logging(
-        settings.log.level, args.log_format or settings.log.format, secrets=settings.secrets
+        args.log_level or settings.log.level,
+        args.log_format or settings.log.format,
+        secrets=settings.secrets,
     )
-    if args.migrate:
-        await migrations.apply(settings.database.dsn.get_secret_value())
     # The daemon's own registry (never the global one): the pipeline's counters, the
     # DingTalk client's requests and the gauges computed at scrape time, on /metrics.
-    registry = CollectorRegistry()
-    async with Runner(App(settings, registry=registry)) as runner:
-        if args.once:
+    app = App(settings, registry=CollectorRegistry())
+    if args.once:
+        async with Runner(app, migrate=args.migrate) as runner:
             summary = await runner.drain()
-            out(json.dumps({"handled": summary.handled, "cycles": summary.cycles}))
-            return 0
-        stop = asyncio.Event()
-        with stop_on_signals(stop):
+        out(json.dumps({"handled": summary.handled, "cycles": summary.cycles}))
+        return 0
+    stop = asyncio.Event()
+    with stop_on_signals(stop):  # also while it waits for the database
+        async with Runner(app, wait=StartWait(stop), migrate=args.migrate) as runner:
             await runner.run(stop)
     return 0

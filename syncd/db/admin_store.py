@@ -1,5 +1,6 @@
 """``AdminStore``: what the operator commands read and change (``syncd status``, ``show``,
-``retry``, ``cancel``, ``replay``, ``reconcile``).
+``retry``, ``dismiss``, ``cancel``, ``replay``, ``reconcile``); the
+:class:`~syncd.ports.operator.OperatorStore` of :class:`~syncd.pipeline.repair.Repair`.
 
 Like the pipeline's stores: one method, one transaction; every change is a guarded
 transition (the UPDATE names the states it may move from, so a row the daemon moved
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +21,10 @@ from psycopg_pool import AsyncConnectionPool
 from syncd.db import migrations
 from syncd.db.connect import redact
 from syncd.db.queries import QUERIES
-from syncd.db.store import BaseStore, Conn, approval_ref, submit_item
-from syncd.domain import BUSINESS_KEY_MAX, ApprovalRef, ApprovalState, SubmitItem
+from syncd.db.store import BaseStore, approval_ref, submit_item
+from syncd.domain import ApprovalRef, ApprovalState, SubmitItem
 from syncd.errors import ConfigError, StoreError
+from syncd.ports.operator import ApprovalBrief, CancelRequest, Moved
 
 Row = dict[str, Any]
 
@@ -60,31 +61,19 @@ async def open_pool(
         await pool.close()
 
 
-@dataclass
-class RetryResult:
-    """Which approvals went back to pending, and why the others were refused."""
-
-    retried: list[Row] = field(default_factory=list)
-    refused: list[tuple[int, str]] = field(default_factory=list)
-
-
-def refusal(row: Row | None, approval_id: int, allowed: str) -> str:
-    """Why an approval cannot take an operator's action, with the way forward."""
-    if row is None:
-        return f"approval {approval_id} does not exist"
-    name = f"approval {approval_id} ({row['kind']} {row['business_key']} round {row['round']})"
-    if row["state"] == "invalid" and row["last_error_code"] == "key_too_long":
-        return (
-            f"{name}: its business_key was too long to store (it holds a shortened one), so "
-            "it can never be submitted; the application must write the request again with a "
-            f"key of at most {BUSINESS_KEY_MAX} characters"
-        )
-    if row["superseded"] and row["state"] in ("invalid", "dead"):
-        return (
-            f"{name} was replaced by a newer round of the same key; "
-            f"`syncd show {row['kind']} {row['business_key']}` shows the rounds"
-        )
-    return f"{name} is {row['state']}, not {allowed}"
+def _brief(row: Row) -> ApprovalBrief:
+    return ApprovalBrief(
+        id=int(row["id"]),
+        kind=row["kind"],
+        business_key=row["business_key"],
+        round=int(row["round"]),
+        state=ApprovalState(row["state"]),
+        instance_id=row.get("instance_id"),
+        written_back_at=row.get("written_back_at"),
+        last_error_code=row.get("last_error_code"),
+        last_error_message=row.get("last_error_message"),
+        superseded=bool(row.get("superseded")),
+    )
 
 
 class AdminStore(BaseStore):
@@ -119,58 +108,75 @@ class AdminStore(BaseStore):
         return rounds
 
     async def unwritten_ids(self, kind: str) -> list[int]:
-        async with self.transaction() as conn:
-            rows = await (
-                await conn.execute(QUERIES["select_unwritten_ids"], {"kind": kind})
-            ).fetchall()
+        rows = await self.fetch_all("select_unwritten_ids", {"kind": kind})
         return [int(r["id"]) for r in rows]
 
-    async def briefs(self, approval_ids: Sequence[int]) -> dict[int, Row]:
-        async with self.transaction() as conn:
-            return await self._briefs(conn, approval_ids)
+    # --- naming approvals (OperatorStore) ----------------------------------------------
 
-    async def _briefs(self, conn: Conn, approval_ids: Sequence[int]) -> dict[int, Row]:
-        cursor = await conn.execute(QUERIES["select_approvals_brief"], {"ids": list(approval_ids)})
-        return {int(r["id"]): r for r in await cursor.fetchall()}
+    async def round_id(self, kind: str, business_key: str, round_: int | None) -> int | None:
+        params = {"kind": kind, "business_key": business_key, "round": round_}
+        rows = await self.fetch_all("select_key_round", params)
+        return int(rows[0]["id"]) if rows else None
 
-    # --- retry -------------------------------------------------------------------------
+    async def active_round_id(self, kind: str, business_key: str) -> int | None:
+        rows = await self.fetch_all(
+            "select_active_round", {"kind": kind, "business_key": business_key}
+        )
+        return int(rows[0]["id"]) if rows else None
 
-    async def retry(
+    async def briefs(self, approval_ids: Sequence[int]) -> dict[int, ApprovalBrief]:
+        rows = await self.fetch_all("select_approvals_brief", {"ids": list(approval_ids)})
+        return {int(r["id"]): _brief(r) for r in rows}
+
+    async def parked_ids(
+        self, kind: str, states: Sequence[ApprovalState], *, superseded: bool = False
+    ) -> list[int]:
+        params = {"kind": kind, "states": [s.value for s in states], "superseded": superseded}
+        return [int(r["id"]) for r in await self.fetch_all("select_parked_ids", params)]
+
+    # --- retry and dismiss -------------------------------------------------------------
+
+    async def retry(self, now: datetime, approval_ids: Sequence[int]) -> Moved:
+        return await self._move(now, approval_ids, "retry_parked", ApprovalState.PENDING, None)
+
+    async def dismiss(self, now: datetime, approval_ids: Sequence[int], reason: str) -> Moved:
+        return await self._move(
+            now, approval_ids, "dismiss_parked", ApprovalState.DISMISSED, reason
+        )
+
+    async def _move(
         self,
         now: datetime,
-        approval_ids: Sequence[int] = (),
-        *,
-        kind: str | None = None,
-        states: Sequence[ApprovalState] = (),
-    ) -> RetryResult:
-        """Move parked approvals (by id, or every one of ``kind`` in ``states``) to pending."""
-        result = RetryResult()
+        approval_ids: Sequence[int],
+        query: str,
+        to: ApprovalState,
+        reason: str | None,
+    ) -> Moved:
+        """One guarded move per approval, each with its history line, in one transaction."""
+        moved: list[ApprovalBrief] = []
+        refused: list[int] = []
         async with self.transaction() as conn:
-            ids = list(approval_ids)
-            if kind is not None:
-                params = {"kind": kind, "states": [s.value for s in states]}
-                rows = await (await conn.execute(QUERIES["select_parked_ids"], params)).fetchall()
-                ids += [int(r["id"]) for r in rows]
-            for approval_id in ids:
-                row = await (
-                    await conn.execute(QUERIES["retry_parked"], {"id": approval_id, "now": now})
-                ).fetchone()
+            for approval_id in approval_ids:
+                params = {"id": approval_id, "now": now}
+                row = await (await conn.execute(QUERIES[query], params)).fetchone()
                 if row is None:
-                    briefs = await self._briefs(conn, [approval_id])
-                    reason = refusal(briefs.get(approval_id), approval_id, "invalid or dead")
-                    result.refused.append((approval_id, reason))
+                    refused.append(approval_id)
                     continue
-                was = f"{row['last_error_code']}: {row['last_error_message']}"
+                was = f"was {row['last_error_code']}: {row['last_error_message']}"
+                if to is ApprovalState.DISMISSED:
+                    message = f"dismissed by an operator: {reason} ({was})"
+                else:
+                    message = f"retried by an operator ({was})"
                 await self.history(
                     conn,
                     approval_id,
                     now,
                     from_state=row["from_state"],
-                    to_state="pending",
-                    message=f"retried by an operator (was {was})"[:2000],
+                    to_state=to.value,
+                    message=message[:2000],
                 )
-                result.retried.append(row)
-        return result
+                moved.append(_brief({**row, "state": row["from_state"]}))
+        return Moved(moved, refused)
 
     async def requeue(self, outbox_ids: Sequence[int], *, kind: str | None = None) -> list[Row]:
         """Send quarantined outbox rows (these, or all, or all of ``kind``) back to ingest:
@@ -181,38 +187,32 @@ class AdminStore(BaseStore):
 
     # --- cancel ------------------------------------------------------------------------
 
-    async def request_cancel(self, kind: str, business_key: str, now: datetime) -> Row | None:
-        """Ask for the active round of a key to be canceled; None when no round is active."""
-        params = {"kind": kind, "business_key": business_key, "now": now}
+    async def request_cancel(self, approval_id: int, now: datetime) -> CancelRequest | None:
+        params = {"id": approval_id, "now": now}
         async with self.transaction() as conn:
-            row = await (await conn.execute(QUERIES["request_cancel_active"], params)).fetchone()
+            row = await (await conn.execute(QUERIES["request_cancel"], params)).fetchone()
             if row is None:
                 return None
             if row["requested_before"] is None:
                 await self.history(
                     conn,
-                    row["id"],
+                    approval_id,
                     now,
                     event_type="note",
                     message="cancel requested by an operator",
                 )
-        return row
+        return CancelRequest(_brief(row), row["requested_before"])
 
     # --- replay ------------------------------------------------------------------------
 
     async def hold_writeback(
         self, approval_id: int, now: datetime, hold_until: datetime, *, force: bool
-    ) -> Row | None:
-        """Keep the daemon's write-back retry off a finished approval while it is replayed.
-
-        Returns None (and changes nothing) unless the approval is finished and, without
-        ``force``, not yet written back.
-        """
+    ) -> bool:
         params = {"id": approval_id, "now": now, "hold_until": hold_until, "force": force}
         async with self.transaction() as conn:
             row = await (await conn.execute(QUERIES["hold_writeback"], params)).fetchone()
             if row is None:
-                return None
+                return False
             again = row["written_back_at"] is not None
             message = "write-back replayed by an operator" + (
                 f" (already written at {row['written_back_at'].isoformat()}; writing again)"
@@ -220,7 +220,7 @@ class AdminStore(BaseStore):
                 else ""
             )
             await self.history(conn, approval_id, now, event_type="note", message=message)
-        return row
+        return True
 
     # --- reconcile ---------------------------------------------------------------------
 

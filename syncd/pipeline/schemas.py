@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from syncd.dingtalk.models import FormSchema
 from syncd.domain import CallRecord
-from syncd.errors import DingTalkError, DingTalkRejected
+from syncd.errors import DingTalkRejected
 from syncd.pipeline.calls import call
 from syncd.pipeline.mapping import check_form
 from syncd.ports import ApprovalClient, Clock
@@ -52,11 +52,13 @@ async def check_forms(
     client: ApprovalClient, kinds: Mapping[str, KindSettings]
 ) -> AsyncIterator[tuple[str, list[str]]]:
     """Kind by kind, the problems of its form mapping against its DingTalk template (none:
-    it fits); a template DingTalk cannot give is a problem too (``syncd check``)."""
+    it fits); a template DingTalk refuses to give is a problem too (``syncd check``).
+    Anything else DingTalk answers (credentials refused, unreachable, quota used up) says
+    nothing about a template: it is raised."""
     for name, kind in kinds.items():
         try:
             schema = await client.get_form_schema(kind.process_code)
-        except DingTalkError as exc:
+        except DingTalkRejected as exc:
             yield name, [f"[kinds.{name}] process_code {kind.process_code!r}: {exc}"]
             continue
         yield name, check_form(name, kind, schema)

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from syncd.cli import main
+from syncd.commands.config import render_toml
+from syncd.settings import KIND_NAME
+from tests.integration.commands.conftest import config_data
 
 
 def run(capsys, *argv):
@@ -135,3 +142,90 @@ def test_python_dash_m_version():
         [sys.executable, "-m", "syncd", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("syncd ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["--help"], ["retry", "--help"], ["config", "show"], ["migrate", "--dry-run"]],
+)
+def test_a_closed_pipe_ends_the_command_quietly_with_141(argv, empty_database):
+    """The reader is gone before the command writes: no traceback, exit 141 (SIGPIPE's)."""
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "SYNCD_DATABASE__DSN": empty_database}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "syncd", *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
+
+
+def test_migrate_dry_run_into_head(empty_database):
+    syncd = [sys.executable, "-m", "syncd", "migrate", "--dry-run", "--dsn", empty_database]
+    command = " ".join(map(shlex.quote, syncd))
+    result = subprocess.run(
+        ["sh", "-c", f"{command} | head -1"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout == "-- migration 0001_initial\n"
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+@pytest.fixture
+def leave_config(tmp_path, app_db):
+    path = tmp_path / "syncd.toml"
+    path.write_text(render_toml(config_data(app_db)), encoding="utf-8")
+    return str(path)
+
+
+def test_capture_add_refuses_a_kind_the_configuration_does_not_have(capsys, app_db, leave_config):
+    target = ["--table", "leave", "--key", "id", "--dsn", app_db]
+    code, _, err = run(
+        capsys, "--config", leave_config, "capture", "add", "--kind", "leav", *target
+    )
+    assert code == 2
+    assert "--kind 'leav' is not a kind of the configuration (it has leave)" in err
+    assert "did you mean 'leave'?" in err and "unknown_kind" in err and "--force" in err
+    code, out, err = run(
+        capsys, "--config", leave_config, "capture", "sql", "--kind", "leav", *target
+    )
+    assert code == 0 and "CREATE TRIGGER" in out and "did you mean 'leave'?" in err
+    code, out, _ = run(
+        capsys, "capture", "add", "--kind", "leav", *target, "--config", leave_config, "--force"
+    )
+    assert code == 0 and "installed" in out
+    code, out, err = run(
+        capsys, "capture", "add", "--kind", "leave", *target, "--config", leave_config
+    )
+    assert code == 0 and "installed" in out and "not a kind" not in err
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(kind=st.from_regex(KIND_NAME, fullmatch=True).filter(lambda k: k != "leave"))
+def test_capture_add_accepts_no_kind_but_the_configured_ones(capsys, leave_config, kind):
+    """Refused before any database is reached (the DSN leads nowhere)."""
+    code, _, err = run(
+        capsys,
+        "--config",
+        leave_config,
+        "capture",
+        "add",
+        "--kind",
+        kind,
+        "--table",
+        "t",
+        "--key",
+        "id",
+        "--dsn",
+        "postgresql://nobody@127.0.0.1:1/none",
+    )
+    assert code == 2 and f"--kind {kind!r} is not a kind of the configuration" in err

@@ -68,7 +68,8 @@ async def test_retry_refuses_rows_that_are_not_parked(world, cli):
     assert approval(world, running)[1] == "running"
 
 
-async def test_retry_refuses_a_round_replaced_by_a_newer_one(world, cli):
+async def superseded(world):
+    """Round 1 parked (DingTalk refuses the applicant), round 2 of the same key running."""
     key = world.submit_leave(applicant="left1")
     async with world.daemon() as daemon:
         await daemon.drain()
@@ -77,8 +78,13 @@ async def test_retry_refuses_a_round_replaced_by_a_newer_one(world, cli):
         )
         world.app_sql("UPDATE app.leave_request SET status = 'submitted' WHERE id = %s", key)
         await daemon.drain()
+    assert approval(world, key, 1)[1] == "invalid" and approval(world, key, 2)[1] == "running"
+    return key
+
+
+async def test_retry_refuses_a_round_replaced_by_a_newer_one(world, cli):
+    key = await superseded(world)
     old = approval(world, key, 1)
-    assert approval(world, key, 2)[1] == "running"
     code, out, _ = await cli("retry", str(old[0]))
     assert code == 1 and "was replaced by a newer round of the same key" in out
     assert approval(world, key, 1)[1] == "invalid"
