@@ -12,6 +12,7 @@ from typing import Any
 
 from syncd import __version__
 from syncd.commands import capture, check, config, demo, migrate, ops, reconcile, repair, run
+from syncd.commands import report as report_command
 from syncd.errors import CaptureError, ConfigError, SyncdError
 from syncd.logging import setup_logging
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_parser(sub)
     repair.add_parser(sub)
     reconcile.add_parser(sub)
+    report_command.add_parser(sub)
     demo.add_parser(sub)
     _add_simulator(sub)
     return parser
