@@ -1083,3 +1083,49 @@ SELECT channel, count(*) AS items,
 SELECT name, reason, set_by
   FROM syncd.control
  WHERE until IS NULL OR until > %(now)s;
+
+-- ---- statistics (syncd report) ----
+
+-- set_report_time_zone --
+-- The time zone a report's periods begin in, for the rest of its transaction (the statistics views cut periods in the session's time zone).
+SELECT set_config('TimeZone', %(tz)s::text, true) AS time_zone;
+
+-- select_report_range --
+-- The first days of a report's first and last periods (day, week, month), in the session's time zone: the period holding until (default: the one holding now) and the one holding since (default: count periods in all).
+WITH l AS (
+    SELECT date_trunc(%(period)s::text,
+                      coalesce(%(until)s::date, %(now)s::timestamptz::date)::timestamptz)
+               AS last_start
+)
+SELECT coalesce(date_trunc(%(period)s::text, %(since)s::date::timestamptz),
+                l.last_start - (%(count)s::integer - 1) * ('1 ' || %(period)s::text)::interval
+               )::date AS first,
+       l.last_start::date AS last
+  FROM l;
+
+-- select_stats_by_period --
+-- syncd report: per period and kind (one kind, or all), the rounds submitted and what became of them, decision time p50/p90; periods whose first day is from first to last.
+SELECT period_start, kind, submitted, approved, rejected, canceled, superseded, parked,
+       pending, running, decision_p50_seconds, decision_p90_seconds
+  FROM syncd.stats_by_period
+ WHERE period = %(period)s::text AND period_start BETWEEN %(first)s::date AND %(last)s::date
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+ ORDER BY period_start, kind;
+
+-- select_stats_by_node --
+-- syncd report --by node: per period, kind and node, the visits of rounds submitted in the period by outcome, the wait at the node p50/p90, the oldest visit still waiting.
+SELECT period_start, kind, node, visits, passed, refused, without_decision, waiting,
+       wait_p50_seconds, wait_p90_seconds, waiting_since
+  FROM syncd.stats_by_node
+ WHERE period = %(period)s::text AND period_start BETWEEN %(first)s::date AND %(last)s::date
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+ ORDER BY period_start, kind, node;
+
+-- select_stats_by_approver --
+-- syncd report --by approver: per period, kind and approver, the tasks of rounds submitted in the period by outcome, the wait for the approver p50/p90, their oldest waiting task.
+SELECT period_start, kind, approver, tasks, agreed, refused, without_decision, waiting,
+       wait_p50_seconds, wait_p90_seconds, waiting_since
+  FROM syncd.stats_by_approver
+ WHERE period = %(period)s::text AND period_start BETWEEN %(first)s::date AND %(last)s::date
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+ ORDER BY period_start, kind, approver;

@@ -25,6 +25,7 @@ from syncd.commands import (
     repair,
     run,
 )
+from syncd.commands import report as report_command
 from syncd.errors import CaptureError, ConfigError, SyncdError
 from syncd.logging import setup_logging
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_parser(sub)
     repair.add_parser(sub)
     reconcile.add_parser(sub)
+    report_command.add_parser(sub)
     demo.add_parser(sub)
     devdb.add_parser(sub)
     _add_simulator(sub)

@@ -10,12 +10,13 @@
 -- on the next migrate. One line per table and role: a new table gets one line here.
 --
 -- syncd_daemon (`syncd run`, and the operator commands status, show, retry, replay,
--- cancel, reconcile, resume) gets exactly what sql/queries.sql makes it do:
+-- cancel, reconcile, resume, report) gets exactly what sql/queries.sql makes it do:
 -- tests/integration/ops/test_privileges.py asks PostgreSQL which of these privileges
 -- each statement needs and fails on a missing or an unused one. It may not create,
 -- alter or own anything, and has no DELETE where it deletes nothing: the only deletes
 -- are retention (outbox, inbox) and lifting a pause (control). Views are for DBAs (the
--- owner); GRANT SELECT on them to a reporting role of your own if you wish.
+-- owner), except the statistics views that `syncd report` reads; GRANT SELECT on the
+-- others to a reporting role of your own if you wish.
 --
 -- Business tables are not syncd's to grant: the application's DBA gives syncd_daemon,
 -- per write-back table, USAGE on its schema, SELECT on the key column and UPDATE on the
@@ -26,6 +27,7 @@
 --        ON app.leave_request TO syncd_daemon;
 --
 -- syncd_application (a group role for applications) may only insert outbox rows.
+-- syncd_reader (a group role for reporting) may only read the statistics views.
 -- Capture triggers need no grant: they insert through syncd.capture_row(), a SECURITY
 -- DEFINER function owned by syncd_capture.
 
@@ -59,3 +61,27 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.outbox_quarantine TO syncd_daemon;
 -- file restores them; `syncd capture add` refuses to install while it has anything more.
 GRANT USAGE ON SCHEMA syncd TO syncd_capture;
 GRANT INSERT ON syncd.outbox TO syncd_capture;
+
+-- Statistics (migration 0009): `syncd report` reads the per-period views.
+GRANT SELECT                         ON syncd.stats_by_period   TO syncd_daemon;
+GRANT SELECT                         ON syncd.stats_by_node     TO syncd_daemon;
+GRANT SELECT                         ON syncd.stats_by_approver TO syncd_daemon;
+
+-- syncd_reader, for reporting tools and people who read the statistics: every statistics
+-- view (they show kinds, business keys and approvers' user ids, never a payload) and the
+-- migration ledger (`syncd report` checks that the schema is current). Granted only where
+-- roles.sql created it: a database set up before it existed keeps migrating until a
+-- superuser runs roles.sql again.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'syncd_reader') THEN
+        REVOKE ALL ON ALL TABLES IN SCHEMA syncd FROM syncd_reader;
+        REVOKE ALL ON ALL SEQUENCES IN SCHEMA syncd FROM syncd_reader;
+        GRANT USAGE ON SCHEMA syncd TO syncd_reader;
+        GRANT SELECT ON syncd.stats_rounds, syncd.stats_tasks, syncd.stats_node_visits,
+                        syncd.stats_by_period, syncd.stats_by_node, syncd.stats_by_approver,
+                        syncd.schema_migrations
+           TO syncd_reader;
+    END IF;
+END
+$$;

@@ -10,10 +10,14 @@
 --     psql "$ADMIN_DSN" -c "ALTER ROLE syncd_daemon PASSWORD '...'"
 --     -- an application that inserts outbox rows itself joins the group role:
 --     psql "$ADMIN_DSN" -c 'GRANT syncd_application TO app_user'
+--     -- a reporting tool or a person who reads the statistics:
+--     psql "$ADMIN_DSN" -c 'GRANT syncd_reader TO metabase'
 --
 -- syncd_owner        owns the schema syncd: `syncd migrate --grants`, `syncd capture add`
 -- syncd_daemon       `syncd run` and the operator commands; owns nothing
 -- syncd_application  a group role (no login): INSERT on syncd.outbox
+-- syncd_reader       a group role (no login) for reporting: SELECT on the statistics
+--                    views (syncd.stats_*) and nothing else, no payload, no history
 -- syncd_capture      no login, nothing but INSERT on syncd.outbox: owns the function that
 --                    capture triggers call (migration 0006); syncd_owner is its member so
 --                    that migrate can hand the function over
@@ -29,6 +33,7 @@ BEGIN
         ['syncd_owner', 'LOGIN'],
         ['syncd_daemon', 'LOGIN'],
         ['syncd_application', 'NOLOGIN'],
+        ['syncd_reader', 'NOLOGIN'],
         ['syncd_capture', 'NOLOGIN NOINHERIT']
     ] LOOP
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = spec[1]) THEN

@@ -29,6 +29,24 @@ _SECONDS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 2160
 _REQUEST = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _STAGE = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60)
 _CALLS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
+#: A decision takes minutes to weeks: 1 min, 5 min, 15 min, 30 min, 1 h, 2 h, 4 h, 8 h,
+#: 1 d, 2 d, 3 d, 1 w, 2 w, 30 d.
+_DECISION = (
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    7200,
+    14400,
+    28800,
+    86400,
+    172800,
+    259200,
+    604800,
+    1209600,
+    2592000,
+)
 
 
 class Instruments:
@@ -96,6 +114,13 @@ class Instruments:
             "DingTalk decision to business row written",
             ["kind"],
             buckets=_SECONDS,
+            registry=r,
+        )
+        self.decision_time = Histogram(
+            "syncd_decision_time_seconds",
+            "DingTalk instance created to its final outcome (approved, rejected, canceled)",
+            ["kind", "state"],
+            buckets=_DECISION,
             registry=r,
         )
         self.calls_per_approval = Histogram(

@@ -71,9 +71,12 @@ class Metrics(Instruments):
         written: bool,
         seconds_since_decision: float | None,
         calls_spent: int | None,
+        seconds_to_decision: float | None = None,
     ) -> None:
         k = self.sets.kind(kind)
         self.finished.labels(k, self.sets.state(state), self.sets.finish_channel(channel)).inc()
+        if seconds_to_decision is not None:
+            self.decision_time.labels(k, self.sets.state(state)).observe(seconds_to_decision)
         if channel == "poll":
             self.events.labels("poll").inc()
         if not written:

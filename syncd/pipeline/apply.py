@@ -250,6 +250,7 @@ class Apply:
         self, approval: ApprovalRef, final: Final, result: FinishResult, channel: str
     ) -> None:
         decided = final.finished_at or self.clock.now()
+        created = approval.instance_created_at
         self.observer.approval_finished(
             approval.kind,
             final.state.value,
@@ -257,6 +258,9 @@ class Apply:
             written=result.written,
             seconds_since_decision=max(0.0, (self.clock.now() - decided).total_seconds()),
             calls_spent=result.calls_spent,
+            seconds_to_decision=None
+            if created is None
+            else max(0.0, (decided - created).total_seconds()),
         )
         logger.info(
             "approval finished",

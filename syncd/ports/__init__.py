@@ -188,7 +188,12 @@ class Observer(Protocol):
         written: bool,
         seconds_since_decision: float | None,
         calls_spent: int | None,
-    ) -> None: ...
+        seconds_to_decision: float | None = None,
+    ) -> None:
+        """An approval became final. ``seconds_since_decision``: from DingTalk's decision
+        to now (the write-back's latency); ``seconds_to_decision``: from the instance's
+        creation to the decision (None without an instance)."""
+        ...
 
     def event_stored(self, channel: str, new: bool) -> None: ...
 
@@ -224,6 +229,7 @@ class NullObserver:
         written: bool,
         seconds_since_decision: float | None,
         calls_spent: int | None,
+        seconds_to_decision: float | None = None,
     ) -> None:
         pass
 
