@@ -51,7 +51,7 @@ async def test_a_superseded_round_is_dismissed_and_stops_counting(world, cli):
     assert code == 0 and "nothing needs attention" in out
     assert world.sql("SELECT count(*) FROM syncd.parked") == [(0,)]
     async with world.daemon() as daemon:
-        assert await parked_gauge(daemon) == {}
+        assert await parked_gauge(daemon) == {"invalid": 0.0, "dead": 0.0}
         await world.advance(3600)
         await daemon.drain()
     assert approval(world, key, 1)[1] == "dismissed"

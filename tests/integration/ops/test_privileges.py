@@ -86,6 +86,7 @@ SQL_BUILT_IN_PYTHON = {
     "syncd/db/writeback.py": "UPDATE or CALL on a business table: granted by its DBA",
     "syncd/db/capture_ddl.py": "trigger DDL: the owner's `syncd capture add/remove`",
     "syncd/db/capture_checks.py": "a condition tried over no rows: the owner's `capture add`",
+    "syncd/commands/devdb.py": "CREATE DATABASE on the trial server `syncd dev-db` started",
 }
 _BUILDS_SQL = re.compile(r"\bsql\.SQL\(|\bsa\.(?:update|insert|delete|select|text)\(")
 
