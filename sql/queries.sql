@@ -1106,7 +1106,7 @@ SELECT coalesce(date_trunc(%(period)s::text, %(since)s::date::timestamptz),
 -- select_stats_by_period --
 -- syncd report: per period and kind (one kind, or all), the rounds submitted and what became of them, decision time p50/p90; periods whose first day is from first to last.
 SELECT period_start, kind, submitted, approved, rejected, canceled, superseded, parked,
-       pending, running, decision_p50_seconds, decision_p90_seconds
+       dismissed, pending, running, decision_p50_seconds, decision_p90_seconds
   FROM syncd.stats_by_period
  WHERE period = %(period)s::text AND period_start BETWEEN %(first)s::date AND %(last)s::date
    AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)

@@ -14,6 +14,8 @@
 --                       application submitted again (on_resubmit = 'supersede'), or parked
 --                       (invalid, dead) and submitted again
 --   parked              invalid or dead, and not replaced: waits for a person
+--   dismissed           parked, then closed for good by an operator (`syncd dismiss`), and
+--                       not replaced
 --   pending             not in DingTalk yet (pending, submitting, unknown)
 --   running             in DingTalk, not decided yet
 -- decision_seconds: from the instance's creation to DingTalk's decision (approved and
@@ -22,7 +24,7 @@ CREATE VIEW syncd.stats_rounds AS
 SELECT a.id AS approval_id, a.kind, a.business_key, a.round, a.state,
        CASE
            WHEN a.state IN ('approved', 'rejected') THEN a.state
-           WHEN a.state IN ('canceled', 'invalid', 'dead') AND EXISTS (
+           WHEN a.state IN ('canceled', 'invalid', 'dead', 'dismissed') AND EXISTS (
                     SELECT 1 FROM syncd.approval n
                      WHERE n.kind = a.kind AND n.business_key = a.business_key
                        AND n.round > a.round
@@ -30,6 +32,7 @@ SELECT a.id AS approval_id, a.kind, a.business_key, a.round, a.state,
                THEN 'superseded'
            WHEN a.state = 'canceled' THEN 'canceled'
            WHEN a.state IN ('invalid', 'dead') THEN 'parked'
+           WHEN a.state = 'dismissed' THEN 'dismissed'
            WHEN a.state IN ('pending', 'submitting', 'unknown') THEN 'pending'
            ELSE a.state
        END AS outcome,
@@ -114,6 +117,7 @@ SELECT p.period, date_trunc(p.period, r.submitted_at)::date AS period_start, r.k
        count(*) FILTER (WHERE r.outcome = 'canceled') AS canceled,
        count(*) FILTER (WHERE r.outcome = 'superseded') AS superseded,
        count(*) FILTER (WHERE r.outcome = 'parked') AS parked,
+       count(*) FILTER (WHERE r.outcome = 'dismissed') AS dismissed,
        count(*) FILTER (WHERE r.outcome = 'pending') AS pending,
        count(*) FILTER (WHERE r.outcome = 'running') AS running,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY r.decision_seconds) AS decision_p50_seconds,

@@ -37,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="statistics for management: approvals per kind and period, decision times, "
         "where approvals wait",
         description="What became of the approvals submitted in each period (approved, "
-        "rejected, canceled, superseded, parked, pending, running) and how long DingTalk's "
-        "decisions took (median, 90th percentile); with --by, the wait at each node or with "
-        "each approver. Each round counts in the period the application submitted it. "
+        "rejected, canceled, superseded, parked, dismissed, pending, running) and how long "
+        "DingTalk's decisions took (median, 90th percentile); with --by, the wait at each "
+        "node or with each approver. Each round counts in the period the application submitted it. "
         f"Without --since: the last {DEFAULT_PERIODS['day']} days, "
         f"{DEFAULT_PERIODS['week']} weeks or {DEFAULT_PERIODS['month']} months. Periods with "
         "nothing show zeros.",

@@ -56,6 +56,7 @@ LAYOUTS: dict[Breakdown, Layout] = {
             "canceled",
             "superseded",
             "parked",
+            "dismissed",
             "pending",
             "running",
         ),

@@ -66,6 +66,7 @@ OUTCOME = {
     "replaced": "superseded",  # parked, then the key was submitted again
     "invalid": "parked",
     "dead": "parked",
+    "dismissed": "dismissed",  # parked, then closed by an operator
     "pending": "pending",
     "submitting": "pending",
     "unknown": "pending",
@@ -590,9 +591,9 @@ def test_a_range_without_rounds_shows_each_period_with_zeros(database, as_daemon
     assert lines[0] == "Approvals submitted per week (UTC), 2024-12-30 to 2025-02-24"
     assert lines[2].split() == [
         "week", "of", "kind", "submitted", "approved", "rejected", "canceled", "superseded",
-        "parked", "pending", "running", "decision", "p50", "p90",
+        "parked", "dismissed", "pending", "running", "decision", "p50", "p90",
     ]  # fmt: skip
-    assert lines[3].split() == ["2024-12-30", "leave", *["0"] * 8, "-", "-"]
+    assert lines[3].split() == ["2024-12-30", "leave", *["0"] * 9, "-", "-"]
 
 
 def test_without_a_range_the_last_twelve_months_up_to_this_one(database, as_daemon):
@@ -713,7 +714,7 @@ async def test_a_daemons_rounds_and_tasks_show_in_the_report_and_the_metric(worl
     totals = {c: sum(r[c] for r in rows) for c in LAYOUTS["kind"].counts}
     assert totals == {
         "submitted": 5, "approved": 1, "rejected": 1, "canceled": 1, "superseded": 0,
-        "parked": 1, "pending": 0, "running": 1,
+        "parked": 1, "dismissed": 0, "pending": 0, "running": 1,
     }  # fmt: skip
     decisions = [
         s for (s,) in world.sql(
