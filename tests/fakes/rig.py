@@ -3,6 +3,7 @@ stores, a fake clock and any ``ApprovalClient`` (most often the simulator's)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ from tests.fakes.stores import MemoryCancelStore, MemoryControlStore, MemoryPoll
 from tests.fakes.submit import MemorySubmitStore
 from tests.fakes.target import MemoryTarget
 
-#: The daemon's order: the way in, then the way back (``syncd.daemon.LANES``).
-ORDER = ("ingest", "submit", "reconcile", "cancel", "apply", "writeback", "poll")
+#: The Runner's lanes (``syncd.runner.LANES``): the way in and the way back.
+WAY_IN = ("ingest", "submit", "reconcile", "cancel")
+WAY_BACK = ("apply", "writeback", "poll")
+ORDER = WAY_IN + WAY_BACK
 
 
 class RecordingObserver:
@@ -166,10 +169,15 @@ class Rig:
             lease=timing.lease,
         )
 
+    async def lanes(self) -> dict[str, int]:
+        """Run the two lanes once side by side, as the Runner does."""
+        way_in, way_back = await asyncio.gather(self.cycle(WAY_IN), self.cycle(WAY_BACK))
+        return way_in | way_back
+
     async def cycle(self, names: tuple[str, ...] = ORDER) -> dict[str, int]:
-        """Run the stages once, in the daemon's order. A stage failing with syncd's own
-        error (a database or DingTalk failure) is skipped, as the daemon's loop does;
-        anything else (an assertion of the fakes, a defect) fails the test."""
+        """Run the stages once, in order. A stage failing with syncd's own error (a
+        database or DingTalk failure) is skipped, as the Runner's loop does; anything
+        else (an assertion of the fakes, a defect) fails the test."""
         counts: dict[str, int] = {}
         for name in names:
             try:
