@@ -196,30 +196,16 @@ class MemoryDb:
     # --- tasks -------------------------------------------------------------------------
 
     def upsert_tasks(self, approval_id: int, tasks: Sequence[TaskRecord]) -> None:
-        """As ``upsert_tasks`` (one statement): records of one key in one call merge first,
-        later over earlier; then what a record leaves out keeps the stored value, times
-        once stored stay, and a task that ended does not start again."""
-        merged: dict[tuple[str, str], TaskRecord] = {}
+        """As ``upsert_tasks`` (one statement, its records of one key merged first): a
+        record leaves what it does not say as it was, times once known stay, and a task
+        that ended does not start again."""
         for task in tasks:
-            key = (task.record_type, task.record_key)
-            earlier = merged.get(key)
-            merged[key] = task if earlier is None else _over(earlier, task)
-        for (record_type, record_key), task in merged.items():
-            found = self.t.tasks.get((approval_id, record_type, record_key))
+            key = (approval_id, task.record_type, task.record_key)
+            found = self.t.tasks.get(key)
             if found is None:
-                row = TaskRow(self.next_id(), approval_id, task)
-                self.t.tasks[(approval_id, record_type, record_key)] = row
-                continue
-            old = found.record
-            status = _first(task.status, old.status)
-            if task.status == "RUNNING" and old.status is not None and old.status != "RUNNING":
-                status = old.status
-            found.record = replace(
-                _over(old, task),
-                status=status,
-                started_at=_first(old.started_at, task.started_at),
-                finished_at=_first(old.finished_at, task.finished_at),
-            )
+                self.t.tasks[key] = TaskRow(self.next_id(), approval_id, task)
+            else:
+                found.record = _over(found.record, task)
 
     def _latest_task(self, approval_id: int, keep: Any) -> TaskRecord | None:
         rows = [r for r in self.t.tasks.values() if r.approval_id == approval_id and keep(r)]
@@ -245,16 +231,20 @@ class MemoryDb:
         return found.remark if found else None
 
 
-def _first(value: Any, otherwise: Any) -> Any:
-    """SQL's ``coalesce(value, otherwise)``."""
-    return otherwise if value is None else value
-
-
 def _over(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
-    """``later`` with what it leaves out (None) taken from ``earlier``."""
-    changes = {
-        name: getattr(earlier, name)
-        for name in TaskRecord.__dataclass_fields__
-        if getattr(later, name) is None
-    }
-    return replace(later, **changes)
+    """``later`` put over the stored ``earlier`` (``upsert_tasks``'s SET clause)."""
+    merged = replace(
+        later,
+        **{
+            name: getattr(earlier, name)
+            for name in TaskRecord.__dataclass_fields__
+            if getattr(later, name) is None
+        },
+    )
+    if later.status == "RUNNING" and earlier.status not in (None, "RUNNING"):
+        merged = replace(merged, status=earlier.status)
+    return replace(
+        merged,
+        started_at=earlier.started_at or later.started_at,
+        finished_at=earlier.finished_at or later.finished_at,
+    )
