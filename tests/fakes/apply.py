@@ -8,6 +8,7 @@ from datetime import datetime
 
 from syncd.dingtalk.events import InboundEvent
 from syncd.domain import (
+    FINISHED,
     ApprovalRef,
     ApprovalState,
     CallRecord,
@@ -28,7 +29,6 @@ FROM = {
     ApprovalState.REJECTED: {ApprovalState.RUNNING},
     ApprovalState.CANCELED: {ApprovalState.RUNNING, ApprovalState.PENDING},
 }
-FINISHED = frozenset(FROM)
 
 
 def _said(final: Final) -> str:

@@ -16,9 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from syncd.domain import (
-    Outcome,
-)
+from syncd.domain import Outcome
 from syncd.errors import WriteBackError
 from syncd.ports import BusinessTarget
 from tests.fakes.memory import MemoryDb

@@ -11,10 +11,19 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 
 from syncd.demo.config import KINDS
+from syncd.domain import ApprovalState
 from syncd.settings_kinds import KindSettings
 from syncd.simulator import Simulator, World
+from syncd.simulator.state import Instance
 from syncd.testing import FakeClock
-from tests.fakes import MemoryDb, MemoryTarget, Rig, ScriptedClient, simulated_client
+from tests.fakes import (
+    ApprovalRow,
+    MemoryDb,
+    MemoryTarget,
+    Rig,
+    ScriptedClient,
+    simulated_client,
+)
 
 #: Hypothesis for these tests: few examples (each is a small world), no deadline;
 #: ``SYNCD_TEST_EXAMPLES=1000`` searches deeper.
@@ -71,3 +80,31 @@ def submit(rig: Rig, business_key: str, payload: Any, *, kind: str = LEAVE) -> i
     if kind in rig.targets:
         rig.targets[kind].add_row(rig.db, business_key)
     return rig.db.add_outbox(kind, business_key, payload, at=rig.clock.now())
+
+
+def only(rig: Rig, business_key: str, round_: int = 1) -> ApprovalRow:
+    """The approval of ``business_key``'s round (there is exactly one)."""
+    [row] = [
+        a
+        for a in rig.db.t.approvals.values()
+        if a.business_key == business_key and a.round == round_
+    ]
+    return row
+
+
+def instance_of(row: ApprovalRow) -> str:
+    """The approval's DingTalk instance (it has one by now)."""
+    assert row.instance_id is not None, f"approval {row.id} has no instance"
+    return row.instance_id
+
+
+def correlation(instance: Instance) -> str | None:
+    """What the instance carries in the demo kinds' correlation field."""
+    return {v["name"]: v["value"] for v in instance.form}.get("业务编号")
+
+
+def decided_state(instance: Instance) -> ApprovalState | None:
+    """The final state syncd must give an approval with this instance (None: running)."""
+    if instance.status == "COMPLETED":
+        return ApprovalState.APPROVED if instance.result == "agree" else ApprovalState.REJECTED
+    return ApprovalState.CANCELED if instance.status == "TERMINATED" else None

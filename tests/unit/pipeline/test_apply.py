@@ -19,8 +19,15 @@ from syncd.errors import DingTalkOutcomeUnknown, DingTalkTransient
 from syncd.pipeline.apply import READ_LAG_ATTEMPTS, READ_LAG_DELAY, UNMATCHED_PATIENCE
 from syncd.simulator.events import Event
 from tests.fakes import EventFeed, Lost, Rig
-from tests.unit.pipeline.support import EXAMPLES, LEAVE, leave, simulated_rig, submit
-from tests.unit.pipeline.test_state_machine import decided_state, only
+from tests.unit.pipeline.support import (
+    EXAMPLES,
+    LEAVE,
+    decided_state,
+    leave,
+    only,
+    simulated_rig,
+    submit,
+)
 
 A = ApprovalState
 #: How people decide a leave request (two steps: manager1, then hr1).

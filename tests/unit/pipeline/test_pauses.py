@@ -18,8 +18,7 @@ from syncd.errors import DingTalkAuthError, DingTalkQuotaExhausted, DingTalkThro
 from syncd.pipeline.pauses import AUTH_RETRY, Pause, Pauses
 from syncd.testing import FakeClock
 from tests.fakes import PASS, MemoryControlStore, MemoryDb, Rig
-from tests.unit.pipeline.support import EXAMPLES, leave, simulated_rig, submit
-from tests.unit.pipeline.test_state_machine import only
+from tests.unit.pipeline.support import EXAMPLES, leave, only, simulated_rig, submit
 
 A = ApprovalState
 INSTANTS = st.datetimes(

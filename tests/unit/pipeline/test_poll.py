@@ -25,8 +25,7 @@ from tests.fakes import (
     MemoryPollStore,
     ScriptedClient,
 )
-from tests.unit.pipeline.support import LEAVE, leave, simulated_rig, submit
-from tests.unit.pipeline.test_state_machine import instance_of, only
+from tests.unit.pipeline.support import LEAVE, instance_of, leave, only, simulated_rig, submit
 
 A = ApprovalState
 SECONDS = st.floats(0, 10 * 86400)

@@ -24,11 +24,12 @@ from tests.unit.pipeline.support import (
     EXAMPLES,
     LEAVE,
     UNCORRELATED,
+    decided_state,
     leave,
+    only,
     simulated_rig,
     submit,
 )
-from tests.unit.pipeline.test_state_machine import decided_state, only
 
 A = ApprovalState
 

@@ -18,9 +18,16 @@ from syncd.errors import DingTalkOutcomeUnknown
 from syncd.pipeline.reconcile_window import KindReport, ReconcileWindow
 from syncd.simulator import Simulator
 from tests.fakes import Lost, MemoryReconcileLookup, Rig, ScriptedClient
-from tests.unit.pipeline.support import EXAMPLES, LEAVE, leave, simulated_rig, submit
+from tests.unit.pipeline.support import (
+    EXAMPLES,
+    LEAVE,
+    instance_of,
+    leave,
+    only,
+    simulated_rig,
+    submit,
+)
 from tests.unit.pipeline.test_reconcile import leave_request
-from tests.unit.pipeline.test_state_machine import instance_of, only
 
 A = ApprovalState
 SITUATIONS = ("finished", "lost", "duplicate", "foreign")

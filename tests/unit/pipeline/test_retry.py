@@ -20,8 +20,7 @@ from syncd.errors import (
     DingTalkTransient,
 )
 from syncd.pipeline.retry import RetryPolicy
-from tests.unit.pipeline.support import EXAMPLES, LEAVE, leave, simulated_rig, submit
-from tests.unit.pipeline.test_state_machine import only
+from tests.unit.pipeline.support import EXAMPLES, LEAVE, leave, only, simulated_rig, submit
 
 A = ApprovalState
 

@@ -19,43 +19,21 @@ from hypothesis import strategies as st
 from syncd.domain import FINISHED, PARKED, ApprovalState
 from syncd.pipeline.cancel import NOT_SUBMITTED
 from syncd.simulator import Simulator
-from syncd.simulator.state import Instance
-from tests.fakes import ApprovalRow, EventFeed, Rig
+from tests.fakes import EventFeed, Rig
 from tests.unit.pipeline.support import (
     DEMO_KINDS,
     EXAMPLES,
     LEAVE,
+    correlation,
+    decided_state,
+    instance_of,
     leave,
+    only,
     simulated_rig,
     submit,
 )
 
 A = ApprovalState
-
-
-def only(rig: Rig, business_key: str, round_: int = 1) -> ApprovalRow:
-    [row] = [
-        a
-        for a in rig.db.t.approvals.values()
-        if a.business_key == business_key and a.round == round_
-    ]
-    return row
-
-
-def instance_of(row: ApprovalRow) -> str:
-    """The approval's DingTalk instance (it has one by now)."""
-    assert row.instance_id is not None, f"approval {row.id} has no instance"
-    return row.instance_id
-
-
-def correlation(instance: Instance) -> str | None:
-    return {v["name"]: v["value"] for v in instance.form}.get("业务编号")
-
-
-def decided_state(instance: Instance) -> ApprovalState | None:
-    if instance.status == "COMPLETED":
-        return A.APPROVED if instance.result == "agree" else A.REJECTED
-    return A.CANCELED if instance.status == "TERMINATED" else None
 
 
 async def test_a_request_goes_pending_submitting_running_approved_and_is_written_once() -> None:

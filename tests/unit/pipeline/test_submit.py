@@ -14,8 +14,7 @@ import pytest
 from syncd.domain import ApprovalState
 from syncd.errors import DingTalkRejected, StoreError
 from tests.fakes import PASS, Held, Meanwhile
-from tests.unit.pipeline.support import leave, simulated_rig, submit
-from tests.unit.pipeline.test_state_machine import only
+from tests.unit.pipeline.support import leave, only, simulated_rig, submit
 
 A = ApprovalState
 

@@ -14,8 +14,15 @@ from hypothesis import strategies as st
 
 from syncd.domain import ApprovalState, Outcome
 from tests.fakes import EventFeed, MemoryTarget
-from tests.unit.pipeline.support import EXAMPLES, LEAVE, leave, simulated_rig, submit
-from tests.unit.pipeline.test_state_machine import instance_of, only
+from tests.unit.pipeline.support import (
+    EXAMPLES,
+    LEAVE,
+    instance_of,
+    leave,
+    only,
+    simulated_rig,
+    submit,
+)
 
 A = ApprovalState
 
