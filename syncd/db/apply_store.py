@@ -271,13 +271,23 @@ def _said(final: Final) -> str:
 
 
 def _over(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
-    """``later`` with what it leaves out taken from ``earlier`` (as the upsert does)."""
-    changes = {
-        name: getattr(earlier, name)
-        for name in TaskRecord.__dataclass_fields__
-        if getattr(later, name) is None
-    }
-    return replace(later, **changes)
+    """``later`` over ``earlier`` as ``upsert_tasks`` puts a record over a stored one: what
+    it leaves out kept, times once known kept, and a task that ended not started again."""
+    merged = replace(
+        later,
+        **{
+            name: getattr(earlier, name)
+            for name in TaskRecord.__dataclass_fields__
+            if getattr(later, name) is None
+        },
+    )
+    if later.status == "RUNNING" and earlier.status not in (None, "RUNNING"):
+        merged = replace(merged, status=earlier.status)
+    return replace(
+        merged,
+        started_at=earlier.started_at or later.started_at,
+        finished_at=earlier.finished_at or later.finished_at,
+    )
 
 
 def _iso(at: datetime | None) -> str | None:

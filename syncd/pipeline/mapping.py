@@ -140,6 +140,9 @@ def encode_value(
     kind = component.component_name
     if kind in _NOT_CREATABLE:
         raise MappingError(f"{what}: a {kind} cannot be set when creating an instance")
+    if component.props.required and isinstance(raw, str) and not raw.strip():
+        # DingTalk takes a blank value for no value, and refuses the create.
+        raise MappingError(f"{what}: required by the template, but empty")
     encoder = _ENCODERS.get(kind, _text)
     text = encoder(component, raw, what, table_columns)
     if len(text) > _TEXT_LIMIT:

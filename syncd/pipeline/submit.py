@@ -126,7 +126,8 @@ class Submit:
 
     async def run_once(self) -> int:
         """Claim a batch, build every request, commit their intents in one statement, then
-        create the instances, ``concurrency`` at a time."""
+        create the instances, ``concurrency`` at a time; a failure (the database failing to
+        record one) is raised once every create of the batch has ended."""
         now = self.clock.now()
         await self.store.expire_leases(now)
         if await self.pauses.active(now):
@@ -150,7 +151,12 @@ class Submit:
                     "lease lost before create",
                     extra={"action": "claim_lost", **approval_fields(p.item)},
                 )
-        await asyncio.gather(*(one(p) for p in prepared if p.intent.approval_id in kept))
+        ended = await asyncio.gather(
+            *(one(p) for p in prepared if p.intent.approval_id in kept), return_exceptions=True
+        )
+        for failure in ended:
+            if isinstance(failure, BaseException):
+                raise failure
         return len(items)
 
     async def build(

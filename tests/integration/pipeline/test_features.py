@@ -184,7 +184,10 @@ async def test_poll_interval_grows_with_the_age_of_a_quiet_instance(env):
     assert polls == 4
 
 
-async def test_a_batch_of_task_events_records_each_task_once_with_all_it_said(env):
+@pytest.mark.parametrize("late_start", [False, True])
+async def test_a_batch_of_task_events_records_each_task_once_with_all_it_said(env, late_start):
+    """Whatever the order of a task's events in one batch: a task that ended does not
+    start again, and its times, once known, stay (as across batches)."""
     env.submit_leave(days=2)
     async with env.daemon() as daemon:
         await daemon.drain()
@@ -197,8 +200,11 @@ async def test_a_batch_of_task_events_records_each_task_once_with_all_it_said(en
             "task", "t-1", status="COMPLETED", result="AGREE", finished_at=t0 + timedelta(hours=1)
         )
         other = TaskRecord("task", "t-2", user_id="hr1", status="RUNNING")
+        touches = [(approval, [started]), (approval, [finished, other])]
+        if late_start:  # the start event of t-1 comes after its finish event
+            touches = [(approval, [finished]), (approval, [started, other])]
         await daemon.app.apply_store.touch_many(
-            [(approval, [started]), (approval, [finished, other])],
+            touches,
             env.clock.now(),
             next_poll_at=env.clock.now() + timedelta(minutes=5),
         )
