@@ -237,7 +237,7 @@ class MemoryWriteBackStore(OutcomeWrites):
 
     async def claim_unwritten(
         self, limit: int, now: datetime, lease_until: datetime, max_attempts: int
-    ) -> list[int]:
+    ) -> list[ApprovalRef]:
         with self.db.transaction("claim_unwritten") as t:
             due = [
                 a
@@ -250,7 +250,7 @@ class MemoryWriteBackStore(OutcomeWrites):
             due.sort(key=lambda a: (a.next_attempt_at, a.id))
             for a in due[:limit]:
                 a.next_attempt_at = lease_until
-            return [a.id for a in due[:limit]]
+            return [a.ref() for a in due[:limit]]
 
     async def write_back(
         self, approval_id: int, now: datetime, retry_at: datetime, *, force: bool = False

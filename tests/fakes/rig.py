@@ -69,6 +69,7 @@ class RecordingObserver:
         written: bool,
         seconds_since_decision: float | None,
         calls_spent: int | None,
+        seconds_to_decision: float | None = None,
     ) -> None:
         self.seen.append(("approval_finished", kind, state, channel, written))
 

@@ -105,9 +105,10 @@ async def test_a_retry_finds_the_outcome_written_meanwhile_and_writes_nothing() 
         await rig.apply.run_once()
         rig.targets[LEAVE].add_row(rig.db, "7")
         await sim.advance(30)
-        [approval_id] = await rig.writeback.store.claim_unwritten(
+        [claimed] = await rig.writeback.store.claim_unwritten(
             10, rig.clock.now(), rig.clock.now(), 10
         )
+        approval_id = claimed.id
         assert (
             await rig.writeback.store.write_back(approval_id, rig.clock.now(), rig.clock.now())
             is None
