@@ -200,7 +200,8 @@ async def run_replay(args: argparse.Namespace) -> int:
     failed = 0
     async with open_pool(dsn) as pool:
         admin = AdminStore(pool, actor=actor())
-        track = PostgresWriteBackStore(pool, writers, actor=actor())
+        corp_id = settings.dingtalk.corp_id
+        track = PostgresWriteBackStore(pool, writers, actor=actor(), corp_id=corp_id)
         ids = list(args.ids) if args.ids else await admin.unwritten_ids(args.kind)
         if not ids:
             out(f"every finished approval of kind {args.kind} is written back; nothing to replay")

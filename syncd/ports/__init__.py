@@ -21,7 +21,7 @@ from syncd.ports.stores import (
     SubmitStore,
     WriteBackStore,
 )
-from syncd.ports.target import BusinessTarget
+from syncd.ports.target import BusinessTarget, ProgressRow, ProgressWrite
 
 __all__ = [
     "ApplyStore",
@@ -36,6 +36,8 @@ __all__ = [
     "NullObserver",
     "Observer",
     "PollStore",
+    "ProgressRow",
+    "ProgressWrite",
     "ReconcileLookup",
     "SignedPut",
     "SubmitStore",
@@ -190,6 +192,10 @@ class Observer(Protocol):
         calls_spent: int | None,
     ) -> None: ...
 
+    def progress_written(self, kind: str, *, written: bool) -> None:
+        """An unfinished round's state was written to its business row, or refused."""
+        ...
+
     def event_stored(self, channel: str, new: bool) -> None: ...
 
     def callback_rejected(self, reason: str) -> None:
@@ -225,6 +231,9 @@ class NullObserver:
         seconds_since_decision: float | None,
         calls_spent: int | None,
     ) -> None:
+        pass
+
+    def progress_written(self, kind: str, *, written: bool) -> None:
         pass
 
     def event_stored(self, channel: str, new: bool) -> None:
