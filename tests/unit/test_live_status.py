@@ -77,7 +77,7 @@ def test_unknown_states_and_progress_values_are_named() -> None:
     with pytest.raises(ValidationError, match=r"status_map keys must be submitted, running"):
         WriteBackSettings(**TABLE, columns={"s": "status"}, status_map={"waiting": "W"})
     with pytest.raises(ValidationError, match="progress"):
-        WriteBackSettings(**TABLE, columns={"s": "status"}, progress=["approved"])  # type: ignore[list-item]
+        WriteBackSettings(**TABLE, columns={"s": "status"}, progress=["approved"])
 
 
 def test_a_configuration_of_before_live_status_means_what_it_meant() -> None:

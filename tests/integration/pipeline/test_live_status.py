@@ -49,10 +49,12 @@ def leave_row(env: Any, key: int) -> tuple[Any, ...]:
 
 
 def rounds(env: Any, key: int) -> list[tuple[Any, ...]]:
-    return env.sql(
-        "SELECT round, state, instance_id, last_error_message FROM syncd.approval "
-        "WHERE kind = 'leave' AND business_key = %s ORDER BY round",
-        str(key),
+    return list(
+        env.sql(
+            "SELECT round, state, instance_id, last_error_message FROM syncd.approval "
+            "WHERE kind = 'leave' AND business_key = %s ORDER BY round",
+            str(key),
+        )
     )
 
 
