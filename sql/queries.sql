@@ -1085,13 +1085,14 @@ SELECT id FROM syncd.approval
 -- lock_progress --
 -- Take one round's unwritten progress for writing, if still due: the approval locked
 -- against a final transition (skipped while its final outcome is being written; events
--- touching it go on), the transaction marked as syncd's write-back with lock waits
--- bounded, and the business key serialised against other progress writes of the key.
+-- touching it go on), the business key serialised against other progress writes of the
+-- key (a wait bounded by theirs), then the transaction's lock waits bounded and the
+-- transaction marked as syncd's write-back.
 SELECT a.id,
-       pg_catalog.set_config('lock_timeout', %(lock_timeout)s, true) AS lock_timeout,
-       pg_catalog.set_config('syncd.writing_back', 'on', true) AS writing_back,
        pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(a.kind),
-                                        pg_catalog.hashtext(a.business_key))::text AS key_lock
+                                        pg_catalog.hashtext(a.business_key))::text AS key_lock,
+       pg_catalog.set_config('lock_timeout', %(lock_timeout)s, true) AS lock_timeout,
+       pg_catalog.set_config('syncd.writing_back', 'on', true) AS writing_back
   FROM syncd.approval a
  WHERE a.id = %(id)s AND a.progress_seq > a.progress_written_seq
    AND a.state IN ('running', 'invalid', 'dead')
@@ -1148,7 +1149,7 @@ UPDATE syncd.approval
 UPDATE syncd.approval
    SET progress_attempts = progress_attempts + 1, progress_error = %(error)s,
        progress_next_at = CASE WHEN progress_attempts + 1 >= %(max_attempts)s
-                               THEN NULL ELSE %(retry_at)s END,
+                               THEN NULL ELSE %(retry_at)s::timestamptz END,
        progress_written_seq = CASE WHEN progress_attempts + 1 >= %(max_attempts)s
                                    THEN greatest(progress_written_seq, %(seq)s)
                                    ELSE progress_written_seq END
