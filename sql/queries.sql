@@ -535,17 +535,25 @@ SELECT id, kind, business_key, round, state, instance_id, instance_created_at, c
 
 -- touch_approvals --
 -- Events arrived for running approvals: they are alive, so polling can wait. Locked in id
--- order, as every batch is.
+-- order, as every batch is. What they told (tasks; the instance's link, ``urls`` aligned
+-- with ``ids``) is a change the business row may show: a new progress version, due at
+-- ``progress_due`` unless a write is pending already.
 WITH locked AS (
     SELECT id FROM syncd.approval
      WHERE id = ANY(%(ids)s) AND state = 'running'
      ORDER BY id
        FOR NO KEY UPDATE
+), told AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(urls)s::text[]) AS l (id, url)
 )
 UPDATE syncd.approval a
    SET last_event_at = %(now)s, next_poll_at = greatest(a.next_poll_at, %(next_poll_at)s),
+       url = coalesce(told.url, a.url), progress_seq = a.progress_seq + 1,
+       progress_at = %(now)s,
+       progress_next_at = CASE WHEN a.progress_seq > a.progress_written_seq
+                               THEN a.progress_next_at ELSE %(progress_due)s END,
        updated_at = %(now)s
-  FROM locked
+  FROM locked JOIN told ON told.id = locked.id
  WHERE a.id = locked.id;
 
 -- upsert_tasks --
@@ -555,16 +563,22 @@ UPDATE syncd.approval a
 -- not start again when its start event comes late.
 INSERT INTO syncd.task
        (approval_id, instance_id, record_type, record_key, activity_id, user_id, status,
-        result, operation, remark, started_at, finished_at, recorded_at)
+        result, operation, remark, started_at, finished_at, recorded_at, activity_name,
+        pc_url, mobile_url)
 SELECT t.approval_id, t.instance_id, t.record_type, t.record_key, t.activity_id, t.user_id,
-       t.status, t.result, t.operation, t.remark, t.started_at, t.finished_at, %(now)s
+       t.status, t.result, t.operation, t.remark, t.started_at, t.finished_at, %(now)s,
+       t.activity_name, t.pc_url, t.mobile_url
   FROM jsonb_to_recordset(%(tasks)s::jsonb)
        AS t (approval_id bigint, instance_id text, record_type text, record_key text,
              activity_id text, user_id text, status text, result text, operation text,
-             remark text, started_at timestamptz, finished_at timestamptz)
+             remark text, started_at timestamptz, finished_at timestamptz,
+             activity_name text, pc_url text, mobile_url text)
  ORDER BY t.approval_id, t.record_type, t.record_key
 ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
    SET activity_id = coalesce(EXCLUDED.activity_id, syncd.task.activity_id),
+       activity_name = coalesce(EXCLUDED.activity_name, syncd.task.activity_name),
+       pc_url = coalesce(EXCLUDED.pc_url, syncd.task.pc_url),
+       mobile_url = coalesce(EXCLUDED.mobile_url, syncd.task.mobile_url),
        user_id = coalesce(EXCLUDED.user_id, syncd.task.user_id),
        status = CASE WHEN EXCLUDED.status = 'RUNNING' AND syncd.task.status <> 'RUNNING'
                      THEN syncd.task.status
@@ -591,7 +605,8 @@ WITH done AS (
     SELECT * FROM jsonb_to_recordset(%(finals)s::jsonb)
            AS (id bigint, from_states text[], to_state text, dingtalk_status text,
                dingtalk_result text, finished_at timestamptz, business_id text,
-               decided boolean, approver text, remark text, calls integer, message text)
+               decided boolean, approver text, remark text, calls integer, message text,
+               url text)
 ), prev AS (
     SELECT a.id, a.state FROM syncd.approval a JOIN f ON f.id = a.id
      WHERE a.state = ANY(f.from_states)
@@ -606,14 +621,17 @@ WITH done AS (
            approver = CASE WHEN f.decided THEN f.approver
                            ELSE syncd.approval_approver(a.id) END,
            remark = CASE WHEN f.decided THEN f.remark ELSE syncd.approval_remark(a.id) END,
-           calls_spent = a.calls_spent + f.calls,
+           calls_spent = a.calls_spent + f.calls, url = coalesce(f.url, a.url),
            lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL,
            next_attempt_at = %(now)s, updated_at = %(now)s
       FROM prev JOIN f ON f.id = prev.id
      WHERE a.id = prev.id
     RETURNING a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business_id,
               a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
-              a.calls_spent, a.remark, a.approver, prev.state AS from_state, f.message
+              a.calls_spent, a.remark, a.approver, a.url, a.progress_seq,
+              syncd.approval_task_url(a.id, 'pc') AS task_pc_url,
+              syncd.approval_task_url(a.id, 'mobile') AS task_mobile_url,
+              prev.state AS from_state, f.message
 ), logged AS (
     INSERT INTO syncd.approval_event (approval_id, at, event_type, from_state, to_state,
                                       message, actor)
@@ -628,7 +646,9 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business
        a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
        a.last_error_code, a.last_error_message,
        coalesce(a.remark, syncd.approval_remark(a.id)) AS remark,
-       coalesce(a.approver, syncd.approval_approver(a.id)) AS approver
+       coalesce(a.approver, syncd.approval_approver(a.id)) AS approver,
+       a.url, a.progress_seq, syncd.approval_task_url(a.id, 'pc') AS task_pc_url,
+       syncd.approval_task_url(a.id, 'mobile') AS task_mobile_url
   FROM syncd.approval a
  WHERE a.id = %(id)s
    FOR UPDATE OF a;
@@ -1129,3 +1149,104 @@ SELECT period_start, kind, approver, tasks, agreed, refused, without_decision, w
  WHERE period = %(period)s::text AND period_start BETWEEN %(first)s::date AND %(last)s::date
    AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
  ORDER BY period_start, kind, approver;
+
+-- ---------------------------------------------------------------------------------------
+-- Live status (migration 0008): the business row follows unfinished rounds.
+
+-- begin_writeback --
+-- Mark this transaction as syncd's write-back: capture triggers write no outbox row for
+-- the business rows it updates (syncd.capture_row() reads the setting).
+SELECT pg_catalog.set_config('syncd.writing_back', 'on', true);
+
+-- select_due_progress --
+-- Unfinished rounds of these kinds whose latest state is not in their business row yet,
+-- due now (coalesced, or retried after a failure). Not locked: lock_progress takes each.
+SELECT id FROM syncd.approval
+ WHERE kind = ANY(%(kinds)s::text[]) AND progress_seq > progress_written_seq
+   AND state IN ('running', 'invalid', 'dead')
+   AND (progress_next_at IS NULL OR progress_next_at <= %(now)s)
+ ORDER BY progress_next_at NULLS FIRST, id
+ LIMIT %(limit)s;
+
+-- lock_progress --
+-- Take one round's unwritten progress for writing, if still due: the approval locked
+-- against a final transition (skipped while its final outcome is being written; events
+-- touching it go on), the business key serialised against other progress writes of the
+-- key (a wait bounded by theirs), then the transaction's lock waits bounded and the
+-- transaction marked as syncd's write-back.
+SELECT a.id,
+       pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(a.kind),
+                                        pg_catalog.hashtext(a.business_key))::text AS key_lock,
+       pg_catalog.set_config('lock_timeout', %(lock_timeout)s, true) AS lock_timeout,
+       pg_catalog.set_config('syncd.writing_back', 'on', true) AS writing_back
+  FROM syncd.approval a
+ WHERE a.id = %(id)s AND a.progress_seq > a.progress_written_seq
+   AND a.state IN ('running', 'invalid', 'dead')
+   AND (a.progress_next_at IS NULL OR a.progress_next_at <= %(now)s)
+   FOR KEY SHARE OF a SKIP LOCKED;
+
+-- select_progress --
+-- A locked round as its business row may show it: its state and version, the time the
+-- state came about (the latest task time DingTalk gave while running, else when syncd
+-- recorded it), the reason it is parked, its links, the nodes of its running tasks (names,
+-- else ids) and their approvers, whether any task is known, and whether a later round of
+-- the key has taken the row over (it left pending, or showed itself). Nothing when another
+-- writer wrote it meanwhile.
+SELECT a.id, a.kind, a.business_key, a.round, a.state, a.progress_seq AS seq, a.instance_id,
+       CASE WHEN a.state = 'running'
+            THEN coalesce(t.latest, a.instance_created_at, a.progress_at, a.updated_at)
+            ELSE coalesce(a.progress_at, a.updated_at) END AS changed_at,
+       a.last_error_message, a.url,
+       syncd.approval_task_url(a.id, 'pc') AS task_pc_url,
+       syncd.approval_task_url(a.id, 'mobile') AS task_mobile_url,
+       coalesce(t.nodes, '{}') AS current_nodes, coalesce(t.approvers, '{}') AS pending,
+       t.tasks > 0 AS has_tasks,
+       EXISTS (SELECT 1 FROM syncd.approval n
+                WHERE n.kind = a.kind AND n.business_key = a.business_key AND n.round > a.round
+                  AND (n.state NOT IN ('pending', 'submitting', 'unknown')
+                       OR n.progress_written_at IS NOT NULL)) AS superseded,
+       a.progress_attempts AS attempts
+  FROM syncd.approval a
+ CROSS JOIN LATERAL (
+       SELECT count(*) AS tasks,
+              max(greatest(k.started_at, k.finished_at)) AS latest,
+              array_agg(DISTINCT coalesce(k.activity_name, k.activity_id))
+                  FILTER (WHERE k.status = 'RUNNING'
+                            AND coalesce(k.activity_name, k.activity_id) IS NOT NULL) AS nodes,
+              array_agg(DISTINCT k.user_id)
+                  FILTER (WHERE k.status = 'RUNNING' AND k.user_id IS NOT NULL) AS approvers
+         FROM syncd.task k
+        WHERE k.approval_id = a.id AND k.record_type = 'task') t
+ WHERE a.id = %(id)s AND a.progress_seq > a.progress_written_seq;
+
+-- mark_progress_written --
+-- The round's progress up to seq is in its business row (written) or needs no write (a
+-- state the kind does not show, a later round shown): nothing due until the next change.
+UPDATE syncd.approval
+   SET progress_written_seq = greatest(progress_written_seq, %(seq)s),
+       progress_written_at = CASE WHEN %(written)s THEN %(now)s ELSE progress_written_at END,
+       progress_attempts = 0, progress_error = NULL, progress_next_at = NULL
+ WHERE id = %(id)s;
+
+-- record_progress_failed --
+-- Writing the round's progress failed: the error, one more attempt, the next at retry_at;
+-- at max_attempts the change is given up (the round's next change is tried once more).
+-- Returns whether it was given up.
+UPDATE syncd.approval
+   SET progress_attempts = progress_attempts + 1, progress_error = %(error)s,
+       progress_next_at = CASE WHEN progress_attempts + 1 >= %(max_attempts)s
+                               THEN NULL ELSE %(retry_at)s::timestamptz END,
+       progress_written_seq = CASE WHEN progress_attempts + 1 >= %(max_attempts)s
+                                   THEN greatest(progress_written_seq, %(seq)s)
+                                   ELSE progress_written_seq END
+ WHERE id = %(id)s AND progress_seq > progress_written_seq
+RETURNING progress_attempts >= %(max_attempts)s AS gave_up;
+
+-- record_polled_progress --
+-- A poll found the instance still running and recorded its tasks: a change the business
+-- row may show, due now unless a write is pending already.
+UPDATE syncd.approval
+   SET progress_seq = progress_seq + 1, progress_at = %(now)s,
+       progress_next_at = CASE WHEN progress_seq > progress_written_seq
+                               THEN progress_next_at ELSE %(now)s END
+ WHERE id = %(id)s AND state = 'running';

@@ -47,7 +47,7 @@ from syncd.dingtalk.pacing import Pacer
 from syncd.dingtalk.stream import StreamClient
 from syncd.errors import ConfigError, StoreError
 from syncd.metrics import Metrics
-from syncd.pipeline.apply import Apply, WriteBackRetry
+from syncd.pipeline.apply import Apply
 from syncd.pipeline.cancel import Cancel
 from syncd.pipeline.ingest import Ingest
 from syncd.pipeline.pauses import Pause, Pauses
@@ -57,6 +57,7 @@ from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll, SweepFailed
+from syncd.pipeline.writeback import WriteBackRetry
 from syncd.ports import Clock, Observer, SignedPut
 from syncd.settings import Settings
 from syncd.web import DaemonWeb, Starting
@@ -175,8 +176,9 @@ class App:
         self._closers.append(self.http.aclose)
         self.client = HttpxApprovalClient(self.http, pacer=self._pacer(), clock=self.clock)
         self.control = PostgresControlStore(self.pool, actor=self.owner)
-        self.apply_store = PostgresApplyStore(self.pool, writebacks, actor=self.owner)
-        self.writeback_store = PostgresWriteBackStore(self.pool, writebacks, actor=self.owner)
+        stores = {"actor": self.owner, "corp_id": self.settings.dingtalk.corp_id}
+        self.apply_store = PostgresApplyStore(self.pool, writebacks, **stores)
+        self.writeback_store = PostgresWriteBackStore(self.pool, writebacks, **stores)
         self.poll_store = PostgresPollStore(self.pool, actor=self.owner)
         self.cancel_store = PostgresCancelStore(self.pool, actor=self.owner)
         self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake_back, self.observer)
@@ -347,10 +349,13 @@ class App:
 
     def _way_back(self, apply: Apply) -> dict[str, Stage]:
         """The stages that bring outcomes back: apply, write-back retries, polling."""
-        polling, lease = self.settings.polling, self.timing.lease
+        polling, lease, kinds = self.settings.polling, self.timing.lease, self.settings.kinds
+        live = {name: k.write_back.progress_states for name, k in kinds.items() if k.write_back}
         return {
             "apply": apply,
-            "writeback": WriteBackRetry(self.writeback_store, self.clock, lease=lease),
+            "writeback": WriteBackRetry(
+                self.writeback_store, self.clock, lease=lease, progress=live, observer=self.observer
+            ),
             "poll": Poll(
                 self.poll_store,
                 self.control,

@@ -283,6 +283,11 @@ class TaskRecord:
     remark: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: The node's name (task events carry it as ``activityName``).
+    activity_name: str | None = None
+    #: The task's links, as DingTalk's GET gives them (opaque).
+    pc_url: str | None = None
+    mobile_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +309,8 @@ class Final:
     finished_at: datetime | None
     business_id: str | None = None
     decider: Decider | None = None
+    #: The instance's link, when the event that said it carried one.
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -337,10 +344,22 @@ class FinishResult:
     calls_spent: int | None = None
 
 
+#: States a business row may show before DingTalk decides: the instance was created
+#: (``submitted``), its tasks are known (``running``), or the round is parked.
+PROGRESS_STATES = ("submitted", "running", "invalid", "dead")
+#: Every status a write-back may write, in the order a round goes through them.
+SHOWN_STATES = (*PROGRESS_STATES, "approved", "rejected", "canceled")
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """What a business target may use about a final approval (one round of a business
-    key): the state syncd gave it, DingTalk's words, who decided and the last remark."""
+    """What a business target may use about an approval (one round of a business key):
+    the state syncd gave it, DingTalk's words, who decided and the last remark, and while
+    it runs, where it waits and for whom.
+
+    ``final`` outcomes (``approved``, ``rejected``, ``canceled``) are written once per
+    round; the others (``submitted``, ``running``, ``invalid``, ``dead``: the round's
+    *progress*) each time the round changes, ``seq`` growing with every change."""
 
     approval_id: int
     kind: str
@@ -355,9 +374,22 @@ class Outcome:
     remark: str | None
     approver: str | None
     error: str | None = None
+    final: bool = True
+    seq: int = 0
+    url: str | None = None
+    pc_url: str | None = None
+    mobile_url: str | None = None
+    current_node: str | None = None
+    pending_approvers: tuple[str, ...] = ()
+    reason: str | None = None
+    state_changed_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """Every field, the finish time in ISO 8601 (what a stored procedure receives)."""
+        """Every field, times in ISO 8601, pending approvers as a list (what a stored
+        procedure receives)."""
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        for name in ("finished_at", "state_changed_at"):
+            at = data[name]
+            data[name] = at.isoformat() if at else None
+        data["pending_approvers"] = list(self.pending_approvers)
         return data

@@ -27,7 +27,20 @@ WRITE_BACK_SOURCES = (
     "approval_id",
     "round",
     "error",
+    "url",
+    "pc_url",
+    "mobile_url",
+    "current_node",
+    "pending_approvers",
+    "reason",
+    "state_changed_at",
+    "seq",
 )
+#: Sources known only while a round is unfinished (``NULL`` in a final write).
+PROGRESS_SOURCES = ("current_node", "pending_approvers", "reason")
+PROGRESS_STATES = ("submitted", "running", "invalid", "dead")
+FINAL_STATES = ("approved", "rejected", "canceled")
+ProgressState = Literal["submitted", "running", "invalid", "dead"]
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -116,7 +129,12 @@ class CcSettings(_Model):
 
 
 class WriteBackSettings(_Model):
-    """How an outcome is written into the business table: a table mapping or a procedure."""
+    """How an approval is written into the business table: a table mapping or a procedure.
+
+    By default only final outcomes are written (``approved``, ``rejected``,
+    ``canceled``). With ``progress`` the row also follows the round while it runs: the
+    instance created (``submitted``), its approvers at work (``running``), or the round
+    parked (``invalid``, ``dead``)."""
 
     table: str | None = Field(default=None, description="schema-qualified table, e.g. app.leave")
     key_column: str | None = Field(default=None, description="column matching business_key")
@@ -128,6 +146,10 @@ class WriteBackSettings(_Model):
     )
     procedure: str | None = Field(
         default=None, description="called as CALL proc(business_key text, outcome jsonb)"
+    )
+    progress: bool | list[ProgressState] = Field(
+        default=False,
+        description="also write these unfinished states (true: submitted, running, invalid, dead)",
     )
 
     @model_validator(mode="after")
@@ -146,12 +168,32 @@ class WriteBackSettings(_Model):
                     f"columns.{column} = {source!r}: expected one of "
                     + ", ".join(WRITE_BACK_SOURCES)
                 )
-        unknown = set(self.status_map) - {"approved", "rejected", "canceled"}
+            if source in PROGRESS_SOURCES and not self.progress_states:
+                raise ValueError(
+                    f"columns.{column} = {source!r} is known only while the approval runs: "
+                    "add progress = true to write the states before the outcome"
+                )
+        unknown = sorted(set(self.status_map) - {*PROGRESS_STATES, *FINAL_STATES})
         if unknown:
             raise ValueError(
-                f"status_map keys must be approved, rejected or canceled (got {sorted(unknown)})"
+                f"status_map keys must be {', '.join(PROGRESS_STATES + FINAL_STATES)} "
+                f"(got {unknown})"
+            )
+        unused = [state for state in PROGRESS_STATES if state in self.status_map]
+        unused = [state for state in unused if state not in self.progress_states]
+        if unused:
+            raise ValueError(
+                f"status_map.{unused[0]} is never written: add progress = true "
+                f'(or list "{unused[0]}" in progress)'
             )
         return self
+
+    @property
+    def progress_states(self) -> frozenset[str]:
+        """The unfinished states written (none by default)."""
+        if self.progress is True:
+            return frozenset(PROGRESS_STATES)
+        return frozenset(self.progress or ())
 
     @property
     def sources(self) -> frozenset[str]:

@@ -129,7 +129,8 @@ async def _repair(args: argparse.Namespace, *, replay: bool = False) -> AsyncIte
         async with open_pool(dsn) as pool:
             yield Repair(AdminStore(pool, actor=actor()), SystemClock())
         return
-    kinds = settings_from(args).kinds
+    settings = settings_from(args)
+    kinds = settings.kinds
     writers = await writeback.build(
         dsn, {name: k.write_back for name, k in kinds.items() if k.write_back}
     )
@@ -138,7 +139,9 @@ async def _repair(args: argparse.Namespace, *, replay: bool = False) -> AsyncIte
         yield Repair(
             AdminStore(pool, actor=actor()),
             SystemClock(),
-            writeback=PostgresWriteBackStore(pool, writers, actor=actor()),
+            writeback=PostgresWriteBackStore(
+                pool, writers, actor=actor(), corp_id=settings.dingtalk.corp_id
+            ),
             targets=targets,
         )
 

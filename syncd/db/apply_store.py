@@ -11,8 +11,7 @@ second one records the final state with the write-back error, to be retried and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from syncd.db.queries import QUERIES
 from syncd.db.store import Conn, approval_ref
+from syncd.db.task_records import TaskRecords, iso
 from syncd.db.writeback_store import OutcomeWrites
 from syncd.domain import (
     ApprovalRef,
@@ -39,7 +39,7 @@ _FROM = {
 }
 
 
-class PostgresApplyStore(OutcomeWrites):
+class PostgresApplyStore(OutcomeWrites, TaskRecords):
     """Implements ``syncd.ports.ApplyStore``."""
 
     # --- inbox ----------------------------------------------------------------------
@@ -85,13 +85,17 @@ class PostgresApplyStore(OutcomeWrites):
         tasks: Sequence[TaskRecord] = (),
         inbox_ids: Sequence[int] = (),
         calls: Sequence[CallRecord] = (),
+        url: str | None = None,
+        progress_due: datetime | None = None,
     ) -> None:
-        """An event or poll showed the instance alive: record tasks, push polling back."""
+        """An event or poll showed the instance alive: record tasks (and the instance's
+        link), push polling back, and make the business row's progress due."""
         async with self.transaction() as conn:
             await self._tasks(conn, approval, tasks, now)
             await conn.execute(
                 QUERIES["touch_approvals"],
-                {"ids": [approval.id], "now": now, "next_poll_at": next_poll_at},
+                _touched([approval.id], {approval.id: url} if url else {}, now, next_poll_at)
+                | {"progress_due": progress_due or now},
             )
             await conn.execute(QUERIES["add_calls"], {"id": approval.id, "calls": len(calls)})
             await self.calls(conn, approval.id, now, calls)
@@ -104,6 +108,8 @@ class PostgresApplyStore(OutcomeWrites):
         *,
         next_poll_at: datetime,
         inbox_ids: Sequence[int] = (),
+        urls: Mapping[int, str] | None = None,
+        progress_due: datetime | None = None,
     ) -> None:
         """Several :meth:`touch` (without calls) in one transaction: three statements.
 
@@ -111,51 +117,20 @@ class PostgresApplyStore(OutcomeWrites):
         ``touch`` and ``finish`` do, so replicas never wait on each other in a circle.
         """
         async with self.transaction() as conn, conn.pipeline():
-            await self._upsert_tasks(
+            await self.upsert_tasks(
                 conn, [(approval, task) for approval, tasks in touches for task in tasks], now
             )
-            params = {
-                "ids": sorted({approval.id for approval, _ in touches}),
-                "now": now,
-                "next_poll_at": next_poll_at,
-            }
-            await conn.execute(QUERIES["touch_approvals"], params)
+            ids = sorted({approval.id for approval, _ in touches})
+            params = _touched(ids, urls or {}, now, next_poll_at)
+            await conn.execute(
+                QUERIES["touch_approvals"], params | {"progress_due": progress_due or now}
+            )
             await self._processed(conn, inbox_ids, now)
 
     async def _tasks(
         self, conn: Conn, approval: ApprovalRef, tasks: Sequence[TaskRecord], now: datetime
     ) -> None:
-        await self._upsert_tasks(conn, [(approval, task) for task in tasks], now)
-
-    async def _upsert_tasks(
-        self, conn: Conn, records: Sequence[tuple[ApprovalRef, TaskRecord]], now: datetime
-    ) -> None:
-        """Upsert task records in one statement, later records of a key over earlier ones."""
-        merged: dict[tuple[int, str, str], tuple[ApprovalRef, TaskRecord]] = {}
-        for approval, task in records:
-            key = (approval.id, task.record_type, task.record_key)
-            earlier = merged.get(key)
-            merged[key] = (approval, task if earlier is None else _over(earlier[1], task))
-        if not merged:
-            return
-        tasks = [
-            {
-                "approval_id": approval.id,
-                "instance_id": approval.instance_id,
-                "record_type": t.record_type,
-                "record_key": t.record_key,
-                "activity_id": t.activity_id,
-                "user_id": t.user_id,
-                "status": t.status,
-                "result": t.result,
-                "operation": t.operation,
-                "remark": t.remark,
-                "started_at": _iso(t.started_at),
-                "finished_at": _iso(t.finished_at),
-            }
-            for approval, t in merged.values()
-        ]
-        await conn.execute(QUERIES["upsert_tasks"], {"tasks": Jsonb(tasks), "now": now})
+        await self.upsert_tasks(conn, [(approval, task) for task in tasks], now)
 
     # --- the final word ---------------------------------------------------------------
 
@@ -246,13 +221,14 @@ class PostgresApplyStore(OutcomeWrites):
                 "to_state": final.state.value,
                 "dingtalk_status": final.dingtalk_status,
                 "dingtalk_result": final.dingtalk_result,
-                "finished_at": _iso(final.finished_at),
+                "finished_at": iso(final.finished_at),
                 "business_id": final.business_id,
                 "decided": final.decider is not None,
                 "approver": final.decider.approver if final.decider else None,
                 "remark": final.decider.remark if final.decider else None,
                 "calls": calls,
                 "message": _said(final),
+                "url": final.url,
             }
             for approval, final in finals
         ]
@@ -265,30 +241,18 @@ class PostgresApplyStore(OutcomeWrites):
         return await (await conn.execute(QUERIES["finish_approvals"], params)).fetchall()
 
 
+def _touched(
+    ids: list[int], urls: Mapping[int, str], now: datetime, next_poll_at: datetime
+) -> dict[str, Any]:
+    """touch_approvals' parameters: the approvals, each one's link (if told), the times."""
+    return {
+        "ids": ids,
+        "urls": [urls.get(i) for i in ids],
+        "now": now,
+        "next_poll_at": next_poll_at,
+    }
+
+
 def _said(final: Final) -> str:
     """What DingTalk said, for the history."""
     return f"DingTalk {final.dingtalk_status} {final.dingtalk_result or ''}".strip()
-
-
-def _over(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
-    """``later`` over ``earlier`` as ``upsert_tasks`` puts a record over a stored one: what
-    it leaves out kept, times once known kept, and a task that ended not started again."""
-    merged = replace(
-        later,
-        **{
-            name: getattr(earlier, name)
-            for name in TaskRecord.__dataclass_fields__
-            if getattr(later, name) is None
-        },
-    )
-    if later.status == "RUNNING" and earlier.status not in (None, "RUNNING"):
-        merged = replace(merged, status=earlier.status)
-    return replace(
-        merged,
-        started_at=earlier.started_at or later.started_at,
-        finished_at=earlier.finished_at or later.finished_at,
-    )
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()

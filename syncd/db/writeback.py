@@ -4,17 +4,18 @@ Per kind, either a table mapping (business columns set from outcome fields, the 
 found by its key column: ``PostgresTableTarget``) or a stored procedure
 ``CALL proc(business_key, outcome)`` (``PostgresProcedureTarget``). Both implement
 ``syncd.ports.BusinessTarget`` on syncd's connection, inside the transaction that makes
-the approval final, so the outcome is written exactly once. Table mappings are checked
-at start through SQLAlchemy reflection (table, key column and each mapped column exist;
-the types can take the values), and the UPDATE is built and quoted by SQLAlchemy, then
-run through psycopg.
+the approval final, so the outcome is written exactly once; a round's progress goes the
+same way (the same statement, every mapped column set from the round's state as it is).
+Table mappings are checked at start through SQLAlchemy reflection (table, key column and
+each mapped column exist; the types can take the values), and the UPDATE is built and
+quoted by SQLAlchemy, then run through psycopg.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +30,10 @@ from syncd.domain import Outcome
 from syncd.errors import ConfigError, StoreError, WriteBackError
 from syncd.settings_kinds import WriteBackSettings
 
-_TIME_SOURCES = {"finished_at"}
-_NUMBER_SOURCES = {"approval_id", "round"}
+_TIME_SOURCES = {"finished_at", "state_changed_at"}
+_NUMBER_SOURCES = {"approval_id", "round", "seq"}
+#: Written as a list into an array column, else as the ids joined by commas.
+_LIST_SOURCES = {"pending_approvers"}
 
 
 @dataclass(frozen=True)
@@ -45,17 +48,23 @@ class PostgresTableTarget:
     sources: dict[str, str]
     key_is_number: bool
     status_map: Mapping[str, str]
+    #: Parameters bound to array columns (a list source written as an array).
+    arrays: frozenset[str] = field(default_factory=frozenset)
 
     async def write(
         self, conn: psycopg.AsyncConnection[Any], outcome: Outcome, *, again: bool = False
     ) -> None:
         """Set the mapped columns (an UPDATE to the same values when ``again``)."""
-        params: dict[str, Any] = {}
-        for param, source in self.sources.items():
-            value = getattr(outcome, source)
-            if source == "status":
-                value = self.status_map.get(outcome.status, outcome.status)
-            params[param] = value
+        await self._update(conn, outcome)
+
+    async def write_progress(self, conn: psycopg.AsyncConnection[Any], progress: Outcome) -> None:
+        """Set the mapped columns from the round's state (``NULL`` what it has not yet)."""
+        await self._update(conn, progress)
+
+    async def _update(self, conn: psycopg.AsyncConnection[Any], outcome: Outcome) -> None:
+        params = {
+            param: self._value(param, source, outcome) for param, source in self.sources.items()
+        }
         params["syncd_key"] = self._key(outcome.business_key)
         try:
             cursor = await conn.execute(self.statement, params)
@@ -69,6 +78,16 @@ class PostgresTableTarget:
                 else f"{cursor.rowcount} rows in {self.name} match "
                 f"{self.key_column} = {outcome.business_key!r}; the key must be unique"
             )
+
+    def _value(self, param: str, source: str, outcome: Outcome) -> Any:
+        if source == "status":
+            return self.status_map.get(outcome.status, outcome.status)
+        value = getattr(outcome, source)
+        if source in _LIST_SOURCES:
+            if not value:
+                return None
+            return list(value) if param in self.arrays else ",".join(value)
+        return value
 
     def _key(self, business_key: str) -> Any:
         if not self.key_is_number:
@@ -95,6 +114,13 @@ class PostgresProcedureTarget:
         self, conn: psycopg.AsyncConnection[Any], outcome: Outcome, *, again: bool = False
     ) -> None:
         """Call the procedure with the outcome (:meth:`Outcome.as_json`), again or not."""
+        await self._call(conn, outcome)
+
+    async def write_progress(self, conn: psycopg.AsyncConnection[Any], progress: Outcome) -> None:
+        """Call the procedure with the round's state (``final`` false)."""
+        await self._call(conn, progress)
+
+    async def _call(self, conn: psycopg.AsyncConnection[Any], outcome: Outcome) -> None:
         params = {"business_key": outcome.business_key, "outcome": Jsonb(outcome.as_json())}
         try:
             await conn.execute(self.statement, params)
@@ -135,6 +161,7 @@ def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> Postgre
     )
     compiled = str(statement.compile(dialect=pg_dialect.dialect()))  # type: ignore[no-untyped-call]
     key_type = table.c[config.key_column].type
+    columns = list(config.columns)
     return PostgresTableTarget(
         kind=kind,
         name=config.table,
@@ -143,6 +170,11 @@ def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> Postgre
         sources=params,
         key_is_number=_python_type(key_type) is int,
         status_map=dict(config.status_map),
+        arrays=frozenset(
+            param
+            for param, column in zip(params, columns, strict=True)
+            if _python_type(table.c[column].type) is list
+        ),
     )
 
 
@@ -153,6 +185,11 @@ def _python_type(column_type: sa.types.TypeEngine[Any]) -> type | None:
         return None
 
 
+def _is_text_array(column_type: sa.types.TypeEngine[Any]) -> bool:
+    item = getattr(column_type, "item_type", None)
+    return item is not None and _python_type(item) is str
+
+
 def _check_type(where: str, table: str, column: sa.Column[Any], source: str) -> None:
     python = _python_type(column.type)
     if python is None or python is str:
@@ -160,6 +197,7 @@ def _check_type(where: str, table: str, column: sa.Column[Any], source: str) -> 
     fits = (
         (source in _TIME_SOURCES and python is datetime)
         or (source in _NUMBER_SOURCES and python in (int, float))
+        or (source in _LIST_SOURCES and python is list and _is_text_array(column.type))
         or (source not in _TIME_SOURCES | _NUMBER_SOURCES and python is str)
     )
     if not fits:

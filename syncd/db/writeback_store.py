@@ -1,16 +1,20 @@
-"""``PostgresWriteBackStore``: outcomes the business targets refused, written again; and
-the write-back step every transaction that makes approvals final shares.
+"""``PostgresWriteBackStore``: outcomes the business targets refused, written again, and
+unfinished rounds' progress; and the write-back step every transaction that makes
+approvals final shares.
 
 An outcome goes to its kind's :class:`~syncd.ports.BusinessTarget` on the connection of
 syncd's transaction, and the approval is marked written in the same transaction: the
 business row and syncd's state commit together, or neither does. A target that refuses
 (``WriteBackError``) rolls the transaction back; the caller then records the refusal in a
-transaction of its own, and the outcome waits in ``syncd.unwritten``.
+transaction of its own, and the outcome waits in ``syncd.unwritten``. Progress goes the
+same way, one round per transaction, the round's latest state read under lock (see
+``lock_progress`` in sql/queries.sql), a refusal recorded with the round to be retried.
+Every such transaction is marked as syncd's write-back, so capture triggers skip it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,10 +22,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.queries import QUERIES
-from syncd.db.store import BaseStore, Conn, approval_ref
-from syncd.domain import ApprovalRef, Outcome
+from syncd.db.store import BaseStore, Conn, approval_ref, ids
+from syncd.dingtalk.models import InstanceLinks, instance_links
+from syncd.domain import ApprovalRef, ApprovalState, Outcome
 from syncd.errors import WriteBackError
-from syncd.ports import BusinessTarget
+from syncd.ports import BusinessTarget, ProgressRow, ProgressWrite
 
 #: Each kind's business target, on syncd's connection (a kind without one is marked
 #: written with a note, as there is nothing to write).
@@ -32,10 +37,17 @@ class OutcomeWrites(BaseStore):
     """Writing outcome rows to their targets and recording refusals, on a connection."""
 
     def __init__(
-        self, pool: AsyncConnectionPool[Any], targets: Targets, *, actor: str = "syncd"
+        self,
+        pool: AsyncConnectionPool[Any],
+        targets: Targets,
+        *,
+        actor: str = "syncd",
+        corp_id: str = "",
     ) -> None:
+        """``corp_id`` builds the links DingTalk did not give (``dingtalk.corp_id``)."""
         super().__init__(pool, actor=actor)
         self.targets = targets
+        self.corp_id = corp_id
 
     async def write_outcomes(
         self, conn: Conn, rows: Sequence[dict[str, Any]], now: datetime, force: bool = False
@@ -44,12 +56,16 @@ class OutcomeWrites(BaseStore):
         approvals written, in one statement. Raises ``WriteBackError`` when a target
         refuses: the caller's transaction must then roll back."""
         written = []
+        marked = False
         for row in rows:
             if row["written_back_at"] is not None and not force:
                 continue
             target = self.targets.get(row["kind"])
             if target is not None:
-                await target.write(conn, _outcome(row), again=force)
+                if not marked:  # capture triggers skip what follows
+                    await conn.execute(QUERIES["begin_writeback"])
+                    marked = True
+                await target.write(conn, _outcome(row, self.corp_id), again=force)
             message = f"written back to {target.name}" if target else "no write-back configured"
             written.append({"id": row["id"], "message": message})
         if written:
@@ -99,8 +115,121 @@ class PostgresWriteBackStore(OutcomeWrites):
             await self.writeback_failed(conn, approval_id, now, error, retry_at)
         return error
 
+    # --- progress -----------------------------------------------------------------------
 
-def _outcome(row: dict[str, Any]) -> Outcome:
+    async def due_progress(self, kinds: Sequence[str], limit: int, now: datetime) -> list[int]:
+        params = {"kinds": list(kinds), "limit": limit, "now": now}
+        return ids(await self.fetch_all("select_due_progress", params))
+
+    async def write_progress(
+        self,
+        approval_id: int,
+        now: datetime,
+        decide: Callable[[ProgressRow], Outcome | None],
+        *,
+        retry_at: Callable[[int], datetime],
+        max_attempts: int,
+    ) -> ProgressWrite | None:
+        """Write one round's latest state if still due (see ``WriteBackStore``)."""
+        async with self.transaction() as conn:
+            params = {"id": approval_id, "now": now, "lock_timeout": LOCK_TIMEOUT}
+            if await (await conn.execute(QUERIES["lock_progress"], params)).fetchone() is None:
+                return None
+            query = QUERIES["select_progress"]
+            found = await (await conn.execute(query, {"id": approval_id})).fetchone()
+            if found is None:  # written meanwhile by another replica
+                return None
+            row = _progress_row(found, self.corp_id)
+            outcome = decide(row)
+            target = self.targets.get(row.kind)
+            if outcome is None or target is None:
+                await self._progress_done(conn, row, now, written=False)
+                return ProgressWrite(row, None)
+            try:
+                async with conn.transaction():  # a refusal leaves nothing of the write
+                    await target.write_progress(conn, outcome)
+            except WriteBackError as exc:
+                retry = retry_at(row.attempts + 1)
+                return await self._progress_failed(
+                    conn, row, outcome, now, str(exc), retry, max_attempts
+                )
+            await self._progress_done(conn, row, now, written=True)
+            return ProgressWrite(row, outcome)
+
+    async def _progress_done(
+        self, conn: Conn, row: ProgressRow, now: datetime, *, written: bool
+    ) -> None:
+        params = {"id": row.approval_id, "seq": row.seq, "written": written, "now": now}
+        await conn.execute(QUERIES["mark_progress_written"], params)
+
+    async def _progress_failed(
+        self,
+        conn: Conn,
+        row: ProgressRow,
+        outcome: Outcome,
+        now: datetime,
+        error: str,
+        retry_at: datetime,
+        max_attempts: int,
+    ) -> ProgressWrite:
+        params = {
+            "id": row.approval_id,
+            "seq": row.seq,
+            "error": error[:2000],
+            "retry_at": retry_at,
+            "max_attempts": max_attempts,
+        }
+        failed = await (await conn.execute(QUERIES["record_progress_failed"], params)).fetchone()
+        gave_up = bool(failed and failed["gave_up"])
+        note = f"progress write-back ({outcome.status}) failed"
+        if gave_up:
+            note += f" {max_attempts} times, given up until the next change"
+        await self.history(
+            conn, row.approval_id, now, event_type="note", message=f"{note}: {error}"
+        )
+        return ProgressWrite(row, None, error=error, gave_up=gave_up)
+
+
+#: How long a progress write waits for a lock (the business row, another write of its
+#: key) before it gives up and is retried: a final outcome waiting on it waits no longer.
+LOCK_TIMEOUT = "1s"
+
+
+def _progress_row(row: dict[str, Any], corp_id: str) -> ProgressRow:
+    links = _links(row, corp_id)
+    return ProgressRow(
+        approval_id=row["id"],
+        kind=row["kind"],
+        business_key=row["business_key"],
+        round=row["round"],
+        state=ApprovalState(row["state"]),
+        seq=row["seq"],
+        instance_id=row["instance_id"],
+        changed_at=row["changed_at"],
+        error_message=row["last_error_message"],
+        url=links.url,
+        pc_url=links.pc_url,
+        mobile_url=links.mobile_url,
+        current_nodes=tuple(row["current_nodes"]),
+        pending_approvers=tuple(row["pending"]),
+        has_tasks=bool(row["has_tasks"]),
+        superseded=bool(row["superseded"]),
+        attempts=row["attempts"],
+    )
+
+
+def _links(row: dict[str, Any], corp_id: str) -> InstanceLinks:
+    return instance_links(
+        corp_id,
+        row["instance_id"],
+        url=row["url"],
+        task_pc_url=row["task_pc_url"],
+        task_mobile_url=row["task_mobile_url"],
+    )
+
+
+def _outcome(row: dict[str, Any], corp_id: str) -> Outcome:
+    links = _links(row, corp_id)
     return Outcome(
         approval_id=row["id"],
         kind=row["kind"],
@@ -114,4 +243,9 @@ def _outcome(row: dict[str, Any]) -> Outcome:
         finished_at=row["finished_at"],
         remark=row["remark"],
         approver=row["approver"],
+        seq=row["progress_seq"],
+        url=links.url,
+        pc_url=links.pc_url,
+        mobile_url=links.mobile_url,
+        state_changed_at=row["finished_at"],
     )

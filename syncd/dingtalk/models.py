@@ -10,8 +10,10 @@ real DingTalk could send is rejected; enumerations stay plain strings.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, NewType
+from urllib.parse import quote
 
 from pydantic import (
     BaseModel,
@@ -338,3 +340,50 @@ class ConnectionTicket(WireModel):
 
     endpoint: str
     ticket: str
+
+
+# --- links that open an instance (§19) --------------------------------------------------
+
+_AFLOW = "https://aflow.dingtalk.com/dingtalk"
+
+
+@dataclass(frozen=True)
+class InstanceLinks:
+    """Links that open an instance in the DingTalk client, all opaque."""
+
+    url: str | None
+    pc_url: str | None
+    mobile_url: str | None
+
+
+def instance_links(
+    corp_id: str,
+    instance_id: str | None,
+    *,
+    url: str | None = None,
+    task_pc_url: str | None = None,
+    task_mobile_url: str | None = None,
+) -> InstanceLinks:
+    """What DingTalk gave (the instance event's ``url``, a task's ``pcUrl`` and
+    ``mobileUrl``), else the aflow patterns of §19 built from ``corp_id`` and the id.
+
+    ``url``: the event's link, else the mobile pattern. ``mobile_url``: the event's link,
+    else the task's, else the mobile pattern. ``pc_url``: the task's, else the PC pattern.
+    Without an instance, or without a corp id where DingTalk gave nothing, ``None``.
+    """
+    if not instance_id:
+        return InstanceLinks(None, None, None)
+    mobile = pc = None
+    if corp_id:
+        corp, instance = quote(corp_id, safe=""), quote(instance_id, safe="")
+        mobile = (
+            f"{_AFLOW}/mobile/homepage.htm?corpid={corp}&dd_share=false&showmenu=false"
+            f"&dd_progress=false&back=native&procInstId={instance}&taskId=&swfrom=isv"
+            "&dinghash=approval&dtaction=os&dd_from=#approval"
+        )
+        pc = f"{_AFLOW}/pc/query/pchomepage.htm?corpid={corp}#/approval?procInstId={instance}"
+    return InstanceLinks(
+        url=url or mobile,
+        pc_url=task_pc_url or pc,
+        mobile_url=url or task_mobile_url or mobile,
+    )

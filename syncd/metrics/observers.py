@@ -86,6 +86,10 @@ class Metrics(Instruments):
         if calls_spent is not None:
             self.calls_per_approval.labels(k).observe(calls_spent)
 
+    def progress_written(self, kind: str, *, written: bool) -> None:
+        if not written:  # counted with the final outcomes' refusals
+            self.writeback_failed.labels(self.sets.kind(kind)).inc()
+
     def event_stored(self, channel: str, new: bool) -> None:
         self.events.labels(self.sets.channel(channel)).inc()
         if not new:

@@ -24,6 +24,7 @@ from syncd.pipeline.calls import call
 from syncd.pipeline.outcomes import (
     final_from_event,
     final_from_instance,
+    instance_url,
     needs_confirmation,
     needs_reading,
     task_from_event,
@@ -35,7 +36,6 @@ from syncd.ports import (
     Clock,
     NullObserver,
     Observer,
-    WriteBackStore,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ READ_LAG_ATTEMPTS = 6
 #: A batch of ``batch_size`` claims this many events per approval: each approval brings
 #: several (instance start and finish, a start and a finish per approver task).
 EVENTS_PER_APPROVAL = 8
+#: A task change is written to the business row this long after the first change not yet
+#: written: the other changes of a burst (one approver's finish, the next one's start)
+#: are written with it, in one write.
+PROGRESS_COALESCE = timedelta(seconds=1)
 
 
 def _final(item: InboxItem) -> Final | None:
@@ -78,8 +82,10 @@ class Apply:
         lease: timedelta = timedelta(minutes=5),
         needs: Mapping[str, frozenset[str]] | None = None,
         observer: Observer | None = None,
+        progress_coalesce: timedelta = PROGRESS_COALESCE,
     ) -> None:
         """``needs`` maps a kind to the outcome fields its write-back uses."""
+        self.progress_coalesce = progress_coalesce
         self.observer = observer or NullObserver()
         self.store = store
         self.client = client
@@ -106,6 +112,7 @@ class Apply:
             [item.instance_id for item in items if item.instance_id]
         )
         progress: list[tuple[ApprovalRef, list[TaskRecord], int]] = []
+        urls: dict[int, str] = {}
         finals: dict[int, tuple[ApprovalRef, Final, InboxItem]] = {}
         final_items: list[tuple[ApprovalRef, InboxItem]] = []
         rest: list[InboxItem] = []
@@ -117,6 +124,8 @@ class Apply:
                     [task_from_event(item.payload)] if item.event_type == "bpms_task_change" else []
                 )
                 progress.append((approval, tasks, item.id))
+                if not tasks and (url := instance_url(item.payload)):
+                    urls[approval.id] = url
             elif approval is not None and final is not None:
                 finals.setdefault(approval.id, (approval, final, item))  # the first one wins
                 final_items.append((approval, item))
@@ -131,6 +140,8 @@ class Apply:
                 now,
                 next_poll_at=now + self.quiet_after,
                 inbox_ids=[inbox_id for _, _, inbox_id in progress],
+                urls=urls,
+                progress_due=now + self.progress_coalesce,
             )
         reads = {a for a, (ref, f, _) in finals.items() if needs_reading(f, self._needs(ref))}
         if reads:
@@ -188,6 +199,7 @@ class Apply:
                 next_poll_at=now + self.quiet_after,
                 tasks=[task_from_event(item.payload)],
                 inbox_ids=[item.id],
+                progress_due=now + self.progress_coalesce,
             )
             return
         calls: list[CallRecord] = []
@@ -195,32 +207,53 @@ class Apply:
         said = final_from_event(item.payload)
         final = said
         if (said is None and needs_confirmation(item.payload)) or (said is not None and read):
-            try:
-                instance = await call(
-                    calls, "get", "confirm", self.client.get_instance(item.instance_id)
-                )
-            except DingTalkError as exc:
-                await self.store.defer_inbox(item.id, now + timedelta(seconds=30), str(exc))
+            read_back = await self._read(item, said, calls)
+            if read_back is None:
                 return
-            final, tasks = final_from_instance(instance), tasks_from_instance(instance)
-            if final is None and said is not None:
-                # DingTalk's read lags its event: read again shortly, then trust the event.
-                if item.attempts < READ_LAG_ATTEMPTS:
-                    await self.store.defer_inbox(
-                        item.id, now + READ_LAG_DELAY, "instance not final yet in a GET"
-                    )
-                    return
-                final = said
-            elif final is not None and said is not None and said.finished_at is not None:
-                final = replace(final, finished_at=said.finished_at)  # milliseconds, not minutes
+            final, tasks = read_back
         if final is None:
             await self.store.touch(
-                approval, now, next_poll_at=now + self.quiet_after, inbox_ids=[item.id], calls=calls
+                approval,
+                now,
+                next_poll_at=now + self.quiet_after,
+                tasks=tasks,
+                inbox_ids=[item.id],
+                calls=calls,
+                url=instance_url(item.payload),
+                progress_due=now + self.progress_coalesce,
             )
             return
         await self.finish(
             approval, final, inbox_ids=[item.id], calls=calls, tasks=tasks, channel=item.channel
         )
+
+    async def _read(
+        self, item: InboxItem, said: Final | None, calls: list[CallRecord]
+    ) -> tuple[Final | None, list[TaskRecord]] | None:
+        """Read the instance an event is about: DingTalk's final word (with what the event
+        said that a GET does not) and its tasks; ``None`` when the event was deferred."""
+        now = self.clock.now()
+        assert item.instance_id is not None
+        try:
+            instance = await call(
+                calls, "get", "confirm", self.client.get_instance(item.instance_id)
+            )
+        except DingTalkError as exc:
+            await self.store.defer_inbox(item.id, now + timedelta(seconds=30), str(exc))
+            return None
+        final, tasks = final_from_instance(instance), tasks_from_instance(instance)
+        if final is None and said is not None:
+            # DingTalk's read lags its event: read again shortly, then trust the event.
+            if item.attempts < READ_LAG_ATTEMPTS:
+                await self.store.defer_inbox(
+                    item.id, now + READ_LAG_DELAY, "instance not final yet in a GET"
+                )
+                return None
+            return said, tasks
+        if final is not None and said is not None:
+            # milliseconds, not minutes; and the instance's link, which a GET has not
+            final = replace(final, finished_at=said.finished_at or final.finished_at, url=said.url)
+        return final, tasks
 
     async def finish(
         self,
@@ -282,41 +315,3 @@ class Apply:
             return
         delay = timedelta(seconds=min(60.0, 2.0 * item.attempts))
         await self.store.defer_inbox(item.id, now + delay, "instance not known yet")
-
-
-class WriteBackRetry:
-    """Retries write-backs that failed (e.g. the business row was locked or missing)."""
-
-    def __init__(
-        self,
-        store: WriteBackStore,
-        clock: Clock,
-        *,
-        max_attempts: int = 10,
-        batch_size: int = 50,
-        lease: timedelta = timedelta(minutes=2),
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.max_attempts = max_attempts
-        self.batch_size = batch_size
-        self.lease = lease
-
-    async def run_once(self) -> int:
-        now = self.clock.now()
-        lease = now + self.lease
-        refs = await self.store.claim_unwritten(self.batch_size, now, lease, self.max_attempts)
-        for ref in refs:
-            error = await self.store.write_back(
-                ref.id, self.clock.now(), now + timedelta(minutes=5)
-            )
-            logger.log(
-                logging.WARNING if error else logging.INFO,
-                "write-back retried",
-                extra={
-                    "action": "writeback_failed" if error else "writeback_done",
-                    **approval_fields(ref),
-                    "error": error,
-                },
-            )
-        return len(refs)

@@ -71,6 +71,8 @@ def tasks_from_instance(instance: ProcessInstance) -> list[TaskRecord]:
             result=task.result,
             started_at=task.create_time,
             finished_at=task.finish_time,
+            pc_url=task.pc_url or None,
+            mobile_url=task.mobile_url or None,
         )
         for task in instance.tasks
     ]
@@ -101,16 +103,19 @@ def final_from_event(payload: Mapping[str, Any]) -> Final | None:
     """A ``bpms_instance_change`` event's outcome: ``finish`` and ``terminate`` are final."""
     kind = payload.get("type")
     finished = _time(payload.get("finishTime"))
+    business_id, url = _text(payload, "businessId"), instance_url(payload)
     if kind == "terminate":
-        return Final(
-            ApprovalState.CANCELED, "TERMINATED", None, finished, _text(payload, "businessId")
-        )
+        return Final(ApprovalState.CANCELED, "TERMINATED", None, finished, business_id, url=url)
     if kind == "finish" and payload.get("result") in ("agree", "refuse"):
         state = ApprovalState.APPROVED if payload["result"] == "agree" else ApprovalState.REJECTED
-        return Final(
-            state, "COMPLETED", str(payload["result"]), finished, _text(payload, "businessId")
-        )
+        return Final(state, "COMPLETED", str(payload["result"]), finished, business_id, url=url)
     return None
+
+
+def instance_url(payload: Mapping[str, Any]) -> str | None:
+    """The link a ``bpms_instance_change`` event gives to its instance (§19), as it is."""
+    url = payload.get("url")
+    return url if isinstance(url, str) and url.strip() else None
 
 
 def needs_confirmation(payload: Mapping[str, Any]) -> bool:
@@ -133,6 +138,8 @@ def task_from_event(payload: Mapping[str, Any]) -> TaskRecord:
         record_type="task",
         record_key=key,
         user_id=_text(payload, "staffId"),
+        activity_id=_text(payload, "activityId"),
+        activity_name=_text(payload, "activityName"),
         status=status,
         result=str(result).upper() if result else None,
         remark=_text(payload, "remark"),

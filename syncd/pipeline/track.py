@@ -76,21 +76,6 @@ class Poll:
 
     async def poll_one(self, item: PollItem) -> None:
         calls: list[CallRecord] = []
-        try:
-            instance = await call(calls, "get", "poll", self.client.get_instance(item.instance_id))
-        except DingTalkError as exc:
-            now = self.clock.now()
-            if isinstance(exc, DingTalkQuotaExhausted):
-                await self.pauses.quota_exhausted(now)
-            elif isinstance(exc, DingTalkAuthError):
-                await self.pauses.auth_failed(now, exc.message)
-            await self.store.set_next_poll(item.id, now + self.quiet_after, calls, now)
-            return
-        final = final_from_instance(instance)
-        if final is None:
-            now = self.clock.now()
-            await self.store.set_next_poll(item.id, now + self.interval(item), calls, now)
-            return
         ref = ApprovalRef(
             id=item.id,
             kind=item.kind,
@@ -100,9 +85,25 @@ class Poll:
             instance_id=item.instance_id,
             instance_created_at=item.instance_created_at,
         )
-        await self.apply.finish(
-            ref, final, calls=calls, tasks=tasks_from_instance(instance), channel="poll"
-        )
+        try:
+            instance = await call(calls, "get", "poll", self.client.get_instance(item.instance_id))
+        except DingTalkError as exc:
+            now = self.clock.now()
+            if isinstance(exc, DingTalkQuotaExhausted):
+                await self.pauses.quota_exhausted(now)
+            elif isinstance(exc, DingTalkAuthError):
+                await self.pauses.auth_failed(now, exc.message)
+            await self.store.set_next_poll(ref, now + self.quiet_after, calls, now)
+            return
+        final = final_from_instance(instance)
+        tasks = tasks_from_instance(instance)
+        if final is None:
+            # Still running: its tasks as DingTalk has them now (where it waits, for whom,
+            # the tasks' links) correct what lost task events left out of its progress.
+            now = self.clock.now()
+            await self.store.set_next_poll(ref, now + self.interval(item), calls, now, tasks)
+            return
+        await self.apply.finish(ref, final, calls=calls, tasks=tasks, channel="poll")
 
 
 class FailedEventSource(Protocol):

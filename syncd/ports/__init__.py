@@ -21,7 +21,7 @@ from syncd.ports.stores import (
     SubmitStore,
     WriteBackStore,
 )
-from syncd.ports.target import BusinessTarget
+from syncd.ports.target import BusinessTarget, ProgressRow, ProgressWrite
 
 __all__ = [
     "ApplyStore",
@@ -36,6 +36,8 @@ __all__ = [
     "NullObserver",
     "Observer",
     "PollStore",
+    "ProgressRow",
+    "ProgressWrite",
     "ReconcileLookup",
     "SignedPut",
     "SubmitStore",
@@ -195,6 +197,10 @@ class Observer(Protocol):
         creation to the decision (None without an instance)."""
         ...
 
+    def progress_written(self, kind: str, *, written: bool) -> None:
+        """An unfinished round's state was written to its business row, or refused."""
+        ...
+
     def event_stored(self, channel: str, new: bool) -> None: ...
 
     def callback_rejected(self, reason: str) -> None:
@@ -231,6 +237,9 @@ class NullObserver:
         calls_spent: int | None,
         seconds_to_decision: float | None = None,
     ) -> None:
+        pass
+
+    def progress_written(self, kind: str, *, written: bool) -> None:
         pass
 
     def event_stored(self, channel: str, new: bool) -> None:

@@ -8,7 +8,7 @@ guarded transitions: a lost lease, a duplicate or a late event changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -25,10 +25,12 @@ from syncd.domain import (
     Intent,
     LatestRound,
     OutboxRow,
+    Outcome,
     PollItem,
     SubmitItem,
     TaskRecord,
 )
+from syncd.ports.target import ProgressRow, ProgressWrite
 
 
 class IngestStore(Protocol):
@@ -149,9 +151,13 @@ class ApplyStore(Protocol):
         tasks: Sequence[TaskRecord] = (),
         inbox_ids: Sequence[int] = (),
         calls: Sequence[CallRecord] = (),
+        url: str | None = None,
+        progress_due: datetime | None = None,
     ) -> None:
-        """The instance is alive: record its tasks and calls, push its next poll to
-        ``next_poll_at``, mark the events processed."""
+        """The instance is alive: record its tasks, its link (``url``, from an instance
+        event) and calls, push its next poll to ``next_poll_at``, mark the events
+        processed. What it told is a change its business row may show: the round's
+        progress is due at ``progress_due`` (default ``now``) unless already due."""
         ...
 
     async def touch_many(
@@ -161,8 +167,11 @@ class ApplyStore(Protocol):
         *,
         next_poll_at: datetime,
         inbox_ids: Sequence[int] = (),
+        urls: Mapping[int, str] | None = None,
+        progress_due: datetime | None = None,
     ) -> None:
-        """Several :meth:`touch` without calls, in one transaction."""
+        """Several :meth:`touch` without calls, in one transaction (``urls``: the links
+        told, by approval id)."""
         ...
 
     async def finish(
@@ -219,6 +228,31 @@ class WriteBackStore(Protocol):
         the target's error, recorded with the approval to be retried from ``retry_at``."""
         ...
 
+    async def due_progress(self, kinds: Sequence[str], limit: int, now: datetime) -> list[int]:
+        """Up to ``limit`` unfinished rounds of ``kinds`` whose latest state is not in
+        their business row yet and is due by ``now`` (first due first); not claimed: a
+        replica that takes one in :meth:`write_progress` keeps the others out."""
+        ...
+
+    async def write_progress(
+        self,
+        approval_id: int,
+        now: datetime,
+        decide: Callable[[ProgressRow], Outcome | None],
+        *,
+        retry_at: Callable[[int], datetime],
+        max_attempts: int,
+    ) -> ProgressWrite | None:
+        """Write a round's latest state, in one transaction: ``None`` when it is not due any
+        more (written, finished, or its final outcome is being written right now).
+        Otherwise ``decide`` says what its business row shows (``None``: nothing, e.g. a
+        later round took the row over); that is written through its kind's target and the
+        round marked written up to the version read. A refusal leaves nothing of the
+        write: it is recorded with the round (``progress_error``, a history note) and
+        tried again at ``retry_at(n)`` after the n-th refusal in a row, or after
+        ``max_attempts`` given up until the round changes again."""
+        ...
+
 
 class PollStore(Protocol):
     """The poller's store (``PostgresPollStore``): running instances quiet for too long."""
@@ -229,9 +263,15 @@ class PollStore(Protocol):
         ...
 
     async def set_next_poll(
-        self, approval_id: int, at: datetime, calls: Sequence[CallRecord], now: datetime
+        self,
+        approval: ApprovalRef,
+        at: datetime,
+        calls: Sequence[CallRecord],
+        now: datetime,
+        tasks: Sequence[TaskRecord] = (),
     ) -> None:
-        """Poll the approval again at ``at``; record the calls the poll spent."""
+        """Poll the approval again at ``at``; record the calls the poll spent and, from an
+        instance still running, its tasks (a change its business row may show)."""
         ...
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from syncd.dingtalk.events import InboundEvent
@@ -15,10 +15,11 @@ from syncd.domain import (
     Final,
     FinishResult,
     InboxItem,
+    Outcome,
     TaskRecord,
 )
 from syncd.errors import WriteBackError
-from syncd.ports import Clock
+from syncd.ports import Clock, ProgressRow, ProgressWrite
 from tests.fakes.memory import MemoryDb
 from tests.fakes.tables import ApprovalRow, InboxRow, Tables
 from tests.fakes.target import OutcomeWrites
@@ -93,7 +94,11 @@ class MemoryApplyStore(OutcomeWrites):
         tasks: Sequence[TaskRecord] = (),
         inbox_ids: Sequence[int] = (),
         calls: Sequence[CallRecord] = (),
+        url: str | None = None,
+        progress_due: datetime | None = None,
     ) -> None:
+        # Live status (links, progress due) is not modelled in memory: its contract suite
+        # runs on PostgreSQL (tests/integration/writeback/test_progress_contract.py).
         with self.db.transaction("touch") as t:
             self.db.upsert_tasks(approval.id, tasks)
             _touch(t, [approval.id], now, next_poll_at)
@@ -108,6 +113,8 @@ class MemoryApplyStore(OutcomeWrites):
         *,
         next_poll_at: datetime,
         inbox_ids: Sequence[int] = (),
+        urls: Mapping[int, str] | None = None,
+        progress_due: datetime | None = None,
     ) -> None:
         with self.db.transaction("touch_many") as t:
             by_approval: dict[int, list[TaskRecord]] = {}
@@ -251,6 +258,23 @@ class MemoryWriteBackStore(OutcomeWrites):
             for a in due[:limit]:
                 a.next_attempt_at = lease_until
             return [a.ref() for a in due[:limit]]
+
+    async def due_progress(self, kinds: Sequence[str], limit: int, now: datetime) -> list[int]:
+        """Live status is not modelled in memory: no round is ever due (the rigs here
+        configure no kind with progress; PostgreSQL's store is tested by the contract
+        suite)."""
+        return []
+
+    async def write_progress(
+        self,
+        approval_id: int,
+        now: datetime,
+        decide: Callable[[ProgressRow], Outcome | None],
+        *,
+        retry_at: Callable[[int], datetime],
+        max_attempts: int,
+    ) -> ProgressWrite | None:
+        return None
 
     async def write_back(
         self, approval_id: int, now: datetime, retry_at: datetime, *, force: bool = False

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from syncd.errors import SyncdError
-from syncd.pipeline.apply import Apply, WriteBackRetry
+from syncd.pipeline.apply import Apply
 from syncd.pipeline.cancel import Cancel
 from syncd.pipeline.ingest import Ingest
 from syncd.pipeline.pauses import Pauses
@@ -20,6 +20,7 @@ from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll
+from syncd.pipeline.writeback import WriteBackRetry
 from syncd.ports import ApprovalClient
 from syncd.settings_kinds import KindSettings
 from syncd.testing import FakeClock
@@ -72,6 +73,9 @@ class RecordingObserver:
         seconds_to_decision: float | None = None,
     ) -> None:
         self.seen.append(("approval_finished", kind, state, channel, written))
+
+    def progress_written(self, kind: str, *, written: bool) -> None:
+        self.seen.append(("progress_written", kind, written))
 
     def event_stored(self, channel: str, new: bool) -> None:
         self.seen.append(("event_stored", channel, new))

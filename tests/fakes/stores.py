@@ -18,6 +18,7 @@ from syncd.domain import (
     CallRecord,
     CancelItem,
     PollItem,
+    TaskRecord,
     month_start,
 )
 from tests.fakes.memory import MemoryDb
@@ -96,14 +97,20 @@ class MemoryPollStore:
             return items
 
     async def set_next_poll(
-        self, approval_id: int, at: datetime, calls: Sequence[CallRecord], now: datetime
+        self,
+        approval: ApprovalRef,
+        at: datetime,
+        calls: Sequence[CallRecord],
+        now: datetime,
+        tasks: Sequence[TaskRecord] = (),
     ) -> None:
         with self.db.transaction("set_next_poll") as t:
-            a = t.approvals[approval_id]
+            a = t.approvals[approval.id]
             if a.state is ApprovalState.RUNNING:
                 a.next_poll_at = at
                 a.calls_spent += len(calls)
-            self.db.record_calls(approval_id, now, list(calls))
+                self.db.upsert_tasks(approval.id, tasks)
+            self.db.record_calls(approval.id, now, list(calls))
 
 
 class MemoryCancelStore:

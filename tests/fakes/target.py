@@ -63,6 +63,9 @@ class MemoryTarget:
             writes=row["writes"] + 1,
         )
 
+    async def write_progress(self, tx: Tables, progress: Outcome) -> None:
+        raise AssertionError("live status is not modelled in memory (see due_progress)")
+
 
 class OutcomeWrites:
     """Writing outcomes to their targets and recording refusals (``OutcomeWrites``)."""

@@ -155,6 +155,26 @@ async def test_update_fires_only_when_condition_becomes_true(app_db):
     assert [(r[2]) for r in outbox(app_db)] == ["submit", "cancel", "submit"]
 
 
+async def test_syncds_own_write_backs_are_never_captured(app_db):
+    """A transaction marked as syncd's write-back (``syncd.writing_back = on``, as syncd's
+    write-back transactions are) captures nothing, even where a condition becomes true;
+    the mark ends with its transaction."""
+    await install(app_db.app)
+    write(app_db, "INSERT INTO app.leave_request (applicant, days) VALUES ('u1', 3)")
+    with psycopg.connect(app_db.app) as conn:
+        conn.execute("SELECT pg_catalog.set_config('syncd.writing_back', 'on', true)")
+        conn.execute("UPDATE app.leave_request SET status = 'submitted'")
+        conn.execute("UPDATE app.leave_request SET status = 'withdrawn'")
+        conn.execute(
+            "INSERT INTO app.leave_request (applicant, days, status) VALUES ('u2', 1, 'submitted')"
+        )
+        conn.commit()
+        assert outbox(app_db) == []
+        conn.execute("UPDATE app.leave_request SET status = 'submitted' WHERE applicant = 'u1'")
+        conn.commit()
+    assert [(r[1], r[2]) for r in outbox(app_db)] == [("1", "submit")]
+
+
 async def test_one_change_that_submits_and_cancels_writes_submit_first(app_db):
     spec = capture.CaptureSpec("leave", "app.leave_request", "id", "NEW.days > 1", "NEW.days > 2")
     await install(app_db.app, spec)

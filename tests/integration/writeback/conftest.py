@@ -13,6 +13,7 @@ what docs/security.md asks of its DBA.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,14 +25,16 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from syncd.db import writeback
+from syncd.db import capture, writeback
 from syncd.db.apply_store import PostgresApplyStore
+from syncd.db.connect import connect
 from syncd.db.store import Conn
 from syncd.db.writeback_store import PostgresWriteBackStore
-from syncd.domain import ApprovalRef, ApprovalState
+from syncd.domain import PROGRESS_STATES, ApprovalRef, ApprovalState
+from syncd.pipeline.writeback import WriteBackRetry
 from syncd.ports import BusinessTarget
 from syncd.settings_kinds import WriteBackSettings
-from tests.roles import write_back_grants
+from tests.roles import installer_grants, write_back_grants
 
 KIND = "request"
 #: The business row's columns as every rig reads them back, from the outcome's fields.
@@ -45,8 +48,26 @@ COLUMNS = {
     "instance_id": "instance_id",
     "business_id": "business_id",
     "syncd_round": "round",
+    "syncd_seq": "seq",
+    "waiting_at": "current_node",
+    "waiting_for": "pending_approvers",
+    "problem": "reason",
+    "link": "url",
+    "pc_link": "pc_url",
+    "mobile_link": "mobile_url",
+    "changed_at": "state_changed_at",
 }
-STATUS = {"approved": "APPROVED", "rejected": "REJECTED", "canceled": "CANCELED"}
+STATUS = {
+    "submitted": "SUBMITTED",
+    "running": "IN_APPROVAL",
+    "invalid": "NOT_SUBMITTED",
+    "dead": "FAILED",
+    "approved": "APPROVED",
+    "rejected": "REJECTED",
+    "canceled": "CANCELED",
+}
+#: The corp id syncd builds links with, where DingTalk gave none.
+CORP = "dingcorp-contract"
 
 
 class Rig(Protocol):
@@ -73,9 +94,26 @@ class Rig(Protocol):
         """Every write the row took that stayed, in order: (round, status)."""
         ...
 
+    def versions(self, key: int) -> list[tuple[int, int, str]]:
+        """Every write the row took that stayed, in order: (round, seq, status)."""
+        ...
+
     def refuse(self, reason: str | None) -> None:
         """Make every write fail with ``reason`` (after changing the row), or (``None``)
         succeed again."""
+        ...
+
+    async def capture(self, when: str, cancel_when: str) -> None:
+        """Install syncd's capture triggers on the business table as the application
+        does (``syncd capture add`` with these conditions over ``NEW``)."""
+        ...
+
+    def set_status(self, key: int, status: str) -> None:
+        """The application sets the row's status itself."""
+        ...
+
+    def captured(self) -> list[tuple[str, str]]:
+        """The outbox rows captures wrote: (business key, action)."""
         ...
 
 
@@ -87,14 +125,16 @@ CREATE SCHEMA biz;
 CREATE TABLE biz.request (
     id bigint PRIMARY KEY, status text, dingtalk_status text, result text, approver text,
     remark text, decided_at timestamptz, instance_id text, business_id text,
-    syncd_round integer);
+    syncd_round integer, syncd_seq bigint, waiting_at text, waiting_for text, problem text,
+    link text, pc_link text, mobile_link text, changed_at timestamptz);
 CREATE TABLE biz.writes (n bigint GENERATED ALWAYS AS IDENTITY, id bigint, round integer,
-                         status text);
+                         status text, seq bigint);
 CREATE TABLE biz.closed (reason text NOT NULL);
 CREATE FUNCTION biz.count_write() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    INSERT INTO biz.writes (id, round, status) VALUES (NEW.id, NEW.syncd_round, NEW.status);
+    INSERT INTO biz.writes (id, round, status, seq)
+    VALUES (NEW.id, NEW.syncd_round, NEW.status, NEW.syncd_seq);
     RETURN NULL;
 END $$;
 CREATE FUNCTION biz.refuse() RETURNS trigger LANGUAGE plpgsql
@@ -113,17 +153,29 @@ CREATE TRIGGER b_refuse AFTER UPDATE ON biz.request
     FOR EACH ROW EXECUTE FUNCTION biz.refuse();
 """
 
-#: The application's procedure: the same columns from the outcome, refusing a missing row.
+#: The application's procedure: the same columns from the outcome (its status mapped as
+#: the table rig's status_map maps it), refusing a missing row.
 PROCEDURE_SQL = """
 CREATE PROCEDURE biz.record_outcome(business_key text, outcome jsonb) LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE biz.request
-       SET status = upper(outcome->>'status'), dingtalk_status = outcome->>'dingtalk_status',
+       SET status = CASE outcome->>'status' WHEN 'running' THEN 'IN_APPROVAL'
+                                            WHEN 'invalid' THEN 'NOT_SUBMITTED'
+                                            WHEN 'dead' THEN 'FAILED'
+                                            ELSE upper(outcome->>'status') END,
+           dingtalk_status = outcome->>'dingtalk_status',
            result = outcome->>'result', approver = outcome->>'approver',
            remark = outcome->>'remark', decided_at = (outcome->>'finished_at')::timestamptz,
            instance_id = outcome->>'instance_id', business_id = outcome->>'business_id',
-           syncd_round = (outcome->>'round')::integer
+           syncd_round = (outcome->>'round')::integer, syncd_seq = (outcome->>'seq')::bigint,
+           waiting_at = outcome->>'current_node',
+           waiting_for = (SELECT nullif(string_agg(a, ',' ORDER BY n), '')
+                            FROM jsonb_array_elements_text(outcome->'pending_approvers')
+                                 WITH ORDINALITY AS p (a, n)),
+           problem = outcome->>'reason', link = outcome->>'url', pc_link = outcome->>'pc_url',
+           mobile_link = outcome->>'mobile_url',
+           changed_at = (outcome->>'state_changed_at')::timestamptz
      WHERE id = business_key::bigint;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no request %', business_key;
@@ -134,7 +186,8 @@ END $$;
 
 SELECT_ROW = (
     "SELECT status, dingtalk_status, result, approver, remark, decided_at, instance_id, "
-    "business_id, syncd_round FROM biz.request WHERE id = %s"
+    "business_id, syncd_round, syncd_seq, waiting_at, waiting_for, problem, link, pc_link, "
+    "mobile_link, changed_at FROM biz.request WHERE id = %s"
 )
 
 
@@ -177,23 +230,52 @@ class PostgresRig:
         return rows[0] if rows else None
 
     def writes(self, key: int) -> list[tuple[int, str]]:
-        query = "SELECT round, status FROM biz.writes WHERE id = %s ORDER BY n"
+        return [(round_, status) for round_, _, status in self.versions(key)]
+
+    def versions(self, key: int) -> list[tuple[int, int, str]]:
+        query = "SELECT round, seq, status FROM biz.writes WHERE id = %s ORDER BY n"
         rows = run_sql(self.admin, query, key)
-        return [(r["round"], r["status"]) for r in rows]
+        return [(r["round"], r["seq"], r["status"]) for r in rows]
 
     def refuse(self, reason: str | None) -> None:
         run_sql(self.app, "DELETE FROM biz.closed")
         if reason is not None:
             run_sql(self.app, "INSERT INTO biz.closed VALUES (%s)", reason)
 
+    async def capture(self, when: str, cancel_when: str) -> None:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            role = conn.execute(
+                "SELECT rolname FROM pg_roles r JOIN pg_namespace n ON n.nspowner = r.oid "
+                "WHERE n.nspname = 'biz'"
+            ).fetchone()
+            assert role is not None
+            conn.execute(installer_grants(role[0]))
+        spec = capture.CaptureSpec(KIND, "biz.request", "id", when, cancel_when)
+        async with connect(self.app) as conn:
+            await capture.install(conn, spec)
+
+    def set_status(self, key: int, status: str) -> None:
+        run_sql(self.app, "UPDATE biz.request SET status = %s WHERE id = %s", status, key)
+
+    def captured(self) -> list[tuple[str, str]]:
+        rows = run_sql(self.admin, "SELECT business_key, action FROM syncd.outbox ORDER BY id")
+        return [(r["business_key"], r["action"]) for r in rows]
+
 
 def postgres_table(admin: str, app: str, daemon: str) -> Rig:
-    table = {"table": "biz.request", "key_column": "id", "columns": COLUMNS, "status_map": STATUS}
+    table = {
+        "table": "biz.request",
+        "key_column": "id",
+        "columns": COLUMNS,
+        "status_map": STATUS,
+        "progress": True,
+    }
     return PostgresRig(admin, app, daemon, table)
 
 
 def postgres_procedure(admin: str, app: str, daemon: str) -> Rig:
-    return PostgresRig(admin, app, daemon, {"procedure": "biz.record_outcome"}, PROCEDURE_SQL)
+    procedure = {"procedure": "biz.record_outcome", "progress": True}
+    return PostgresRig(admin, app, daemon, procedure, PROCEDURE_SQL)
 
 
 #: Every implementation the contract runs over: a rig from the superuser's, the
@@ -212,16 +294,71 @@ def rig(request: pytest.FixtureRequest, database: str, application: Any, daemon_
 _keys = itertools.count(1)
 
 
+class SetClock:
+    """A clock a test sets to any time (the write-back stage reads it)."""
+
+    def __init__(self) -> None:
+        self.at = NOW
+
+    def now(self) -> datetime:
+        return self.at
+
+    def monotonic(self) -> float:
+        return self.at.timestamp()
+
+
 @dataclass
 class Syncd:
     """syncd's side: the stores of apply and of the write-back retry over ``rig``'s
-    targets, a second replica's apply store, and the superuser arranging and reading
-    syncd's tables."""
+    targets, a second replica's apply and write-back stores, the write-back stage of each
+    (progress of every unfinished state, links built with :data:`CORP`), and the
+    superuser arranging and reading syncd's tables."""
 
     admin: str
     apply: PostgresApplyStore
     replica: PostgresApplyStore
     writeback: PostgresWriteBackStore
+    other_writeback: PostgresWriteBackStore
+    clock: SetClock = field(default_factory=SetClock)
+
+    def stage(self, store: PostgresWriteBackStore, max_attempts: int = 3) -> WriteBackRetry:
+        shown = frozenset(PROGRESS_STATES)
+        return WriteBackRetry(store, self.clock, max_attempts=max_attempts, progress={KIND: shown})
+
+    async def progress(self, at: datetime, replicas: int = 1, max_attempts: int = 3) -> int:
+        """One pass of the progress write-back at ``at`` (by ``replicas`` replicas at
+        once); how many rounds were written or refused."""
+        self.clock.at = at
+        stores = [self.writeback, self.other_writeback][:replicas]
+        done = await asyncio.gather(
+            *(self.stage(store, max_attempts).write_progress() for store in stores)
+        )
+        return sum(done)
+
+    def parked(self, key: int, round_: int, state: str, message: str) -> int:
+        """A round of ``key`` parked (``invalid`` or ``dead``) with ``message``; its id."""
+        [row] = run_sql(
+            self.admin,
+            "INSERT INTO syncd.approval (kind, business_key, round, state, last_error_code, "
+            "last_error_message, updated_at) VALUES (%s, %s, %s, %s, 'bad_payload', %s, %s) "
+            "RETURNING id",
+            KIND,
+            str(key),
+            round_,
+            state,
+            message,
+            NOW,
+        )
+        return int(row["id"])
+
+    def progress_of(self, approval_id: int) -> dict[str, Any]:
+        [row] = run_sql(
+            self.admin,
+            "SELECT progress_seq, progress_written_seq, progress_attempts, progress_error, "
+            "progress_next_at, progress_written_at FROM syncd.approval WHERE id = %s",
+            approval_id,
+        )
+        return row
 
     def running(self, key: int, round_: int = 1) -> ApprovalRef:
         """A running approval of business key ``key`` (round ``round_``)."""
@@ -304,9 +441,10 @@ async def syncd(rig: Rig, database: str, daemon_dsn: str) -> AsyncIterator[Syncd
     try:
         yield Syncd(
             database,
-            PostgresApplyStore(pool, targets, actor="syncd"),
-            PostgresApplyStore(pool, targets, actor="replica"),
-            PostgresWriteBackStore(pool, targets, actor="syncd"),
+            PostgresApplyStore(pool, targets, actor="syncd", corp_id=CORP),
+            PostgresApplyStore(pool, targets, actor="replica", corp_id=CORP),
+            PostgresWriteBackStore(pool, targets, actor="syncd", corp_id=CORP),
+            PostgresWriteBackStore(pool, targets, actor="replica", corp_id=CORP),
         )
     finally:
         await pool.close()

@@ -18,8 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from syncd.dingtalk.models import instance_links
 from syncd.domain import ApprovalRef, ApprovalState, Decider, Final
-from tests.integration.writeback.conftest import NOW, STATUS, Rig, Syncd, new_key, run_sql
+from tests.integration.writeback.conftest import (
+    CORP,
+    NOW,
+    STATUS,
+    Rig,
+    Syncd,
+    new_key,
+    run_sql,
+)
 
 EXAMPLES = settings(
     max_examples=20,
@@ -45,15 +54,21 @@ finals = st.builds(
     finished_at=st.none() | TIMES,
     business_id=st.none() | TEXT,
     decider=st.none() | st.builds(Decider, approver=st.none() | TEXT, remark=st.none() | REMARKS),
+    url=st.none() | st.just("") | TEXT.map(lambda t: f"https://aflow.dingtalk.com/m?x={t}"),
 )
 #: How a final word reaches the finish transaction: alone, in a batch, raced by a second
 #: replica, or (nothing to finish) a pass of the write-back retry.
 DELIVERIES = st.sampled_from(["finish", "batch", "race", "retry"])
 
 
-def expected(approval: ApprovalRef, final: Final, moved_at: datetime) -> dict[str, Any]:
+def expected(
+    syncd: Syncd, approval: ApprovalRef, final: Final, moved_at: datetime
+) -> dict[str, Any]:
     """The business row after ``final`` was written (the time it moved when DingTalk gave
-    none; who decided and the remark from tasks, none here, when the final does not say)."""
+    none; who decided and the remark from tasks, none here, when the final does not say):
+    nothing left of the round's progress, its links DingTalk's (the event's) else built
+    from the corp id, its version the approval's."""
+    links = instance_links(CORP, approval.instance_id, url=final.url)
     return {
         "status": STATUS[final.state.value],
         "dingtalk_status": final.dingtalk_status,
@@ -64,6 +79,14 @@ def expected(approval: ApprovalRef, final: Final, moved_at: datetime) -> dict[st
         "instance_id": approval.instance_id,
         "business_id": final.business_id,
         "syncd_round": approval.round,
+        "syncd_seq": syncd.progress_of(approval.id)["progress_seq"],
+        "waiting_at": None,
+        "waiting_for": None,
+        "problem": None,
+        "link": links.url,
+        "pc_link": links.pc_url,
+        "mobile_link": links.mobile_url,
+        "changed_at": final.finished_at or moved_at,
     }
 
 
@@ -118,7 +141,7 @@ async def test_each_round_is_written_once_whatever_the_deliveries(
                 if moves := await deliver(syncd, how, approval, final, at):
                     moved, moved_at = moved + moves, at
             assert moved == 1
-            assert rig.row(key) == expected(approval, final, moved_at)
+            assert rig.row(key) == expected(syncd, approval, final, moved_at)
             state = syncd.approval(approval.id)
             assert state["state"] == final.state.value and state["written_back_at"] is not None
             assert syncd.notes(approval.id) == [f"written back to {rig.name}"]
@@ -163,7 +186,7 @@ async def test_a_missing_row_leaves_the_approval_final_and_its_outcome_waiting(
     rig.add_row(key)
     assert (await syncd.retry(retry_at + timedelta(minutes=5)))[approval.id] is None
     assert rig.writes(key) == [(1, STATUS[final.state.value])]
-    assert rig.row(key) == expected(approval, final, NOW)
+    assert rig.row(key) == expected(syncd, approval, final, NOW)
     assert approval.id not in syncd.unwritten()
     assert syncd.notes(approval.id)[-1] == f"written back to {rig.name}"
 
@@ -190,7 +213,7 @@ async def test_a_failed_write_leaves_nothing_of_it_and_is_retried(
         rig.refuse(None)
     assert (await syncd.retry(NOW + timedelta(seconds=1)))[approval.id] is None
     assert rig.writes(key) == [(1, STATUS[final.state.value])]
-    assert rig.row(key) == expected(approval, final, NOW)
+    assert rig.row(key) == expected(syncd, approval, final, NOW)
 
 
 @EXAMPLES
@@ -229,5 +252,5 @@ async def test_only_a_forced_replay_writes_a_written_outcome_again(
     for _ in range(replays):
         assert await syncd.writeback.write_back(approval.id, NOW, NOW, force=True) is None
     assert rig.writes(key) == [(1, STATUS[final.state.value])] * (1 + replays)
-    assert rig.row(key) == expected(approval, final, NOW)
+    assert rig.row(key) == expected(syncd, approval, final, NOW)
     assert syncd.notes(approval.id) == [f"written back to {rig.name}"] * (1 + replays)
