@@ -28,7 +28,7 @@ from syncd import __version__
 from syncd.app import App
 from syncd.db import migrations
 from syncd.db.reach import DatabaseUnreachable, probe
-from syncd.errors import SyncdError
+from syncd.errors import ConfigError, SyncdError
 from syncd.http import Listening
 from syncd.http import serve as http_serve
 from syncd.pipeline.retry import RetryPolicy
@@ -265,8 +265,15 @@ class Runner:
 
     async def _serve_http(self) -> None:
         http = self.app.settings.http
-        self._http_server = http_serve(self.app.http_app(self.starting), http.host, http.port)
-        self.listening = await self._http_server.__aenter__()
+        server = http_serve(self.app.http_app(self.starting), http.host, http.port)
+        try:
+            self.listening = await server.__aenter__()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve [http] on {http.host}:{http.port}: {exc.strerror or exc}; "
+                "another process may hold the port: stop it, or set http.port"
+            ) from exc
+        self._http_server = server
         logger.info(
             "serving health, metrics and callbacks",
             extra={"action": "http_listening", "url": self.listening.base_url},

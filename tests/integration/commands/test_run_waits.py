@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -146,10 +147,10 @@ async def test_stopped_while_waiting_it_opens_nothing(env):
         await runner.run(stop)  # returns at once
 
 
-def run_syncd(tmp_path: Path, dsn: str) -> subprocess.CompletedProcess[str]:
+def run_syncd(tmp_path: Path, dsn: str, port: int = 0) -> subprocess.CompletedProcess[str]:
     """``syncd run`` in a process of its own (it installs signal handlers)."""
     config = tmp_path / "syncd.toml"
-    config.write_text(render_toml(config_data(dsn, http={"port": 0})), encoding="utf-8")
+    config.write_text(render_toml(config_data(dsn, http={"port": port})), encoding="utf-8")
     return subprocess.run(
         [sys.executable, "-m", "syncd", "--config", str(config), "run"],
         capture_output=True,
@@ -174,3 +175,14 @@ def test_a_dsn_that_cannot_work_or_a_refused_login_exits_2_at_once(tmp_path, dae
         assert result.returncode == 2, result.stderr
         assert re.search(message, result.stderr), result.stderr
         assert "database_wait" not in result.stderr
+
+
+def test_a_port_held_by_another_process_exits_2_naming_it(tmp_path, env):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run_syncd(tmp_path, env.daemon_dsn, port)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot serve [http] on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
