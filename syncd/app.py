@@ -13,8 +13,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -29,7 +28,7 @@ from syncd.db import migrations, writeback
 from syncd.db.admin_store import AdminStore
 from syncd.db.apply_store import PostgresApplyStore
 from syncd.db.cancel_store import PostgresCancelStore
-from syncd.db.inbox import PostgresInbox
+from syncd.db.inbox import PostgresInbox, WakingInbox
 from syncd.db.ingest_store import PostgresIngestStore
 from syncd.db.listen import Listener
 from syncd.db.pacing import PostgresPacer
@@ -41,7 +40,6 @@ from syncd.dingtalk.callback import CallbackEndpoint
 from syncd.dingtalk.calls import ObservedClient
 from syncd.dingtalk.client import KEEPALIVE_EXPIRY, HttpxApprovalClient, build_http_client
 from syncd.dingtalk.crypto import CallbackCrypto
-from syncd.dingtalk.events import InboundEvent
 from syncd.dingtalk.failed import FailedPushList
 from syncd.dingtalk.pacing import Pacer
 from syncd.dingtalk.stream import StreamClient
@@ -58,7 +56,7 @@ from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll, SweepFailed
 from syncd.pipeline.writeback import WriteBackRetry
-from syncd.ports import Clock, Observer, SignedPut
+from syncd.ports import Clock, Observer
 from syncd.settings import Settings
 from syncd.web import DaemonWeb, Starting
 
@@ -71,40 +69,6 @@ class Stage(Protocol):
 
 def replica_name(settings: Settings) -> str:
     return settings.replica_name or f"{socket.gethostname()}-{os.getpid()}"
-
-
-class WakingInbox:
-    """Stores events, then wakes the daemon so they are applied at once."""
-
-    def __init__(self, inner: PostgresInbox, wake: asyncio.Event, observer: Observer) -> None:
-        self.inner = inner
-        self.wake = wake
-        self.observer = observer
-
-    async def put(self, event: InboundEvent) -> bool:
-        [new] = await self.put_many([event])
-        return new
-
-    async def put_many(self, events: Sequence[InboundEvent]) -> list[bool]:
-        news = await self.inner.put_many(events)
-        for event, new in zip(events, news, strict=True):
-            self.observer.event_stored(event.channel, new)
-        if any(news):
-            self.wake.set()
-        return news
-
-    async def put_signed(
-        self, signature: str, expires_at: datetime, event: InboundEvent | None
-    ) -> SignedPut:
-        outcome = await self.inner.put_signed(signature, expires_at, event)
-        if event is not None and outcome != "replay":
-            self.observer.event_stored(event.channel, outcome == "new")
-            if outcome == "new":
-                self.wake.set()
-        return outcome
-
-    async def forget_signatures(self, now: datetime) -> int:
-        return await self.inner.forget_signatures(now)
 
 
 class App:

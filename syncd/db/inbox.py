@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,7 +16,7 @@ from syncd.db.connect import redact
 from syncd.db.queries import QUERIES
 from syncd.dingtalk.events import InboundEvent
 from syncd.errors import StoreError
-from syncd.ports import SignedPut
+from syncd.ports import Observer, SignedPut
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +116,37 @@ def _log_stored(events: Sequence[InboundEvent], news: Sequence[bool]) -> None:
             "duplicates": len(events) - stored,
         },
     )
+
+
+class WakingInbox:
+    """Stores events, then wakes the daemon so they are applied at once."""
+
+    def __init__(self, inner: PostgresInbox, wake: asyncio.Event, observer: Observer) -> None:
+        self.inner = inner
+        self.wake = wake
+        self.observer = observer
+
+    async def put(self, event: InboundEvent) -> bool:
+        [new] = await self.put_many([event])
+        return new
+
+    async def put_many(self, events: Sequence[InboundEvent]) -> list[bool]:
+        news = await self.inner.put_many(events)
+        for event, new in zip(events, news, strict=True):
+            self.observer.event_stored(event.channel, new)
+        if any(news):
+            self.wake.set()
+        return news
+
+    async def put_signed(
+        self, signature: str, expires_at: datetime, event: InboundEvent | None
+    ) -> SignedPut:
+        outcome = await self.inner.put_signed(signature, expires_at, event)
+        if event is not None and outcome != "replay":
+            self.observer.event_stored(event.channel, outcome == "new")
+            if outcome == "new":
+                self.wake.set()
+        return outcome
+
+    async def forget_signatures(self, now: datetime) -> int:
+        return await self.inner.forget_signatures(now)
