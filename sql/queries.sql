@@ -853,10 +853,12 @@ SELECT instance_id FROM syncd.approval WHERE state = 'running' AND instance_id I
 -- ---- operator commands ----
 
 -- select_status --
--- Per kind and state: approvals, the oldest capture, unwritten and stuck counts, parked rounds replaced by a newer round, calls spent.
+-- Per kind and state: approvals, the oldest capture, unwritten and stuck counts, live-status writes refused (syncd.progress_unwritten), parked rounds replaced by a newer round, calls spent.
 SELECT a.kind, a.state, count(*) AS approvals, min(a.captured_at) AS oldest_captured_at,
        count(*) FILTER (WHERE a.written_back_at IS NULL
                           AND a.state IN ('approved', 'rejected', 'canceled')) AS unwritten,
+       count(*) FILTER (WHERE a.progress_error IS NOT NULL
+                          AND a.state IN ('running', 'invalid', 'dead')) AS progress_unwritten,
        count(*) FILTER (WHERE a.state IN ('pending', 'submitting', 'unknown')
                           AND a.captured_at < %(stuck_before)s) AS stuck,
        count(*) FILTER (WHERE a.state IN ('invalid', 'dead')

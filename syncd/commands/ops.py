@@ -38,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     status.add_argument(
         "--check",
         action="store_true",
-        help="exit 1 when something needs attention (parked, unwritten, stuck, paused)",
+        help="exit 1 when something needs attention (parked, quarantined, unwritten, "
+        "live status refused, stuck, paused)",
     )
     status.add_argument("--dsn", help="database (default: database.dsn)")
     status.set_defaults(handler=run_status)
@@ -123,6 +124,7 @@ def status_report(
             "parked": sum(r["approvals"] for r in mine if r["state"] in PARKED),
             "superseded": sum(r["superseded"] for r in mine),
             "unwritten": sum(r["unwritten"] for r in mine),
+            "progress_unwritten": sum(r["progress_unwritten"] for r in mine),
             "stuck": sum(r["stuck"] for r in mine),
             "outbox_waiting": outbox["waiting"] if outbox else 0,
             "outbox_oldest_at": outbox["oldest_at"] if outbox else None,
@@ -175,6 +177,12 @@ def _attention(kinds: dict[str, dict[str, Any]], pause: Pause | None) -> list[st
                 f"{name}: {k['unwritten']} finished but not written back "
                 f"(SELECT * FROM syncd.unwritten): fix the cause, then "
                 f"`syncd replay --kind {name} --unwritten`"
+            )
+        if k["progress_unwritten"]:
+            notes.append(
+                f"{name}: {k['progress_unwritten']} live-status writes refused by the "
+                "business table (SELECT * FROM syncd.progress_unwritten): fix the cause; "
+                "syncd retries them"
             )
         if k["stuck"]:
             notes.append(

@@ -136,3 +136,22 @@ async def test_show_of_an_unknown_key_or_round_exits_1(world, cli):
     assert "no approval for leave 999: check the kind and the key" in err
     code, _, err = await cli("show", "leave", "1", "--round", "2")
     assert code == 1 and "no approval for leave 1 round 2" in err
+
+
+async def test_a_refused_live_status_write_needs_attention(world, cli):
+    world.submit_leave(days=5)
+    async with world.daemon() as daemon:
+        await daemon.drain()
+    code, out, _ = await cli("status", "--check")
+    assert code == 0, out
+    # As the write-back stage records a refusal (the business table refused the write).
+    world.sql(
+        "UPDATE syncd.approval SET progress_error = 'the business row is missing' "
+        "WHERE state = 'running'"
+    )
+    code, out, _ = await cli("status", "--check")
+    assert code == 1
+    assert "leave: 1 live-status writes refused by the business table" in out
+    assert "syncd.progress_unwritten" in out
+    code, out, _ = await cli("status", "--json")
+    assert json.loads(out)["kinds"]["leave"]["progress_unwritten"] == 1
