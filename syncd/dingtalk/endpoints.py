@@ -69,6 +69,36 @@ FAILED_LIST = Endpoint(
     "failed_list", "oapi.failedList", Host.OAPI, "GET", "/call_back/get_call_back_failed_result"
 )
 
+# The contact APIs (contract §15): old API only, exempt from the monthly quota (§15.1).
+DEPT_LISTSUB = Endpoint(
+    "dept_listsub",
+    "oapi.department.listsub",
+    Host.OAPI,
+    "POST",
+    "/topapi/v2/department/listsub",
+    metered=False,
+)
+DEPT_GET = Endpoint(
+    "dept_get", "oapi.department.get", Host.OAPI, "POST", "/topapi/v2/department/get", metered=False
+)
+USER_LIST = Endpoint(
+    "user_list", "oapi.user.list", Host.OAPI, "POST", "/topapi/v2/user/list", metered=False
+)
+USER_LISTID = Endpoint(
+    "user_listid", "oapi.user.listid", Host.OAPI, "POST", "/topapi/user/listid", metered=False
+)
+USER_GET = Endpoint(
+    "user_get", "oapi.user.get", Host.OAPI, "POST", "/topapi/v2/user/get", metered=False
+)
+USER_BY_MOBILE = Endpoint(
+    "user_by_mobile",
+    "oapi.user.getbymobile",
+    Host.OAPI,
+    "POST",
+    "/topapi/v2/user/getbymobile",
+    metered=False,
+)
+
 #: Every call syncd makes.
 ENDPOINTS: tuple[Endpoint, ...] = (
     TOKEN,
@@ -80,6 +110,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     SCHEMA,
     STREAM_OPEN,
     FAILED_LIST,
+    DEPT_LISTSUB,
+    DEPT_GET,
+    USER_LIST,
+    USER_LISTID,
+    USER_GET,
+    USER_BY_MOBILE,
 )
 
 #: How one HTTP exchange with DingTalk ended: an answer, classified by syncd's error

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from syncd.dingtalk import endpoints as ep
 from syncd.dingtalk.endpoints import Endpoint, Host
 from syncd.simulator.admin import admin_routes
+from syncd.simulator.contact_api import ContactApi, directory_routes
 from syncd.simulator.faults import QPS_MESSAGE, QUOTA_MESSAGE
 from syncd.simulator.responses import (
     ApiError,
@@ -66,7 +67,10 @@ class Api:
         async def endpoint(request: Request) -> Response:
             rid = self.sim.request_id()
             try:
-                return dingtalk_json(await handler(request), 200, rid)
+                body = await handler(request)
+                if isinstance(body, dict) and body.get("errcode") == 0 and "result" in body:
+                    body["request_id"] = rid  # topapi answers carry it (contract §15.1)
+                return dingtalk_json(body, 200, rid)
             except ApiError as exc:
                 return dingtalk_json(api_error_body(exc, rid), exc.status, rid)
             except OapiError as exc:
@@ -165,14 +169,20 @@ class Api:
         ttl = self.sim.faults.limits.token_ttl
         return {"errcode": 0, "errmsg": "ok", "access_token": token.value, "expires_in": ttl}
 
-    async def failed_list(self, request: Request) -> dict[str, Any]:
+    def oapi_auth(self, request: Request, endpoint: Endpoint, *, wrapped: bool = False) -> str:
+        """The app key behind ``?access_token=``; topapi paths (``wrapped``) answer a bad
+        token as errcode 88 with sub_code 40014 (contract §1)."""
         token = request.query_params.get("access_token")
         if not token:
-            raise OapiError(41001, "缺少参数access_token")
+            raise OapiError(41001, "缺少参数access_token", "41001" if wrapped else None)
         app_key = self.sim.tokens.check(token)
         if app_key is None:
-            raise OapiError(40014, "不合法的access_token")
-        self._limits(app_key, ep.FAILED_LIST)
+            raise OapiError(40014, "不合法的access_token", "40014" if wrapped else None)
+        self._limits(app_key, endpoint)
+        return app_key
+
+    async def failed_list(self, request: Request) -> dict[str, Any]:
+        app_key = self.oapi_auth(request, ep.FAILED_LIST)
         items, more = self.sim.callbacks.take_failed(app_key)
         return {"errcode": 0, "errmsg": "ok", "has_more": more, "failed_list": items}
 
@@ -199,6 +209,7 @@ class Api:
             ep.STREAM_OPEN: self.open_connection,
             GETTOKEN: self.gettoken,
             ep.FAILED_LIST: self.failed_list,
+            **ContactApi(self).handlers(),
         }
         missing = [e.api for e in SERVED if e not in handlers]
         if missing:
@@ -281,6 +292,7 @@ def build_app(sim: Simulator) -> ASGIApp:
         *api.routes(),
         WebSocketRoute("/connect", sim.stream.endpoint),
         *admin_routes(sim),
+        *directory_routes(sim),
         Route("/{path:path}", api.wrap(api.not_found), methods=["GET", "POST", "PUT", "DELETE"]),
     ]
     return FaultLayer(Starlette(routes=routes), sim)

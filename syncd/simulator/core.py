@@ -17,6 +17,7 @@ from syncd.clock import SystemClock
 from syncd.ports import Clock
 from syncd.simulator import rules
 from syncd.simulator.callbacks import CallbackPusher
+from syncd.simulator.directory import Directory
 from syncd.simulator.events import DeliveryLog, Event
 from syncd.simulator.faults import Faults, Limiter, fresh_seed
 from syncd.simulator.progress import DecisionError, Engine
@@ -71,6 +72,7 @@ class Simulator:
             self.clock, self._emit, self._node_started, first_task_id=_first_task_id(self.rng)
         )
         self.workflow = Workflow(world, self.clock, self.engine, self.rng)
+        self.directory = Directory(world, self.clock, self._emit)
         self.stream = StreamGateway(self)
         self.callbacks = CallbackPusher(self, callback_client)
         self._request_ids = itertools.count(1)

@@ -22,10 +22,12 @@ class ApiError(Exception):
 class OapiError(Exception):
     """An old-API error: HTTP 200 with ``errcode != 0``."""
 
-    def __init__(self, errcode: int, errmsg: str) -> None:
+    def __init__(self, errcode: int, errmsg: str, sub_code: str | None = None) -> None:
         super().__init__(f"{errcode}: {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
+        #: topapi's gateway errors: errcode 88 with ``sub_code``/``sub_msg`` (contract §1)
+        self.sub_code = sub_code
 
 
 class ConnectionDropped(httpx.RemoteProtocolError):
@@ -55,4 +57,12 @@ def api_error_body(error: ApiError, request_id: str) -> dict[str, str]:
 
 
 def oapi_error_body(error: OapiError, request_id: str) -> dict[str, Any]:
+    if error.sub_code is not None:
+        return {
+            "errcode": 88,
+            "sub_code": error.sub_code,
+            "sub_msg": error.errmsg,
+            "errmsg": f"ding talk error[subcode={error.sub_code},submsg={error.errmsg}]",
+            "request_id": request_id,
+        }
     return {"errcode": error.errcode, "errmsg": error.errmsg, "request_id": request_id}

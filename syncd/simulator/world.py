@@ -45,16 +45,29 @@ class App(_Model):
 
 
 class Department(_Model):
+    """A department; the root is ``dept_id`` 1 (no parent), every other one has a parent."""
+
     dept_id: int
     name: str
     parent_id: int | None = None
 
 
 class User(_Model):
+    """A person. ``active = false`` means they have left the organisation: the contact
+    APIs no longer find them, and they can neither start nor approve. ``activated`` is the
+    contact APIs' own ``active`` field (they have activated DingTalk). ``job_number``,
+    ``mobile`` and ``email`` are what a legacy system knows them by (empty: none)."""
+
     user_id: str
     name: str
     dept_ids: list[int] = Field(default_factory=lambda: [1])
     active: bool = True
+    activated: bool = True
+    job_number: str = ""
+    mobile: str = ""
+    state_code: str = "86"
+    email: str = ""
+    title: str = ""
 
 
 class Component(_Model):
@@ -169,6 +182,27 @@ class FaultSettings(_Model):
     endpoints: list[str] = Field(default_factory=list)
 
 
+def check_directory(departments: list[Department], users: list[User]) -> None:
+    """Raise ValueError unless ids are unique, the tree hangs from root 1 without loops,
+    and no two present people share a mobile (DingTalk keeps mobiles unique in an org)."""
+    by_id = {d.dept_id: d for d in departments}
+    if len(by_id) != len(departments):
+        raise ValueError("two departments share a dept_id")
+    if len({u.user_id for u in users}) != len(users):
+        raise ValueError("two users share a user_id")
+    for dept in departments:
+        seen, current = {dept.dept_id}, dept
+        while current.dept_id != 1:
+            parent = by_id.get(current.parent_id) if current.parent_id is not None else None
+            if parent is None or parent.dept_id in seen:
+                raise ValueError(f"department {dept.dept_id}: no path to root department 1")
+            seen.add(parent.dept_id)
+            current = parent
+    mobiles = [u.mobile for u in users if u.active and u.mobile]
+    if len(set(mobiles)) != len(mobiles):
+        raise ValueError("two present users share a mobile")
+
+
 class World(_Model):
     corp: Corp = Field(default_factory=Corp)
     apps: list[App] = Field(default_factory=list)
@@ -185,6 +219,7 @@ class World(_Model):
     def _check_references(self) -> World:
         users = {u.user_id for u in self.users}
         depts = {d.dept_id for d in self.departments}
+        check_directory(self.departments, self.users)
         for user in self.users:
             for dept in user.dept_ids:
                 if dept not in depts:
