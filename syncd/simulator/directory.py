@@ -173,7 +173,7 @@ class Directory:
         self._event(USER_ADD, userId=[user.user_id])
         return user
 
-    def modify_user(self, user_id: str, **changes: Any) -> User:
+    def modify_user(self, user_id: str, /, **changes: Any) -> User:
         """Change a present person's fields or departments: ``user_modify_org``."""
         user = self._known_user(user_id)
         unknown = set(changes) - {*_DIFF_KEYS, "dept_ids", "activated", "state_code"}

@@ -236,3 +236,19 @@ async def test_create_response_lost_over_tcp(sim, http) -> None:
             },
         )
     assert len(sim.instances()) == 1
+
+
+async def test_contact_changes_arrive_as_event_frames(ws, sim) -> None:
+    """Contact-change events (contract §16.3) ride the same frames: ids only in ``data``."""
+    sim.directory.modify_user("u1", job_number="E001")
+    sim.directory.remove_user("u1")
+    await sim.advance(0)
+    frames = [await _frame(ws), await _frame(ws)]
+    assert [f["headers"]["eventType"] for f in frames] == ["user_modify_org", "user_leave_org"]
+    left = json.loads(frames[1]["data"])
+    assert left["userId"] == ["u1"] and left["timeStamp"].isdigit()
+    assert json.loads(frames[0]["data"])["diffInfo"]["curr"] == {"jobNumber": "E001"}
+    for frame in frames:
+        await _ack(ws, frame)
+    async with asyncio.timeout(5):
+        await sim.wait_for(lambda: len(sim.events_acknowledged) == 2)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.simulator import Simulator, World
 from syncd.simulator.callbacks import CallbackCheckError
+from syncd.simulator.world import Department
 
 APP_KEY = "dingsimappkey0001"
 
@@ -243,3 +244,17 @@ async def test_only_http_urls_and_known_apps(client) -> None:
         assert r.status_code == 400 and r.json()["reason"] == "invalid", url
     assert (await client.put(REGISTER, json={"url": 5})).status_code == 400
     assert (await client.put("/_sim/apps/nope/callback", json={})).status_code == 404
+
+
+async def test_contact_changes_are_pushed_in_the_current_shape(sim, receiver) -> None:
+    """``EventType``, ``EventTime``, ``CorpId``, ``eventId``, then the lower-camel business
+    keys (contract §16.2): ``userId`` a list of strings, ``deptId`` a list of numbers."""
+    sim.directory.remove_user("u1")
+    sim.directory.add_department(Department(dept_id=40, name="法务部", parent_id=1))
+    await sim.advance(0)
+    left, created = receiver.received
+    assert left["EventType"] == "user_leave_org" and left["userId"] == ["u1"]
+    assert isinstance(left["timeStamp"], str) and left["CorpId"] == "dingsimcorp0001"
+    assert created["EventType"] == "org_dept_create" and created["deptId"] == [40]
+    assert all(m["eventId"] and isinstance(m["EventTime"], int) for m in receiver.received)
+    assert len(sim.events_acknowledged) == 2
