@@ -21,6 +21,7 @@ from alibabacloud_tea_util import models as util_models
 from Tea.exceptions import TeaException
 
 from syncd.simulator import RunningServer, Simulator, World, serve
+from syncd.simulator.world import Department
 from syncd.testing import FakeClock
 
 APP_KEY, APP_SECRET = "dingsimappkey0001", "sim-app-secret-0001"
@@ -194,6 +195,15 @@ async def test_stream_sdk_receives_and_acks(server, monkeypatch) -> None:
         assert f"&procInstId={instance_id}&" in url and url.endswith("#approval")
         await sim.advance(30)  # acknowledged events are not redelivered
         assert len([p for p in sim.events_pushed if p["transport"] == "stream"]) == 3
+        # contact-change events (contract §16) reach the same handler: ids only
+        sim.directory.add_department(Department(dept_id=50, name="法务部", parent_id=1))
+        sim.directory.remove_user("u1")
+        await sim.advance(0)
+        async with asyncio.timeout(10):
+            await sim.wait_for(lambda: len(sim.events_acknowledged) == 5)
+        assert recorder.events[3] == ("org_dept_create", {"deptId": [50]})
+        left_type, left = recorder.events[4]
+        assert left_type == "user_leave_org" and left["userId"] == ["u1"]
         assert json.dumps(recorder.events, ensure_ascii=False)
     finally:
         stop.set()
