@@ -1,4 +1,5 @@
-"""The built-in demo world: one app, two departments, twelve people, two templates."""
+"""The built-in demo world: one app, two departments, twelve people (job numbers, mobiles,
+emails; one without a mobile, one departed), two templates."""
 
 from __future__ import annotations
 
@@ -35,8 +36,17 @@ DEFAULT_WORLD: dict[str, Any] = {
         {"dept_id": 3, "name": "财务部", "parent_id": 1},
     ],
     "users": [
-        {"user_id": uid, "name": name, "dept_ids": depts, "active": uid != "left1"}
-        for uid, name, depts in _PEOPLE
+        {
+            "user_id": uid,
+            "name": name,
+            "dept_ids": depts,
+            "active": uid != "left1",
+            "activated": uid != "u4",  # has not activated DingTalk yet
+            "job_number": f"E{n:04d}",
+            "mobile": "" if uid == "u6" else f"1380000{n:04d}",  # u6 has no mobile
+            "email": "" if uid == "u5" else f"{uid}@example.com",
+        }
+        for n, (uid, name, depts) in enumerate(_PEOPLE, start=1)
     ],
     "templates": [
         {
