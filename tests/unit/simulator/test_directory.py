@@ -126,8 +126,13 @@ def test_walking_the_tree_and_paging_visits_every_present_person_once(org, size)
             seen += listed
         assert sorted(visited) == sorted(d.dept_id for d in world.departments)
         assert set(seen) == present
-        # contact calls are exempt from the monthly quota: a quota of 0 refused none
+        # contact calls are exempt from the monthly quota: a quota of 0 refused none of
+        # them, while it refuses a metered old-API call
         assert sim.calls["oapi.user.list"] >= len(visited)
+        metered = await oapi.client.get(
+            "/call_back/get_call_back_failed_result", params={"access_token": oapi.token}
+        )
+        assert metered.json()["errcode"] == 90020
 
     asyncio.run(_with_oapi(world, check))
 
