@@ -20,11 +20,20 @@ from syncd.simulator.world import Department, User, World, check_directory
 USER_ADD = "user_add_org"
 USER_MODIFY = "user_modify_org"
 USER_LEAVE = "user_leave_org"
+USER_ACTIVE = "user_active_org"
 DEPT_CREATE = "org_dept_create"
 DEPT_MODIFY = "org_dept_modify"
 DEPT_REMOVE = "org_dept_remove"
 #: The contact-change events the simulator emits (contract §16.1).
-CONTACT_EVENTS = (USER_ADD, USER_MODIFY, USER_LEAVE, DEPT_CREATE, DEPT_MODIFY, DEPT_REMOVE)
+CONTACT_EVENTS = (
+    USER_ADD,
+    USER_MODIFY,
+    USER_LEAVE,
+    USER_ACTIVE,
+    DEPT_CREATE,
+    DEPT_MODIFY,
+    DEPT_REMOVE,
+)
 
 MAX_PAGE = 100  # v2/user/list: 1 ≤ size ≤ 100 (§15.6)
 MAX_CURSOR = 100_000
@@ -174,7 +183,8 @@ class Directory:
         return user
 
     def modify_user(self, user_id: str, /, **changes: Any) -> User:
-        """Change a present person's fields or departments: ``user_modify_org``."""
+        """Change a present person's fields or departments: ``user_modify_org``; their
+        activating DingTalk (``activated`` alone, to true): ``user_active_org``."""
         user = self._known_user(user_id)
         unknown = set(changes) - {*_DIFF_KEYS, "dept_ids", "activated", "state_code"}
         if unknown:
@@ -184,6 +194,9 @@ class Directory:
         users = [changed if u.user_id == user_id else u for u in self.world.users]
         self._check(users)
         self.world.users[:] = users
+        if set(changes) == {"activated"} and changed.activated and not user.activated:
+            self._emit(USER_ACTIVE, {"userId": [user_id]})  # ids only (§16.3)
+            return changed
         prev = {k: getattr(user, f) for f, k in _DIFF_KEYS.items() if f in changes}
         curr = {k: getattr(changed, f) for f, k in _DIFF_KEYS.items() if f in changes}
         diff = {"prev": prev, "curr": curr, "userid": user_id}

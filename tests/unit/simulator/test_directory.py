@@ -272,6 +272,16 @@ def test_each_change_emits_its_event_with_the_ids(steps) -> None:
     World.model_validate(sim.world.dump())
 
 
+def test_activating_dingtalk_is_its_own_event() -> None:
+    sim = Simulator(World.default(), clock=FakeClock())
+    assert not sim.world.user("u4").activated  # type: ignore[union-attr]
+    sim.directory.modify_user("u4", activated=True)
+    assert (sim.events[-1].event_type, sim.events[-1].data) == (
+        "user_active_org",
+        {"userId": ["u4"]},
+    )
+
+
 def test_departed_people_can_no_longer_start_approvals() -> None:
     sim = Simulator(World.default(), clock=FakeClock())
     sim.directory.remove_user("u1")
