@@ -24,7 +24,10 @@ class TaskRecords(BaseStore):
         for approval, task in records:
             key = (approval.id, task.record_type, task.record_key)
             earlier = merged.get(key)
-            merged[key] = (approval, task if earlier is None else _over(earlier[1], task))
+            merged[key] = (
+                approval,
+                task if earlier is None else merge_task_record(earlier[1], task),
+            )
         if not merged:
             return
         tasks = [
@@ -50,7 +53,7 @@ class TaskRecords(BaseStore):
         await conn.execute(QUERIES["upsert_tasks"], {"tasks": Jsonb(tasks), "now": now})
 
 
-def _over(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
+def merge_task_record(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
     """``later`` over ``earlier`` as ``upsert_tasks`` puts a record over a stored one: what
     it leaves out kept, times once known kept, and a task that ended not started again."""
     merged = replace(

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from syncd.db.task_records import merge_task_record
 from syncd.domain import (
     ApprovalState,
     CallRecord,
@@ -205,7 +206,7 @@ class MemoryDb:
             if found is None:
                 self.t.tasks[key] = TaskRow(self.next_id(), approval_id, task)
             else:
-                found.record = _over(found.record, task)
+                found.record = merge_task_record(found.record, task)
 
     def _latest_task(self, approval_id: int, keep: Any) -> TaskRecord | None:
         rows = [r for r in self.t.tasks.values() if r.approval_id == approval_id and keep(r)]
@@ -229,22 +230,3 @@ class MemoryDb:
         """``syncd.approval_remark``: the latest non-empty remark of its tasks or records."""
         found = self._latest_task(approval_id, lambda r: bool(r.record.remark))
         return found.remark if found else None
-
-
-def _over(earlier: TaskRecord, later: TaskRecord) -> TaskRecord:
-    """``later`` put over the stored ``earlier`` (``upsert_tasks``'s SET clause)."""
-    merged = replace(
-        later,
-        **{
-            name: getattr(earlier, name)
-            for name in TaskRecord.__dataclass_fields__
-            if getattr(later, name) is None
-        },
-    )
-    if later.status == "RUNNING" and earlier.status not in (None, "RUNNING"):
-        merged = replace(merged, status=earlier.status)
-    return replace(
-        merged,
-        started_at=earlier.started_at or later.started_at,
-        finished_at=earlier.finished_at or later.finished_at,
-    )
