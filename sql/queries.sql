@@ -1252,3 +1252,95 @@ UPDATE syncd.approval
        progress_next_at = CASE WHEN progress_seq > progress_written_seq
                                THEN progress_next_at ELSE %(now)s END
  WHERE id = %(id)s AND state = 'running';
+
+-- save_directory_users --
+-- Upsert users read from DingTalk at read_at (a JSON array of objects with the columns):
+-- a read older than the row's own changes nothing. A user present again loses left_at.
+-- Returns the users written, whose memberships the caller replaces.
+INSERT INTO syncd.dingtalk_user AS u
+       (user_id, union_id, name, job_number, mobile, email, org_email, activated, read_at,
+        sync_id, left_at, left_hashes)
+SELECT x.user_id, x.union_id, x.name, x.job_number, x.mobile, x.email, x.org_email,
+       x.activated, %(read_at)s, %(sync_id)s, NULL, NULL
+  FROM jsonb_to_recordset(%(users)s::jsonb) AS x(
+       user_id text, union_id text, name text, job_number text, mobile text, email text,
+       org_email text, activated boolean)
+ON CONFLICT (user_id) DO UPDATE
+   SET union_id = EXCLUDED.union_id, name = EXCLUDED.name, job_number = EXCLUDED.job_number,
+       mobile = EXCLUDED.mobile, email = EXCLUDED.email, org_email = EXCLUDED.org_email,
+       activated = EXCLUDED.activated, read_at = EXCLUDED.read_at,
+       sync_id = coalesce(EXCLUDED.sync_id, u.sync_id), left_at = NULL, left_hashes = NULL
+ WHERE u.read_at <= EXCLUDED.read_at
+RETURNING u.user_id;
+
+-- replace_directory_memberships --
+-- The departments of the users just written (a JSON array of {user_id, dept_id}).
+WITH wanted AS (
+    SELECT DISTINCT x.user_id, x.dept_id
+      FROM jsonb_to_recordset(%(memberships)s::jsonb) AS x(user_id text, dept_id bigint)
+     WHERE x.user_id = ANY(%(user_ids)s::text[])
+), gone AS (
+    DELETE FROM syncd.dingtalk_membership m
+     WHERE m.user_id = ANY(%(user_ids)s::text[])
+       AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.user_id = m.user_id AND w.dept_id = m.dept_id)
+)
+INSERT INTO syncd.dingtalk_membership (user_id, dept_id)
+SELECT user_id, dept_id FROM wanted
+ON CONFLICT DO NOTHING;
+
+-- save_directory_departments --
+-- Upsert departments read at read_at; an older read changes nothing.
+INSERT INTO syncd.dingtalk_department AS d (dept_id, parent_id, name, read_at, sync_id, removed_at)
+SELECT x.dept_id, x.parent_id, x.name, %(read_at)s, %(sync_id)s, NULL
+  FROM jsonb_to_recordset(%(departments)s::jsonb) AS x(dept_id bigint, parent_id bigint, name text)
+ON CONFLICT (dept_id) DO UPDATE
+   SET parent_id = EXCLUDED.parent_id, name = EXCLUDED.name, read_at = EXCLUDED.read_at,
+       sync_id = coalesce(EXCLUDED.sync_id, d.sync_id), removed_at = NULL
+ WHERE d.read_at <= EXCLUDED.read_at
+RETURNING d.dept_id;
+
+-- directory_users_left --
+-- Users DingTalk no longer finds, as of read_at: their job number, mobile and emails are
+-- erased (only hashes kept, so a look-up can say "departed"), their memberships dropped.
+-- A user read present after read_at is left alone; an unknown user is remembered as gone
+-- (so an older read cannot bring them back). Returns the present users who left now.
+WITH present AS (
+    SELECT user_id FROM syncd.dingtalk_user
+     WHERE user_id = ANY(%(user_ids)s::text[]) AND left_at IS NULL AND read_at <= %(read_at)s
+), left_now AS (
+    INSERT INTO syncd.dingtalk_user AS u (user_id, read_at, left_at, left_hashes)
+    SELECT DISTINCT x.user_id, %(read_at)s::timestamptz, %(read_at)s::timestamptz, '{}'::text[]
+      FROM unnest(%(user_ids)s::text[]) AS x(user_id)
+    ON CONFLICT (user_id) DO UPDATE
+       SET left_at = coalesce(u.left_at, EXCLUDED.left_at), read_at = EXCLUDED.read_at,
+           left_hashes = CASE WHEN u.left_at IS NOT NULL THEN u.left_hashes ELSE ARRAY(
+               SELECT DISTINCT encode(sha256(convert_to(h.key, 'UTF8')), 'hex')
+                 FROM unnest(ARRAY['job_number:' || u.job_number, 'mobile:' || u.mobile,
+                                   'email:' || u.email, 'email:' || u.org_email]) AS h(key)
+                WHERE h.key IS NOT NULL
+                ORDER BY 1) END,
+           job_number = NULL, mobile = NULL, email = NULL, org_email = NULL
+     WHERE u.read_at <= EXCLUDED.read_at
+    RETURNING u.user_id
+), memberships AS (
+    DELETE FROM syncd.dingtalk_membership m USING left_now l WHERE m.user_id = l.user_id
+)
+SELECT user_id FROM left_now WHERE user_id IN (SELECT user_id FROM present);
+
+-- directory_departments_removed --
+-- Departments DingTalk no longer has, as of read_at (an unknown one is remembered as
+-- removed, so an older read cannot bring it back). Returns those removed now.
+WITH present AS (
+    SELECT dept_id FROM syncd.dingtalk_department
+     WHERE dept_id = ANY(%(dept_ids)s::bigint[]) AND removed_at IS NULL
+       AND read_at <= %(read_at)s
+), removed AS (
+    INSERT INTO syncd.dingtalk_department AS d (dept_id, name, read_at, removed_at)
+    SELECT DISTINCT x.dept_id, '', %(read_at)s::timestamptz, %(read_at)s::timestamptz
+      FROM unnest(%(dept_ids)s::bigint[]) AS x(dept_id)
+    ON CONFLICT (dept_id) DO UPDATE
+       SET removed_at = coalesce(d.removed_at, EXCLUDED.removed_at), read_at = EXCLUDED.read_at
+     WHERE d.read_at <= EXCLUDED.read_at
+    RETURNING d.dept_id
+)
+SELECT dept_id FROM removed WHERE dept_id IN (SELECT dept_id FROM present);
