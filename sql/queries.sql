@@ -1344,3 +1344,95 @@ WITH present AS (
     RETURNING d.dept_id
 )
 SELECT dept_id FROM removed WHERE dept_id IN (SELECT dept_id FROM present);
+
+-- dirsync: the directory's full sync (syncd.directory_sync), its schedule and status.
+
+-- begin_directory_sync --
+-- A new full sync, leased to its owner; nothing when one is running (the unique index).
+INSERT INTO syncd.directory_sync (trigger, started_at, lease_owner, lease_until)
+VALUES (%(trigger)s, %(now)s, %(owner)s, %(until)s)
+ON CONFLICT ((true)) WHERE state = 'running' DO NOTHING
+RETURNING *;
+
+-- claim_directory_sync --
+-- The running sync for its owner: free, its lease passed, or the owner's own; with
+-- retry_due, only once its retry time has come.
+UPDATE syncd.directory_sync
+   SET lease_owner = %(owner)s, lease_until = %(until)s
+ WHERE state = 'running'
+   AND (lease_owner IS NULL OR lease_owner = %(owner)s OR lease_until <= %(now)s)
+   AND (NOT %(retry_due)s OR retry_at IS NULL OR retry_at <= %(now)s)
+RETURNING *;
+
+-- advance_directory_sync --
+-- One step of a sync: its new position, the departments and users it saw for the first
+-- time (counted before they are saved, in the same transaction), its calls; the lease
+-- extended. Nothing when another owner holds the sync.
+UPDATE syncd.directory_sync s
+   SET queue = %(queue)s::bigint[], cursor = %(cursor)s, attempts = 0, retry_at = NULL,
+       lease_until = %(until)s, calls = s.calls + %(calls)s,
+       departments = s.departments + cardinality(%(dept_ids)s::bigint[]) - (
+           SELECT count(*) FROM syncd.dingtalk_department d
+            WHERE d.dept_id = ANY(%(dept_ids)s::bigint[]) AND d.sync_id = s.id),
+       users = s.users + cardinality(%(user_ids)s::text[]) - (
+           SELECT count(*) FROM syncd.dingtalk_user u
+            WHERE u.user_id = ANY(%(user_ids)s::text[]) AND u.sync_id = s.id)
+ WHERE s.id = %(id)s AND s.state = 'running' AND s.lease_owner = %(owner)s
+RETURNING s.*;
+
+-- unseen_directory_users --
+-- Present users a sync has not seen, last read before it started.
+SELECT user_id FROM syncd.dingtalk_user
+ WHERE left_at IS NULL AND sync_id IS DISTINCT FROM %(id)s AND read_at < %(started_at)s
+ ORDER BY user_id
+ LIMIT %(limit)s;
+
+-- unseen_directory_departments --
+-- Present departments a sync has not seen, last read before it started.
+SELECT dept_id FROM syncd.dingtalk_department
+ WHERE removed_at IS NULL AND sync_id IS DISTINCT FROM %(id)s AND read_at < %(started_at)s
+ ORDER BY dept_id
+ LIMIT %(limit)s;
+
+-- finish_directory_sync --
+-- The sync is done: its lease ends.
+UPDATE syncd.directory_sync
+   SET state = 'done', finished_at = %(now)s, queue = '{}', cursor = 0, attempts = 0,
+       retry_at = NULL, lease_owner = NULL, lease_until = NULL
+ WHERE id = %(id)s AND state = 'running' AND lease_owner = %(owner)s
+RETURNING *;
+
+-- fail_directory_sync --
+-- A step failed: the error shown, one more attempt, the lease given up until retry_at.
+UPDATE syncd.directory_sync
+   SET attempts = attempts + 1, last_error = %(error)s, retry_at = %(retry_at)s,
+       calls = calls + %(calls)s, lease_owner = NULL, lease_until = NULL
+ WHERE id = %(id)s AND state = 'running' AND lease_owner = %(owner)s;
+
+-- release_directory_sync --
+-- The owner stops: the sync may be resumed by anyone at once.
+UPDATE syncd.directory_sync
+   SET lease_owner = NULL, lease_until = NULL
+ WHERE id = %(id)s AND state = 'running' AND lease_owner = %(owner)s;
+
+-- latest_directory_syncs --
+-- The running sync and the last one done.
+SELECT * FROM syncd.directory_sync
+ WHERE state = 'running'
+    OR id = (SELECT max(id) FROM syncd.directory_sync WHERE state = 'done')
+ ORDER BY id;
+
+-- forget_departed_users --
+-- Departed users (and tombstones) who left before the cutoff: their rows deleted, in
+-- bounded batches.
+DELETE FROM syncd.dingtalk_user
+ WHERE user_id IN (SELECT user_id FROM syncd.dingtalk_user
+                    WHERE left_at IS NOT NULL AND left_at < %(before)s
+                    LIMIT %(limit)s);
+
+-- directory_counts --
+-- The directory's size (syncd directory status, the directory gauges).
+SELECT (SELECT count(*) FROM syncd.dingtalk_user WHERE left_at IS NULL) AS present,
+       (SELECT count(*) FROM syncd.dingtalk_user WHERE left_at IS NOT NULL) AS departed,
+       (SELECT count(*) FROM syncd.dingtalk_department WHERE removed_at IS NULL) AS departments,
+       (SELECT max(finished_at) FROM syncd.directory_sync WHERE state = 'done') AS last_sync_at;

@@ -708,6 +708,10 @@ CREATE TABLE syncd.directory_sync (
     users        integer NOT NULL DEFAULT 0,
     calls        integer NOT NULL DEFAULT 0,
     last_error   text NULL,
+    attempts     integer NOT NULL DEFAULT 0,
+    retry_at     timestamptz NULL,
+    lease_owner  text NULL,
+    lease_until  timestamptz NULL,
     CONSTRAINT directory_sync_state_check CHECK (state IN ('running', 'done', 'failed')),
     CONSTRAINT directory_sync_trigger_check CHECK (trigger IN ('first', 'schedule', 'command'))
 );
@@ -715,5 +719,11 @@ COMMENT ON TABLE syncd.directory_sync IS
     'Full syncs of the directory; a running one resumes after a crash from queue and cursor.';
 COMMENT ON COLUMN syncd.directory_sync.queue IS
     'Departments still to read, the first one being read (its members from cursor on).';
+COMMENT ON COLUMN syncd.directory_sync.cursor IS
+    'Where the first department of queue stands: its next page of members (0, 100, ...), or -1 once its members are read and its sub-departments are next.';
+COMMENT ON COLUMN syncd.directory_sync.attempts IS
+    'DingTalk failures in a row (0 after a step that worked); the next try waits until retry_at.';
+COMMENT ON COLUMN syncd.directory_sync.lease_owner IS
+    'The replica (or syncd directory sync) running this sync until lease_until; another takes it over once the lease has passed.';
 CREATE UNIQUE INDEX directory_sync_one_running_idx ON syncd.directory_sync ((true))
     WHERE state = 'running';

@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
+from syncd.app_directory import DirectoryParts
 from syncd.clock import SystemClock
 from syncd.db import migrations, writeback
 from syncd.db.admin_store import AdminStore
@@ -150,6 +151,7 @@ class App:
         self.listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
         self._build_events()
         self._build_stages()
+        self._build_directory()
 
     async def _open_pool(self) -> AsyncConnectionPool[Any]:
         db = self.settings.database
@@ -333,6 +335,17 @@ class App:
                 lease=lease,
             ),
         }
+
+    def _build_directory(self) -> None:
+        """The contact client, the directory's stores, the full sync and its schedule."""
+        parts = DirectoryParts.build(
+            self.settings, self.pool, self.http.auth, self._pacer(), self.clock, self.retry,
+            owner=self.owner, lease=self.timing.lease, transport=self.transport,
+            metrics=self.metrics,
+        )  # fmt: skip
+        self._closers.append(parts.aclose)
+        self.contacts, self.directory = parts.contacts, parts.directory
+        self.directory_sync, self.directory_schedule = parts.sync, parts.schedule
 
     def http_app(self, starting: Starting | None = None) -> Starlette:
         """The daemon's HTTP surface: health, readiness, metrics and the callback."""

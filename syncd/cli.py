@@ -19,6 +19,7 @@ from syncd.commands import (
     config,
     demo,
     devdb,
+    directory,
     migrate,
     ops,
     reconcile,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_parser(sub)
     reconcile.add_parser(sub)
     report_command.add_parser(sub)
+    directory.add_parser(sub)
     demo.add_parser(sub)
     devdb.add_parser(sub)
     _add_simulator(sub)

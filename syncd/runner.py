@@ -31,6 +31,8 @@ from syncd.db.reach import DatabaseUnreachable, probe
 from syncd.errors import ConfigError, SyncdError
 from syncd.http import Listening
 from syncd.http import serve as http_serve
+from syncd.pipeline.directory_schedule import FORGET_EVERY
+from syncd.pipeline.directory_schedule import TICK as DIRECTORY_TICK
 from syncd.pipeline.retry import RetryPolicy
 from syncd.scheduler import Scheduler
 from syncd.web import Starting
@@ -298,6 +300,10 @@ class Runner:
             # Replay claims outlive their pushes' freshness by at most one interval.
             max_age = app.settings.events.callback.max_age
             scheduler.every("callback_replay", max(max_age, 60.0), app.callback.forget_expired)
+        directory = app.directory_schedule
+        if directory is not None:  # the directory's full syncs and forgetting leavers
+            scheduler.every("directory_sync", DIRECTORY_TICK, directory.tick)
+            scheduler.every("directory_forget", FORGET_EVERY, directory.forget)
         return scheduler
 
     async def sweep(self) -> int:

@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from syncd.db.connect import passwords
 from syncd.errors import ConfigError
+from syncd.settings_directory import DirectorySettings, names_people_by_directory
 from syncd.settings_kinds import KindSettings
 
 KIND_NAME = r"^[a-z][a-z0-9_]{0,39}$"
@@ -214,6 +215,7 @@ class Settings(BaseSettings):
     polling: PollingSettings = PollingSettings()
     log: LogSettings = LogSettings()
     kinds: dict[str, KindSettings] = Field(default_factory=dict)
+    directory: DirectorySettings = DirectorySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -251,6 +253,12 @@ class Settings(BaseSettings):
                 "before its lease ends"
             )
         return self
+
+    @property
+    def directory_enabled(self) -> bool:
+        """``directory.enabled``, or when unset whether a kind needs the directory."""
+        enabled = self.directory.enabled
+        return names_people_by_directory(self.kinds) if enabled is None else enabled
 
     @property
     def secrets(self) -> list[str]:

@@ -71,6 +71,9 @@ GRANT SELECT                         ON syncd.stats_by_approver TO syncd_daemon;
 GRANT SELECT, INSERT, UPDATE         ON syncd.dingtalk_user       TO syncd_daemon;
 GRANT SELECT, INSERT, UPDATE         ON syncd.dingtalk_department TO syncd_daemon;
 GRANT SELECT, INSERT, DELETE         ON syncd.dingtalk_membership TO syncd_daemon;
+-- dirsync: the full syncs' progress, and forgetting departed users.
+GRANT SELECT, INSERT, UPDATE         ON syncd.directory_sync      TO syncd_daemon;
+GRANT DELETE                         ON syncd.dingtalk_user       TO syncd_daemon;
 
 -- syncd_reader, for reporting tools and people who read the statistics: every statistics
 -- view (they show kinds, business keys and approvers' user ids, never a payload) and the

@@ -15,6 +15,7 @@ from syncd.db.admin_store import AdminStore, Row, open_pool
 from syncd.db.store import PostgresControlStore, usage_month
 from syncd.domain import PARKED, ApprovalState
 from syncd.errors import ConfigError, SyncdError
+from syncd.metrics.labels import EXEMPT_PURPOSES
 from syncd.pipeline.pauses import Pause, Pauses
 from syncd.pipeline.repair import not_found
 from syncd.settings import Settings
@@ -137,7 +138,8 @@ def status_report(
         "dingtalk": {
             "month": usage_month(now).strftime("%Y-%m"),
             "calls": dict(sorted(usage.items())),
-            "total": sum(usage.values()),
+            # the contact calls are recorded but exempt from the quota (contract §15.1)
+            "total": sum(n for p, n in usage.items() if p not in EXEMPT_PURPOSES),
             "monthly_quota": dt.monthly_quota,
             "polling_budget": settings.polling.monthly_budget,
             "paused": None if pause is None else {"reason": pause.reason, "until": pause.until},
@@ -237,8 +239,12 @@ def _render_dingtalk(d: dict[str, Any]) -> str:
     used = f"{d['total']} (no monthly quota)"
     if quota:
         used = f"{d['total']} of {quota} ({100 * d['total'] / quota:.1f}%)"
-    purposes = ", ".join(f"{p} {n}" for p, n in d["calls"].items())
+    calls = d["calls"].items()
+    purposes = ", ".join(f"{p} {n}" for p, n in calls if p not in EXEMPT_PURPOSES)
     lines = [f"DingTalk calls in {d['month']}: {used}" + (f": {purposes}" if purposes else "")]
+    exempt = ", ".join(f"{p} {n}" for p, n in calls if p in EXEMPT_PURPOSES)
+    if exempt:
+        lines.append(f"not counted against the quota (contact calls): {exempt}")
     lines.append(f"polling: {d['calls'].get('poll', 0)} of {d['polling_budget']} budgeted calls")
     paused = d["paused"]
     if paused:

@@ -24,6 +24,7 @@ from prometheus_client import (
 from syncd import __version__
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
 from syncd.domain import CHANNELS
+from syncd.ports.directory import SYNC_OUTCOMES
 
 _SECONDS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 _REQUEST = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -167,6 +168,15 @@ class Instruments:
             ["reason"],
             registry=r,
         )
+        self.directory_syncs = Counter(
+            "syncd_directory_syncs",
+            "Runs of the directory's full sync, by how they ended (done; error: waits to be "
+            "resumed; lost: another replica took it over)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in SYNC_OUTCOMES:
+            self.directory_syncs.labels(outcome)
         self.build = Info("syncd_build", "Version of syncd and Python", registry=r)
         self.build.info({"version": __version__, "python": platform.python_version()})
         for channel in CHANNELS:

@@ -17,6 +17,7 @@ from syncd import errors
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
 from syncd.dingtalk.endpoints import ENDPOINTS, OUTCOMES
 from syncd.domain import CHANNELS, ApprovalState
+from syncd.ports.directory import SYNC_OUTCOMES
 
 #: Label names a scrape adds to every series of a target (Prometheus: ``job``,
 #: ``instance``; the Prometheus Operator's PodMonitor and ServiceMonitor: the rest). A
@@ -45,9 +46,16 @@ FINISH_CHANNELS = (*CHANNELS, "reconcile", "cancel")
 #: The states ``syncd_approvals`` counts: open and parked (final ones grow forever).
 OPEN_STATES = ("pending", "submitting", "unknown", "running", "invalid", "dead")
 #: The periodic jobs replicas take turns at (``syncd_leader``).
-DUTIES = ("sweep_failed", "retention", "callback_replay")
+DUTIES = ("sweep_failed", "retention", "callback_replay", "directory_sync", "directory_forget")
 #: Why DingTalk calls were spent (``syncd.usage.purpose``; a test scans the code for them).
 PURPOSES = ("create", "confirm", "poll", "reconcile", "cancel", "schema", "failed_list")
+#: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts (the contact
+#: calls, contract §15.1): shown by ``syncd status``, left out of the quota's gauges.
+EXEMPT_PURPOSES = ("directory",)
+#: How a run of the directory's full sync ended (``syncd_directory_syncs_total``).
+DIRECTORY_SYNC_OUTCOMES = SYNC_OUTCOMES
+#: The directory's users (``syncd_directory_users``).
+DIRECTORY_USER_STATES = ("present", "departed")
 POOL_STATES = ("open", "idle")
 CALLS = tuple(endpoint.name for endpoint in ENDPOINTS)
 
@@ -132,6 +140,8 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         ClosedSet("reason", _with_other(PAUSE_REASONS), ("syncd_dingtalk_paused",)),
         ClosedSet("call", frozenset(CALLS)),
         ClosedSet("outcome", frozenset(OUTCOMES)),
+        ClosedSet("outcome", frozenset(DIRECTORY_SYNC_OUTCOMES), ("syncd_directory_syncs_total",)),
+        ClosedSet("state", frozenset(DIRECTORY_USER_STATES), ("syncd_directory_users",)),
         ClosedSet("purpose", _with_other(PURPOSES)),
         ClosedSet("duty", _with_other(DUTIES)),
         ClosedSet("version", frozenset(), ("syncd_build_info",)),

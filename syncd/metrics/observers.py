@@ -21,6 +21,7 @@ from syncd.dingtalk.endpoints import Endpoint, Outcome
 from syncd.metrics.declared import Instruments
 from syncd.metrics.labels import Labels
 from syncd.metrics.scrape import ScrapeCollector, Sources
+from syncd.ports.directory import SyncOutcome
 
 
 class Metrics(Instruments):
@@ -106,6 +107,11 @@ class Metrics(Instruments):
             self.request_seconds.labels(endpoint.name, outcome).observe(seconds)
         if outcome == "throttled":
             self.throttled.labels(endpoint.name).inc()
+
+    # --- DirectorySyncObserver ---------------------------------------------------------
+
+    def directory_sync_ended(self, outcome: SyncOutcome) -> None:
+        self.directory_syncs.labels(outcome).inc()
 
     # --- scraping -----------------------------------------------------------------------
 

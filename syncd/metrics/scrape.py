@@ -25,7 +25,15 @@ from prometheus_client.registry import Collector
 
 from syncd import errors
 from syncd.domain import CHANNELS, month_start, next_month_start
-from syncd.metrics.labels import DUTIES, OPEN_STATES, PAUSE_REASONS, PURPOSES, Labels
+from syncd.metrics.labels import (
+    DIRECTORY_USER_STATES,
+    DUTIES,
+    EXEMPT_PURPOSES,
+    OPEN_STATES,
+    PAUSE_REASONS,
+    PURPOSES,
+    Labels,
+)
 
 SCRAPE_TIMEOUT = 5.0
 
@@ -136,7 +144,9 @@ class ScrapeCollector(Collector):
         inbox = await store.fetch_all("metrics_inbox_backlog", now)
         usage = await store.fetch_all("select_usage", {"month": month_start(s.now).date()})
         control = await store.fetch_all("metrics_control", now)
+        directory = await store.fetch_all("directory_counts", {})
         return [
+            *self._directory(directory),
             *self._backlog(outbox, approvals, unwritten, inbox),
             *self._pair(
                 ("syncd_outbox_quarantine", "syncd_outbox_quarantine_oldest_age_seconds"),
@@ -213,6 +223,8 @@ class ScrapeCollector(Collector):
         )
         calls = dict.fromkeys(PURPOSES, 0.0)
         for row in usage:
+            if str(row["purpose"]) in EXEMPT_PURPOSES:
+                continue  # calls the quota does not count (the directory's contact calls)
             purpose = self._labels.purpose(str(row["purpose"]))
             calls[purpose] = calls.get(purpose, 0.0) + float(row["calls"])
         for purpose, count in calls.items():
@@ -233,6 +245,27 @@ class ScrapeCollector(Collector):
             limit.add_metric([], float(self._monthly_quota))
             families.append(limit)
         return families
+
+    @staticmethod
+    def _directory(rows: list[dict[str, Any]]) -> list[Metric]:
+        """The synced directory's size and its last full sync (0: never)."""
+        row = rows[0] if rows else {}
+        users = GaugeMetricFamily(
+            "syncd_directory_users", "Users in the synced directory", labels=["state"]
+        )
+        for state in DIRECTORY_USER_STATES:
+            users.add_metric([state], float(row.get(state) or 0))
+        departments = GaugeMetricFamily(
+            "syncd_directory_departments", "Departments in the synced directory (not removed)"
+        )
+        departments.add_metric([], float(row.get("departments") or 0))
+        last = GaugeMetricFamily(
+            "syncd_directory_last_sync_timestamp_seconds",
+            "When the directory's last full sync finished (Unix time; 0: never)",
+        )
+        finished = row.get("last_sync_at")
+        last.add_metric([], finished.timestamp() if finished is not None else 0.0)
+        return [users, departments, last]
 
     def _control(self, rows: list[dict[str, Any]], actor: str) -> list[Metric]:
         paused = GaugeMetricFamily(
