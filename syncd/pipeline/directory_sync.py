@@ -203,16 +203,34 @@ class DirectorySync:
 
     async def _members(self, run: SyncRun) -> SyncRun:
         read_at = self.clock.now()
-        page = await self.client.members(run.queue[0], run.cursor, self.page_size)
+        try:
+            page = await self.client.members(run.queue[0], run.cursor, self.page_size)
+        except DingTalkError as exc:
+            return await self._removed_meanwhile(run, read_at, exc)
         cursor = MEMBERS_READ if page.next_cursor is None else page.next_cursor
         return await self._record(run, Reading(read_at, 1, run.queue, cursor, users=page.users))
 
     async def _children(self, run: SyncRun) -> SyncRun:
         read_at = self.clock.now()
-        children = await self.client.subdepartments(run.queue[0])
+        try:
+            children = await self.client.subdepartments(run.queue[0])
+        except DingTalkError as exc:
+            return await self._removed_meanwhile(run, read_at, exc)
         rest = run.queue[1:]
         queue = rest + tuple(d.dept_id for d in children if d.dept_id not in rest)
         return await self._record(run, Reading(read_at, 1, queue, 0, departments=children))
+
+    async def _removed_meanwhile(
+        self, run: SyncRun, read_at: datetime, error: DingTalkError
+    ) -> SyncRun:
+        """Reading the first department of the queue failed: if DingTalk no longer has
+        it (removed since it was queued), it is removed and the sync goes on without it;
+        otherwise ``error`` stands."""
+        dept_id = run.queue[0]
+        if await self.client.department(dept_id) is not None:
+            raise error
+        gone = Reading(read_at, 2, run.queue[1:], 0, departments_gone=[dept_id])
+        return await self._record(run, gone)
 
     async def _check_unseen(self, run: SyncRun, checked: set[str]) -> SyncRun | None:
         unseen = await self.store.unseen(run, 1)

@@ -249,3 +249,59 @@ async def test_one_sync_at_a_time_and_a_live_lease_is_followed(
         )
         assert outcome == "done" and run.id == held.id
         assert followed == ([] if owner == "replica-a" else [held.id, held.id])
+
+
+async def test_a_department_removed_while_queued_is_marked_removed(
+    daemon_dsn: str, owner_dsn: str
+) -> None:
+    """DingTalk removes a queued department before the sync reads it: its read fails,
+    DingTalk no longer has it, and the sync marks it removed and goes on."""
+    clear(owner_dsn)
+    departments = [
+        Department(dept_id=1, name="总公司"),
+        Department(dept_id=10, name="研发", parent_id=1),
+        Department(dept_id=20, name="空的", parent_id=1),
+    ]
+    users = [
+        User(user_id=f"u{n}", name=f"用户{n}", dept_ids=[1 if n % 2 else 10]) for n in range(6)
+    ]
+    world = world_of(departments, users)
+    async with rig(world, daemon_dsn) as r:
+
+        async def remove(n: int, read: Any) -> None:
+            if read == ("v2/user/list", 20, 0):
+                r.sim.directory.remove_department(20)
+
+        r.recorder.hook = remove
+        run = await _sync_once(r)
+        want = expected(world)
+        want["removed"] = {20}
+        assert r.rows() == want
+        assert ("v2/department/get", 20, None) in r.recorder.reads
+        assert run.departments == 3
+
+
+async def test_a_replica_whose_lease_passed_loses_the_sync_to_its_new_owner(
+    daemon_dsn: str, owner_dsn: str
+) -> None:
+    """Replica A stalls past its lease in the middle of a page; B takes the sync over. A's
+    page is not saved (its step writes nothing), A stops (``lost``), B finishes."""
+    clear(owner_dsn)
+    users = [User(user_id=f"u{n}", name=f"用户{n}", dept_ids=[1]) for n in range(250)]
+    world = world_of([Department(dept_id=1, name="总公司")], users)
+    async with rig(world, daemon_dsn) as r:
+        taken: list[Any] = []
+
+        async def stall(n: int, read: Any) -> None:
+            if read == ("v2/user/list", 1, 100) and not taken:
+                r.clock.advance(LEASE.total_seconds() + 1)
+                now = r.clock.now()
+                taken.append(await r.store.claim("replica-b", now, now + LEASE))
+
+        r.recorder.hook = stall
+        outcome, run = await r.sync("replica-a").sync_now()
+        assert outcome == "lost" and taken[0] is not None and taken[0].cursor == 100
+        outcome, run = await r.sync("replica-b").sync_now()
+        assert outcome == "done" and run.id == taken[0].id
+        assert r.rows() == expected(world)
+        assert run.users == 250
