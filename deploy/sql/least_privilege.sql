@@ -68,12 +68,11 @@ GRANT SELECT                         ON syncd.stats_by_node     TO syncd_daemon;
 GRANT SELECT                         ON syncd.stats_by_approver TO syncd_daemon;
 
 -- 0011: the DingTalk directory (full syncs, contact-change events, look-ups).
-GRANT SELECT, INSERT, UPDATE         ON syncd.dingtalk_user       TO syncd_daemon;
+-- dingtalk_user's DELETE: departed users are forgotten after directory.forget_departed_after.
+GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.dingtalk_user       TO syncd_daemon;
 GRANT SELECT, INSERT, UPDATE         ON syncd.dingtalk_department TO syncd_daemon;
 GRANT SELECT, INSERT, DELETE         ON syncd.dingtalk_membership TO syncd_daemon;
--- dirsync: the full syncs' progress, and forgetting departed users.
 GRANT SELECT, INSERT, UPDATE         ON syncd.directory_sync      TO syncd_daemon;
-GRANT DELETE                         ON syncd.dingtalk_user       TO syncd_daemon;
 
 -- syncd_reader, for reporting tools and people who read the statistics: every statistics
 -- view (they show kinds, business keys and approvers' user ids, never a payload) and the
