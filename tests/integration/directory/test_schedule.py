@@ -4,6 +4,7 @@ Runner schedules the duty only when the directory is enabled."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -123,3 +124,35 @@ async def test_the_runner_schedules_the_duty_only_when_the_directory_is_enabled(
             scheduled = {job.id for job in runner._schedule()._scheduler.get_jobs()}
             assert scheduled & {"directory_sync", "directory_forget"} == jobs
             assert runner.app.directory_sync.lease == timedelta(seconds=120) == LEASE
+
+
+class Ended:
+    """Told how each run of a sync ended; ``ended`` is set at the first."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+        self.ended = asyncio.Event()
+
+    def directory_sync_ended(self, outcome: str) -> None:
+        self.outcomes.append(outcome)
+        self.ended.set()
+
+
+async def test_syncd_run_syncs_the_directory_at_start(env: Env) -> None:  # noqa: F811
+    settings = env.settings(directory={"enabled": True}, events={"stream": False}, http={"port": 0})
+    async with env.daemon(settings) as runner:
+        seen = Ended()
+        runner.app.directory_sync.observer = seen
+        stop = asyncio.Event()
+        running = asyncio.create_task(runner.run(stop))
+        try:
+            async with asyncio.timeout(30):
+                await seen.ended.wait()
+        finally:
+            stop.set()
+            async with asyncio.timeout(30):
+                await running
+    assert seen.outcomes == ["done"]
+    [(trigger, state, users)] = env.sql("SELECT trigger, state, users FROM syncd.directory_sync")
+    assert (trigger, state) == ("first", "done")
+    assert users == len([u for u in env.sim.world.users if u.active])
