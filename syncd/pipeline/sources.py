@@ -131,7 +131,8 @@ def resolve(kind: KindSettings, payload: Any, columns: Mapping[str, Any]) -> Res
         raise MappingError("payload: expected a JSON object", field="payload")
     by = kind.originator_by
     originator = _read(kind.originator, payload, columns, "originator")
-    if not isinstance(originator, str | int) or isinstance(originator, bool) or not originator:
+    empty = originator == "" and by == "userid"  # else the look-up's check names the fix
+    if not isinstance(originator, str | int) or isinstance(originator, bool) or empty:
         what = "a DingTalk userId" if by == "userid" else f"a {by.replace('_', ' ')}"
         raise MappingError(
             f"originator: expected {what}, got {_shown(originator)}", field="originator"
@@ -143,11 +144,11 @@ def resolve(kind: KindSettings, payload: Any, columns: Mapping[str, Any]) -> Res
     form = {label: _read_form(src, payload, columns, label) for label, src in kind.form.items()}
     approvers = []
     for i, step in enumerate(kind.approvers):
-        users = _user_list(step.users, step.field, payload, "approvers")
+        users = _user_list(step.users, step.field, payload, "approvers", step.by)
         role, where = f"approvers step {i + 1}", _list_source(step.field)
         named += [Named(role, step.by, u, where, ("approvers", i, j)) for j, u in enumerate(users)]
         approvers.append((step.action, users))
-    cc = _user_list(kind.cc.users, kind.cc.field, payload, "cc") if kind.cc else []
+    cc = _user_list(kind.cc.users, kind.cc.field, payload, "cc", kind.cc.by) if kind.cc else []
     if kind.cc:
         where = _list_source(kind.cc.field)
         named += [Named("cc", kind.cc.by, u, where, ("cc", 0, j)) for j, u in enumerate(cc)]
@@ -209,12 +210,15 @@ def _dept_id(dept: Any) -> int:
     return dept_id
 
 
-def _user_list(users: list[str] | None, path: str | None, payload: Any, what: str) -> list[str]:
+def _user_list(
+    users: list[str] | None, path: str | None, payload: Any, what: str, by: str
+) -> list[str]:
     if path is None:
         return list(users or [])
     value = _required(payload, path, what)
     values = value if isinstance(value, list) else [value]
-    if not values or not all(isinstance(v, str | int) and str(v) for v in values):
+    empty_ok = by != "userid"  # an empty job number, mobile or email: the check names the fix
+    if not values or not all(isinstance(v, str | int) and (str(v) or empty_ok) for v in values):
         raise MappingError(f"{what}: {path!r} must be a user id or a list of user ids")
     return [str(v) for v in values]
 
