@@ -32,6 +32,9 @@ from syncd.pipeline.lookup import DirectoryNotReady, LookupProblem, People
 from syncd.pipeline.sources import resolve
 from syncd.settings_kinds import KindSettings
 from syncd.testing import FakeClock
+from tests.roles import APPLICATION
+
+READER = "syncd_reader"
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 JOBS = ("E1", "E2", "E3")
@@ -260,3 +263,29 @@ def test_departments_by_name_or_path_from_the_top(daemon_dsn: str, owner_dsn: st
                 assert f"({dept_id})" in got.message
 
     check()
+
+
+DIRECTORY_TABLES = (
+    "dingtalk_user",
+    "dingtalk_department",
+    "dingtalk_membership",
+    "directory_mobile_ask",
+    "directory_sync",
+)
+
+
+def test_only_the_daemon_reads_the_directory(
+    database: str, daemon_dsn: str, owner_dsn: str, logins: Any, application: Any
+) -> None:
+    clear(owner_dsn)
+    reader = logins.new(database, "reader", acts_as=READER)
+    grant = "GRANT {} TO {}"
+    sql(database, grant.format(APPLICATION, application.role))  # an application's login
+    with psycopg.connect(daemon_dsn, autocommit=True) as conn:
+        for table in DIRECTORY_TABLES:
+            conn.execute(f"SELECT 1 FROM syncd.{table}").fetchall()
+    for dsn in (reader, application.dsn):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for table in DIRECTORY_TABLES:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"SELECT 1 FROM syncd.{table}")
