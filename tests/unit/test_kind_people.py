@@ -22,12 +22,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.domain import ApprovalState, NewRound, OutboxRow
+from syncd.dingtalk.models import ProcessInstance
+from syncd.domain import ApprovalState, NewRound, OutboxRow, SubmitItem
 from syncd.errors import ConfigError
 from syncd.people import normal
 from syncd.pipeline.ingest import decide
 from syncd.pipeline.lookup import match
 from syncd.pipeline.naming import masked
+from syncd.pipeline.reconcile import matches
 from syncd.ports.lookup import Holder
 from syncd.settings import settings_from_data
 from syncd.settings_kinds import DEPT_BYS, PERSON_BYS, KindSettings
@@ -222,3 +224,16 @@ def test_a_mobile_is_never_shown_whole(n: str, form: str) -> None:
     assert n not in re.sub(r"\D", "", shown)
     assert shown.endswith(f"{n[:3]}****{n[-4:]}")
     assert masked("email", "Zhang.San@Example.com") == "Z***@Example.com"
+
+
+def test_reconciling_compares_the_user_id_the_create_was_sent_with() -> None:
+    sent = [{"name": "天数", "value": "2"}]
+    item = SubmitItem(
+        1, "k", "key", 1, {}, "e1001", None, 1, NOW, form_values=sent, originator_user_id="u1"
+    )
+    instance = ProcessInstance.model_validate(
+        {"originatorUserId": "u1", "formComponentValues": sent}
+    )
+    assert matches(item, None, instance)
+    other = instance.model_copy(update={"originator_user_id": "u9"})
+    assert not matches(item, None, other)
