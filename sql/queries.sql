@@ -358,20 +358,33 @@ RETURNING a.id, a.kind, a.business_key, a.round, a.payload, a.originator, a.dept
 
 -- record_intents --
 -- What is about to be sent to DingTalk, committed before the creates (reconciling needs it),
--- for a batch of claimed approvals (a JSON array of objects); returns those whose lease is
--- still the owner's.
+-- for a batch of claimed approvals (a JSON array of objects): the form, the originator's
+-- userId and the department; returns those whose lease is still the owner's, with the
+-- userId recorded before (to note how the people were found once per round).
+WITH i AS (
+    SELECT * FROM jsonb_to_recordset(%(intents)s::jsonb)
+           AS i (id bigint, process_code text, form_values jsonb, originator_user_id text,
+                 dept_id bigint)
+), prev AS (
+    SELECT a.id, a.originator_user_id
+      FROM syncd.approval a JOIN i ON i.id = a.id
+     WHERE a.state = 'submitting' AND a.lease_owner = %(owner)s
+       FOR UPDATE OF a
+)
 UPDATE syncd.approval a
-   SET process_code = i.process_code, form_values = i.form_values, updated_at = %(now)s
-  FROM jsonb_to_recordset(%(intents)s::jsonb)
-       AS i (id bigint, process_code text, form_values jsonb)
- WHERE a.id = i.id AND a.state = 'submitting' AND a.lease_owner = %(owner)s
-RETURNING a.id;
+   SET process_code = i.process_code, form_values = i.form_values,
+       originator_user_id = coalesce(i.originator_user_id, a.originator_user_id),
+       dept_id = coalesce(i.dept_id, a.dept_id), updated_at = %(now)s
+  FROM i JOIN prev ON prev.id = i.id
+ WHERE a.id = i.id
+RETURNING a.id, prev.originator_user_id AS previous_user_id;
 
 -- record_created --
 -- DingTalk created the instance: the approval runs (also adopts one found by reconciling).
 -- One statement: the transition, the DingTalk calls spent (a JSON array of objects) and the
--- transition in the history, the calls in the monthly usage. The calls are recorded even
--- when the approval had moved on (nothing returned): the instance exists all the same.
+-- transition in the history, the metered calls in the monthly usage (contact reads are not
+-- metered). The calls are recorded even when the approval had moved on (nothing returned):
+-- the instance exists all the same.
 WITH prev AS (
     SELECT id, state FROM syncd.approval
      WHERE id = %(id)s AND state IN ('submitting', 'unknown') AND instance_id IS NULL
@@ -390,8 +403,9 @@ WITH prev AS (
 ), spent AS (
     SELECT * FROM ROWS FROM (jsonb_to_recordset(%(call_lines)s::jsonb)
                              AS (endpoint text, purpose text, http_status integer, code text,
-                                 duration_ms integer, message text))
-           WITH ORDINALITY AS c (endpoint, purpose, http_status, code, duration_ms, message, n)
+                                 duration_ms integer, message text, metered boolean))
+           WITH ORDINALITY AS c (endpoint, purpose, http_status, code, duration_ms, message,
+                                 metered, n)
 ), logged AS (
     INSERT INTO syncd.approval_event
            (approval_id, at, event_type, from_state, to_state, endpoint, http_status, code,
@@ -408,7 +422,8 @@ WITH prev AS (
      ORDER BY e.n
 ), used AS (
     INSERT INTO syncd.usage (month, purpose, calls)
-    SELECT %(month)s, purpose, count(*) FROM spent GROUP BY purpose ORDER BY purpose
+    SELECT %(month)s, purpose, count(*) FROM spent WHERE metered IS NOT FALSE
+     GROUP BY purpose ORDER BY purpose
     ON CONFLICT (month, purpose) DO UPDATE SET calls = syncd.usage.calls + EXCLUDED.calls
 )
 SELECT from_state FROM moved;
@@ -458,7 +473,8 @@ UPDATE syncd.approval a
   FROM due
  WHERE a.id = due.id
 RETURNING a.id, a.kind, a.business_key, a.round, a.payload, a.originator, a.dept_id,
-          a.process_code, a.form_values, a.attempts, a.submitted_at, a.captured_at;
+          a.process_code, a.form_values, a.attempts, a.submitted_at, a.captured_at,
+          a.originator_user_id;
 
 -- select_known_instances --
 -- Which of these DingTalk instance ids already belong to an approval.
@@ -904,8 +920,8 @@ RETURNING q.outbox_id, q.kind, q.business_key, q.error_code, q.error_message;
 
 -- select_rounds --
 -- Every round of one business key (or the one asked for), oldest first.
-SELECT id, kind, business_key, round, state, outbox_id, payload, originator, dept_id,
-       process_code, instance_id, business_id, attempts, next_attempt_at, lease_owner,
+SELECT id, kind, business_key, round, state, outbox_id, payload, originator,
+       originator_user_id, dept_id, process_code, instance_id, business_id, attempts, next_attempt_at, lease_owner,
        lease_expires_at, last_error_code, last_error_message, dingtalk_status, dingtalk_result,
        calls_spent, cancel_requested_at, last_event_at, next_poll_at, captured_at,
        submitted_at, instance_created_at, finished_at, written_back_at, writeback_attempts,
@@ -1436,3 +1452,84 @@ SELECT (SELECT count(*) FROM syncd.dingtalk_user WHERE left_at IS NULL) AS prese
        (SELECT count(*) FROM syncd.dingtalk_user WHERE left_at IS NOT NULL) AS departed,
        (SELECT count(*) FROM syncd.dingtalk_department WHERE removed_at IS NULL) AS departments,
        (SELECT max(finished_at) FROM syncd.directory_sync WHERE state = 'done') AS last_sync_at;
+
+-- ---------------------------------------------------------------------------------------
+-- lookup (issue 17): people named by job number, mobile or email, translated at submit.
+-- ---------------------------------------------------------------------------------------
+
+-- directory_last_full_sync --
+-- When the directory's latest full sync finished (NULL: none has yet).
+SELECT max(finished_at) AS finished_at FROM syncd.directory_sync WHERE state = 'done';
+
+-- lookup_directory_users --
+-- Who holds each value (normal form) as their job number, mobile or email (by): present
+-- users by the value, departed ones by its hash in their left_hashes (values[i] and
+-- hashes[i] go together). One row per (value, user).
+WITH v AS (
+    SELECT x.value, x.hash
+      FROM unnest(%(values)s::text[], %(hashes)s::text[]) AS x(value, hash)
+), present AS (
+    SELECT v.value, u.user_id, u.name FROM v JOIN syncd.dingtalk_user u ON u.job_number = v.value
+     WHERE %(by)s::text = 'job_number' AND u.left_at IS NULL
+    UNION
+    SELECT v.value, u.user_id, u.name FROM v JOIN syncd.dingtalk_user u ON u.mobile = v.value
+     WHERE %(by)s::text = 'mobile' AND u.left_at IS NULL
+    UNION
+    SELECT v.value, u.user_id, u.name FROM v JOIN syncd.dingtalk_user u ON u.email = v.value
+     WHERE %(by)s::text = 'email' AND u.left_at IS NULL
+    UNION
+    SELECT v.value, u.user_id, u.name FROM v JOIN syncd.dingtalk_user u ON u.org_email = v.value
+     WHERE %(by)s::text = 'email' AND u.left_at IS NULL
+)
+SELECT value, user_id, name, false AS departed FROM present
+UNION ALL
+SELECT v.value, u.user_id, u.name, true
+  FROM v JOIN syncd.dingtalk_user u
+    ON u.left_hashes IS NOT NULL AND u.left_hashes @> ARRAY[v.hash]
+ WHERE u.left_at IS NOT NULL
+ ORDER BY 1, 2;
+
+-- lookup_directory_departments --
+-- Present departments named name, each with its path of names from the top (the root's
+-- first when the chain reaches it: complete).
+WITH RECURSIVE up AS (
+    SELECT d.dept_id AS found, d.parent_id, ARRAY[d.name] AS path, 0 AS depth
+      FROM syncd.dingtalk_department d
+     WHERE d.name = %(name)s AND d.removed_at IS NULL
+    UNION ALL
+    SELECT up.found, p.parent_id, p.name || up.path, up.depth + 1
+      FROM up JOIN syncd.dingtalk_department p ON p.dept_id = up.parent_id
+     WHERE up.depth < 64 AND p.removed_at IS NULL
+)
+SELECT DISTINCT ON (found) found AS dept_id, path, parent_id IS NULL AS complete
+  FROM up
+ ORDER BY found, depth DESC;
+
+-- directory_membership --
+-- Whether a present user belongs to a department, and whether the directory knows both
+-- (a user with no department at all is not known well enough to say).
+SELECT EXISTS (SELECT 1 FROM syncd.dingtalk_membership m
+                WHERE m.user_id = %(user_id)s AND m.dept_id = %(dept_id)s) AS member,
+       EXISTS (SELECT 1 FROM syncd.dingtalk_user u
+                WHERE u.user_id = %(user_id)s AND u.left_at IS NULL
+                  AND EXISTS (SELECT 1 FROM syncd.dingtalk_membership m
+                               WHERE m.user_id = u.user_id)) AS user_known,
+       EXISTS (SELECT 1 FROM syncd.dingtalk_department d
+                WHERE d.dept_id = %(dept_id)s AND d.removed_at IS NULL) AS dept_known;
+
+-- select_mobile_ask --
+-- The by-mobile question asked about this mobile (by hash) since the latest full sync
+-- finished, if any: its answer stands until a later full sync.
+SELECT q.asked_at, q.user_id
+  FROM syncd.directory_mobile_ask q
+ WHERE q.mobile_hash = %(hash)s
+   AND q.asked_at >= coalesce((SELECT max(s.finished_at) FROM syncd.directory_sync s
+                                WHERE s.state = 'done'), '-infinity'::timestamptz);
+
+-- save_mobile_ask --
+-- Record a by-mobile question and DingTalk's answer (NULL: nobody present has it).
+INSERT INTO syncd.directory_mobile_ask (mobile_hash, asked_at, user_id)
+VALUES (%(hash)s, %(asked_at)s, %(user_id)s)
+ON CONFLICT (mobile_hash) DO UPDATE
+   SET asked_at = EXCLUDED.asked_at, user_id = EXCLUDED.user_id
+ WHERE syncd.directory_mobile_ask.asked_at <= EXCLUDED.asked_at;

@@ -727,3 +727,19 @@ COMMENT ON COLUMN syncd.directory_sync.lease_owner IS
     'The replica (or syncd directory sync) running this sync until lease_until; another takes it over once the lease has passed.';
 CREATE UNIQUE INDEX directory_sync_one_running_idx ON syncd.directory_sync ((true))
     WHERE state = 'running';
+
+-- ---------------------------------------------------------------------------------------
+-- 0013 (lookup): the userId a round's create was sent with; by-mobile questions asked.
+-- ---------------------------------------------------------------------------------------
+
+ALTER TABLE syncd.approval ADD COLUMN originator_user_id text NULL;
+COMMENT ON COLUMN syncd.approval.originator_user_id IS
+    'The DingTalk userId the create was sent with (originator holds what the row named).';
+
+CREATE TABLE syncd.directory_mobile_ask (
+    mobile_hash  text PRIMARY KEY,
+    asked_at     timestamptz NOT NULL,
+    user_id      text NULL
+);
+COMMENT ON TABLE syncd.directory_mobile_ask IS
+    'By-mobile questions asked of DingTalk (SHA-256 of ''mobile:<normal form>''), and the userId it answered (NULL: nobody); not asked again until a later full sync finishes.';

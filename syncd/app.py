@@ -29,6 +29,7 @@ from syncd.db import migrations, writeback
 from syncd.db.admin_store import AdminStore
 from syncd.db.apply_store import PostgresApplyStore
 from syncd.db.cancel_store import PostgresCancelStore
+from syncd.db.directory_lookup import PostgresDirectoryLookup
 from syncd.db.inbox import PostgresInbox, WakingInbox
 from syncd.db.ingest_store import PostgresIngestStore
 from syncd.db.listen import Listener
@@ -40,15 +41,18 @@ from syncd.db.writeback_store import PostgresWriteBackStore
 from syncd.dingtalk.callback import CallbackEndpoint
 from syncd.dingtalk.calls import ObservedClient
 from syncd.dingtalk.client import KEEPALIVE_EXPIRY, HttpxApprovalClient, build_http_client
+from syncd.dingtalk.contacts import HttpxContactClient
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.failed import FailedPushList
 from syncd.dingtalk.pacing import Pacer
 from syncd.dingtalk.stream import StreamClient
 from syncd.errors import ConfigError, StoreError
 from syncd.metrics import Metrics
+from syncd.metrics.lookups import LookupMetrics
 from syncd.pipeline.apply import Apply
 from syncd.pipeline.cancel import Cancel
 from syncd.pipeline.ingest import Ingest
+from syncd.pipeline.lookup import People
 from syncd.pipeline.pauses import Pause, Pauses
 from syncd.pipeline.reconcile import Reconcile
 from syncd.pipeline.reconcile_window import ReconcileProgress, ReconcileWindow
@@ -94,6 +98,7 @@ class App:
             self.registry, kinds=settings.kinds, monthly_quota=settings.dingtalk.monthly_quota
         )
         self.observer: Observer = observer or self.metrics
+        self.lookup_metrics = LookupMetrics(self.registry)
         self.clock = clock or SystemClock()
         self.transport = transport
         self.pacer = pacer
@@ -150,6 +155,7 @@ class App:
         self.pauses = Pauses(self.control)
         self.listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
         self._build_events()
+        self._build_lookup()
         self._build_stages()
         self._build_directory()
 
@@ -179,7 +185,7 @@ class App:
     def _build_events(self) -> None:
         dt = self.settings.dingtalk
         events = self.settings.events
-        oapi = ObservedClient(
+        self.oapi = oapi = ObservedClient(
             base_url=dt.oapi_url,
             auth=self.http.auth,
             timeout=dt.timeout,
@@ -212,6 +218,12 @@ class App:
                 max_body_bytes=callback.max_body_bytes,
                 observer=self.observer,
             )
+
+    def _build_lookup(self) -> None:
+        """Look-ups of people named by job number, mobile or email (issue 17)."""
+        self.contacts = HttpxContactClient(self.oapi, pacer=self._pacer(), clock=self.clock)
+        self.lookup = PostgresDirectoryLookup(self.pool, actor=self.owner)
+        self.people = People(self.lookup, self.contacts, self.clock, observer=self.lookup_metrics)
 
     def _http_client(self) -> httpx.AsyncClient:
         dt = self.settings.dingtalk
@@ -287,6 +299,7 @@ class App:
                 agent_id=s.dingtalk.agent_id,
                 concurrency=p.concurrency,
                 observer=self.observer,
+                people=self.people,
             ),
             "reconcile": Reconcile(
                 submit_store,
@@ -339,12 +352,11 @@ class App:
     def _build_directory(self) -> None:
         """The contact client, the directory's stores, the full sync and its schedule."""
         parts = DirectoryParts.build(
-            self.settings, self.pool, self.http.auth, self._pacer(), self.clock, self.retry,
-            owner=self.owner, lease=self.timing.lease, transport=self.transport,
-            metrics=self.metrics,
+            self.settings, self.pool, self.contacts, self.clock, self.retry,
+            owner=self.owner, lease=self.timing.lease, metrics=self.metrics,
         )  # fmt: skip
         self._closers.append(parts.aclose)
-        self.contacts, self.directory = parts.contacts, parts.directory
+        self.directory = parts.directory
         self.directory_sync, self.directory_schedule = parts.sync, parts.schedule
 
     def http_app(self, starting: Starting | None = None) -> Starlette:

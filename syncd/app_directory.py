@@ -1,8 +1,9 @@
 """The directory's parts, as the :class:`~syncd.app.App` builds them.
 
-The contact client (on the old API host, with the app's token auth, paced by the same
-pacer as every call and counted by the same metrics), the directory's stores, the full
-sync and, while the directory is enabled, its schedule.
+The directory's stores, the full sync and, while the directory is enabled, its schedule,
+around the App's contact client (on the old API host, with the app's token auth, paced by
+the same pacer as every call and counted by the same metrics; look-ups at submit use it
+too).
 """
 
 from __future__ import annotations
@@ -11,15 +12,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.directory_store import PostgresDirectoryStore
 from syncd.db.directory_sync_store import PostgresDirectorySyncStore
-from syncd.dingtalk.calls import ObservedClient
-from syncd.dingtalk.client import KEEPALIVE_EXPIRY
 from syncd.dingtalk.contacts import HttpxContactClient
-from syncd.dingtalk.pacing import Pacer
 from syncd.metrics import Metrics
 from syncd.pipeline.directory_schedule import DirectorySchedule
 from syncd.pipeline.directory_sync import DirectorySync
@@ -30,7 +27,6 @@ from syncd.settings import Settings
 
 @dataclass
 class DirectoryParts:
-    http: httpx.AsyncClient
     contacts: HttpxContactClient
     directory: PostgresDirectoryStore
     syncs: PostgresDirectorySyncStore
@@ -42,26 +38,15 @@ class DirectoryParts:
         cls,
         settings: Settings,
         pool: AsyncConnectionPool[Any],
-        auth: httpx.Auth | None,
-        pacer: Pacer,
+        contacts: HttpxContactClient,
         clock: Clock,
         retry: RetryPolicy,
         *,
         owner: str,
         lease: timedelta,
-        transport: httpx.AsyncBaseTransport | None,
         metrics: Metrics,
     ) -> DirectoryParts:
-        dt, ds = settings.dingtalk, settings.directory
-        http = ObservedClient(
-            base_url=dt.oapi_url,
-            auth=auth,
-            timeout=dt.timeout,
-            transport=transport,
-            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
-            observer=metrics,
-        )
-        contacts = HttpxContactClient(http, pacer=pacer, clock=clock)
+        ds = settings.directory
         syncs = PostgresDirectorySyncStore(pool, actor=owner)
         sync = DirectorySync(
             contacts,
@@ -83,9 +68,8 @@ class DirectoryParts:
                 forget_after=timedelta(seconds=ds.forget_departed_after),
             )
         directory = PostgresDirectoryStore(pool, actor=owner)
-        return cls(http, contacts, directory, syncs, sync, schedule)
+        return cls(contacts, directory, syncs, sync, schedule)
 
     async def aclose(self) -> None:
         if self.schedule is not None:
             await self.schedule.stop()
-        await self.http.aclose()

@@ -209,6 +209,9 @@ class Intent:
     approval_id: int
     process_code: str
     form_values: Any
+    originator_user_id: str | None = None  # the userId the create names as originator
+    dept_id: int | None = None
+    note: str | None = None  # how the people were found, for the round's history
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,7 @@ class SubmitItem:
     process_code: str | None = None
     form_values: Any = None
     submitted_at: datetime | None = None
+    originator_user_id: str | None = None  # the userId an earlier create named
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,7 @@ class CallRecord:
     code: str | None = None
     http_status: int | None = None
     message: str | None = None
+    metered: bool = True  # counts against the monthly quota (contact reads do not)
 
 
 #: Where an event came from: ``syncd.inbox.channel`` (whose CHECK constraint lists the

@@ -52,16 +52,6 @@ class DirectorySettings(_Section):
 
 
 def names_people_by_directory(kinds: Mapping[str, KindSettings]) -> bool:
-    """Whether some kind names someone by job number, mobile or email (``by = ...``)."""
-
-    def walk(value: Any) -> bool:
-        if isinstance(value, dict):
-            by = value.get("by")
-            if isinstance(by, str) and by != "userid":
-                return True
-            return any(walk(v) for v in value.values())
-        if isinstance(value, list):
-            return any(walk(v) for v in value)
-        return False
-
-    return any(walk(kind.model_dump()) for kind in kinds.values())
+    """Whether some kind names someone by job number, mobile or email, or its department
+    by name (``by = ...``)."""
+    return any(kind.uses_directory for kind in kinds.values())

@@ -5,6 +5,12 @@ string (a payload path such as ``"applicant"`` or ``"amount.total"``) or a table
 exactly one of ``field`` (payload path), ``fields`` (several payload paths, for a date
 range), ``template`` (``"{reason} ({days} days)"`` over payload paths), ``value`` (a
 constant) or ``column`` (an outbox column: ``originator``, ``business_key``, ``kind``).
+
+People (the originator, approvers, cc) may be named as the legacy system knows them:
+``by = "userid"`` (the default: a DingTalk userId), ``"job_number"``, ``"mobile"`` or
+``"email"``; the originator's department by ``by = "dept_id"`` (the default) or
+``"name"`` (a name, or a path of names from the top: ``"研发部/后端组"``). Anything other
+than a userId or a department id is looked up in the synced DingTalk directory at submit.
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OUTBOX_COLUMNS = ("originator", "business_key", "kind")
+#: How a kind names a person (``syncd.people.By``) and a department (``DeptBy``).
+PERSON_BYS = ("userid", "job_number", "mobile", "email")
+DEPT_BYS = ("dept_id", "name")
+PersonBy = Literal["userid", "job_number", "mobile", "email"]
 WRITE_BACK_SOURCES = (
     "status",
     "dingtalk_status",
@@ -67,6 +77,10 @@ class ValueSource(_Model):
     columns: dict[str, str] | None = Field(
         default=None, description="TableField: child component label → key in each row"
     )
+    by: Literal["userid", "job_number", "mobile", "email", "dept_id", "name"] | None = Field(
+        default=None,
+        description="originator: userid, job_number, mobile or email; dept_id: dept_id or name",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -110,6 +124,7 @@ class ApproverStep(_Model):
     action: Literal["AND", "OR", "NONE"] = "NONE"
     users: list[str] | None = None
     field: str | None = Field(default=None, description="payload path to a list of user ids")
+    by: PersonBy = Field(default="userid", description="what users or field name people by")
 
     @model_validator(mode="after")
     def _one(self) -> Self:
@@ -126,6 +141,7 @@ class CcSettings(_Model):
     users: list[str] = Field(default_factory=list)
     field: str | None = None
     position: Literal["START", "FINISH", "START_FINISH"] = "FINISH"
+    by: PersonBy = Field(default="userid", description="what users or field name people by")
 
 
 class WriteBackSettings(_Model):
@@ -226,3 +242,42 @@ class KindSettings(_Model):
     on_resubmit: Literal["reject", "supersede"] = "reject"
     cancel_remark: str = "Canceled by the requesting system"
     write_back: WriteBackSettings | None = None
+
+    @model_validator(mode="after")
+    def _by(self) -> Self:
+        for label, source in self.form.items():
+            if source.by is not None:
+                raise ValueError(
+                    f"form {label!r}: by = {source.by!r} means nothing for a form value (it "
+                    "says how originator, approvers, cc and dept_id name people); remove it"
+                )
+        if self.originator.by not in (None, *PERSON_BYS):
+            raise ValueError(
+                f"originator: by = {self.originator.by!r} does not name a person; use "
+                + ", ".join(repr(b) for b in PERSON_BYS)
+            )
+        if self.dept_id.by not in (None, *DEPT_BYS):
+            raise ValueError(
+                f"dept_id: by = {self.dept_id.by!r} does not name a department; use "
+                "'dept_id' (DingTalk's department id) or 'name' (a name or a path of names "
+                "from the top, such as '研发部/后端组')"
+            )
+        return self
+
+    @property
+    def originator_by(self) -> PersonBy:
+        """What the originator's value is: a userId unless ``by`` says otherwise."""
+        by = self.originator.by or "userid"
+        assert by in PERSON_BYS
+        return by  # type: ignore[return-value]
+
+    @property
+    def dept_by(self) -> Literal["dept_id", "name"]:
+        return "name" if self.dept_id.by == "name" else "dept_id"
+
+    @property
+    def uses_directory(self) -> bool:
+        """Whether this kind names anyone by something the DingTalk directory translates."""
+        bys = [self.originator_by, *(step.by for step in self.approvers)]
+        bys += [self.cc.by] if self.cc else []
+        return self.dept_by == "name" or any(by != "userid" for by in bys)

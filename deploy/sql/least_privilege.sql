@@ -74,6 +74,9 @@ GRANT SELECT, INSERT, UPDATE         ON syncd.dingtalk_department TO syncd_daemo
 GRANT SELECT, INSERT, DELETE         ON syncd.dingtalk_membership TO syncd_daemon;
 GRANT SELECT, INSERT, UPDATE         ON syncd.directory_sync      TO syncd_daemon;
 
+-- 0013: the by-mobile questions asked of DingTalk at submit.
+GRANT SELECT, INSERT, UPDATE         ON syncd.directory_mobile_ask TO syncd_daemon;
+
 -- syncd_reader, for reporting tools and people who read the statistics: every statistics
 -- view (they show kinds, business keys and approvers' user ids, never a payload) and the
 -- migration ledger (`syncd report` checks that the schema is current). Granted only where

@@ -298,8 +298,11 @@ def render_round(r: Row) -> str:
         f"  instance         {r['instance_id'] or '-'}  process {r['process_code'] or '-'}"
         + (f"  DingTalk says {dingtalk}" if dingtalk else "")
     )
+    originator = r["originator"] or "-"
+    if r.get("originator_user_id") and r["originator_user_id"] != r["originator"]:
+        originator += f" (sent as userId {r['originator_user_id']})"
     lines.append(
-        f"  originator       {r['originator'] or '-'}  attempts {r['attempts']}  "
+        f"  originator       {originator}  attempts {r['attempts']}  "
         f"calls spent {r['calls_spent']}  write-back attempts {r['writeback_attempts']}"
     )
     if r["last_error_code"] or r["last_error_message"]:

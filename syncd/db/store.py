@@ -99,9 +99,10 @@ class BaseStore:
         *lines: HistoryLine,
     ) -> None:
         """Record DingTalk calls in the approval's history (then ``lines``, in the same
-        statement) and in the monthly usage (one statement per purpose)."""
+        statement) and the metered ones in the monthly usage (one statement per purpose)."""
         await self.log(conn, now, [call_line(approval_id, call) for call in calls] + list(lines))
-        for purpose, count in sorted(Counter(call.purpose for call in calls).items()):
+        metered = Counter(call.purpose for call in calls if call.metered)
+        for purpose, count in sorted(metered.items()):
             params = {"month": usage_month(now), "purpose": purpose, "calls": count}
             await conn.execute(QUERIES["add_usage"], params)
 
@@ -149,6 +150,7 @@ def call_line(approval_id: int, call: CallRecord) -> HistoryLine:
         "code": call.code,
         "duration_ms": call.duration_ms,
         "message": call.message,
+        "metered": call.metered,
     }
 
 

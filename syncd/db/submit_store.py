@@ -53,15 +53,33 @@ class PostgresSubmitStore(BaseStore):
         self, intents: Sequence[Intent], owner: str, now: datetime
     ) -> set[int]:
         """Commit what is about to be created, for several approvals in one statement;
-        returns the ids whose lease is still ``owner``'s (the others must not be sent)."""
+        returns the ids whose lease is still ``owner``'s (the others must not be sent).
+        An intent's note (how its people were found) joins the history once per round:
+        when the originator's userId is new to the round."""
         if not intents:
             return set()
         rows = [
-            {"id": i.approval_id, "process_code": i.process_code, "form_values": i.form_values}
+            {
+                "id": i.approval_id,
+                "process_code": i.process_code,
+                "form_values": i.form_values,
+                "originator_user_id": i.originator_user_id,
+                "dept_id": i.dept_id,
+            }
             for i in intents
         ]
         params = {"intents": Jsonb(rows), "owner": owner, "now": now}
-        return set(ids(await self.fetch_all("record_intents", params)))
+        notes = {i.approval_id: i for i in intents if i.note}
+        async with self.transaction() as conn:
+            kept = await (await conn.execute(QUERIES["record_intents"], params)).fetchall()
+            lines = [
+                history_line(row["id"], event_type="note", message=notes[row["id"]].note)
+                for row in sorted(kept, key=lambda r: r["id"])
+                if row["id"] in notes
+                and row["previous_user_id"] != notes[row["id"]].originator_user_id
+            ]
+            await self.log(conn, now, lines)
+        return set(ids(kept))
 
     async def record_created(
         self,

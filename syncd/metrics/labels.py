@@ -48,7 +48,16 @@ OPEN_STATES = ("pending", "submitting", "unknown", "running", "invalid", "dead")
 #: The periodic jobs replicas take turns at (``syncd_leader``).
 DUTIES = ("sweep_failed", "retention", "callback_replay", "directory_sync", "directory_forget")
 #: Why DingTalk calls were spent (``syncd.usage.purpose``; a test scans the code for them).
-PURPOSES = ("create", "confirm", "poll", "reconcile", "cancel", "schema", "failed_list")
+PURPOSES = (
+    "create",
+    "confirm",
+    "poll",
+    "reconcile",
+    "cancel",
+    "schema",
+    "failed_list",
+    "lookup",
+)
 #: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts (the contact
 #: calls, contract §15.1): shown by ``syncd status``, left out of the quota's gauges.
 EXEMPT_PURPOSES = ("directory",)
@@ -82,6 +91,21 @@ QUARANTINE_REASONS = {
     "XX": "internal_error",
 }
 PAUSE_REASONS = frozenset({"quota", "auth"})
+#: Look-ups of people and departments in the directory (``syncd_directory_lookups_total``):
+#: what was looked up, how it ended, and the parking reasons they give.
+LOOKUP_BYS = ("job_number", "mobile", "email", "name")
+LOOKUP_OUTCOMES = ("found", "unknown", "ambiguous", "departed", "not_synced", "by_mobile_api")
+LOOKUP_REASONS = frozenset(
+    {
+        "bad_identifier",
+        "person_unknown",
+        "person_ambiguous",
+        "person_departed",
+        "department_unknown",
+        "department_ambiguous",
+        "not_in_department",
+    }
+)
 OTHER = "other"
 
 
@@ -129,7 +153,9 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         ClosedSet("channel", _with_other(FINISH_CHANNELS), ("syncd_approvals_finished_total",)),
         ClosedSet("channel", _with_other(CHANNELS)),
         ClosedSet(
-            "reason", _with_other(PARK_REASONS, ERROR_CLASSES), ("syncd_approvals_parked_total",)
+            "reason",
+            _with_other(PARK_REASONS, LOOKUP_REASONS, ERROR_CLASSES),
+            ("syncd_approvals_parked_total",),
         ),
         ClosedSet(
             "reason",
@@ -144,6 +170,8 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         ClosedSet("state", frozenset(DIRECTORY_USER_STATES), ("syncd_directory_users",)),
         ClosedSet("purpose", _with_other(PURPOSES)),
         ClosedSet("duty", _with_other(DUTIES)),
+        ClosedSet("by", frozenset(LOOKUP_BYS), ("syncd_directory_lookups_total",)),
+        ClosedSet("outcome", frozenset(LOOKUP_OUTCOMES), ("syncd_directory_lookups_total",)),
         ClosedSet("version", frozenset(), ("syncd_build_info",)),
         ClosedSet("python", frozenset(), ("syncd_build_info",)),
     )
@@ -174,7 +202,7 @@ class Labels:
 
     stage = staticmethod(_within(STAGES))
     error_class = staticmethod(_within(ERROR_CLASSES))
-    reason = staticmethod(_within(PARK_REASONS | ERROR_CLASSES))
+    reason = staticmethod(_within(PARK_REASONS | LOOKUP_REASONS | ERROR_CLASSES))
     channel = staticmethod(_within(CHANNELS))
     finish_channel = staticmethod(_within(FINISH_CHANNELS))
     state = staticmethod(_within(state.value for state in ApprovalState))

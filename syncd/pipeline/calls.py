@@ -12,8 +12,16 @@ from syncd.errors import DingTalkError
 T = TypeVar("T")
 
 
-async def call(calls: list[CallRecord], endpoint: str, purpose: str, request: Awaitable[T]) -> T:
-    """Await a DingTalk call and append its record to ``calls``, success or not."""
+async def call(
+    calls: list[CallRecord],
+    endpoint: str,
+    purpose: str,
+    request: Awaitable[T],
+    *,
+    metered: bool = True,
+) -> T:
+    """Await a DingTalk call and append its record to ``calls``, success or not
+    (``metered``: whether it counts against the monthly quota)."""
     started = time.monotonic()
     try:
         result = await request
@@ -27,6 +35,7 @@ async def call(calls: list[CallRecord], endpoint: str, purpose: str, request: Aw
                 code=exc.code or type(exc).__name__,
                 http_status=exc.http_status,
                 message=exc.message[:500],
+                metered=metered,
             )
         )
         raise
@@ -36,6 +45,7 @@ async def call(calls: list[CallRecord], endpoint: str, purpose: str, request: Aw
             purpose=purpose,
             ok=True,
             duration_ms=int((time.monotonic() - started) * 1000),
+            metered=metered,
         )
     )
     return result

@@ -158,7 +158,7 @@ def _submit(row: OutboxRow, kind: KindSettings) -> list[IngestDecision]:
     try:
         resolved = resolve_row(kind, row)
     except MappingError as exc:
-        return _invalid("bad_payload", f"outbox row {row.id}: {exc.message}")
+        return _invalid(exc.code, f"outbox row {row.id}: {exc.message}")
     return [NewRound(ApprovalState.PENDING, resolved.originator, resolved.dept_id)]
 
 

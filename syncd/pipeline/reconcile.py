@@ -39,7 +39,8 @@ def matches(item: SubmitItem, kind: KindSettings | None, instance: ProcessInstan
         expected = correlation_key(item.kind, item.business_key, item.round)
         return values.get(kind.correlation_field) == expected
     sent: list[Mapping[str, Any]] = item.form_values or []
-    if not sent or (item.originator and instance.originator_user_id not in (None, item.originator)):
+    originator = item.originator_user_id or item.originator
+    if not sent or (originator and instance.originator_user_id not in (None, originator)):
         return False
     return all(values.get(str(v.get("name"))) == v.get("value") for v in sent)
 
@@ -130,12 +131,13 @@ class Reconcile:
         if not process_code:
             return None
         start = (item.submitted_at or item.captured_at) - WINDOW_BEFORE
+        originator = item.originator_user_id or item.originator
         ids = await call(
             calls,
             "list",
             "reconcile",
             self.client.list_instance_ids(
-                process_code, start, user_ids=[item.originator] if item.originator else ()
+                process_code, start, user_ids=[originator] if originator else ()
             ),
         )
         known = await self.store.known_instances(ids) if ids else set()

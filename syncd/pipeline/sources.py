@@ -4,9 +4,12 @@
 round's copy) reads every configured source — a payload field or fields, a template over
 the payload, an outbox column, a constant — so a missing field parks the row before any
 DingTalk call. It checks only what needs no template: the originator, the department, the
-approvers and cc. Typing the form values against the template is step two
-(``syncd.pipeline.mapping.encode``). Every problem is a :class:`MappingError` naming the
-field, the payload path and what to fix.
+approvers and cc, and that each person's value can be what the kind's ``by`` says (an
+email with an ``@``, a mobile number; :mod:`syncd.pipeline.naming`). Typing the form
+values against the template is step two (``syncd.pipeline.mapping.encode``); translating
+people named by job number, mobile or email into userIds is done at submit
+(:mod:`syncd.pipeline.lookup`). Every problem is a :class:`MappingError` naming the field,
+the payload path and what to fix.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from syncd.errors import SyncdError
+from syncd.pipeline.naming import Named, Slot, check_named
 from syncd.settings_kinds import KindSettings, ValueSource
 
 MISSING: Any = object()
@@ -28,9 +32,10 @@ _INT64 = (-(2**63), 2**63 - 1)
 class MappingError(SyncdError):
     """The outbox row does not fit the kind's form."""
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    def __init__(self, message: str, *, field: str = "", code: str = "bad_payload") -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,23 @@ class Resolved:
     form: dict[str, Any] = field(default_factory=dict)
     approvers: Sequence[tuple[str, list[str]]] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
+    #: Every person (and a department named by name) as the row names them.
+    named: tuple[Named, ...] = ()
+
+    def translated(self, answers: Mapping[Slot, str | int]) -> Resolved:
+        """These values with the people (and department) in ``answers`` replaced."""
+        approvers = [
+            (action, [str(answers.get(("approvers", i, j), u)) for j, u in enumerate(users)])
+            for i, (action, users) in enumerate(self.approvers)
+        ]
+        dept = answers.get(("dept_id", 0, 0), self.dept_id)
+        return replace(
+            self,
+            originator=str(answers.get(("originator", 0, 0), self.originator)),
+            dept_id=int(dept) if dept is not None else None,
+            approvers=approvers,
+            cc=[str(answers.get(("cc", 0, j), u)) for j, u in enumerate(self.cc)],
+        )
 
 
 def lookup(payload: Any, path: str) -> Any:
@@ -107,19 +129,66 @@ def resolve(kind: KindSettings, payload: Any, columns: Mapping[str, Any]) -> Res
     """Read originator, department, form values, approvers and cc from one outbox row."""
     if not isinstance(payload, Mapping):
         raise MappingError("payload: expected a JSON object", field="payload")
+    by = kind.originator_by
     originator = _read(kind.originator, payload, columns, "originator")
-    if not isinstance(originator, str | int) or isinstance(originator, bool) or not originator:
+    empty = originator == "" and by == "userid"  # else the look-up's check names the fix
+    if not isinstance(originator, str | int) or isinstance(originator, bool) or empty:
+        what = "a DingTalk userId" if by == "userid" else f"a {by.replace('_', ' ')}"
         raise MappingError(
-            f"originator: expected a DingTalk userId, got {_shown(originator)}", field="originator"
+            f"originator: expected {what}, got {_shown(originator)}", field="originator"
         )
-    dept_id = _dept_id(_read(kind.dept_id, payload, columns, "dept_id"))
+    origin = _source(kind.originator)
+    named = [Named("originator", by, str(originator), origin, ("originator", 0, 0))]
+    dept_id, dept_named = _department(kind, payload, columns)
+    named += dept_named
     form = {label: _read_form(src, payload, columns, label) for label, src in kind.form.items()}
-    approvers = [
-        (step.action, _user_list(step.users, step.field, payload, "approvers"))
-        for step in kind.approvers
-    ]
-    cc = _user_list(kind.cc.users, kind.cc.field, payload, "cc") if kind.cc else []
-    return Resolved(str(originator), dept_id, form, approvers, cc)
+    approvers = []
+    for i, step in enumerate(kind.approvers):
+        users = _user_list(step.users, step.field, payload, "approvers", step.by)
+        role, where = f"approvers step {i + 1}", _list_source(step.field)
+        named += [Named(role, step.by, u, where, ("approvers", i, j)) for j, u in enumerate(users)]
+        approvers.append((step.action, users))
+    cc = _user_list(kind.cc.users, kind.cc.field, payload, "cc", kind.cc.by) if kind.cc else []
+    if kind.cc:
+        where = _list_source(kind.cc.field)
+        named += [Named("cc", kind.cc.by, u, where, ("cc", 0, j)) for j, u in enumerate(cc)]
+    for person in named:
+        if (problem := check_named(person)) is not None:
+            raise MappingError(problem, field=person.role, code="bad_identifier")
+    return Resolved(str(originator), dept_id, form, approvers, cc, tuple(named))
+
+
+def _source(source: ValueSource) -> str:
+    """Where a value source reads, as a message names it."""
+    if source.field is not None:
+        return f"payload path {source.field!r}"
+    if source.column is not None:
+        return f"outbox column {source.column!r}"
+    if source.template is not None:
+        return f"template {source.template!r}"
+    if source.fields is not None:
+        return f"payload paths {', '.join(source.fields)}"
+    return "the kind's value"
+
+
+def _list_source(path: str | None) -> str:
+    return f"payload path {path!r}" if path is not None else "the kind's users"
+
+
+def _department(
+    kind: KindSettings, payload: Any, columns: Mapping[str, Any]
+) -> tuple[int | None, list[Named]]:
+    """The department id, or (for ``by = "name"``) none yet and the name to look up."""
+    dept = _read(kind.dept_id, payload, columns, "dept_id")
+    if kind.dept_by == "dept_id":
+        return _dept_id(dept), []
+    if not isinstance(dept, str) or not dept.strip():
+        raise MappingError(
+            f"dept_id: expected a department name such as '研发部/后端组', got {_shown(dept)} "
+            f"({_source(kind.dept_id)})",
+            field="dept_id",
+        )
+    return None, [Named("dept_id", "name", dept, _source(kind.dept_id), ("dept_id", 0, 0))]
 
 
 def _shown(value: Any) -> str:
@@ -141,12 +210,15 @@ def _dept_id(dept: Any) -> int:
     return dept_id
 
 
-def _user_list(users: list[str] | None, path: str | None, payload: Any, what: str) -> list[str]:
+def _user_list(
+    users: list[str] | None, path: str | None, payload: Any, what: str, by: str
+) -> list[str]:
     if path is None:
         return list(users or [])
     value = _required(payload, path, what)
     values = value if isinstance(value, list) else [value]
-    if not values or not all(isinstance(v, str | int) and str(v) for v in values):
+    empty_ok = by != "userid"  # an empty job number, mobile or email: the check names the fix
+    if not values or not all(isinstance(v, str | int) and (str(v) or empty_ok) for v in values):
         raise MappingError(f"{what}: {path!r} must be a user id or a list of user ids")
     return [str(v) for v in values]
 

@@ -34,6 +34,7 @@ from syncd.errors import (
 )
 from syncd.logging import approval_fields
 from syncd.pipeline.calls import call
+from syncd.pipeline.lookup import DirectoryNotReady, LookupProblem, People, directory_wait
 from syncd.pipeline.mapping import MappingError, encode, resolve_row
 from syncd.pipeline.pauses import Pauses
 from syncd.pipeline.retry import RetryPolicy
@@ -109,8 +110,10 @@ class Submit:
         concurrency: int = 8,
         agent_id: int | None = None,
         observer: Observer | None = None,
+        people: People | None = None,
     ) -> None:
         self.observer = observer or NullObserver()
+        self.people = people
         self.store = store
         self.pauses = pauses
         self.client = client
@@ -160,10 +163,22 @@ class Submit:
         return len(items)
 
     async def build(
-        self, item: SubmitItem, kind: KindSettings, calls: list[CallRecord]
+        self,
+        item: SubmitItem,
+        kind: KindSettings,
+        calls: list[CallRecord],
+        notes: list[str] | None = None,
     ) -> CreateInstanceRequest:
-        """The create request for one approval; ``MappingError`` if the row does not fit."""
+        """The create request for one approval; ``MappingError`` if the row does not fit,
+        ``LookupProblem`` or ``DirectoryNotReady`` if its people do not translate (how
+        they did goes into ``notes``)."""
         resolved = resolve_row(kind, item)
+        if kind.uses_directory:
+            if self.people is None:
+                raise DirectoryNotReady("no DingTalk directory is configured for look-ups")
+            resolved, note = await self.people.translate(resolved, calls)
+            if notes is not None:
+                notes.append(note)
         schema = await self.schemas.get(kind.process_code, calls)
         table_columns = {
             label: src.columns for label, src in kind.form.items() if src.columns is not None
@@ -195,17 +210,49 @@ class Submit:
                 item, "unknown_kind", f"kind {item.kind!r} is no longer configured", calls
             )
             return None
+        notes: list[str] = []
         try:
-            request = await self.build(item, kind, calls)
-        except MappingError as exc:
-            await self._park(item, "bad_payload", exc.message, calls)
+            request = await self.build(item, kind, calls, notes)
+        except (MappingError, LookupProblem) as exc:
+            await self._park(item, exc.code, exc.message, calls)
+            return None
+        except DirectoryNotReady as exc:
+            await self._wait(item, exc.message, calls)
             return None
         except DingTalkError as exc:
             await self._failed(item, exc, calls)
             return None
         form = [v.to_wire() for v in request.form_component_values]
-        intent = Intent(approval_id=item.id, process_code=kind.process_code, form_values=form)
+        intent = Intent(
+            approval_id=item.id,
+            process_code=kind.process_code,
+            form_values=form,
+            originator_user_id=request.originator_user_id,
+            dept_id=request.dept_id,
+            note=notes[0] if notes else None,
+        )
         return _Prepared(item, request, intent, calls)
+
+    async def _wait(self, item: SubmitItem, message: str, calls: list[CallRecord]) -> None:
+        """Back to pending without spending an attempt: the directory is not ready."""
+        now = self.clock.now()
+        waited = (now - item.captured_at).total_seconds()
+        delay = directory_wait(waited, self.retry.base)
+        await self.store.record_failed(
+            item.id,
+            to_state=ApprovalState.PENDING,
+            now=now,
+            next_attempt_at=now + timedelta(seconds=delay),
+            error_code="directory_not_synced",
+            error_message=message,
+            refund=True,
+            calls=calls,
+            owner=self.owner,
+        )
+        logger.info(
+            "waiting for the directory",
+            extra={"action": "push_waiting", **approval_fields(item), "error": message},
+        )
 
     async def _create(self, p: _Prepared, send_before: datetime) -> None:
         """Create the instance of a prepared approval (its intent committed) and record it."""

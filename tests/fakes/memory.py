@@ -177,7 +177,8 @@ class MemoryDb:
                     code=call.code,
                 )
             )
-            self.t.usage[(month_start(now).date(), call.purpose)] += 1
+            if call.metered:
+                self.t.usage[(month_start(now).date(), call.purpose)] += 1
 
     def transitions(self, approval_id: int) -> list[tuple[str | None, str | None]]:
         """The approval's transitions, in order, as (from, to)."""

@@ -36,6 +36,7 @@ def _submit_item(row: ApprovalRow, *, unknown: bool = False) -> SubmitItem:
             "process_code": row.process_code,
             "form_values": row.form_values,
             "submitted_at": row.submitted_at,
+            "originator_user_id": row.originator_user_id,
         }
     return SubmitItem(
         id=row.id,
@@ -89,6 +90,10 @@ class MemorySubmitStore:
                 a = t.approvals.get(intent.approval_id)
                 if a and a.state is ApprovalState.SUBMITTING and a.lease_owner == owner:
                     a.process_code, a.form_values = intent.process_code, intent.form_values
+                    if intent.note and a.originator_user_id != intent.originator_user_id:
+                        self.db.log(a.id, now, "note", message=intent.note)
+                    a.originator_user_id = intent.originator_user_id or a.originator_user_id
+                    a.dept_id = intent.dept_id if intent.dept_id is not None else a.dept_id
                     a.updated_at = now
                     kept.add(a.id)
             return kept

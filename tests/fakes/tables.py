@@ -30,6 +30,7 @@ class ApprovalRow:
     payload: Any = field(default_factory=dict)
     outbox_id: int | None = None
     originator: str | None = None
+    originator_user_id: str | None = None
     dept_id: int | None = None
     process_code: str | None = None
     form_values: Any = None
