@@ -226,3 +226,8 @@ class KindSettings(_Model):
     on_resubmit: Literal["reject", "supersede"] = "reject"
     cancel_remark: str = "Canceled by the requesting system"
     write_back: WriteBackSettings | None = None
+    database: str | None = Field(
+        default=None,
+        description="the [databases.<name>] holding the business table (default: syncd's own "
+        "PostgreSQL)",
+    )
