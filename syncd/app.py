@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
 from syncd.clock import SystemClock
-from syncd.db import migrations, writeback
+from syncd.db import business, migrations, writeback
 from syncd.db.admin_store import AdminStore
 from syncd.db.apply_store import PostgresApplyStore
 from syncd.db.cancel_store import PostgresCancelStore
@@ -33,7 +33,7 @@ from syncd.db.ingest_store import PostgresIngestStore
 from syncd.db.listen import Listener
 from syncd.db.pacing import PostgresPacer
 from syncd.db.poll_store import PostgresPollStore
-from syncd.db.store import PostgresControlStore
+from syncd.db.store import Conn, PostgresControlStore
 from syncd.db.submit_store import PostgresSubmitStore
 from syncd.db.writeback_store import PostgresWriteBackStore
 from syncd.dingtalk.callback import CallbackEndpoint
@@ -56,7 +56,7 @@ from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll, SweepFailed
 from syncd.pipeline.writeback import WriteBackRetry
-from syncd.ports import Clock, Observer
+from syncd.ports import BusinessTarget, Clock, Observer
 from syncd.settings import Settings
 from syncd.web import DaemonWeb, Starting
 
@@ -133,9 +133,11 @@ class App:
             )
         self.pool = await self._open_pool()
         kinds = self.settings.kinds
-        writebacks = await writeback.build(
-            self.dsn, {name: k.write_back for name, k in kinds.items() if k.write_back}
-        )
+        own = {n: k.write_back for n, k in kinds.items() if k.write_back and not k.database}
+        writebacks: dict[str, BusinessTarget[Conn]] = {
+            **await writeback.build(self.dsn, own),
+            **await self._business_targets(),
+        }
         self.http = self._http_client()
         self._closers.append(self.http.aclose)
         self.client = HttpxApprovalClient(self.http, pacer=self._pacer(), clock=self.clock)
@@ -150,6 +152,21 @@ class App:
         self.listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
         self._build_events()
         self._build_stages()
+
+    async def _business_targets(self) -> dict[str, BusinessTarget[object]]:
+        """The targets of kinds whose table is in a business database (MySQL/MariaDB)."""
+        found: dict[str, BusinessTarget[object]] = {}
+        for name, database in self.settings.databases.items():
+            configs = {
+                kind: settings.write_back
+                for kind, settings in self.settings.kinds.items()
+                if settings.database == name and settings.write_back
+            }
+            if configs:
+                targets, close = await business.open_targets(database.plain(name), configs)
+                self._closers.append(close)
+                found.update(targets)
+        return found
 
     async def _open_pool(self) -> AsyncConnectionPool[Any]:
         db = self.settings.database

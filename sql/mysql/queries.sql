@@ -60,3 +60,10 @@ UPDATE syncd_writeback_key
 SELECT count(*) AS present FROM information_schema.routines
  WHERE routine_schema = COALESCE(:schema, DATABASE()) AND routine_name = :name
    AND routine_type = 'PROCEDURE';
+
+-- select_columns --
+-- A business table's columns that syncd's user may use (column privileges suffice,
+-- where SHOW CREATE TABLE would need the whole table).
+SELECT column_name AS name, data_type AS type FROM information_schema.columns
+ WHERE table_schema = COALESCE(:schema, DATABASE()) AND table_name = :name
+ ORDER BY ordinal_position;

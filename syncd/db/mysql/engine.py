@@ -56,14 +56,14 @@ def create_engine(database: MySQLDatabase) -> AsyncEngine:
 
 
 def describe(exc: BaseException) -> str:
-    """A driver error as one line: MySQL's message (and its number), passwords masked."""
+    """A driver error: MySQL's message (and its number), passwords masked."""
     orig = getattr(exc, "orig", None) or exc
     args: tuple[Any, ...] = getattr(orig, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):
         text = f"{args[1]} (MySQL error {args[0]})"
     else:
         text = str(orig) or type(orig).__name__
-    return redact(" ".join(text.split()))
+    return redact(text.strip())
 
 
 @cache

@@ -98,7 +98,10 @@ class ProcedureWrite:
     async def __call__(self, conn: AsyncConnection, outcome: Outcome) -> None:
         data = outcome.as_json()
         data.update({name: utc_iso(getattr(outcome, name)) for name in _TIMES})
-        params = {"business_key": outcome.business_key, "outcome": json.dumps(data)}
+        params = {
+            "business_key": outcome.business_key,
+            "outcome": json.dumps(data, ensure_ascii=False),
+        }
         await conn.execute(self.statement, params)
 
 
@@ -188,6 +191,20 @@ class MySQLTarget:
         return bool(rows)
 
 
+async def _columns(conn: AsyncConnection, schema: str | None, name: str) -> sa.Table | None:
+    """The table as far as syncd's user sees it (the columns it has privileges on, with
+    their types), from information_schema; None when it sees none."""
+    params = {"schema": schema, "name": name}
+    rows = (await conn.execute(query("select_columns"), params)).all()
+    if not rows:
+        return None
+    types = conn.dialect.ischema_names  # type: ignore[attr-defined]
+    columns = [
+        sa.Column(row.name, types.get(str(row.type).lower(), sa.types.NullType)()) for row in rows
+    ]
+    return sa.Table(name, sa.MetaData(), *columns, schema=schema)
+
+
 async def _table(
     conn: AsyncConnection, database: MySQLDatabase, kind: str, config: WriteBackSettings
 ) -> TableWrite:
@@ -195,16 +212,12 @@ async def _table(
     schema, name = split_name(config.table)
     where = f"[kinds.{kind}.write_back]"
 
-    def reflect(sync: sa.Connection) -> sa.Table:
-        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=sync)
-
-    try:
-        table = await conn.run_sync(reflect)
-    except sa.exc.NoSuchTableError:
+    table = await _columns(conn, schema, name)
+    if table is None:
         raise ConfigError(
             f"{where} table {config.table!r} does not exist in business database "
             f"{database.name} (or syncd's user may not see it: see docs/mysql.md for its grants)"
-        ) from None
+        )
     statement, sources = mapped_update(where, config, table, " that syncd's user can see")
     return TableWrite(
         name=config.table,
