@@ -1,18 +1,18 @@
 -- syncd's named statements for a MySQL or MariaDB business database, run through
 -- SQLAlchemy's text() (:name parameters). The same "-- name --" headers as queries.sql.
 
--- lock_migrations --
+-- get_migrate_lock --
 -- Serialises `syncd migrate` runs on one database (lock names are server-wide).
 SELECT GET_LOCK(LEFT(CONCAT('syncd_migrate:', DATABASE()), 64), :timeout) AS locked;
 
--- unlock_migrations --
+-- release_migrate_lock --
 SELECT RELEASE_LOCK(LEFT(CONCAT('syncd_migrate:', DATABASE()), 64)) AS released;
 
--- migrations_table_exists --
+-- version_table_exists --
 SELECT count(*) AS present FROM information_schema.tables
  WHERE table_schema = DATABASE() AND table_name = 'syncd_schema_migrations';
 
--- create_migrations_table --
+-- create_version_table --
 CREATE TABLE IF NOT EXISTS syncd_schema_migrations (
     version     INT NOT NULL,
     name        VARCHAR(100) NOT NULL,
@@ -21,10 +21,10 @@ CREATE TABLE IF NOT EXISTS syncd_schema_migrations (
     PRIMARY KEY (version)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- select_applied_migrations --
+-- select_versions --
 SELECT version, checksum FROM syncd_schema_migrations ORDER BY version;
 
--- insert_applied_migration --
+-- insert_version --
 INSERT INTO syncd_schema_migrations (version, name, checksum)
 VALUES (:version, :name, :checksum);
 
@@ -56,12 +56,12 @@ UPDATE syncd_writeback_key
        status = :status, written_at = UTC_TIMESTAMP(6)
  WHERE kind = :kind AND business_key = :business_key;
 
--- select_procedure_exists --
+-- select_procedure --
 SELECT count(*) AS present FROM information_schema.routines
  WHERE routine_schema = COALESCE(:schema, DATABASE()) AND routine_name = :name
    AND routine_type = 'PROCEDURE';
 
--- select_columns --
+-- select_visible_columns --
 -- A business table's columns that syncd's user may use (column privileges suffice,
 -- where SHOW CREATE TABLE would need the whole table).
 SELECT column_name AS name, data_type AS type FROM information_schema.columns

@@ -65,10 +65,10 @@ def split_statements(text: str) -> list[str]:
 
 
 async def _applied(conn: AsyncConnection) -> dict[int, str]:
-    present = (await conn.execute(query("migrations_table_exists"))).scalar_one()
+    present = (await conn.execute(query("version_table_exists"))).scalar_one()
     if not present:
         return {}
-    rows = (await conn.execute(query("select_applied_migrations"))).all()
+    rows = (await conn.execute(query("select_versions"))).all()
     return {int(r.version): str(r.checksum) for r in rows}
 
 
@@ -86,20 +86,22 @@ async def apply(engine: AsyncEngine, name: str) -> list[Migration]:
     try:
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            locked = (await conn.execute(query("lock_migrations"), {"timeout": LOCK_WAIT})).scalar()
+            locked = (
+                await conn.execute(query("get_migrate_lock"), {"timeout": LOCK_WAIT})
+            ).scalar()
             if locked != 1:
                 raise MigrationError(
                     f"business database {name}: another `syncd migrate` has held the "
                     f"migration lock for {LOCK_WAIT} s; try again when it has finished"
                 )
             try:
-                await conn.execute(query("create_migrations_table"))
+                await conn.execute(query("create_version_table"))
                 state = compare(load(), await _applied(conn))
                 for migration in state.pending:
                     await _apply_one(conn, name, migration)
                 return state.pending
             finally:
-                await conn.execute(query("unlock_migrations"))
+                await conn.execute(query("release_migrate_lock"))
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot migrate business database {name}: {describe(exc)}") from exc
 
@@ -116,7 +118,7 @@ async def _apply_one(conn: AsyncConnection, name: str, migration: Migration) -> 
                 "statements before it stay; fix the cause and run `syncd migrate` again"
             ) from exc
     params = {"version": migration.version, "name": migration.name, "checksum": migration.checksum}
-    await conn.execute(query("insert_applied_migration"), params)
+    await conn.execute(query("insert_version"), params)
     logger.info(
         "migration applied",
         extra={"action": "migration_applied", "migration": migration.label, "database": name},

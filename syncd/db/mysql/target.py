@@ -195,7 +195,7 @@ async def _columns(conn: AsyncConnection, schema: str | None, name: str) -> sa.T
     """The table as far as syncd's user sees it (the columns it has privileges on, with
     their types), from information_schema; None when it sees none."""
     params = {"schema": schema, "name": name}
-    rows = (await conn.execute(query("select_columns"), params)).all()
+    rows = (await conn.execute(query("select_visible_columns"), params)).all()
     if not rows:
         return None
     types = conn.dialect.ischema_names  # type: ignore[attr-defined]
@@ -235,7 +235,7 @@ async def _procedure(
 ) -> ProcedureWrite:
     schema, proc = split_name(name)
     params = {"schema": schema, "name": proc}
-    if not (await conn.execute(query("select_procedure_exists"), params)).scalar():
+    if not (await conn.execute(query("select_procedure"), params)).scalar():
         raise ConfigError(
             f"[kinds.{kind}.write_back] procedure {name!r} does not exist in business "
             f"database {database.name} (or syncd's user may not execute it): create it as "
