@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 
 from syncd.app_directory import DirectoryParts
 from syncd.clock import SystemClock
-from syncd.db import migrations, writeback
+from syncd.db import business, migrations, writeback
 from syncd.db.admin_store import AdminStore
 from syncd.db.apply_store import PostgresApplyStore
 from syncd.db.cancel_store import PostgresCancelStore
@@ -35,7 +35,7 @@ from syncd.db.ingest_store import PostgresIngestStore
 from syncd.db.listen import Listener
 from syncd.db.pacing import PostgresPacer
 from syncd.db.poll_store import PostgresPollStore
-from syncd.db.store import PostgresControlStore
+from syncd.db.store import Conn, PostgresControlStore
 from syncd.db.submit_store import PostgresSubmitStore
 from syncd.db.writeback_store import PostgresWriteBackStore
 from syncd.dingtalk.callback import CallbackEndpoint
@@ -61,7 +61,7 @@ from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
 from syncd.pipeline.track import Poll, SweepFailed
 from syncd.pipeline.writeback import WriteBackRetry
-from syncd.ports import Clock, Observer
+from syncd.ports import BusinessTarget, Clock, Observer
 from syncd.settings import Settings
 from syncd.web import DaemonWeb, Starting
 
@@ -139,9 +139,11 @@ class App:
             )
         self.pool = await self._open_pool()
         kinds = self.settings.kinds
-        writebacks = await writeback.build(
-            self.dsn, {name: k.write_back for name, k in kinds.items() if k.write_back}
-        )
+        own = {n: k.write_back for n, k in kinds.items() if k.write_back and not k.database}
+        writebacks: dict[str, BusinessTarget[Conn]] = {
+            **await writeback.build(self.dsn, own),
+            **await business.open_all(self.settings, self._closers),
+        }
         self.http = self._http_client()
         self._closers.append(self.http.aclose)
         self.client = HttpxApprovalClient(self.http, pacer=self._pacer(), clock=self.clock)

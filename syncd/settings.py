@@ -24,13 +24,16 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from syncd.db.connect import passwords
+from syncd.db.mysql.url import url_passwords
 from syncd.errors import ConfigError
+from syncd.settings_databases import BusinessDatabaseSettings, check_kinds, check_names
 from syncd.settings_directory import DirectorySettings, names_people_by_directory
 from syncd.settings_kinds import KindSettings
 
@@ -214,6 +217,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     polling: PollingSettings = PollingSettings()
     log: LogSettings = LogSettings()
+    databases: dict[str, BusinessDatabaseSettings] = Field(default_factory=dict)
     kinds: dict[str, KindSettings] = Field(default_factory=dict)
     directory: DirectorySettings = DirectorySettings()
 
@@ -239,6 +243,23 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"kind name {name!r} must be lower-case letters, digits and _ (max 40)"
                 )
+        return kinds
+
+    @field_validator("databases")
+    @classmethod
+    def _database_names(
+        cls, databases: dict[str, BusinessDatabaseSettings]
+    ) -> dict[str, BusinessDatabaseSettings]:
+        check_names(databases)
+        return databases
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds_name_declared_databases(
+        cls, kinds: dict[str, KindSettings], info: ValidationInfo
+    ) -> dict[str, KindSettings]:
+        if "databases" in info.data:  # else its own error is reported
+            check_kinds(kinds, info.data["databases"])
         return kinds
 
     @model_validator(mode="after")
@@ -269,7 +290,10 @@ class Settings(BaseSettings):
             self.events.callback.token,
             self.events.callback.aes_key,
         ]
+        values += [database.dsn for database in self.databases.values()]
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
+        for database in self.databases.values():
+            found += url_passwords(database.dsn.get_secret_value())
         return found + passwords(self.database.dsn.get_secret_value())
 
 

@@ -242,6 +242,11 @@ class KindSettings(_Model):
     on_resubmit: Literal["reject", "supersede"] = "reject"
     cancel_remark: str = "Canceled by the requesting system"
     write_back: WriteBackSettings | None = None
+    database: str | None = Field(
+        default=None,
+        description="the [databases.<name>] holding the business table (default: syncd's own "
+        "PostgreSQL)",
+    )
 
     @model_validator(mode="after")
     def _by(self) -> Self:

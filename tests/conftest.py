@@ -32,6 +32,7 @@ import pytest
 from psycopg import sql
 
 from syncd.db import migrations
+from tests.mysql import mysql_database, mysql_server  # noqa: F401  (fixtures)
 from tests.roles import (
     DAEMON,
     GRANTS_SQL,

@@ -1,27 +1,40 @@
-"""``syncd migrate``: apply, preview or check the database schema."""
+"""``syncd migrate``: apply, preview or check the database schema (syncd's own, or its
+footprint in a business database with ``--database``)."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-from syncd.commands.common import database_dsn, out
+from syncd.commands.common import command_line_dsn, database_dsn, out, settings_from
 from syncd.db import migrations
+from syncd.db.mysql.url import MySQLDatabase, check_dsn, require_driver
+from syncd.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "migrate",
         help="apply pending schema migrations",
-        description="Apply pending migrations to the syncd schema. Safe to run from several "
-        "replicas at once; does nothing when the schema is current.",
+        description="Apply pending migrations to the syncd schema (or, with --database, to "
+        "syncd's tables in a business database). Safe to run from several replicas at "
+        "once; does nothing when the schema is current.",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="print the SQL it would run")
     mode.add_argument(
         "--check", action="store_true", help="exit 1 if migrations are pending, 0 if current"
     )
-    parser.add_argument("--dsn", help="database to migrate (default: database.dsn)")
+    parser.add_argument(
+        "--dsn", help="database to migrate (default: database.dsn, or the --database's dsn)"
+    )
+    parser.add_argument(
+        "--database",
+        metavar="NAME",
+        help="migrate syncd's tables in the business database [databases.NAME] "
+        "(MySQL/MariaDB; see docs/mysql.md)",
+    )
     parser.add_argument(
         "--grants",
         nargs="?",
@@ -39,28 +52,74 @@ def _grants(args: argparse.Namespace) -> Path | None:
     return Path(args.grants) if args.grants else migrations.default_grants()
 
 
-async def run(args: argparse.Namespace) -> int:
-    dsn = database_dsn(args)
-    grants = _grants(args)
-    if args.dry_run or args.check:
-        state = await migrations.status(dsn)
-        if args.check:
-            applied = ", ".join(f"{v:04d}" for v in state.applied) or "none"
-            pending = ", ".join(m.label for m in state.pending) or "none"
-            out(f"applied: {applied}\npending: {pending}")
-            return 0 if state.current else 1
-        for migration in state.pending:
-            out(f"-- migration {migration.label}\n{migration.sql.rstrip()}\n")
-        if state.current:
-            out("-- the schema is current; nothing to run")
-        if grants is not None:
-            out(f"-- grants from {grants}\n{migrations.read_grants(grants).rstrip()}\n")
-        return 0
-    done = await migrations.apply(dsn, grants=grants)
+def _report(args: argparse.Namespace, state: migrations.Status) -> int:
+    """``--check`` or ``--dry-run``'s output for ``state``; the exit code."""
+    if args.check:
+        applied = ", ".join(f"{v:04d}" for v in state.applied) or "none"
+        pending = ", ".join(m.label for m in state.pending) or "none"
+        out(f"applied: {applied}\npending: {pending}")
+        return 0 if state.current else 1
+    for migration in state.pending:
+        out(f"-- migration {migration.label}\n{migration.sql.rstrip()}\n")
+    if state.current:
+        out("-- the schema is current; nothing to run")
+    return 0
+
+
+def _applied(done: list[migrations.Migration]) -> None:
     for migration in done:
         out(f"applied {migration.label}")
     if not done:
         out("the schema is current")
+
+
+async def run(args: argparse.Namespace) -> int:
+    if args.database:
+        return await _business(args)
+    dsn = database_dsn(args)
+    grants = _grants(args)
+    if args.dry_run or args.check:
+        code = _report(args, await migrations.status(dsn))
+        if args.dry_run and grants is not None:
+            out(f"-- grants from {grants}\n{migrations.read_grants(grants).rstrip()}\n")
+        return code
+    _applied(await migrations.apply(dsn, grants=grants))
     if grants is not None:
         out(f"applied the grants in {grants}")
+    return 0
+
+
+def _business_database(args: argparse.Namespace) -> MySQLDatabase:
+    name = str(args.database)
+    if args.grants is not None:
+        raise ConfigError(
+            "--grants is for syncd's own PostgreSQL; a business database's grants are in "
+            "docs/mysql.md (give them as its DBA after migrating)"
+        )
+    databases = settings_from(args).databases
+    if args.dsn:
+        try:
+            dsn = check_dsn(command_line_dsn(str(args.dsn)))
+        except ValueError as exc:
+            raise ConfigError(f"--dsn {exc}") from None
+        base = databases[name].plain(name) if name in databases else MySQLDatabase(name, dsn)
+        return replace(base, dsn=dsn)
+    if name not in databases:
+        declared = ", ".join(sorted(databases)) or "none"
+        raise ConfigError(
+            f"--database {name}: no [databases.{name}] in the configuration (declared: "
+            f"{declared}); add it, or give the server with --dsn mysql://…"
+        )
+    return databases[name].plain(name)
+
+
+async def _business(args: argparse.Namespace) -> int:
+    database = _business_database(args)
+    require_driver()
+    from syncd.db.mysql import migrations as business
+
+    async with business.opened(database) as engine:
+        if args.dry_run or args.check:
+            return _report(args, await business.status(engine, database.name))
+        _applied(await business.apply(engine, database.name))
     return 0

@@ -77,10 +77,10 @@ async def status(dsn: str) -> Status:
         if not row or not row["present"]:
             return Status(applied=[], pending=migrations)
         rows = await (await conn.execute(QUERIES["select_applied_migrations"])).fetchall()
-    return _compare(migrations, {r["version"]: r["checksum"] for r in rows})
+    return compare(migrations, {r["version"]: r["checksum"] for r in rows})
 
 
-def _compare(migrations: list[Migration], applied: dict[int, str]) -> Status:
+def compare(migrations: list[Migration], applied: dict[int, str]) -> Status:
     known = {m.version: m for m in migrations}
     for version, checksum in applied.items():
         migration = known.get(version)
@@ -126,7 +126,7 @@ async def apply(dsn: str, *, grants: Path | None = None) -> list[Migration]:
         try:
             await conn.execute(QUERIES["create_migrations_table"])
             rows = await (await conn.execute(QUERIES["select_applied_migrations"])).fetchall()
-            state = _compare(load_migrations(), {r["version"]: r["checksum"] for r in rows})
+            state = compare(load_migrations(), {r["version"]: r["checksum"] for r in rows})
             for migration in state.pending:
                 await _apply_one(conn, migration)
             if state.pending:

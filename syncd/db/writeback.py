@@ -71,13 +71,7 @@ class PostgresTableTarget:
         except psycopg.Error as exc:
             detail = (exc.diag.message_primary or str(exc)).strip()
             raise WriteBackError(f"writing to {self.name} failed: {detail}") from exc
-        if cursor.rowcount != 1:
-            raise WriteBackError(
-                f"no row in {self.name} where {self.key_column} = {outcome.business_key!r}"
-                if cursor.rowcount == 0
-                else f"{cursor.rowcount} rows in {self.name} match "
-                f"{self.key_column} = {outcome.business_key!r}; the key must be unique"
-            )
+        one_row(self.name, self.key_column, outcome.business_key, cursor.rowcount)
 
     def _value(self, param: str, source: str, outcome: Outcome) -> Any:
         if source == "status":
@@ -90,15 +84,30 @@ class PostgresTableTarget:
         return value
 
     def _key(self, business_key: str) -> Any:
-        if not self.key_is_number:
-            return business_key
-        try:
-            return int(business_key)
-        except ValueError:
-            raise WriteBackError(
-                f"business_key {business_key!r} is not a number, but {self.name}."
-                f"{self.key_column} is"
-            ) from None
+        return key_value(self.name, self.key_column, self.key_is_number, business_key)
+
+
+def key_value(table: str, key_column: str, is_number: bool, business_key: str) -> Any:
+    """The business key as the key column takes it (a number column, a number)."""
+    if not is_number:
+        return business_key
+    try:
+        return int(business_key)
+    except ValueError:
+        raise WriteBackError(
+            f"business_key {business_key!r} is not a number, but {table}.{key_column} is"
+        ) from None
+
+
+def one_row(table: str, key_column: str, business_key: str, rowcount: int) -> None:
+    """Raise ``WriteBackError`` unless an UPDATE by key matched exactly one row."""
+    if rowcount != 1:
+        raise WriteBackError(
+            f"no row in {table} where {key_column} = {business_key!r}"
+            if rowcount == 0
+            else f"{rowcount} rows in {table} match {key_column} = {business_key!r}; "
+            "the key must be unique"
+        )
 
 
 @dataclass(frozen=True)
@@ -132,33 +141,20 @@ class PostgresProcedureTarget:
 PostgresTarget = PostgresTableTarget | PostgresProcedureTarget
 
 
-def _split(name: str) -> tuple[str | None, str]:
+def split_name(name: str) -> tuple[str | None, str]:
     schema, _, table = name.rpartition(".")
     return (schema or None), table
 
 
 def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> PostgresTableTarget:
     assert config.table is not None and config.key_column is not None
-    schema, name = _split(config.table)
+    schema, name = split_name(config.table)
     where = f"[kinds.{kind}.write_back]"
     try:
         table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)
     except sa.exc.NoSuchTableError:
         raise ConfigError(f"{where} table {config.table!r} does not exist") from None
-    missing = [c for c in (config.key_column, *config.columns) if c not in table.c]
-    if missing:
-        raise ConfigError(
-            f"{where} {config.table} has no column {missing[0]!r}; "
-            f"its columns are: {', '.join(table.c.keys())}"
-        )
-    for column, source in config.columns.items():
-        _check_type(where, config.table, table.c[column], source)
-    params = {f"v{i}": source for i, source in enumerate(config.columns.values())}
-    statement = (
-        sa.update(table)
-        .where(table.c[config.key_column] == sa.bindparam("syncd_key"))
-        .values({col: sa.bindparam(f"v{i}") for i, col in enumerate(config.columns)})
-    )
+    statement, params = mapped_update(where, config, table)
     compiled = str(statement.compile(dialect=pg_dialect.dialect()))  # type: ignore[no-untyped-call]
     key_type = table.c[config.key_column].type
     columns = list(config.columns)
@@ -168,17 +164,40 @@ def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> Postgre
         key_column=config.key_column,
         statement=compiled,
         sources=params,
-        key_is_number=_python_type(key_type) is int,
+        key_is_number=python_type(key_type) is int,
         status_map=dict(config.status_map),
         arrays=frozenset(
             param
             for param, column in zip(params, columns, strict=True)
-            if _python_type(table.c[column].type) is list
+            if python_type(table.c[column].type) is list
         ),
     )
 
 
-def _python_type(column_type: sa.types.TypeEngine[Any]) -> type | None:
+def mapped_update(
+    where: str, config: WriteBackSettings, table: sa.Table, hint: str = ""
+) -> tuple[sa.Update, dict[str, str]]:
+    """Check a table mapping against the reflected ``table`` (the key column and each
+    mapped column exist; the types can take the values); the UPDATE by key, and the
+    source of each of its parameters (``v0``, ``v1``, …)."""
+    assert config.key_column is not None
+    missing = [c for c in (config.key_column, *config.columns) if c not in table.c]
+    if missing:
+        raise ConfigError(
+            f"{where} {config.table} has no column {missing[0]!r}{hint}; "
+            f"its columns are: {', '.join(table.c.keys())}"
+        )
+    for column, source in config.columns.items():
+        check_type(where, str(config.table), table.c[column], source)
+    statement = (
+        sa.update(table)
+        .where(table.c[config.key_column] == sa.bindparam("syncd_key"))
+        .values({col: sa.bindparam(f"v{i}") for i, col in enumerate(config.columns)})
+    )
+    return statement, {f"v{i}": source for i, source in enumerate(config.columns.values())}
+
+
+def python_type(column_type: sa.types.TypeEngine[Any]) -> type | None:
     try:
         return column_type.python_type
     except NotImplementedError:
@@ -187,11 +206,11 @@ def _python_type(column_type: sa.types.TypeEngine[Any]) -> type | None:
 
 def _is_text_array(column_type: sa.types.TypeEngine[Any]) -> bool:
     item = getattr(column_type, "item_type", None)
-    return item is not None and _python_type(item) is str
+    return item is not None and python_type(item) is str
 
 
-def _check_type(where: str, table: str, column: sa.Column[Any], source: str) -> None:
-    python = _python_type(column.type)
+def check_type(where: str, table: str, column: sa.Column[Any], source: str) -> None:
+    python = python_type(column.type)
     if python is None or python is str:
         return
     fits = (
@@ -208,7 +227,7 @@ def _check_type(where: str, table: str, column: sa.Column[Any], source: str) -> 
 
 
 def _procedure(kind: str, name: str) -> PostgresProcedureTarget:
-    schema, proc = _split(name)
+    schema, proc = split_name(name)
     identifier = sql.Identifier(schema, proc) if schema else sql.Identifier(proc)
     statement = sql.SQL("CALL {}(%(business_key)s, %(outcome)s)").format(identifier)
     return PostgresProcedureTarget(kind=kind, name=name, statement=statement)

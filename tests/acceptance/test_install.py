@@ -32,6 +32,8 @@ def test_wheel_install_ships_sql_files(tmp_path):
         capture_output=True,
     )
     assert (target / "syncd" / "sql" / "schema.sql").is_file()
+    # syncd's footprint in a MySQL business database (`syncd migrate --database`)
+    assert (target / "syncd" / "sql" / "mysql" / "migrations" / "0001_initial.sql").is_file()
     shipped = target / "syncd" / "sql" / "least_privilege.sql"  # for `migrate --grants`
     assert shipped.read_bytes() == (ROOT / "deploy" / "sql" / "least_privilege.sql").read_bytes()
     env = {**os.environ, "PYTHONPATH": str(target)}

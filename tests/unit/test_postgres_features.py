@@ -30,11 +30,17 @@ def _sql_strings(path: Path) -> list[str]:
     ]
 
 
+def _postgres(path: Path) -> bool:
+    """Not the SQL of a MySQL business database (sql/mysql/, syncd/db/mysql/)."""
+    return "mysql" not in path.relative_to(ROOT).parts
+
+
 def _corpus() -> str:
     files = sorted((ROOT / "sql").rglob("*.sql")) + sorted((ROOT / "syncd").rglob("*.sql"))
-    parts = [p.read_text(encoding="utf-8") for p in files]
+    parts = [p.read_text(encoding="utf-8") for p in files if _postgres(p)]
     for module in sorted((ROOT / "syncd" / "db").rglob("*.py")):
-        parts += _sql_strings(module)
+        if _postgres(module):
+            parts += _sql_strings(module)
     return "\n".join(parts)
 
 

@@ -87,6 +87,8 @@ SQL_BUILT_IN_PYTHON = {
     "syncd/db/capture_ddl.py": "trigger DDL: the owner's `syncd capture add/remove`",
     "syncd/db/capture_checks.py": "a condition tried over no rows: the owner's `capture add`",
     "syncd/commands/devdb.py": "CREATE DATABASE on the trial server `syncd dev-db` started",
+    "syncd/db/mysql/engine.py": "sql/mysql/queries.sql, in a MySQL business database (mysql.md)",
+    "syncd/db/mysql/target.py": "UPDATE or CALL on a MySQL business table: granted by its DBA",
 }
 _BUILDS_SQL = re.compile(r"\bsql\.SQL\(|\bsa\.(?:update|insert|delete|select|text)\(")
 

@@ -34,6 +34,8 @@ from syncd.domain import PROGRESS_STATES, ApprovalRef, ApprovalState
 from syncd.pipeline.writeback import WriteBackRetry
 from syncd.ports import BusinessTarget
 from syncd.settings_kinds import WriteBackSettings
+from tests.integration.writeback.mysql_rig import PROCEDURE_SQL as MYSQL_PROCEDURE
+from tests.integration.writeback.mysql_rig import MySQLRig
 from tests.roles import installer_grants, write_back_grants
 
 KIND = "request"
@@ -76,8 +78,12 @@ class Rig(Protocol):
     #: The target's name, as errors and the history name it.
     name: str
 
-    def targets(self) -> Mapping[str, BusinessTarget[Conn]]:
+    async def targets(self) -> Mapping[str, BusinessTarget[Conn]]:
         """The kind :data:`KIND`'s target, as the daemon builds it from its settings."""
+        ...
+
+    async def close(self) -> None:
+        """Release what :meth:`targets` opened."""
         ...
 
     def add_row(self, key: int) -> None:
@@ -101,6 +107,10 @@ class Rig(Protocol):
     def refuse(self, reason: str | None) -> None:
         """Make every write fail with ``reason`` (after changing the row), or (``None``)
         succeed again."""
+        ...
+
+    def said(self, reason: str) -> str:
+        """``reason`` as the business database's error message carries it."""
         ...
 
     async def capture(self, when: str, cancel_when: str) -> None:
@@ -216,8 +226,11 @@ class PostgresRig:
                 conn.execute(self.procedure_sql)
             conn.execute(write_back_grants({KIND: {"write_back": self.write_back}}))
 
-    def targets(self) -> Mapping[str, BusinessTarget[Conn]]:
+    async def targets(self) -> Mapping[str, BusinessTarget[Conn]]:
         return writeback.build_sync(self.daemon, {KIND: WriteBackSettings(**self.write_back)})
+
+    async def close(self) -> None:
+        pass
 
     def add_row(self, key: int) -> None:
         run_sql(self.app, "INSERT INTO biz.request (id) VALUES (%s)", key)
@@ -242,6 +255,9 @@ class PostgresRig:
         if reason is not None:
             run_sql(self.app, "INSERT INTO biz.closed VALUES (%s)", reason)
 
+    def said(self, reason: str) -> str:
+        return reason
+
     async def capture(self, when: str, cancel_when: str) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:
             role = conn.execute(
@@ -262,33 +278,54 @@ class PostgresRig:
         return [(r["business_key"], r["action"]) for r in rows]
 
 
-def postgres_table(admin: str, app: str, daemon: str) -> Rig:
-    table = {
-        "table": "biz.request",
+def _table(name: str) -> dict[str, Any]:
+    return {
+        "table": name,
         "key_column": "id",
         "columns": COLUMNS,
         "status_map": STATUS,
         "progress": True,
     }
-    return PostgresRig(admin, app, daemon, table)
 
 
-def postgres_procedure(admin: str, app: str, daemon: str) -> Rig:
+def _postgres(request: pytest.FixtureRequest) -> tuple[str, str, str]:
+    """The superuser's, the application's and syncd_daemon's DSNs of the test's database."""
+    application = request.getfixturevalue("application")
+    database, daemon = request.getfixturevalue("database"), request.getfixturevalue("daemon_dsn")
+    return database, application.dsn, daemon
+
+
+def postgres_table(request: pytest.FixtureRequest) -> Rig:
+    return PostgresRig(*_postgres(request), _table("biz.request"))
+
+
+def postgres_procedure(request: pytest.FixtureRequest) -> Rig:
     procedure = {"procedure": "biz.record_outcome", "progress": True}
-    return PostgresRig(admin, app, daemon, procedure, PROCEDURE_SQL)
+    return PostgresRig(*_postgres(request), procedure, PROCEDURE_SQL)
 
 
-#: Every implementation the contract runs over: a rig from the superuser's, the
-#: application's and syncd_daemon's DSNs of the test's database.
-RIGS: dict[str, Callable[[str, str, str], Rig]] = {
+def mysql_table(request: pytest.FixtureRequest) -> Rig:
+    return MySQLRig(request.getfixturevalue("mysql_database"), _table("biz_request"))
+
+
+def mysql_procedure(request: pytest.FixtureRequest) -> Rig:
+    procedure = {"procedure": "biz_record_outcome", "progress": True}
+    return MySQLRig(request.getfixturevalue("mysql_database"), procedure, MYSQL_PROCEDURE)
+
+
+#: Every implementation the contract runs over: a rig from the test's fixtures (syncd's
+#: PostgreSQL database is there for every rig; a MySQL rig adds a business database).
+RIGS: dict[str, Callable[[pytest.FixtureRequest], Rig]] = {
     "postgres-table": postgres_table,
     "postgres-procedure": postgres_procedure,
+    "mysql-table": mysql_table,
+    "mysql-procedure": mysql_procedure,
 }
 
 
 @pytest.fixture(params=sorted(RIGS))
-def rig(request: pytest.FixtureRequest, database: str, application: Any, daemon_dsn: str) -> Rig:
-    return RIGS[request.param](database, application.dsn, daemon_dsn)
+def rig(request: pytest.FixtureRequest) -> Rig:
+    return RIGS[request.param](request)
 
 
 _keys = itertools.count(1)
@@ -429,7 +466,7 @@ class Syncd:
 
 @pytest.fixture
 async def syncd(rig: Rig, database: str, daemon_dsn: str) -> AsyncIterator[Syncd]:
-    targets = rig.targets()
+    targets = await rig.targets()
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         daemon_dsn,
         min_size=1,
@@ -448,6 +485,7 @@ async def syncd(rig: Rig, database: str, daemon_dsn: str) -> AsyncIterator[Syncd
         )
     finally:
         await pool.close()
+        await rig.close()
 
 
 def new_key() -> int:

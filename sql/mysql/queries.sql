@@ -1,0 +1,69 @@
+-- syncd's named statements for a MySQL or MariaDB business database, run through
+-- SQLAlchemy's text() (:name parameters). The same "-- name --" headers as queries.sql.
+
+-- get_migrate_lock --
+-- Serialises `syncd migrate` runs on one database (lock names are server-wide).
+SELECT GET_LOCK(LEFT(CONCAT('syncd_migrate:', DATABASE()), 64), :timeout) AS locked;
+
+-- release_migrate_lock --
+SELECT RELEASE_LOCK(LEFT(CONCAT('syncd_migrate:', DATABASE()), 64)) AS released;
+
+-- version_table_exists --
+SELECT count(*) AS present FROM information_schema.tables
+ WHERE table_schema = DATABASE() AND table_name = 'syncd_schema_migrations';
+
+-- create_version_table --
+CREATE TABLE IF NOT EXISTS syncd_schema_migrations (
+    version     INT NOT NULL,
+    name        VARCHAR(100) NOT NULL,
+    checksum    CHAR(64) NOT NULL,
+    applied_at  DATETIME(6) NOT NULL DEFAULT (UTC_TIMESTAMP(6)) COMMENT 'UTC',
+    PRIMARY KEY (version)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- select_versions --
+SELECT version, checksum FROM syncd_schema_migrations ORDER BY version;
+
+-- insert_version --
+INSERT INTO syncd_schema_migrations (version, name, checksum)
+VALUES (:version, :name, :checksum);
+
+-- lock_business_key --
+-- The key's version row, made if missing, locked until the write-back commits: every
+-- write-back of one key (final or progress, any replica) takes its turn here.
+INSERT INTO syncd_writeback_key (kind, business_key, round, seq, final, approval_id, status)
+VALUES (:kind, :business_key, 0, 0, FALSE, 0, '')
+    ON DUPLICATE KEY UPDATE round = round;
+
+-- select_business_key --
+SELECT round, seq, final FROM syncd_writeback_key
+ WHERE kind = :kind AND business_key = :business_key FOR UPDATE;
+
+-- select_ledger --
+SELECT round, kind, business_key FROM syncd_writeback WHERE approval_id = :approval_id
+   FOR UPDATE;
+
+-- record_written --
+INSERT INTO syncd_writeback (approval_id, round, kind, business_key, status, seq, target,
+                             written, written_at)
+VALUES (:approval_id, :round, :kind, :business_key, :status, :seq, :target, :written,
+        UTC_TIMESTAMP(6))
+    ON DUPLICATE KEY UPDATE writes = writes + 1, written_at = UTC_TIMESTAMP(6);
+
+-- record_key_version --
+UPDATE syncd_writeback_key
+   SET round = :round, seq = :seq, final = :final, approval_id = :approval_id,
+       status = :status, written_at = UTC_TIMESTAMP(6)
+ WHERE kind = :kind AND business_key = :business_key;
+
+-- select_procedure --
+SELECT count(*) AS present FROM information_schema.routines
+ WHERE routine_schema = COALESCE(:schema, DATABASE()) AND routine_name = :name
+   AND routine_type = 'PROCEDURE';
+
+-- select_visible_columns --
+-- A business table's columns that syncd's user may use (column privileges suffice,
+-- where SHOW CREATE TABLE would need the whole table).
+SELECT column_name AS name, data_type AS type FROM information_schema.columns
+ WHERE table_schema = COALESCE(:schema, DATABASE()) AND table_name = :name
+ ORDER BY ordinal_position;

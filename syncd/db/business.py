@@ -1,0 +1,43 @@
+"""Business databases besides syncd's own PostgreSQL: their write-back targets.
+
+Only MySQL and MariaDB for now (docs/mysql.md); their adapter needs the ``mysql`` extra
+and is imported only when a configuration names such a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from syncd.db.mysql.url import MySQLDatabase, require_driver
+from syncd.ports import BusinessTarget
+from syncd.settings import Settings
+from syncd.settings_kinds import WriteBackSettings
+
+
+async def open_targets(
+    database: MySQLDatabase, configs: Mapping[str, WriteBackSettings]
+) -> tuple[dict[str, BusinessTarget[object]], Callable[[], Awaitable[None]]]:
+    """The kinds' targets in ``database`` (checked against it), and what closes them."""
+    require_driver()
+    from syncd.db.mysql import target
+
+    targets, engine = await target.build(database, configs)
+    return dict(targets), engine.dispose
+
+
+async def open_all(settings: Settings, closers: list[Any]) -> dict[str, BusinessTarget[object]]:
+    """The targets of every kind whose table is in a business database (MySQL/MariaDB);
+    what closes them is appended to ``closers``."""
+    found: dict[str, BusinessTarget[object]] = {}
+    for name, database in settings.databases.items():
+        configs = {
+            kind: config.write_back
+            for kind, config in settings.kinds.items()
+            if config.database == name and config.write_back
+        }
+        if configs:
+            targets, close = await open_targets(database.plain(name), configs)
+            closers.append(close)
+            found.update(targets)
+    return found
