@@ -67,3 +67,24 @@ SELECT count(*) AS present FROM information_schema.routines
 SELECT column_name AS name, data_type AS type FROM information_schema.columns
  WHERE table_schema = COALESCE(:schema, DATABASE()) AND table_name = :name
  ORDER BY ordinal_position;
+
+-- capture_table --
+-- The table `syncd capture --database` is asked for (NULL schema: the DSN's database).
+SELECT table_schema AS table_schema, table_name AS table_name, table_type AS table_type,
+       DATABASE() AS outbox_schema
+  FROM information_schema.tables
+ WHERE table_schema = COALESCE(:schema, DATABASE()) AND table_name = :name;
+
+-- capture_columns --
+SELECT column_name AS name, LOWER(data_type) AS data_type FROM information_schema.columns
+ WHERE table_schema = :schema AND table_name = :name
+ ORDER BY ordinal_position;
+
+-- capture_triggers --
+-- syncd's capture triggers (by name) the current user can see, in every database.
+SELECT trigger_schema AS trigger_schema, trigger_name AS trigger_name,
+       event_object_table AS table_name, LOWER(event_manipulation) AS event,
+       action_statement AS body, definer AS definer
+  FROM information_schema.triggers
+ WHERE trigger_name LIKE 'syncd\_capture\_%'
+ ORDER BY trigger_schema, event_object_table, trigger_name;

@@ -7,6 +7,7 @@ import difflib
 import logging
 import re
 
+from syncd.commands import capture_mysql
 from syncd.commands.common import database_dsn, out, settings_from
 from syncd.db import capture
 from syncd.db.connect import connect
@@ -46,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     remove.set_defaults(handler=run_remove)
     listing = actions.add_parser("list", help="list installed capture triggers")
     listing.add_argument("--dsn", help="database (default: database.dsn)")
+    _database_option(listing)
     listing.set_defaults(handler=run_list)
 
 
@@ -53,6 +55,16 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", required=True, help="approval kind ([kinds.<name>])")
     parser.add_argument("--table", required=True, help="business table, e.g. app.leave_request")
     parser.add_argument("--dsn", help="database (default: database.dsn)")
+    _database_option(parser)
+
+
+def _database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database",
+        metavar="NAME",
+        help="the MySQL/MariaDB business database [databases.NAME] (default: syncd's own "
+        "PostgreSQL); --dsn then names a mysql:// URL",
+    )
 
 
 def _spec(args: argparse.Namespace, *, refuse_unknown: bool) -> capture.CaptureSpec:
@@ -93,6 +105,8 @@ def _check_kind(args: argparse.Namespace, *, refuse: bool) -> None:
 
 async def run_add(args: argparse.Namespace) -> int:
     spec = _spec(args, refuse_unknown=True)
+    if args.database:
+        return await capture_mysql.run(args, "add")
     async with connect(database_dsn(args)) as conn:
         await capture.install(conn, spec)
     out(f"capture trigger {capture.trigger_name(spec.kind)} installed on {spec.table}")
@@ -101,6 +115,8 @@ async def run_add(args: argparse.Namespace) -> int:
 
 async def run_sql(args: argparse.Namespace) -> int:
     spec = _spec(args, refuse_unknown=False)
+    if args.database:
+        return await capture_mysql.run(args, "sql")
     async with connect(database_dsn(args)) as conn:
         _, ddl = await capture.plan(conn, spec)
         await conn.rollback()
@@ -109,6 +125,8 @@ async def run_sql(args: argparse.Namespace) -> int:
 
 
 async def run_remove(args: argparse.Namespace) -> int:
+    if args.database:
+        return await capture_mysql.run(args, "remove")
     async with connect(database_dsn(args)) as conn:
         await capture.remove(conn, args.kind, args.table)
     out(f"capture trigger {capture.trigger_name(args.kind)} removed from {args.table}")
@@ -116,6 +134,8 @@ async def run_remove(args: argparse.Namespace) -> int:
 
 
 async def run_list(args: argparse.Namespace) -> int:
+    if args.database:
+        return await capture_mysql.run(args, "list")
     async with connect(database_dsn(args)) as conn:
         rows = await capture.list_captures(conn)
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 
 from syncd.db.connect import passwords
+from syncd.db.mysql.url import MySQLDatabase, check_dsn
 from syncd.errors import ConfigError
 from syncd.logging import add_secrets
 from syncd.settings import Settings, config_path, load_settings
@@ -50,3 +52,26 @@ def command_line_dsn(dsn: str) -> str:
             extra={"action": "dsn_password_argument"},
         )
     return dsn
+
+
+# --- business databases (syncd migrate/capture --database) ---------------------------
+
+
+def business_database(args: argparse.Namespace) -> MySQLDatabase:
+    """``[databases.<--database>]``, its DSN replaced by ``--dsn`` when given (a DBA's)."""
+    name = str(args.database)
+    databases = settings_from(args).databases
+    if args.dsn:
+        try:
+            dsn = check_dsn(command_line_dsn(str(args.dsn)))
+        except ValueError as exc:
+            raise ConfigError(f"--dsn {exc}") from None
+        base = databases[name].plain(name) if name in databases else MySQLDatabase(name, dsn)
+        return replace(base, dsn=dsn)
+    if name not in databases:
+        declared = ", ".join(sorted(databases)) or "none"
+        raise ConfigError(
+            f"--database {name}: no [databases.{name}] in the configuration (declared: "
+            f"{declared}); add it, or give the server with --dsn mysql://…"
+        )
+    return databases[name].plain(name)

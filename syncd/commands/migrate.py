@@ -4,12 +4,11 @@ footprint in a business database with ``--database``)."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
-from syncd.commands.common import command_line_dsn, database_dsn, out, settings_from
+from syncd.commands.common import business_database, database_dsn, out
 from syncd.db import migrations
-from syncd.db.mysql.url import MySQLDatabase, check_dsn, require_driver
+from syncd.db.mysql.url import MySQLDatabase, require_driver
 from syncd.errors import ConfigError
 
 
@@ -90,27 +89,12 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def _business_database(args: argparse.Namespace) -> MySQLDatabase:
-    name = str(args.database)
     if args.grants is not None:
         raise ConfigError(
             "--grants is for syncd's own PostgreSQL; a business database's grants are in "
             "docs/mysql.md (give them as its DBA after migrating)"
         )
-    databases = settings_from(args).databases
-    if args.dsn:
-        try:
-            dsn = check_dsn(command_line_dsn(str(args.dsn)))
-        except ValueError as exc:
-            raise ConfigError(f"--dsn {exc}") from None
-        base = databases[name].plain(name) if name in databases else MySQLDatabase(name, dsn)
-        return replace(base, dsn=dsn)
-    if name not in databases:
-        declared = ", ".join(sorted(databases)) or "none"
-        raise ConfigError(
-            f"--database {name}: no [databases.{name}] in the configuration (declared: "
-            f"{declared}); add it, or give the server with --dsn mysql://…"
-        )
-    return databases[name].plain(name)
+    return business_database(args)
 
 
 async def _business(args: argparse.Namespace) -> int:
