@@ -246,6 +246,8 @@ class Simulator:
     ) -> None:
         """A person comments in DingTalk (an approver, say), attaching files they upload."""
         instance = self.instance(instance_id)
+        if not text.strip() or len(text) > 1024:
+            raise ValueError("a comment needs a text of 1 to 1,024 characters")
         attached = [self.storage.upload_direct(user_id, n, d).attachment() for n, d in files or []]
         self.engine.comment(instance, user_id, text, attached)
 
