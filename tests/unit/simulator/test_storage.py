@@ -411,3 +411,27 @@ async def test_five_gigabytes_need_multipart(api: Api, sim: Simulator) -> None:
     r = await ticket(api, space, un, size=5 * 1024**3)
     Api.error(r, 400, "paramError")
     assert (await ticket(api, space, un, size=5 * 1024**3 - 1)).status_code == 200
+
+
+async def test_a_world_declares_union_ids(world: World) -> None:
+    data = world.dump()
+    data["users"][5]["union_id"] = "UNION-OF-U1"  # u1
+    declared = World.model_validate(data)
+    sim = Simulator(declared, clock=FakeClock())
+    transport = httpx.ASGITransport(app=sim.app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://api.dingtalk.com") as c:
+        r = await c.post(
+            "/v1.0/oauth2/accessToken", json={"appKey": APP_KEY, "appSecret": APP_SECRET}
+        )
+        api = Api(c, {"x-acs-dingtalk-access-token": r.json()["accessToken"]})
+        space = await space_of(api)
+        assert (await ticket(api, space, "UNION-OF-U1")).status_code == 200
+        detail = await c.post(
+            "/topapi/v2/user/get",
+            params={"access_token": r.json()["accessToken"]},
+            json={"userid": "u1"},
+        )
+        assert detail.json()["result"]["unionid"] == "UNION-OF-U1"
+    data["users"][6]["union_id"] = "UNION-OF-U1"
+    with pytest.raises(ValueError, match="share a union_id"):
+        World.model_validate(data)
