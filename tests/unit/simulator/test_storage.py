@@ -414,7 +414,7 @@ async def test_five_gigabytes_need_multipart(api: Api, sim: Simulator) -> None:
 
 
 async def test_a_world_declares_union_ids(world: World) -> None:
-    data = world.dump()
+    data: dict[str, Any] = world.dump()
     data["users"][5]["union_id"] = "UNION-OF-U1"  # u1
     declared = World.model_validate(data)
     sim = Simulator(declared, clock=FakeClock())
