@@ -142,6 +142,9 @@ class DingTalkTokenAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         host = declared(request).host  # an undeclared call fails before any token fetch
+        if host is Host.OSS:  # a signed file-store URL: the token must not leave DingTalk
+            yield request
+            return
         for attempt in (1, 2):
             token = self._fresh_token()
             if token is None:

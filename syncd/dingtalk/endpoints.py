@@ -24,6 +24,10 @@ class Host(StrEnum):
     #: ``oapi.dingtalk.com``, the old API: the token in ``?access_token=``, errors as
     #: HTTP 200 with ``errcode``.
     OAPI = "oapi"
+    #: The file store behind DingTalk's storage (an Alibaba Cloud OSS bucket): its URLs
+    #: come signed from an upload ticket or a download link (contract §17.4, §17.7), so the
+    #: declared path is only the simulator's pattern; never send a DingTalk token there.
+    OSS = "oss"
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Endpoint:
     name: str
     api: str
     host: Host
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "PUT"]
     path: str
     metered: bool = True
 
@@ -99,6 +103,42 @@ USER_BY_MOBILE = Endpoint(
     metered=False,
 )
 
+# Attachments (contract §17): the approval space, the storage upload chain, grants and
+# download links. The PUT and the download GET go to the signed OSS URLs (host OSS).
+SPACE_INFO = Endpoint(
+    "space_info",
+    "workflow.spaceInfo",
+    Host.API,
+    "POST",
+    "/v1.0/workflow/processInstances/spaces/infos/query",
+)
+UPLOAD_INFO = Endpoint(
+    "upload_info",
+    "storage.uploadInfo",
+    Host.API,
+    "POST",
+    "/v1.0/storage/spaces/{spaceId}/files/uploadInfos/query",
+)
+UPLOAD = Endpoint("upload", "oss.put", Host.OSS, "PUT", "/oss/upload/{uploadKey}", metered=False)
+COMMIT = Endpoint(
+    "commit", "storage.commit", Host.API, "POST", "/v1.0/storage/spaces/{spaceId}/files/commit"
+)
+GRANT_DOWNLOAD = Endpoint(
+    "grant_download",
+    "workflow.authDownload",
+    Host.API,
+    "POST",
+    "/v1.0/workflow/processInstances/spaces/files/authDownload",
+)
+DOWNLOAD_URL = Endpoint(
+    "download_url",
+    "workflow.downloadUrl",
+    Host.API,
+    "POST",
+    "/v1.0/workflow/processInstances/spaces/files/urls/download",
+)
+DOWNLOAD = Endpoint("download", "oss.get", Host.OSS, "GET", "/oss/download/{ticket}", metered=False)
+
 #: Every call syncd makes.
 ENDPOINTS: tuple[Endpoint, ...] = (
     TOKEN,
@@ -116,6 +156,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     USER_LISTID,
     USER_GET,
     USER_BY_MOBILE,
+    SPACE_INFO,
+    UPLOAD_INFO,
+    UPLOAD,
+    COMMIT,
+    GRANT_DOWNLOAD,
+    DOWNLOAD_URL,
+    DOWNLOAD,
 )
 
 #: How one HTTP exchange with DingTalk ended: an answer, classified by syncd's error

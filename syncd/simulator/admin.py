@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,9 @@ from starlette.routing import BaseRoute, Route
 from syncd.simulator import page
 from syncd.simulator.callbacks import CallbackCheckError
 from syncd.simulator.progress import DecisionError
+from syncd.simulator.responses import ApiError
 from syncd.simulator.state import get_result
+from syncd.simulator.storage_api import file_response
 
 if TYPE_CHECKING:
     from syncd.simulator.core import Simulator
@@ -92,6 +95,76 @@ class Admin:
         if from_form:
             return RedirectResponse(_back(data), status_code=303)
         return JSONResponse(self.sim.instance(instance_id).summary())
+
+    async def start(self, request: Request) -> Response:
+        """Start an instance as a person in DingTalk itself (contract §20): JSON
+        ``{processCode, userId, deptId?, formComponentValues, files?}`` (``files``: by
+        DDAttachment label, ``[{name, content}]`` with base64 content), or the page's form
+        (``v:<label>`` fields)."""
+        data, from_form = await _payload(request)
+        if from_form:
+            values = [
+                {"name": k[2:], "value": str(v)}
+                for k, v in data.items()
+                if k.startswith("v:") and str(v).strip()
+            ]
+            data = {**data, "formComponentValues": values}
+        try:
+            files = {
+                label: [(str(f["name"]), base64.b64decode(str(f["content"]))) for f in items]
+                for label, items in (data.get("files") or {}).items()
+            }
+            dept = data.get("deptId")
+            instance = self.sim.start(
+                str(data.get("processCode") or ""),
+                str(data.get("userId") or ""),
+                list(data.get("formComponentValues") or []),
+                dept_id=int(dept) if dept not in (None, "") else None,
+                files=files,
+            )
+        except ApiError as exc:
+            return _error(400, f"{exc.code}: {exc.message}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return _error(400, f"bad request: {exc}")
+        if from_form:
+            return RedirectResponse(f"/_sim/instances/{instance.instance_id}/view", status_code=303)
+        return JSONResponse(instance.summary(), status_code=201)
+
+    async def comment(self, request: Request) -> Response:
+        """A person (an approver, say) comments, with files: JSON ``{userId, text,
+        files?: [{name, content}]}`` (base64 content), or the page's form."""
+        instance_id = request.path_params["instance_id"]
+        data, from_form = await _payload(request)
+        try:
+            files = [
+                (str(f["name"]), base64.b64decode(str(f["content"])))
+                for f in data.get("files") or []
+            ]
+            self.sim.comment(instance_id, str(data.get("userId") or ""), str(data["text"]), files)
+        except DecisionError as exc:
+            return _error(404, str(exc))
+        except ApiError as exc:
+            return _error(400, f"{exc.code}: {exc.message}")
+        except (KeyError, TypeError, ValueError) as exc:
+            return _error(400, f"bad request: {exc}")
+        if from_form:
+            return RedirectResponse(_back(data), status_code=303)
+        return JSONResponse(get_result(self.sim.instance(instance_id), str(request.base_url)))
+
+    async def file(self, request: Request) -> Response:
+        """A stored file's bytes; ``?userId=``: as that person, who needs to be its uploader
+        or granted it (``authDownload``); without: as the tester."""
+        file_id = request.path_params["file_id"]
+        stored = self.sim.storage.files.get(file_id)
+        if stored is None:
+            return _error(404, f"文件不存在：{file_id}")
+        user_id = request.query_params.get("userId")
+        if user_id and not self.sim.storage.may_download(user_id, file_id):
+            return _error(403, f"{user_id} has no grant on file {file_id} (authDownload)")
+        return file_response(stored.name, stored.data)
+
+    async def spaces(self, request: Request) -> Response:
+        return JSONResponse(self.sim.storage.spaces())
 
     async def calls(self, request: Request) -> Response:
         return JSONResponse({"calls": dict(self.sim.calls)})
@@ -177,7 +250,11 @@ def admin_routes(sim: Simulator) -> list[BaseRoute]:
         Route("/_sim/instances", a.list_instances, methods=["GET"]),
         Route("/_sim/instances/{instance_id}", a.show_instance, methods=["GET"]),
         Route("/_sim/instances/{instance_id}/view", a.view_instance, methods=["GET"]),
+        Route("/_sim/instances", a.start, methods=["POST"]),
+        Route("/_sim/instances/{instance_id}/comment", a.comment, methods=["POST"]),
         Route("/_sim/instances/{instance_id}/{action}", a.decide, methods=["POST"]),
+        Route("/_sim/files/{file_id}", a.file, methods=["GET"]),
+        Route("/_sim/spaces", a.spaces, methods=["GET"]),
         Route("/_sim/calls", a.calls, methods=["GET"]),
         Route("/_sim/events", a.events, methods=["GET"]),
         Route("/_sim/faults", a.faults, methods=["GET", "POST", "PATCH"]),

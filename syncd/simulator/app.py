@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +24,12 @@ from syncd.simulator.responses import (
     OapiError,
     api_error_body,
     dingtalk_json,
+    json_body,
     oapi_error_body,
 )
 from syncd.simulator.schema import schema_result
 from syncd.simulator.state import ms
+from syncd.simulator.storage_api import StorageApi
 
 if TYPE_CHECKING:
     from syncd.simulator.core import Simulator
@@ -37,6 +39,12 @@ GETTOKEN = Endpoint("gettoken", "oapi.gettoken", Host.OAPI, "GET", "/gettoken", 
 #: Every call served: syncd's own (declared in ``syncd.dingtalk.endpoints``), and more.
 SERVED: tuple[Endpoint, ...] = (*ep.ENDPOINTS, GETTOKEN)
 _BY_ROUTE: dict[tuple[str, str], Endpoint] = {(e.method, e.path): e for e in SERVED}
+#: Calls whose path has ``{name}`` parameters, as patterns of one segment per parameter.
+_BY_PATTERN: list[tuple[str, re.Pattern[str], Endpoint]] = [
+    (e.method, re.compile("^" + re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(e.path)) + "$"), e)
+    for e in SERVED
+    if "{" in e.path
+]
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
 
 Handler = Callable[[Request], Awaitable[Any]]
@@ -44,17 +52,11 @@ Handler = Callable[[Request], Awaitable[Any]]
 
 def served(method: str, path: str) -> Endpoint | None:
     """The call a request makes, if the simulator serves it."""
-    return _BY_ROUTE.get((method, path.rstrip("/") or "/"))
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalidParameter", "body is mandatory for this action")
-    return body
+    path = path.rstrip("/") or "/"
+    found = _BY_ROUTE.get((method, path))
+    if found is None:
+        found = next((e for m, p, e in _BY_PATTERN if m == method and p.match(path)), None)
+    return found
 
 
 class Api:
@@ -68,6 +70,8 @@ class Api:
             rid = self.sim.request_id()
             try:
                 body = await handler(request)
+                if isinstance(body, Response):  # the file store's own answers
+                    return body
                 if isinstance(body, dict) and body.get("errcode") == 0 and "result" in body:
                     body["request_id"] = rid  # topapi answers carry it (contract §15.1)
                 return dingtalk_json(body, 200, rid)
@@ -106,7 +110,7 @@ class Api:
         return app.app_key if app is not None and app.app_secret == secret else None
 
     async def access_token(self, request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
+        body = await json_body(request)
         app_key = self._credentials(body.get("appKey"), body.get("appSecret"))
         if app_key is None:
             raise ApiError(400, "invalidClientIdOrSecret", "无效的clientId或者clientSecret")
@@ -116,7 +120,7 @@ class Api:
 
     async def create(self, request: Request) -> dict[str, Any]:
         app_key = self.auth(request, ep.CREATE)
-        instance = self.sim.workflow.create(app_key, await _json_body(request))
+        instance = self.sim.workflow.create(app_key, await json_body(request))
         return {"instanceId": instance.instance_id}
 
     async def get(self, request: Request) -> dict[str, Any]:
@@ -126,15 +130,15 @@ class Api:
 
     async def list_ids(self, request: Request) -> dict[str, Any]:
         self.auth(request, ep.LIST)
-        return self.sim.workflow.list_ids(await _json_body(request))
+        return self.sim.workflow.list_ids(await json_body(request))
 
     async def terminate(self, request: Request) -> dict[str, Any]:
         self.auth(request, ep.TERMINATE)
-        return self.sim.workflow.terminate(await _json_body(request))
+        return self.sim.workflow.terminate(await json_body(request))
 
     async def comment(self, request: Request) -> dict[str, Any]:
         self.auth(request, ep.COMMENT)
-        return self.sim.workflow.comment(await _json_body(request))
+        return self.sim.workflow.comment(await json_body(request))
 
     async def schema(self, request: Request) -> dict[str, Any]:
         self.auth(request, ep.SCHEMA)
@@ -148,7 +152,7 @@ class Api:
         return {"result": schema_result(self.sim.world, template, created)}
 
     async def open_connection(self, request: Request) -> dict[str, Any]:
-        body = await _json_body(request)
+        body = await json_body(request)
         app_key = self._credentials(body.get("clientId"), body.get("clientSecret"))
         if app_key is None:
             raise ApiError(401, "authFailed", "鉴权失败")
@@ -210,6 +214,7 @@ class Api:
             GETTOKEN: self.gettoken,
             ep.FAILED_LIST: self.failed_list,
             **ContactApi(self).handlers(),
+            **StorageApi(self).handlers(),
         }
         missing = [e.api for e in SERVED if e not in handlers]
         if missing:

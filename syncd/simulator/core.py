@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,7 @@ from syncd.simulator.events import DeliveryLog, Event
 from syncd.simulator.faults import Faults, Limiter, fresh_seed
 from syncd.simulator.progress import DecisionError, Engine
 from syncd.simulator.state import Instance, TokenStore
+from syncd.simulator.storage import Storage
 from syncd.simulator.stream import StreamGateway
 from syncd.simulator.timeline import Timeline
 from syncd.simulator.workflow import Workflow
@@ -71,7 +73,8 @@ class Simulator:
         self.engine = Engine(
             self.clock, self._emit, self._node_started, first_task_id=_first_task_id(self.rng)
         )
-        self.workflow = Workflow(world, self.clock, self.engine, self.rng)
+        self.storage = Storage(world, self.clock, self.rng)
+        self.workflow = Workflow(world, self.clock, self.engine, self.rng, self.storage)
         self.directory = Directory(world, self.clock, self._emit)
         self.stream = StreamGateway(self)
         self.callbacks = CallbackPusher(self, callback_client)
@@ -206,6 +209,47 @@ class Simulator:
         """Revoke a running instance (no 15-second rule: this is the operator's hand)."""
         instance = self.instance(instance_id)
         self.engine.terminate(instance, user_id or instance.originator, remark)
+
+    def start(
+        self,
+        process_code: str,
+        user_id: str,
+        form: list[dict[str, str]],
+        *,
+        dept_id: int | None = None,
+        files: dict[str, list[tuple[str, bytes]]] | None = None,
+    ) -> Instance:
+        """A person starts an instance in DingTalk itself (no app): the same checks as a
+        create, the ``start`` event, and the instance in the id listing (contract §20).
+        ``files`` attaches files by DDAttachment label, uploaded as that person; ``dept_id``
+        defaults to their first department. Raises ApiError as a create would."""
+        user = self.world.user(user_id)
+        values = [v for v in form if v.get("name") not in (files or {})]
+        for label, named in (files or {}).items():
+            stored = [self.storage.upload_direct(user_id, n, data) for n, data in named]
+            value = [f.attachment() for f in stored]
+            values.append({"name": label, "value": json.dumps(value, ensure_ascii=False)})
+        body = {
+            "processCode": process_code,
+            "originatorUserId": user_id,
+            "deptId": dept_id if dept_id is not None else (user.dept_ids[0] if user else -1),
+            "formComponentValues": values,
+        }
+        return self.workflow.create("", body)
+
+    def comment(
+        self,
+        instance_id: str,
+        user_id: str,
+        text: str,
+        files: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """A person comments in DingTalk (an approver, say), attaching files they upload."""
+        instance = self.instance(instance_id)
+        if not text.strip() or len(text) > 1024:
+            raise ValueError("a comment needs a text of 1 to 1,024 characters")
+        attached = [self.storage.upload_direct(user_id, n, d).attachment() for n, d in files or []]
+        self.engine.comment(instance, user_id, text, attached)
 
     def instances(
         self, process_code: str | None = None, originator: str | None = None

@@ -59,7 +59,10 @@ def _user_missing() -> OapiError:
 
 
 def union_id(user: User) -> str:
-    """A stable unionid per userid (real ones are opaque 26-28 character strings)."""
+    """The person's unionid: the world's ``union_id``, else a stable one derived from the
+    userid (real ones are opaque 26-28 character strings)."""
+    if user.union_id:
+        return user.union_id
     return "sim" + user.user_id.encode().hex()[:24].ljust(24, "0")
 
 

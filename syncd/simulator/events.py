@@ -143,8 +143,19 @@ def stream_frame(
             "eventBornTime": str(ms(event.born)),
             "eventUnifiedAppId": unified_app_id,
         },
-        "data": json.dumps(event.data, ensure_ascii=False, separators=(",", ":")),
+        "data": json.dumps(stream_data(event), ensure_ascii=False, separators=(",", ":")),
     }
+
+
+def stream_data(event: Event) -> dict[str, Any]:
+    """The ``data`` of an approval event over Stream: its fields plus ``eventId`` and the
+    matching subscription path ``resource``, as real Stream events carry (§20.1; whether
+    HTTP pushes carry ``resource`` is unconfirmed, so they do not)."""
+    if event.event_type not in (INSTANCE_CHANGE, TASK_CHANGE):
+        return event.data
+    code, kind = event.data.get("processCode", ""), event.data.get("type", "")
+    resource = f"/v1.0/event/{event.event_type}/processCode/{code}/type/{kind}"
+    return {**event.data, "eventId": event.event_id, "resource": resource}
 
 
 def system_frame(

@@ -18,8 +18,9 @@ _NOT_CREATABLE = {"TextNote"}
 class FormError(Exception):
     """A form value failed validation; ``code`` is the DingTalk error code."""
 
-    def __init__(self, code: str, label: str, reason: str = "") -> None:
-        super().__init__(f"表单数据校验失败，失败控件：{label}")
+    def __init__(self, code: str, label: str, reason: str = "", *, say: bool = False) -> None:
+        # ``say``: the message names the reason too (attachments: "附件不存在…")
+        super().__init__(f"表单数据校验失败，失败控件：{label}" + (f"（{reason}）" if say else ""))
         self.code = code
         self.label = label
         self.reason = reason
@@ -32,6 +33,8 @@ class Lookups:
     users: Container[str]
     departments: Container[int]
     instances: Container[str]
+    #: Checks a DDAttachment value (raises ValueError saying why); none: any JSON array.
+    attachment: Callable[[str], object] | None = None
 
 
 def _json(value: str, label: str) -> Any:
@@ -94,6 +97,16 @@ def _json_list(c: Component, value: str, _: Lookups) -> None:
         raise FormError("formConverterError", c.label_text, "expected a JSON array")
 
 
+def _attachment(c: Component, value: str, lookups: Lookups) -> None:
+    if lookups.attachment is None:
+        _json_list(c, value, lookups)
+        return
+    try:
+        lookups.attachment(value)
+    except ValueError as exc:
+        raise FormError("formConverterError", c.label_text, str(exc), say=True) from exc
+
+
 def _contacts(c: Component, value: str, lookups: Lookups) -> None:
     for user_id in _string_list(value, c.label_text):
         if user_id not in lookups.users:
@@ -138,7 +151,7 @@ _CHECKS: dict[str, Callable[[Component, str, Lookups], None]] = {
     "DDDateField": _date,
     "DDDateRangeField": _date_range,
     "DDPhotoField": _json_list,
-    "DDAttachment": _json_list,
+    "DDAttachment": _attachment,
     "TimeAndLocationField": _json_list,
     "InnerContactField": _contacts,
     "DepartmentField": _departments,

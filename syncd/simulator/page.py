@@ -17,6 +17,7 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     from syncd.simulator.core import Simulator
     from syncd.simulator.state import Instance
+    from syncd.simulator.world import Component
 
 REFRESH_MS = 2000
 
@@ -116,6 +117,95 @@ def actions(sim: Simulator, instance: Instance, back: str, acting: str | None = 
     return decide + terminate
 
 
+def _component_hint(component: Component) -> str:
+    if component.options:
+        return " / ".join(component.options)
+    return _HINTS.get(component.type, "")
+
+
+_HINTS = {
+    "DDDateField": "yyyy-MM-dd",
+    "DDDateRangeField": '["yyyy-MM-dd","yyyy-MM-dd"]',
+    "NumberField": "number",
+    "MoneyField": "number",
+    "TableField": '[[{"name":…,"value":…}]]',
+    "DDAttachment": "files: through the admin API",
+}
+
+
+def start_forms(sim: Simulator) -> str:
+    """One form per published template: start an instance as a chosen person in DingTalk
+    itself (an inbound start, contract §20); each component a ``v:<label>`` field."""
+    people = "".join(
+        f"<option value='{escape(u.user_id)}'>{escape(u.user_id)} ({escape(u.name)})</option>"
+        for u in sim.world.users
+        if u.active
+    )
+    forms = []
+    for t in sim.world.templates:
+        if t.status != "PUBLISHED":
+            continue
+        fields = "".join(
+            f"<div><label>{escape(_label(c.label_text))}{' *' if c.required else ''} "
+            f"<input name='v:{escape(c.label_text)}' size='30'"
+            f" placeholder='{escape(_component_hint(c))}'></label></div>"
+            for c in t.components
+            if c.type not in ("DDAttachment", "TextNote")
+        )
+        forms.append(
+            f"<details><summary>{escape(t.name)} ({escape(t.process_code)})</summary>"
+            f"<form method='post' action='/_sim/instances'>"
+            f"<input type='hidden' name='processCode' value='{escape(t.process_code)}'>"
+            f"<div>as <select name='userId' title='originator'>{people}</select></div>"
+            f"{fields}<button>start {escape(t.process_code)}</button></form></details>"
+        )
+    return "<h2>Start in DingTalk</h2>" + "".join(forms)
+
+
+def _size(size: int) -> str:
+    return f"{size} B" if size < 1024 else f"{size / 1024:.1f} KiB"
+
+
+def attachments(sim: Simulator, instance: Instance) -> str:
+    """The instance's files, from its form and its comments: each downloadable here (as
+    the tester), with who may download it in DingTalk (the uploader and those granted)."""
+    rows = []
+    comment_files = [
+        (a["fileId"], f"comment by {r.user_id}") for r in instance.records for a in r.attachments
+    ]
+    for file_id, where in [(f, "form") for f in instance.files] + comment_files:
+        stored = sim.storage.files.get(file_id)
+        if stored is None:
+            continue
+        link = f"<a href='/_sim/files/{quote(file_id, safe='')}'>{escape(stored.name)}</a>"
+        may = ", ".join(dict.fromkeys([stored.creator, *sim.storage.grants.users(file_id)]))
+        rows.append(
+            f"<tr><td>{link}</td>"
+            + _cells(_size(stored.size), stored.extension, stored.creator, where, may)
+            + "</tr>"
+        )
+    if not rows:
+        return "<h2>Attachments</h2><p>none</p>"
+    heads = ["file", "size", "type", "attached by", "where", "may download"]
+    return "<h2>Attachments</h2>" + _table(heads, rows)
+
+
+def comment_form(sim: Simulator, instance: Instance, back: str, acting: str | None) -> str:
+    """Comment as a chosen person (files: through the admin API)."""
+    options = "".join(
+        f"<option value='{escape(u.user_id)}'{' selected' if u.user_id == acting else ''}>"
+        f"{escape(u.user_id)} ({escape(u.name)})</option>"
+        for u in sim.world.users
+        if u.active
+    )
+    return (
+        f"<form method='post' action='{_path(instance, 'comment')}'>"
+        f"<input type='hidden' name='back' value='{escape(back)}'>"
+        f"<select name='userId' title='who comments'>{options}</select>"
+        "<input name='text' placeholder='comment' size='30'><button>comment</button></form>"
+    )
+
+
 def index(sim: Simulator) -> str:
     """Every instance, newest first, with its form values and its actions."""
     heads = ["instance", "process", "title", "originator", "status", "form", "pending", ""]
@@ -135,6 +225,7 @@ def index(sim: Simulator) -> str:
         f"<div id='live'>{_table(heads, rows)}"
         f"<small>instances: {len(rows)}; refreshes every {REFRESH_MS // 1000} s, except"
         " while a form is being filled in</small></div>"
+        f"{start_forms(sim)}"
     )
     return _document("DingTalk simulator", body)
 
@@ -164,7 +255,8 @@ def instance_page(sim: Simulator, instance: Instance, task_id: str | None = None
         for t in i.tasks
     ]
     records = [
-        f"<tr>{_cells(_time(r.date), r.user_id, r.type, r.result, r.remark)}</tr>"
+        f"<tr>{_cells(_time(r.date), r.user_id, r.type, r.result, r.remark)}"
+        f"{_cells(', '.join(a['fileName'] for a in r.attachments))}</tr>"
         for r in i.records
     ]
     back = f"{_path(i, 'view')}?taskId={quote(task_id)}" if task_id else _path(i, "view")
@@ -175,7 +267,9 @@ def instance_page(sim: Simulator, instance: Instance, task_id: str | None = None
         f"<div>{actions(sim, i, back, acting)}</div><h2>Tasks</h2>"
         + _table(["taskId", "approver", "node", "status", "result", "created", "finished"], tasks)
         + "<h2>Records</h2>"
-        + _table(["date", "user", "type", "result", "remark"], records)
+        + _table(["date", "user", "type", "result", "remark", "files"], records)
+        + attachments(sim, i)
         + "</div>"
+        + f"<h2>Comment</h2>{comment_form(sim, i, back, acting)}"
     )
     return _document(i.title, body)

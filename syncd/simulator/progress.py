@@ -114,7 +114,16 @@ class Engine:
         instance.records.append(Record(user_id, now, "TERMINATE_PROCESS_INSTANCE", "NONE", remark))
         self._emit(INSTANCE_CHANGE, instance_data(instance, "terminate"))
 
-    def comment(self, instance: Instance, user_id: str, text: str) -> None:
-        instance.records.append(
-            Record(user_id, self._clock.now(), "ADD_REMARK", "NONE", text, show_name="评论")
-        )
+    def comment(
+        self,
+        instance: Instance,
+        user_id: str,
+        text: str,
+        attachments: list[dict[str, str]] | None = None,
+        images: list[str] | None = None,
+    ) -> None:
+        """An ``ADD_REMARK`` record (§18.2), with the files and photos attached to it."""
+        record = Record(user_id, self._clock.now(), "ADD_REMARK", "NONE", text, show_name="评论")
+        record.attachments = list(attachments or [])
+        record.images = list(images or [])
+        instance.records.append(record)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+from starlette.requests import Request
 from starlette.responses import Response
 
 
@@ -66,3 +67,14 @@ def oapi_error_body(error: OapiError, request_id: str) -> dict[str, Any]:
             "request_id": request_id,
         }
     return {"errcode": error.errcode, "errmsg": error.errmsg, "request_id": request_id}
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """A new-API call's JSON object body; 400 ``invalidParameter`` without one."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalidParameter", "body is mandatory for this action")
+    return body

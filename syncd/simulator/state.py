@@ -53,6 +53,9 @@ class Record:
     remark: str = ""
     activity_id: str = ""
     show_name: str = ""
+    #: Files attached to a comment, each as a DDAttachment element (all strings, §18.2).
+    attachments: list[dict[str, str]] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,6 +75,10 @@ class Instance:
     cc: list[str]
     from_api_approvers: bool = False
     corp_id: str = ""
+    #: Started in DingTalk itself (the simulator's page or admin API), not by an app.
+    in_client: bool = False
+    #: The ids of the files attached in the form's DDAttachment components.
+    files: list[str] = field(default_factory=list)
     status: str = "RUNNING"
     result: str = ""
     finish_time: datetime | None = None
@@ -106,6 +113,7 @@ class Instance:
             "createTime": ms(self.create_time),
             "finishTime": ms(self.finish_time) if self.finish_time else None,
             "pendingApprovers": [t.user_id for t in self.running_tasks()],
+            "startedIn": "client" if self.in_client else "api",
             "formComponentValues": self.form,
         }
 
@@ -144,8 +152,8 @@ def _record_json(record: Record) -> dict[str, Any]:
         "showName": record.show_name,
         "activityId": record.activity_id,
         "ccUserIds": [],
-        "images": [],
-        "attachments": [],
+        "images": list(record.images),
+        "attachments": [dict(a) for a in record.attachments],
     }
 
 

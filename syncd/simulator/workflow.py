@@ -9,10 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 from syncd.ports import Clock
+from syncd.simulator.files import MAX_COMMENT_FILES
 from syncd.simulator.forms import FormError, Lookups, validate_form
 from syncd.simulator.progress import Engine
 from syncd.simulator.responses import ApiError
 from syncd.simulator.state import FlowNode, Instance, get_result, ms
+from syncd.simulator.storage import Storage
 from syncd.simulator.world import Template, World
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -43,8 +45,11 @@ def _int_field(body: dict[str, Any], key: str, code: str, *, required: bool) -> 
 class Workflow:
     """Instances of one simulated corp and the rules of the workflow API."""
 
-    def __init__(self, world: World, clock: Clock, engine: Engine, rng: random.Random) -> None:
+    def __init__(
+        self, world: World, clock: Clock, engine: Engine, rng: random.Random, storage: Storage
+    ) -> None:
         self.world = world
+        self.storage = storage
         self.clock = clock
         self.engine = engine
         self.rng = rng
@@ -110,17 +115,26 @@ class Workflow:
             raise _bad("processInstanceInvalidParameter", "ccList参数错误")
         return nodes, [self._active_user(u) for u in cc]
 
-    def _form(self, template: Template, body: dict[str, Any]) -> list[dict[str, str]]:
+    def _form(
+        self, template: Template, body: dict[str, Any], originator: str
+    ) -> tuple[list[dict[str, str]], list[str]]:
+        """The checked form values, and the ids of the files its DDAttachments name."""
         values = body.get("formComponentValues")
         if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
             raise _bad("invalidParameter", "formComponentValues不能为空")
+        files: list[str] = []
+
+        def attachment(value: str) -> None:
+            files.extend(f.file_id for f in self.storage.attachment_value(value, originator))
+
         lookups = Lookups(
             users={u.user_id for u in self.world.users if u.active},
             departments={d.dept_id for d in self.world.departments} | {-1},
             instances=self.instances,
+            attachment=attachment,
         )
         try:
-            return validate_form(template, values, lookups)
+            return validate_form(template, values, lookups), files
         except FormError as exc:
             raise _bad(exc.code, str(exc)) from exc
 
@@ -143,7 +157,7 @@ class Workflow:
         if body.get("bizDetailPageUrl"):
             raise _bad("benefitStatusInvalid", "未开通OA高级版，无法使用该功能")
         nodes, cc = self._flow(template, body)
-        form = self._form(template, body)
+        form, files = self._form(template, body, originator)
         now = self.clock.now()
         user = self.world.user(originator)
         instance = Instance(
@@ -162,6 +176,8 @@ class Workflow:
             cc=cc,
             from_api_approvers=bool(body.get("approvers")),
             corp_id=self.world.corp.corp_id,
+            in_client=not app_key,
+            files=files,
         )
         self.instances[instance.instance_id] = instance
         self.engine.start(instance)
@@ -281,5 +297,22 @@ class Workflow:
         if not isinstance(text, str) or not text or len(text) > 1024:
             raise _bad("invalidInstanceCommentText", "评论内容不合法")
         user = self._known_user(body.get("commentUserId"), "invalidInstanceCommentUserId")
-        self.engine.comment(instance, user, text)
+        files = body.get("file") or {}
+        if not isinstance(files, dict):
+            raise _bad("invalidParameter", "file参数错误")
+        photos = files.get("photos") or []
+        if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
+            raise _bad("invalidParameter", "file.photos参数错误")
+        attached = []
+        if files.get("attachments"):
+            try:
+                found = self.storage.attached(files["attachments"], user, MAX_COMMENT_FILES)
+            except ValueError as exc:
+                raise _bad("invalidParameter", f"file.attachments参数错误：{exc}") from exc
+            attached = [f.attachment() for f in found]
+        self.engine.comment(instance, user, text, attached, photos)
         return {"result": True, "success": True}
+
+    def comment_files(self, instance: Instance) -> list[str]:
+        """The ids of the files attached to the instance's comments."""
+        return [a["fileId"] for r in instance.records for a in r.attachments]

@@ -68,6 +68,9 @@ class User(_Model):
     state_code: str = "86"
     email: str = ""
     title: str = ""
+    #: The person's unionid (the storage APIs name people by it, contract §17.3); none:
+    #: derived from ``user_id``.
+    union_id: str | None = None
 
 
 class Component(_Model):
@@ -130,6 +133,18 @@ class Rule(_Model):
     decision: Decision = "agree"
     delay: float = 0.0
     remark: str = ""
+
+
+class StorageSettings(_Model):
+    """The file limits of the approval space (contract §17.9; DingTalk documents none for
+    DDAttachment, so these are the simulator's strict choices)."""
+
+    #: Bytes of one file: a single (non-multipart) upload is under 5 GB (§17.3).
+    max_file_size: int = Field(default=5 * 1024**3 - 1, ge=1)
+    #: Extensions (lower case, no dot) a file may have; empty: any, but it needs one.
+    file_types: list[str] = Field(default_factory=list)
+    #: Files in one DDAttachment value (the JSAPI selects at most 9).
+    max_attachments: int = Field(default=9, ge=1)
 
 
 class Limits(_Model):
@@ -214,12 +229,16 @@ class World(_Model):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
     faults: FaultSettings = Field(default_factory=FaultSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @model_validator(mode="after")
     def _check_references(self) -> World:
         users = {u.user_id for u in self.users}
         depts = {d.dept_id for d in self.departments}
         check_directory(self.departments, self.users)
+        unions = [u.union_id for u in self.users if u.union_id]
+        if len(set(unions)) != len(unions):
+            raise ValueError("two users share a union_id")
         for user in self.users:
             for dept in user.dept_ids:
                 if dept not in depts:

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from alibabacloud_dingtalk.oauth2_1_0 import models as oauth_models
 from alibabacloud_dingtalk.oauth2_1_0.client import Client as OAuthClient
+from alibabacloud_dingtalk.storage_1_0 import models as st
+from alibabacloud_dingtalk.storage_1_0.client import Client as StorageClient
 from alibabacloud_dingtalk.workflow_1_0 import models as wf
 from alibabacloud_dingtalk.workflow_1_0.client import Client as WorkflowClient
 from alibabacloud_tea_openapi import models as openapi_models
@@ -21,6 +23,7 @@ from alibabacloud_tea_util import models as util_models
 from Tea.exceptions import TeaException
 
 from syncd.simulator import RunningServer, Simulator, World, serve
+from syncd.simulator.directory import union_id
 from syncd.simulator.world import Department
 from syncd.testing import FakeClock
 
@@ -209,3 +212,141 @@ async def test_stream_sdk_receives_and_acks(server, monkeypatch) -> None:
         stop.set()
         await asyncio.to_thread(thread.join, 15)
         assert not thread.is_alive()
+
+
+def _attach_with_sdks(base_url: str, server: RunningServer, token: str) -> dict[str, Any]:
+    """The server-side attachment chain (contract §17.11) with the official SDKs, the PUT
+    with a plain HTTP client, as integrators do; a DDAttachment element of the file."""
+    workflow = WorkflowClient(_config(server))
+    storage = StorageClient(_config(server))
+    opts = util_models.RuntimeOptions()
+    space = workflow.get_attachment_space_with_options(
+        wf.GetAttachmentSpaceRequest(user_id="u1", agent_id=3000001),
+        wf.GetAttachmentSpaceHeaders(x_acs_dingtalk_access_token=token),
+        opts,
+    ).body
+    assert space.success is True and isinstance(space.result.space_id, int)
+    space_id = str(space.result.space_id)
+    union = union_id(World.default().users[5])  # u1
+    data = b"%PDF-1.4 sdk receipt"
+    info = storage.get_file_upload_info_with_options(
+        space_id,
+        st.GetFileUploadInfoRequest(
+            union_id=union,
+            protocol="HEADER_SIGNATURE",
+            multipart=False,
+            option=st.GetFileUploadInfoRequestOption(
+                storage_driver="DINGTALK",
+                pre_check_param=st.GetFileUploadInfoRequestOptionPreCheckParam(
+                    name="sdk.pdf", size=len(data), parent_id="0"
+                ),
+            ),
+        ),
+        st.GetFileUploadInfoHeaders(x_acs_dingtalk_access_token=token),
+        opts,
+    ).body
+    signed = info.header_signature_info
+    assert signed.expiration_seconds == 900 and signed.resource_urls[0].startswith(base_url)
+    put = httpx.put(signed.resource_urls[0], content=data, headers=signed.headers)
+    assert put.status_code == 200, put.text
+    dentry = storage.commit_file_with_options(
+        space_id,
+        st.CommitFileRequest(
+            union_id=union,
+            upload_key=info.upload_key,
+            name="sdk.pdf",
+            parent_id="0",
+            option=st.CommitFileRequestOption(size=len(data), conflict_strategy="AUTO_RENAME"),
+        ),
+        st.CommitFileHeaders(x_acs_dingtalk_access_token=token),
+        opts,
+    ).body.dentry
+    assert (dentry.name, dentry.size, dentry.extension) == ("sdk.pdf", len(data), "pdf")
+    return {
+        "spaceId": dentry.space_id,
+        "fileName": dentry.name,
+        "fileSize": str(dentry.size),
+        "fileType": dentry.extension,
+        "fileId": dentry.id,
+    }
+
+
+def _comment_and_download(
+    server: RunningServer, token: str, instance_id: str, attachment: dict[str, Any]
+) -> str:
+    workflow = WorkflowClient(_config(server))
+    opts = util_models.RuntimeOptions()
+    file = wf.AddProcessInstanceCommentRequestFile(
+        attachments=[
+            wf.AddProcessInstanceCommentRequestFileAttachments(
+                space_id=attachment["spaceId"],
+                file_size=attachment["fileSize"],
+                file_id=attachment["fileId"],
+                file_name=attachment["fileName"],
+                file_type=attachment["fileType"],
+            )
+        ]
+    )
+    commented = workflow.add_process_instance_comment_with_options(
+        wf.AddProcessInstanceCommentRequest(
+            process_instance_id=instance_id, text="附收据", comment_user_id="u1", file=file
+        ),
+        wf.AddProcessInstanceCommentHeaders(x_acs_dingtalk_access_token=token),
+        opts,
+    ).body
+    assert commented.success is True and commented.result is True
+    granted = workflow.add_approve_dentry_auth_with_options(
+        wf.AddApproveDentryAuthRequest(
+            user_id="u1",
+            file_infos=[
+                wf.AddApproveDentryAuthRequestFileInfos(
+                    space_id=int(attachment["spaceId"]), file_id=attachment["fileId"]
+                )
+            ],
+        ),
+        wf.AddApproveDentryAuthHeaders(x_acs_dingtalk_access_token=token),
+        opts,
+    ).body
+    assert granted.success is True
+    link = workflow.grant_process_instance_for_download_file_with_options(
+        wf.GrantProcessInstanceForDownloadFileRequest(
+            process_instance_id=instance_id, file_id=attachment["fileId"]
+        ),
+        wf.GrantProcessInstanceForDownloadFileHeaders(x_acs_dingtalk_access_token=token),
+        opts,
+    ).body
+    assert link.success is True and link.result.file_id == attachment["fileId"]
+    return str(link.result.download_uri)
+
+
+async def test_attachment_sdks_space_storage_comments(server) -> None:
+    token = await asyncio.to_thread(_token, server)
+    attachment = await asyncio.to_thread(_attach_with_sdks, server.base_url, server, token)
+    client = WorkflowClient(_config(server))
+    values = [
+        wf.StartProcessInstanceRequestFormComponentValues(name=k, value=v)
+        for k, v in {
+            "金额（元）": "300",
+            "费用类型": "餐饮",
+            "发生日期": "2026-01-02",
+            "附件": json.dumps([attachment]),
+        }.items()
+    ]
+    created = await asyncio.to_thread(
+        client.start_process_instance_with_options,
+        wf.StartProcessInstanceRequest(
+            process_code="PROC-SIM-EXPENSE",
+            originator_user_id="u1",
+            dept_id=-1,
+            form_component_values=values,
+        ),
+        wf.StartProcessInstanceHeaders(x_acs_dingtalk_access_token=token),
+        util_models.RuntimeOptions(),
+    )
+    instance_id = str(created.body.instance_id)
+    uri = await asyncio.to_thread(_comment_and_download, server, token, instance_id, attachment)
+    async with httpx.AsyncClient() as plain:
+        assert (await plain.get(uri)).content == b"%PDF-1.4 sdk receipt"
+    body = await asyncio.to_thread(_get, server, token, instance_id)
+    [remark] = [r for r in body.result.operation_records if r.type == "ADD_REMARK"]
+    assert remark.remark == "附收据" and remark.attachments[0].file_id == attachment["fileId"]

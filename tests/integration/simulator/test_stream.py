@@ -111,7 +111,12 @@ async def test_event_frame_and_ack(ws, sim) -> None:
     assert headers["eventCorpId"] == "dingsimcorp0001"
     assert int(headers["eventBornTime"]) > 0 and int(headers["time"]) > 0
     assert isinstance(frame["data"], str)
-    assert json.loads(frame["data"]) == {"processInstanceId": "pi-1", "type": "start"}
+    assert json.loads(frame["data"]) == {
+        "processInstanceId": "pi-1",
+        "type": "start",
+        "eventId": headers["eventId"],
+        "resource": "/v1.0/event/bpms_instance_change/processCode//type/start",
+    }
     await _ack(ws, frame)
     async with asyncio.timeout(5):
         await sim.wait_for(lambda: len(sim.events_acknowledged) == 1)
@@ -252,3 +257,55 @@ async def test_contact_changes_arrive_as_event_frames(ws, sim) -> None:
         await _ack(ws, frame)
     async with asyncio.timeout(5):
         await sim.wait_for(lambda: len(sim.events_acknowledged) == 2)
+
+
+START_FIELDS = {
+    "processInstanceId",
+    "processCode",
+    "type",
+    "staffId",
+    "createTime",
+    "title",
+    "businessId",
+    "bizCategoryId",
+    "businessType",
+    "url",
+    "eventId",
+    "resource",
+}
+
+
+async def test_a_start_in_dingtalk_arrives_over_stream(ws, sim, http) -> None:
+    """An instance a person starts in DingTalk (the admin API, as the page does) sends the
+    ``start`` event with the fields of contract §20.1, and shows in the id listing."""
+    r = await http.post(
+        "/_sim/instances",
+        json={
+            "processCode": "PROC-SIM-LEAVE",
+            "userId": "u2",
+            "formComponentValues": [
+                {"name": "请假类型", "value": "事假"},
+                {"name": '["开始时间","结束时间"]', "value": '["2026-02-02","2026-02-03"]'},
+                {"name": "天数", "value": "2"},
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    summary = r.json()
+    assert summary["startedIn"] == "client"
+    await sim.advance(0)
+    frame = await _frame(ws)
+    data = json.loads(frame["data"])
+    assert frame["headers"]["eventType"] == "bpms_instance_change"
+    assert set(data) == START_FIELDS  # no result, no finishTime on start
+    assert data["type"] == "start" and data["staffId"] == "u2"
+    assert data["processInstanceId"] == summary["instanceId"]
+    assert data["processCode"] == "PROC-SIM-LEAVE" and data["title"] == "李四提交的请假"
+    assert data["eventId"] == frame["headers"]["eventId"]
+    assert (
+        data["resource"] == "/v1.0/event/bpms_instance_change/processCode/PROC-SIM-LEAVE/type/start"
+    )
+    assert len(data["businessId"]) == 21 and data["businessId"].isdigit()
+    assert f"procInstId={summary['instanceId']}" in data["url"]
+    assert (data["bizCategoryId"], data["businessType"]) == ("", "")
+    assert data["createTime"] == summary["createTime"]

@@ -258,3 +258,50 @@ async def test_contact_changes_are_pushed_in_the_current_shape(sim, receiver) ->
     assert created["EventType"] == "org_dept_create" and created["deptId"] == [40]
     assert all(m["eventId"] and isinstance(m["EventTime"], int) for m in receiver.received)
     assert len(sim.events_acknowledged) == 2
+
+
+async def test_a_start_in_dingtalk_is_pushed_and_listed(api, sim, receiver, clock) -> None:
+    """A person starts an instance in DingTalk itself: the ``start`` event comes over HTTP
+    with the business fields of contract §20.1 (no ``result``/``finishTime``), and the
+    instance id is in the listing; GET gives the form the event lacks."""
+    from .conftest import leave_form
+
+    instance = sim.start("PROC-SIM-LEAVE", "u3", leave_form("1"))
+    await sim.advance(0)
+    start = receiver.received[0]
+    assert start["EventType"] == "bpms_instance_change" and start["type"] == "start"
+    business = {
+        "processInstanceId": instance.instance_id,
+        "processCode": "PROC-SIM-LEAVE",
+        "staffId": "u3",
+        "title": "王五提交的请假",
+        "businessId": instance.business_id,
+        "bizCategoryId": "",
+        "businessType": "",
+    }
+    assert {k: start[k] for k in business} == business
+    assert isinstance(start["createTime"], int) and "procInstId=" in start["url"]
+    assert "result" not in start and "finishTime" not in start
+    r = await api.post(
+        "/v1.0/workflow/processes/instanceIds/query",
+        {"processCode": "PROC-SIM-LEAVE", "startTime": 0, "nextToken": 0, "maxResults": 20}
+        | {"startTime": int(clock.now().timestamp() * 1000) - 60_000},
+    )
+    assert r.json()["result"]["list"] == [instance.instance_id]
+    got = (await api.get(instance.instance_id)).json()["result"]
+    assert got["originatorUserId"] == "u3"
+    assert {"name": "天数", "value": "1"}.items() <= next(
+        v for v in got["formComponentValues"] if v["name"] == "天数"
+    ).items()
+
+
+async def test_a_start_in_dingtalk_is_checked_like_a_create(sim) -> None:
+    from syncd.simulator.responses import ApiError
+
+    from .conftest import leave_form
+
+    with pytest.raises(ApiError, match="invalidParameter: 用户已离职"):
+        sim.start("PROC-SIM-LEAVE", "left1", leave_form())
+    with pytest.raises(ApiError, match="formConverterError"):
+        sim.start("PROC-SIM-LEAVE", "u1", leave_form("x"))
+    assert sim.instances() == []

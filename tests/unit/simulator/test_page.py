@@ -116,7 +116,8 @@ async def test_pick_the_approver_who_acts(api, client, sim) -> None:
     assert page.form("refuse")["options"]["userId"] == ["finance1"]
     await press(client, page, "refuse", remark="no")
     assert (instance.status, instance.result) == ("COMPLETED", "refuse")
-    assert Page((await client.get("/_sim/")).text).forms == []  # finished: no buttons
+    finished = Page((await client.get("/_sim/")).text).forms
+    assert not [f for f in finished if {"approve", "terminate"} & set(f["buttons"])]
 
 
 async def test_terminate_acts_as_the_originator(api, client, sim) -> None:
@@ -200,3 +201,76 @@ def test_a_date_range_reads_start_to_end() -> None:
     shown = asyncio.run(_shown("PROC-SIM-LEAVE", leave_form()))
     assert shown["index"] == shown["view"] == shown["get"]
     assert '开始时间 ~ 结束时间: ["2026-01-06", "2026-01-07"]' in shown["index"]
+
+
+async def test_start_an_instance_in_dingtalk_from_the_page(client, sim) -> None:
+    """The page's start form: as a chosen person, for a process code, with form values;
+    it emits the ``start`` event and the instance is in the id listing."""
+    page = Page((await client.get("/_sim/")).text)
+    form = page.form("start PROC-SIM-LEAVE")
+    assert "u1" in form["options"]["userId"] and "left1" not in form["options"]["userId"]
+    assert {"v:请假类型", 'v:["开始时间","结束时间"]', "v:天数"} <= set(form["fields"])
+    r = await press(
+        client,
+        page,
+        "start PROC-SIM-LEAVE",
+        userId="u4",
+        **{
+            "v:请假类型": "病假",
+            'v:["开始时间","结束时间"]': '["2026-03-02","2026-03-04"]',
+            "v:天数": "3",
+        },
+    )
+    assert r.status_code == 303, r.text
+    [instance] = sim.instances()
+    assert r.headers["location"] == f"/_sim/instances/{instance.instance_id}/view"
+    assert instance.originator == "u4" and instance.in_client and instance.app_key == ""
+    assert [e.data["type"] for e in sim.events if e.event_type == "bpms_instance_change"] == [
+        "start"
+    ]
+    assert {v["name"]: v["value"] for v in instance.form}["天数"] == "3"
+    since = int(instance.create_time.timestamp() * 1000) - 1000
+    listed = sim.workflow.list_ids(
+        {"processCode": "PROC-SIM-LEAVE", "startTime": since, "nextToken": 0, "maxResults": 20}
+    )
+    assert listed["result"]["list"] == [instance.instance_id]
+    bad = await press(client, page, "start PROC-SIM-LEAVE", **{"v:天数": "many"})
+    assert bad.status_code == 400 and "formConverterError" in bad.json()["error"]
+
+
+async def test_attachments_and_comments_on_the_instance_page(client, sim) -> None:
+    r = await client.post(
+        "/_sim/instances",
+        json={
+            "processCode": "PROC-SIM-EXPENSE",
+            "userId": "u1",
+            "formComponentValues": expense_form("800"),
+            "files": {"附件": [{"name": "收据.jpg", "content": "/9j/4A=="}]},
+        },
+    )
+    assert r.status_code == 201, r.text
+    instance_id = r.json()["instanceId"]
+    r = await client.post(
+        f"/_sim/instances/{instance_id}/comment",
+        json={
+            "userId": "manager1",
+            "text": "请补充发票",
+            "files": [{"name": "模板.pdf", "content": "JVBERg=="}],
+        },
+    )
+    assert r.status_code == 200, r.text
+    remark = r.json()["operationRecords"][-1]
+    assert remark["type"] == "ADD_REMARK" and remark["attachments"][0]["fileName"] == "模板.pdf"
+    view = f"/_sim/instances/{instance_id}/view"
+    page = Page((await client.get(view)).text)
+    files = [link for link in page.links if link.startswith("/_sim/files/")]
+    assert len(files) == 2
+    got = [await client.get(link) for link in files]
+    assert [g.content for g in got] == [b"\xff\xd8\xff\xe0", b"%PDF"]
+    assert got[0].headers["content-type"] == "image/jpeg"
+    r = await press(client, page, "comment", userId="finance1", text="看过")
+    assert r.status_code == 303 and r.headers["location"] == view
+    record = sim.instance(instance_id).records[-1]
+    assert (record.user_id, record.type, record.remark) == ("finance1", "ADD_REMARK", "看过")
+    empty = await press(client, page, "comment", text=" ")
+    assert empty.status_code == 400
