@@ -77,6 +77,11 @@ GRANT SELECT, INSERT, UPDATE         ON syncd.directory_sync      TO syncd_daemo
 -- 0013: the by-mobile questions asked of DingTalk at submit.
 GRANT SELECT, INSERT, UPDATE         ON syncd.directory_mobile_ask TO syncd_daemon;
 
+-- The relay from business databases (migration 0014, docs/mysql.md): it inserts their
+-- syncd_outbox rows into syncd.outbox and keeps its position per database.
+GRANT INSERT                         ON syncd.outbox            TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE         ON syncd.outbox_source     TO syncd_daemon;
+
 -- syncd_reader, for reporting tools and people who read the statistics: every statistics
 -- view (they show kinds, business keys and approvers' user ids, never a payload) and the
 -- migration ledger (`syncd report` checks that the schema is current). Granted only where
