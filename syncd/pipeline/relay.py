@@ -46,7 +46,7 @@ class PollInterval:
             return 0.0
         if handled:
             return self.min
-        return min(max(current * 2, self.min), self.max)
+        return min(max(current, self.min) * 2, self.max)
 
 
 class Relay:

@@ -20,6 +20,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -60,7 +61,8 @@ class Business:
 
     def __init__(self, db: MySQLDb) -> None:
         self.db = db
-        asyncio.run(self._migrate())
+        with ThreadPoolExecutor(1) as thread:  # usable from a test's event loop too
+            thread.submit(asyncio.run, self._migrate()).result()
         db.grant(*footprint_grants(db.daemon_account))
         user, password = f"w{secrets.token_hex(6)}", secrets.token_hex(8)
         mysql_run(db.admin, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
