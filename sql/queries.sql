@@ -216,6 +216,7 @@ SELECT pg_try_advisory_xact_lock(495891964773) AS locked;
 -- claim_outbox_batch --
 -- Unconsumed outbox rows in arrival order. The payload comes as JSON text when it has at most max_bytes bytes (payload_bytes says how many; one stored in more than max_stored bytes is not even turned into text).
 SELECT o.id, o.created_at, o.kind, o.business_key, o.action, o.originator,
+       o.source_database,
        CASE WHEN p.bytes <= %(max_bytes)s THEN p.text END AS payload,
        coalesce(p.bytes, p.stored) AS payload_bytes
   FROM syncd.outbox o
@@ -242,6 +243,7 @@ SELECT id
 -- select_outbox_row --
 -- One claimed outbox row, its payload as claim_outbox_batch gives it.
 SELECT o.id, o.created_at, o.kind, o.business_key, o.action, o.originator,
+       o.source_database,
        CASE WHEN p.bytes <= %(max_bytes)s THEN p.text END AS payload,
        coalesce(p.bytes, p.stored) AS payload_bytes
   FROM syncd.outbox o
@@ -1533,3 +1535,57 @@ VALUES (%(hash)s, %(asked_at)s, %(user_id)s)
 ON CONFLICT (mobile_hash) DO UPDATE
    SET asked_at = EXCLUDED.asked_at, user_id = EXCLUDED.user_id
  WHERE syncd.directory_mobile_ask.asked_at <= EXCLUDED.asked_at;
+
+-- ---- 0014: the relay from business databases (syncd/db/relay_store.py) ----
+
+-- try_lock_relay --
+-- One replica at a time relays a business database (transaction lock per database name), which keeps its rows in id order.
+SELECT pg_try_advisory_xact_lock(495891964, hashtext(%(database)s)) AS locked;
+
+-- relay_outbox_rows --
+-- A business database's outbox rows (a JSON array), each inserted once by (database, source id); the payload is the JSON text as that database held it. Returns the source ids inserted now.
+INSERT INTO syncd.outbox
+       (created_at, kind, business_key, action, payload, originator, request_id,
+        source_database, source_id)
+SELECT r.created_at, r.kind, r.business_key, r.action, coalesce(r.payload, 'null')::jsonb,
+       r.originator,
+       %(database)s || ':' || r.request_id, %(database)s, r.source_id
+  FROM jsonb_to_recordset(%(rows)s::jsonb) AS r (source_id bigint, created_at timestamptz,
+       kind text, business_key text, action text, payload text, originator text,
+       request_id text)
+ ORDER BY r.source_id
+    ON CONFLICT (source_database, source_id) DO NOTHING
+RETURNING source_id;
+
+-- relay_refused_row --
+-- A row PostgreSQL refused: a stand-in (its texts cleaned, its payload the JSON text as a string), consumed and quarantined with the error. Nothing when the row is there already.
+WITH o AS (
+    INSERT INTO syncd.outbox
+           (created_at, kind, business_key, action, payload, originator, source_database,
+            source_id, consumed_at)
+    VALUES (%(created_at)s, %(kind)s, %(business_key)s, %(action)s, to_jsonb(%(payload)s::text),
+            %(originator)s, %(database)s, %(source_id)s, %(now)s)
+    ON CONFLICT (source_database, source_id) DO NOTHING
+    RETURNING id, kind, business_key
+)
+INSERT INTO syncd.outbox_quarantine
+       (outbox_id, kind, business_key, error_code, error_message, quarantined_at)
+SELECT o.id, left(o.kind, 128), left(o.business_key, 512), %(error_code)s, %(error_message)s,
+       %(now)s
+  FROM o
+RETURNING outbox_id;
+
+-- record_relay_position --
+-- The relay's position in a business database: the highest id relayed, rows relayed, when.
+INSERT INTO syncd.outbox_source AS s (database, last_id, relayed, relayed_at)
+VALUES (%(database)s, %(last_id)s, %(relayed)s, %(now)s)
+    ON CONFLICT (database) DO UPDATE
+   SET last_id = greatest(s.last_id, EXCLUDED.last_id),
+       relayed = s.relayed + EXCLUDED.relayed,
+       relayed_at = EXCLUDED.relayed_at;
+
+-- select_relay_positions --
+-- Per business database: the relay's position (syncd status).
+SELECT database, last_id, relayed, relayed_at
+  FROM syncd.outbox_source
+ ORDER BY database;

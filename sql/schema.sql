@@ -743,3 +743,26 @@ CREATE TABLE syncd.directory_mobile_ask (
 );
 COMMENT ON TABLE syncd.directory_mobile_ask IS
     'By-mobile questions asked of DingTalk (SHA-256 of ''mobile:<normal form>''), and the userId it answered (NULL: nobody); not asked again until a later full sync finishes.';
+
+-- ---------------------------------------------------------------------------------------
+-- 0014 (myingest): outbox rows relayed from business databases; the relay's positions.
+-- ---------------------------------------------------------------------------------------
+
+ALTER TABLE syncd.outbox ADD COLUMN source_database text NULL;
+ALTER TABLE syncd.outbox ADD COLUMN source_id bigint NULL;
+ALTER TABLE syncd.outbox ADD CONSTRAINT outbox_source_check
+    CHECK ((source_database IS NULL) = (source_id IS NULL));
+CREATE UNIQUE INDEX outbox_source_idx ON syncd.outbox (source_database, source_id);
+COMMENT ON COLUMN syncd.outbox.source_database IS
+    'The business database ([databases.<name>]) whose syncd_outbox held the row; NULL: written here.';
+COMMENT ON COLUMN syncd.outbox.source_id IS
+    'The row''s id in that database''s syncd_outbox; NULL: written here.';
+
+CREATE TABLE syncd.outbox_source (
+    database     text PRIMARY KEY,
+    last_id      bigint NOT NULL DEFAULT 0,
+    relayed      bigint NOT NULL DEFAULT 0,
+    relayed_at   timestamptz NULL
+);
+COMMENT ON TABLE syncd.outbox_source IS
+    'Per business database: the highest syncd_outbox id relayed, rows relayed in all, and when the last of them came.';

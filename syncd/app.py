@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
 from syncd.app_directory import DirectoryParts
+from syncd.app_relay import build_relays
 from syncd.clock import SystemClock
 from syncd.db import business, migrations, writeback
 from syncd.db.admin_store import AdminStore
@@ -107,6 +108,7 @@ class App:
         self.wake = asyncio.Event()
         self.wake_back = asyncio.Event()
         self.stages: dict[str, Stage] = {}
+        self.relays: dict[str, Any] = {}
         self._closers: list[Any] = []
         self.stream: StreamClient | None = None
         self.callback: CallbackEndpoint | None = None
@@ -159,6 +161,11 @@ class App:
         self._build_events()
         self._build_lookup()
         self._build_stages()
+        self.relays = build_relays(
+            self.settings, self.pool, self.clock, self.registry,
+            owner=self.owner, closers=self._closers,
+        )  # fmt: skip
+        self.stages = {**self.relays, **self.stages}  # the relays first: ingest takes their rows
         self._build_directory()
 
     async def _open_pool(self) -> AsyncConnectionPool[Any]:

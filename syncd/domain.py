@@ -92,9 +92,8 @@ def can_move(source: ApprovalState, target: ApprovalState) -> bool:
 # --- what the stages claim and decide --------------------------------------------------
 
 
-#: The longest ``kind`` and ``business_key`` stored as they are. ``syncd.approval`` has a
-#: unique index on (kind, business_key, round), and an index entry holds at most 2704
-#: bytes: 128 + 512 characters of up to 4 bytes each fit, with room to spare.
+#: The longest ``kind`` and ``business_key`` stored as they are: an entry of the unique
+#: index on (kind, business_key, round) holds 2704 bytes, 128 + 512 characters fit.
 KIND_MAX = 128
 BUSINESS_KEY_MAX = 512
 #: The largest payload ingest reads, in bytes of its JSON text.
@@ -131,6 +130,7 @@ class OutboxRow:
     #: The JSON value (any JSON value, null included), or :class:`Unreadable`.
     payload: Any
     originator: str | None
+    source_database: str | None = None  # the [databases.<name>] it came from; None: here
 
     @cached_property
     def key(self) -> tuple[str, str]:

@@ -173,7 +173,7 @@ class Runner:
         """The way in and the way back (:data:`LANES`); any other stage joins the way back."""
         stages = self.app.stages
         way_in, way_back = ([name for name in lane if name in stages] for lane in LANES)
-        way_back += [name for name in stages if name not in way_in + way_back]
+        way_back += [n for n in stages if n not in way_in + way_back and n not in self.app.relays]
         return way_in, way_back
 
     async def _run_stages(self, names: list[str]) -> dict[str, int]:
@@ -254,9 +254,20 @@ class Runner:
             else:
                 await _first(app.wake_back, stop, seconds=interval)
 
+    async def _run_relay(self, name: str, relay: Any) -> None:
+        """One business database's relay, at its adaptive interval until stopped; rows
+        it relayed wake the way in (ingest)."""
+        while True:  # until close() cancels the task
+            counts = await self._run_stages([name])
+            if counts[name]:
+                self.app.wake.set()
+            await asyncio.sleep(relay.interval)
+
     async def _start_background(self) -> None:
         app = self.app
         self._spawn(app.listener.run(), "listen")
+        for name, relay in app.relays.items():  # business databases: polled, no NOTIFY
+            self._spawn(self._run_relay(name, relay), name)
         if app.stream is not None:
             self._spawn(app.stream.run(), "stream")
         if self._http_server is None:

@@ -47,6 +47,23 @@ class BusinessDatabaseSettings(BaseModel):
         "into DATETIME columns",
     )
 
+    # --- the relay of the outbox (docs/mysql.md, "Ingest") ---
+    poll_min: float = Field(
+        default=0.05, gt=0, le=60, description="the relay's poll interval while rows come, s"
+    )
+    poll_max: float = Field(
+        default=2.0, gt=0, le=600, description="the relay's longest poll interval when idle, s"
+    )
+    relay_batch_size: int = Field(default=200, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _poll(self) -> BusinessDatabaseSettings:
+        if self.poll_min > self.poll_max:
+            raise ValueError(
+                f"poll_min ({self.poll_min}) must not exceed poll_max ({self.poll_max})"
+            )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:

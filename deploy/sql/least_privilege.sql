@@ -36,7 +36,8 @@ GRANT USAGE ON SCHEMA syncd TO syncd_daemon, syncd_application;
 REVOKE ALL ON ALL TABLES IN SCHEMA syncd FROM syncd_daemon, syncd_application;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA syncd FROM syncd_daemon, syncd_application;
 
-GRANT SELECT, UPDATE, DELETE         ON syncd.outbox            TO syncd_daemon;
+-- INSERT on the outbox: the relay from business databases (migration 0014).
+GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.outbox            TO syncd_daemon;
 GRANT SELECT, INSERT, UPDATE         ON syncd.approval          TO syncd_daemon;
 GRANT SELECT, INSERT                 ON syncd.approval_event    TO syncd_daemon;
 GRANT SELECT, INSERT, UPDATE         ON syncd.task              TO syncd_daemon;
@@ -76,6 +77,10 @@ GRANT SELECT, INSERT, UPDATE         ON syncd.directory_sync      TO syncd_daemo
 
 -- 0013: the by-mobile questions asked of DingTalk at submit.
 GRANT SELECT, INSERT, UPDATE         ON syncd.directory_mobile_ask TO syncd_daemon;
+
+-- The relay from business databases (migration 0014, docs/mysql.md): its position per
+-- database (it inserts their syncd_outbox rows into syncd.outbox: granted above).
+GRANT SELECT, INSERT, UPDATE         ON syncd.outbox_source     TO syncd_daemon;
 
 -- syncd_reader, for reporting tools and people who read the statistics: every statistics
 -- view (they show kinds, business keys and approvers' user ids, never a payload) and the

@@ -88,3 +88,26 @@ SELECT trigger_schema AS trigger_schema, trigger_name AS trigger_name,
   FROM information_schema.triggers
  WHERE trigger_name LIKE 'syncd\_capture\_%'
  ORDER BY trigger_schema, event_object_table, trigger_name;
+
+-- select_unconsumed_outbox --
+-- The relay: rows not consumed yet, in id order (through syncd_outbox_unconsumed). Read
+-- from the start every time, so a row whose transaction committed after a higher id was
+-- read is not skipped; relayed rows are marked consumed, so the range stays short.
+SELECT id, created_at, kind, business_key, action, CAST(payload AS CHAR) AS payload,
+       originator, request_id
+  FROM syncd_outbox
+ WHERE consumed_at IS NULL
+ ORDER BY id
+ LIMIT :limit;
+
+-- mark_outbox_consumed --
+UPDATE syncd_outbox SET consumed_at = UTC_TIMESTAMP(6)
+ WHERE id IN :ids AND consumed_at IS NULL;
+
+-- purge_consumed_outbox --
+-- Retention: consumed rows older than the retention period, oldest first.
+DELETE FROM syncd_outbox WHERE consumed_at < :before ORDER BY consumed_at LIMIT :limit;
+
+-- select_outbox_backlog --
+SELECT count(*) AS waiting, MIN(created_at) AS oldest_at
+  FROM syncd_outbox WHERE consumed_at IS NULL;

@@ -81,6 +81,7 @@ PARK_REASONS = frozenset(
         "invalid",
         "key_too_long",
         "internal_error",
+        "wrong_database",  # a row relayed from a database its kind does not name
     }
 )
 #: Why the database refused an outbox row, by SQLSTATE class (quarantine reasons).
@@ -174,6 +175,8 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         ClosedSet("outcome", frozenset(LOOKUP_OUTCOMES), ("syncd_directory_lookups_total",)),
         ClosedSet("version", frozenset(), ("syncd_build_info",)),
         ClosedSet("python", frozenset(), ("syncd_build_info",)),
+        # The relay's metrics: the configured business databases (syncd/metrics/relay.py).
+        ClosedSet("database", frozenset()),
     )
 
 

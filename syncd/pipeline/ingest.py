@@ -87,6 +87,8 @@ def _decide(
             f"outbox row {row.id}: kind {show(row.kind)} is not configured (configured kinds: "
             f"{known}); add [kinds.{section}] to the config or fix the row",
         )
+    if row.source_database is not None and kind.database != row.source_database:
+        return _wrong_database(row, kind)
     if not row.business_key.strip():
         return _invalid("empty_key", f"outbox row {row.id}: business_key is empty")
     if len(row.business_key) > BUSINESS_KEY_MAX:
@@ -117,6 +119,17 @@ def _decide(
         decisions: list[IngestDecision] = [CancelRound(latest.id)]
         return decisions + _submit(row, kind)
     return _submit(row, kind)
+
+
+def _wrong_database(row: OutboxRow, kind: KindSettings) -> list[IngestDecision]:
+    """A row relayed from a business database whose kind takes its rows elsewhere."""
+    where = f"[databases.{kind.database}]" if kind.database else "syncd's own syncd.outbox"
+    return _invalid(
+        "wrong_database",
+        f"outbox row {row.id}: came from the syncd_outbox of [databases.{row.source_database}]"
+        f", but kind {show(row.kind)} takes its rows from {where}; write the row there, or "
+        f'set database = "{row.source_database}" in [kinds.<kind>] if the kind lives there',
+    )
 
 
 _JSON_TYPES = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string"}
