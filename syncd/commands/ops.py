@@ -11,6 +11,7 @@ from typing import Any
 from syncd.commands import approvals
 from syncd.commands.common import database_dsn, out, settings_from
 from syncd.commands.operator import actor, age, table, to_json, utcnow, when
+from syncd.commands.status_business import business_backlogs, database_attention, database_lines
 from syncd.db.admin_store import AdminStore, Row, open_pool
 from syncd.db.store import PostgresControlStore, usage_month
 from syncd.domain import PARKED, ApprovalState
@@ -85,6 +86,8 @@ async def run_status(args: argparse.Namespace) -> int:
     report = status_report(
         rows, backlog, usage, pause, settings, now, only=args.kind, quarantine=quarantine
     )
+    report["databases"] = await business_backlogs(settings, now)
+    report["attention"] += database_attention(report["databases"])
     out(to_json(report) if args.json else render_status(report, now))
     return 1 if args.check and report["attention"] else 0
 
@@ -222,6 +225,7 @@ def render_status(report: dict[str, Any], now: datetime) -> str:
             )
         if not k["configured"]:
             lines.append(f"{name}: not in the configuration ([kinds.{name}])")
+    lines += database_lines(report.get("databases", {}))
     if lines:
         parts.append("\n".join(lines))
     parts.append(_render_dingtalk(report["dingtalk"]))

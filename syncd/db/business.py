@@ -6,10 +6,11 @@ and is imported only when a configuration names such a database.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from syncd.db.mysql.url import MySQLDatabase, require_driver
+from syncd.errors import StoreError
 from syncd.ports import BusinessTarget
 from syncd.settings import Settings
 from syncd.settings_kinds import WriteBackSettings
@@ -40,4 +41,26 @@ async def open_all(settings: Settings, closers: list[Any]) -> dict[str, Business
             targets, close = await open_targets(database.plain(name), configs)
             closers.append(close)
             found.update(targets)
+    return found
+
+
+async def outbox_backlogs(settings: Settings, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per business database in ``names``: rows of its ``syncd_outbox`` not relayed yet
+    (``waiting``, ``oldest_at``), or the ``error`` that kept syncd from counting them."""
+    require_driver()
+    from syncd.db.mysql.engine import create_engine
+    from syncd.db.mysql.outbox import MySQLOutboxSource
+
+    found: dict[str, dict[str, Any]] = {}
+    for name in names:
+        config = settings.databases[name]
+        engine = create_engine(config.plain(name))
+        try:
+            source = MySQLOutboxSource(name, engine, config.statement_timeout)
+            backlog = await source.backlog()
+            found[name] = {"waiting": backlog.waiting, "oldest_at": backlog.oldest_at}
+        except StoreError as exc:
+            found[name] = {"error": exc.message}
+        finally:
+            await engine.dispose()
     return found
