@@ -717,3 +717,9 @@ COMMENT ON COLUMN syncd.directory_sync.queue IS
     'Departments still to read, the first one being read (its members from cursor on).';
 CREATE UNIQUE INDEX directory_sync_one_running_idx ON syncd.directory_sync ((true))
     WHERE state = 'running';
+
+-- Contact-change events (0012): the unfinished approvals of a person who left.
+CREATE INDEX approval_unfinished_originator_idx ON syncd.approval (originator)
+    WHERE state IN ('submitting', 'running', 'unknown');
+CREATE INDEX task_running_user_idx ON syncd.task (user_id)
+    WHERE status = 'RUNNING' AND record_type = 'task';

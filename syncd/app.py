@@ -28,6 +28,7 @@ from syncd.db import migrations, writeback
 from syncd.db.admin_store import AdminStore
 from syncd.db.apply_store import PostgresApplyStore
 from syncd.db.cancel_store import PostgresCancelStore
+from syncd.db.directory_store import PostgresDirectoryStore
 from syncd.db.inbox import PostgresInbox, WakingInbox
 from syncd.db.ingest_store import PostgresIngestStore
 from syncd.db.listen import Listener
@@ -39,6 +40,7 @@ from syncd.db.writeback_store import PostgresWriteBackStore
 from syncd.dingtalk.callback import CallbackEndpoint
 from syncd.dingtalk.calls import ObservedClient
 from syncd.dingtalk.client import KEEPALIVE_EXPIRY, HttpxApprovalClient, build_http_client
+from syncd.dingtalk.contacts import HttpxContactClient
 from syncd.dingtalk.crypto import CallbackCrypto
 from syncd.dingtalk.failed import FailedPushList
 from syncd.dingtalk.pacing import Pacer
@@ -47,6 +49,7 @@ from syncd.errors import ConfigError, StoreError
 from syncd.metrics import Metrics
 from syncd.pipeline.apply import Apply
 from syncd.pipeline.cancel import Cancel
+from syncd.pipeline.directory_events import DirectoryEvents
 from syncd.pipeline.ingest import Ingest
 from syncd.pipeline.pauses import Pause, Pauses
 from syncd.pipeline.reconcile import Reconcile
@@ -186,6 +189,9 @@ class App:
             observer=self.metrics,
         )
         self._closers.append(oapi.aclose)
+        # The directory (issue 17): contact reads on the old API, the directory's tables.
+        self.contacts = HttpxContactClient(oapi, pacer=self._pacer(), clock=self.clock)
+        self.directory = PostgresDirectoryStore(self.pool, actor=self.owner)
         self.sweeper = SweepFailed(FailedPushList(oapi), self.inbox, self.control, self.clock)
         if events.stream:
             self.stream = StreamClient(
@@ -250,6 +256,13 @@ class App:
             lease=self.timing.lease,
             needs={name: k.write_back.sources for name, k in s.kinds.items() if k.write_back},
             observer=self.observer,
+            directory=DirectoryEvents(
+                self.directory,
+                self.contacts,
+                self.clock,
+                enabled=s.directory.enabled,
+                observer=self.metrics,
+            ),
         )
         self.apply = apply
         self.stages = {**self._way_in(apply), **self._way_back(apply)}

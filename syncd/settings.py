@@ -194,6 +194,18 @@ class LogSettings(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class DirectorySettings(_Section):
+    """[directory]: the DingTalk directory kept from a full sync and contact-change events.
+
+    Only ``enabled`` here (the contact-change events read it); the full sync's settings
+    join it in the same section.
+    """
+
+    enabled: bool = Field(
+        default=False, description="keep the directory; off: contact events are set aside"
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -213,6 +225,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     polling: PollingSettings = PollingSettings()
     log: LogSettings = LogSettings()
+    directory: DirectorySettings = DirectorySettings()
     kinds: dict[str, KindSettings] = Field(default_factory=dict)
 
     @classmethod

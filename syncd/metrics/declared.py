@@ -23,6 +23,7 @@ from prometheus_client import (
 
 from syncd import __version__
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
+from syncd.dingtalk.events import CONTACT_EVENTS
 from syncd.domain import CHANNELS
 
 _SECONDS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -174,3 +175,15 @@ class Instruments:
             self.duplicates.labels(channel)
         for reason in CALLBACK_REASONS:
             self.callbacks_rejected.labels(reason)
+        self._directory_events(r)
+
+    def _directory_events(self, r: CollectorRegistry) -> None:
+        """Contact-change events (issue 17), each type at 0 from the start."""
+        self.directory_events = Counter(
+            "syncd_directory_events",
+            "Contact-change events handled: applied to the directory, or set aside",
+            ["event_type"],
+            registry=r,
+        )
+        for event_type in (*CONTACT_EVENTS, "other"):
+            self.directory_events.labels(event_type)

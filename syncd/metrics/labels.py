@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from syncd import errors
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
 from syncd.dingtalk.endpoints import ENDPOINTS, OUTCOMES
+from syncd.dingtalk.events import CONTACT_EVENTS
 from syncd.domain import CHANNELS, ApprovalState
 
 #: Label names a scrape adds to every series of a target (Prometheus: ``job``,
@@ -134,6 +135,7 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         ClosedSet("outcome", frozenset(OUTCOMES)),
         ClosedSet("purpose", _with_other(PURPOSES)),
         ClosedSet("duty", _with_other(DUTIES)),
+        ClosedSet("event_type", _with_other(CONTACT_EVENTS)),
         ClosedSet("version", frozenset(), ("syncd_build_info",)),
         ClosedSet("python", frozenset(), ("syncd_build_info",)),
     )
@@ -172,6 +174,7 @@ class Labels:
     pause_reason = staticmethod(_within(PAUSE_REASONS))
     purpose = staticmethod(_within(PURPOSES))
     duty = staticmethod(_within(DUTIES))
+    event_type = staticmethod(_within(CONTACT_EVENTS))
 
     def __init__(self, kinds: Iterable[str] = ()) -> None:
         self.kinds = tuple(sorted(kinds))

@@ -7,7 +7,8 @@ instance is read before a final event is written back: events cannot tell them f
 (a task event may be late, lost, or held by a replica that died). Duplicate and
 late events change nothing: the store only moves an approval from a state that may move.
 An event for an instance syncd does not know yet (its create response may still be on
-the way) is retried for a while, then dropped with a note.
+the way) is retried for a while, then dropped with a note. Every other event (contact
+changes, contract §16) goes to :class:`~syncd.pipeline.directory_events.DirectoryEvents`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 
+from syncd.dingtalk.events import APPROVAL_EVENTS
 from syncd.domain import ApprovalRef, CallRecord, Final, FinishResult, InboxItem, TaskRecord
 from syncd.errors import DingTalkError
 from syncd.logging import approval_fields
 from syncd.pipeline.calls import call
+from syncd.pipeline.directory_events import DirectoryEvents
 from syncd.pipeline.outcomes import (
     final_from_event,
     final_from_instance,
@@ -83,8 +86,11 @@ class Apply:
         needs: Mapping[str, frozenset[str]] | None = None,
         observer: Observer | None = None,
         progress_coalesce: timedelta = PROGRESS_COALESCE,
+        directory: DirectoryEvents | None = None,
     ) -> None:
-        """``needs`` maps a kind to the outcome fields its write-back uses."""
+        """``needs`` maps a kind to the outcome fields its write-back uses; ``directory``
+        takes the events that are not approval events (without it they are dropped)."""
+        self.directory = directory
         self.progress_coalesce = progress_coalesce
         self.observer = observer or NullObserver()
         self.store = store
@@ -108,6 +114,8 @@ class Apply:
         self.behind = len(items) >= limit
         if not items:
             return 0
+        handled = len(items)
+        items = await self._organisation_events(items)
         refs = await self.store.approvals_by_instances(
             [item.instance_id for item in items if item.instance_id]
         )
@@ -155,7 +163,15 @@ class Apply:
             # A duplicate reads too: if the first read failed and was deferred, the
             # duplicate must not finish the approval on the event's word alone.
             await self._apply(item, approval, read=approval is not None and approval.id in reads)
-        return len(items)
+        return handled
+
+    async def _organisation_events(self, items: list[InboxItem]) -> list[InboxItem]:
+        """Hand the events that are not approval events to the directory; the rest."""
+        others = [item for item in items if item.event_type not in APPROVAL_EVENTS]
+        if self.directory is None or not others:
+            return items
+        await self.directory.handle(others)
+        return [item for item in items if item.event_type in APPROVAL_EVENTS]
 
     def _needs(self, approval: ApprovalRef) -> frozenset[str]:
         return self.needs.get(approval.kind, frozenset())
