@@ -67,12 +67,11 @@ def _reads_departments(item: InboxItem) -> list[int]:
     return dept_ids(item.payload) if item.event_type in READ_DEPARTMENTS else []
 
 
-def _known_at(item: InboxItem) -> datetime:
-    """When a leave or a removal happened: the event's own time, never after it arrived."""
+def _known_at(item: InboxItem, read_at: datetime) -> datetime:
+    """When a leave or a removal happened: the event's own time (so a late redelivery
+    cannot undo a rejoin read since), else now, when syncd learns of it."""
     ms = event_time_ms(item.payload)
-    if ms is None:
-        return item.received_at
-    return min(datetime.fromtimestamp(ms / 1000, UTC), item.received_at)
+    return read_at if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
 
 class DirectoryEvents:
@@ -185,9 +184,9 @@ def _changes(items: list[InboxItem], reads: _Reads, read_at: datetime) -> Direct
             else:
                 departments[dept_id] = dept
         if item.event_type == LEAVE:
-            gone.update((u, _known_at(item)) for u in user_ids(item.payload))
+            gone.update((u, _known_at(item, read_at)) for u in user_ids(item.payload))
         elif item.event_type == REMOVE:
-            removed.update((d, _known_at(item)) for d in dept_ids(item.payload))
+            removed.update((d, _known_at(item, read_at)) for d in dept_ids(item.payload))
     return DirectoryChanges(
         read_at=read_at,
         users=tuple(users[u] for u in sorted(users)),
