@@ -5,12 +5,18 @@ over the encrypted HTTP callback into the daemon's own route."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from syncd.app import App
 from syncd.dingtalk.events import make_event
+from syncd.dingtalk.pacing import MemoryPacer
+from syncd.dingtalk.stream import StreamState
 from syncd.pipeline.directory_events import NOT_ENABLED, NOT_USED
+from syncd.runner import Runner
+from syncd.simulator import serve
 from syncd.simulator.events import failed_item
 
 from .conftest import APP_KEY, Env
@@ -24,6 +30,7 @@ from .directory_world import (
     world_users,
 )
 
+DEADLINE = 5.0
 ORIGINATOR_LEFT = "originator u1 left the organisation; DingTalk goes on with the instance"
 APPROVER_LEFT = (
     "approver manager1 left the organisation; DingTalk passes their task on as its settings say"
@@ -163,3 +170,35 @@ async def test_a_failed_read_defers_the_event_until_dingtalk_answers(env):
         await daemon.drain()
     assert env.sql("SELECT processed_at IS NOT NULL, last_error FROM syncd.inbox") == [(True, None)]
     assert directory_users(env)["u2"]["name"] == "新名字"
+
+
+async def test_contact_events_over_stream_reach_the_directory(env):
+    """The daemon's own Stream client, connected to the simulator over loopback."""
+    async with serve(env.sim) as server:
+        urls = {"api_url": server.base_url, "oapi_url": server.base_url}
+        config = env.settings(directory={"enabled": True}, dingtalk=urls)
+        pacer = MemoryPacer(clock=env.clock, rate=1000)
+        async with Runner(App(config, clock=env.clock, pacer=pacer)) as daemon:
+            await seed(daemon)
+            stream = daemon.app.stream
+            assert stream is not None
+            task = asyncio.create_task(stream.run())
+            try:
+                async with asyncio.timeout(DEADLINE):
+                    await stream.wait_for(lambda s: s.state == StreamState.CONNECTED)
+                await _change(env, "PATCH", "/_sim/directory/users/u2", {"dept_ids": [2, 3]})
+                await _change(env, "DELETE", "/_sim/directory/users/u3")
+                async with asyncio.timeout(DEADLINE):
+                    while len(env.sim.events_acknowledged) < 2:
+                        await env.sim.advance(0)
+                        await asyncio.sleep(0.005)  # let frames cross the loopback socket
+            finally:
+                await stream.stop()
+                async with asyncio.timeout(DEADLINE):
+                    await task
+            await daemon.drain()
+    users = directory_users(env)
+    assert users["u2"]["depts"] == [2, 3] and users["u3"]["left"]
+    assert env.sql("SELECT DISTINCT channel, processed_at IS NOT NULL FROM syncd.inbox") == [
+        ("stream", True)
+    ]
