@@ -99,7 +99,7 @@ async def test_a_person_moving_departments_between_submission_and_decision(env):
 async def test_a_person_leaving_after_submission_is_noted_and_the_instance_goes_on(env):
     key = env.submit_leave("u1", days=2)
     async with running(env) as daemon:
-        await daemon.drain()  # submitted; manager1's task is known to be running
+        await daemon.drain()  # submitted; its task events come in the batch of the leaves
         [(instance_id,)] = env.sql("SELECT instance_id FROM syncd.approval")
         await _change(env, "DELETE", "/_sim/directory/users/u1")
         await _change(env, "DELETE", "/_sim/directory/users/manager1")
