@@ -202,3 +202,29 @@ async def test_contact_events_over_stream_reach_the_directory(env):
     assert env.sql("SELECT DISTINCT channel, processed_at IS NOT NULL FROM syncd.inbox") == [
         ("stream", True)
     ]
+
+
+async def test_one_event_may_name_several_ids_and_a_batch_reads_each_once(env):
+    async with running(env) as daemon:
+        env.clock.advance(1)  # after the full sync's reads
+        env.sim.directory.modify_user("u2", name="二号")
+        env.sim.directory.modify_user("u3", dept_ids=[3])
+        env.sim.directory.remove_user("u4")
+        env.sim.directory.modify_department(2, name="研发中心")
+        stamp = str(int(env.clock.now().timestamp() * 1000))
+        legacy = [
+            {"EventType": "user_modify_org", "UserId": ["u3", "u2"], "TimeStamp": stamp},
+            {"EventType": "user_modify_org", "UserId": ["u2"], "TimeStamp": int(stamp) + 1},
+            {"EventType": "user_leave_org", "UserId": ["u4"], "TimeStamp": stamp},
+            {"EventType": "org_dept_modify", "DeptId": [2, 3], "TimeStamp": stamp},
+        ]
+        before = env.sim.calls["oapi.user.get"]
+        events = [make_event("callback", e["EventType"], e) for e in legacy]
+        await daemon.app.inbox.put_many(events)
+        await daemon.drain()
+        assert env.sim.calls["oapi.user.get"] - before == 2  # u2 and u3, once each
+    users = directory_users(env)
+    assert users["u2"]["name"] == "二号" and users["u3"]["depts"] == [3] and users["u4"]["left"]
+    [(name,)] = env.sql("SELECT name FROM syncd.dingtalk_department WHERE dept_id = 2")
+    assert name == "研发中心"
+    assert env.sql("SELECT count(*) FROM syncd.inbox WHERE processed_at IS NULL") == [(0,)]
