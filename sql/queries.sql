@@ -1589,3 +1589,43 @@ VALUES (%(database)s, %(last_id)s, %(relayed)s, %(now)s)
 SELECT database, last_id, relayed, relayed_at
   FROM syncd.outbox_source
  ORDER BY database;
+
+-- ======================================================================================
+-- direvents (issue 17): contact-change events into the directory
+-- ======================================================================================
+
+-- select_approvals_people_left --
+-- Unfinished approvals (submitting, running, unknown) whose originator, or the holder of
+-- one of their running tasks, is among the users the directory has as departed now,
+-- with the note each gets; one already noted for that person is left out (a leave
+-- learned twice is noted once). The originator's DingTalk userId is the one the create
+-- was sent with (originator_user_id), else the originator column (a kind naming them by
+-- userId).
+WITH gone AS (
+    SELECT user_id FROM syncd.dingtalk_user
+     WHERE user_id = ANY(%(user_ids)s::text[]) AND left_at IS NOT NULL
+), touched AS (
+    SELECT a.id, g.user_id, 'originator' AS role,
+           'originator ' || g.user_id
+           || ' left the organisation; DingTalk goes on with the instance' AS message
+      FROM gone g
+      JOIN syncd.approval a ON coalesce(a.originator_user_id, a.originator) = g.user_id
+     WHERE a.state IN ('submitting', 'running', 'unknown')
+    UNION
+    SELECT a.id, g.user_id, 'approver',
+           'approver ' || g.user_id
+           || ' left the organisation; DingTalk passes their task on as its settings say'
+      FROM gone g
+      JOIN syncd.task t ON t.user_id = g.user_id
+                       AND t.status = 'RUNNING' AND t.record_type = 'task'
+      JOIN syncd.approval a ON a.id = t.approval_id
+     WHERE a.state IN ('submitting', 'running', 'unknown')
+)
+SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.instance_created_at,
+       x.user_id, x.role, x.message
+  FROM touched x
+  JOIN syncd.approval a ON a.id = x.id
+ WHERE NOT EXISTS (
+       SELECT 1 FROM syncd.approval_event e
+        WHERE e.approval_id = x.id AND e.event_type = 'note' AND e.message = x.message)
+ ORDER BY a.id, x.role DESC, x.user_id;

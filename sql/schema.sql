@@ -728,6 +728,10 @@ COMMENT ON COLUMN syncd.directory_sync.lease_owner IS
 CREATE UNIQUE INDEX directory_sync_one_running_idx ON syncd.directory_sync ((true))
     WHERE state = 'running';
 
+-- Contact-change events (0012): the running tasks of a person who left.
+CREATE INDEX task_running_user_idx ON syncd.task (user_id)
+    WHERE status = 'RUNNING' AND record_type = 'task';
+
 -- ---------------------------------------------------------------------------------------
 -- 0013 (lookup): the userId a round's create was sent with; by-mobile questions asked.
 -- ---------------------------------------------------------------------------------------
@@ -735,6 +739,10 @@ CREATE UNIQUE INDEX directory_sync_one_running_idx ON syncd.directory_sync ((tru
 ALTER TABLE syncd.approval ADD COLUMN originator_user_id text NULL;
 COMMENT ON COLUMN syncd.approval.originator_user_id IS
     'The DingTalk userId the create was sent with (originator holds what the row named).';
+-- The unfinished approvals of an originator who left (contact-change events).
+CREATE INDEX approval_unfinished_originator_idx
+    ON syncd.approval ((coalesce(originator_user_id, originator)))
+    WHERE state IN ('submitting', 'running', 'unknown');
 
 CREATE TABLE syncd.directory_mobile_ask (
     mobile_hash  text PRIMARY KEY,

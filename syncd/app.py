@@ -31,6 +31,7 @@ from syncd.db.admin_store import AdminStore
 from syncd.db.apply_store import PostgresApplyStore
 from syncd.db.cancel_store import PostgresCancelStore
 from syncd.db.directory_lookup import PostgresDirectoryLookup
+from syncd.db.directory_store import PostgresDirectoryStore
 from syncd.db.inbox import PostgresInbox, WakingInbox
 from syncd.db.ingest_store import PostgresIngestStore
 from syncd.db.listen import Listener
@@ -52,6 +53,7 @@ from syncd.metrics import Metrics
 from syncd.metrics.lookups import LookupMetrics
 from syncd.pipeline.apply import Apply
 from syncd.pipeline.cancel import Cancel
+from syncd.pipeline.directory_events import DirectoryEvents
 from syncd.pipeline.ingest import Ingest
 from syncd.pipeline.lookup import People
 from syncd.pipeline.pauses import Pause, Pauses
@@ -159,14 +161,19 @@ class App:
         self.pauses = Pauses(self.control)
         self.listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
         self._build_events()
-        self._build_lookup()
         self._build_stages()
         self.relays = build_relays(
             self.settings, self.pool, self.clock, self.registry,
             owner=self.owner, closers=self._closers,
         )  # fmt: skip
         self.stages = {**self.relays, **self.stages}  # the relays first: ingest takes their rows
-        self._build_directory()
+        # the directory's full sync and its schedule
+        parts = DirectoryParts.build(
+            self.settings, self.pool, self.contacts, self.clock, self.retry,
+            owner=self.owner, lease=self.timing.lease, metrics=self.metrics,
+        )  # fmt: skip
+        self._closers.append(parts.aclose)
+        self.directory_sync, self.directory_schedule = parts.sync, parts.schedule
 
     async def _open_pool(self) -> AsyncConnectionPool[Any]:
         db = self.settings.database
@@ -203,6 +210,12 @@ class App:
             observer=self.metrics,
         )
         self._closers.append(oapi.aclose)
+        # The directory (issue 17): contact reads on the old API, the directory's tables.
+        self.contacts = HttpxContactClient(oapi, pacer=self._pacer(), clock=self.clock)
+        self.directory = PostgresDirectoryStore(self.pool, actor=self.owner)
+        # Look-ups of people named by job number, mobile or email, at submit.
+        self.lookup = PostgresDirectoryLookup(self.pool, actor=self.owner)
+        self.people = People(self.lookup, self.contacts, self.clock, observer=self.lookup_metrics)
         self.sweeper = SweepFailed(FailedPushList(oapi), self.inbox, self.control, self.clock)
         if events.stream:
             self.stream = StreamClient(
@@ -227,12 +240,6 @@ class App:
                 max_body_bytes=callback.max_body_bytes,
                 observer=self.observer,
             )
-
-    def _build_lookup(self) -> None:
-        """Look-ups of people named by job number, mobile or email (issue 17)."""
-        self.contacts = HttpxContactClient(self.oapi, pacer=self._pacer(), clock=self.clock)
-        self.lookup = PostgresDirectoryLookup(self.pool, actor=self.owner)
-        self.people = People(self.lookup, self.contacts, self.clock, observer=self.lookup_metrics)
 
     def _http_client(self) -> httpx.AsyncClient:
         dt = self.settings.dingtalk
@@ -264,6 +271,10 @@ class App:
             # a create's answer, or its timeout (and a token fetch's), before the lease ends
             send_margin=timedelta(seconds=2 * s.dingtalk.timeout + 1),
         )
+        directory = DirectoryEvents(
+            self.directory, self.contacts, self.clock,
+            enabled=s.directory_enabled, observer=self.metrics,
+        )  # fmt: skip
         apply = Apply(
             self.apply_store,
             self.client,
@@ -273,6 +284,7 @@ class App:
             lease=self.timing.lease,
             needs={name: k.write_back.sources for name, k in s.kinds.items() if k.write_back},
             observer=self.observer,
+            directory=directory,
         )
         self.apply = apply
         self.stages = {**self._way_in(apply), **self._way_back(apply)}
@@ -357,16 +369,6 @@ class App:
                 lease=lease,
             ),
         }
-
-    def _build_directory(self) -> None:
-        """The contact client, the directory's stores, the full sync and its schedule."""
-        parts = DirectoryParts.build(
-            self.settings, self.pool, self.contacts, self.clock, self.retry,
-            owner=self.owner, lease=self.timing.lease, metrics=self.metrics,
-        )  # fmt: skip
-        self._closers.append(parts.aclose)
-        self.directory = parts.directory
-        self.directory_sync, self.directory_schedule = parts.sync, parts.schedule
 
     def http_app(self, starting: Starting | None = None) -> Starlette:
         """The daemon's HTTP surface: health, readiness, metrics and the callback."""

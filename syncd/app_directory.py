@@ -14,7 +14,6 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from syncd.db.directory_store import PostgresDirectoryStore
 from syncd.db.directory_sync_store import PostgresDirectorySyncStore
 from syncd.dingtalk.contacts import HttpxContactClient
 from syncd.metrics import Metrics
@@ -28,7 +27,6 @@ from syncd.settings import Settings
 @dataclass
 class DirectoryParts:
     contacts: HttpxContactClient
-    directory: PostgresDirectoryStore
     syncs: PostgresDirectorySyncStore
     sync: DirectorySync
     schedule: DirectorySchedule | None
@@ -67,8 +65,7 @@ class DirectoryParts:
                 resync_interval=timedelta(seconds=ds.resync_interval),
                 forget_after=timedelta(seconds=ds.forget_departed_after),
             )
-        directory = PostgresDirectoryStore(pool, actor=owner)
-        return cls(contacts, directory, syncs, sync, schedule)
+        return cls(contacts, syncs, sync, schedule)
 
     async def aclose(self) -> None:
         if self.schedule is not None:

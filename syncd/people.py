@@ -22,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, get_args
+
+from syncd.domain import ApprovalRef
 
 By = Literal["userid", "job_number", "mobile", "email"]
 BYS: tuple[By, ...] = get_args(By)
@@ -126,3 +129,36 @@ class UserPage:
 
     users: list[DirectoryUser] = field(default_factory=list)
     next_cursor: int | None = None  # None: the last page
+
+
+# --- contact-change events (what their reads found, stored at once) ----------------------
+
+
+@dataclass(frozen=True)
+class DirectoryChanges:
+    """What a batch of contact-change events told, after reading DingTalk again.
+
+    ``users`` and ``departments`` were read present at ``read_at``; ``gone`` are users no
+    longer there and ``removed`` departments no longer there, each as of its time (the
+    read's, or the event's own for a leave or a removal, which need no read).
+    """
+
+    read_at: datetime
+    users: tuple[DirectoryUser, ...] = ()
+    departments: tuple[DirectoryDepartment, ...] = ()
+    gone: tuple[tuple[str, datetime], ...] = ()
+    removed: tuple[tuple[int, datetime], ...] = ()
+
+
+PersonRole = Literal["originator", "approver"]
+
+
+@dataclass(frozen=True)
+class PersonLeft:
+    """An unfinished approval whose originator, or the holder of one of its running
+    tasks, has left the organisation (noted in its history)."""
+
+    approval: ApprovalRef
+    user_id: str
+    role: PersonRole
+    message: str

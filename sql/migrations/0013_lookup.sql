@@ -6,6 +6,10 @@
 ALTER TABLE syncd.approval ADD COLUMN originator_user_id text NULL;
 COMMENT ON COLUMN syncd.approval.originator_user_id IS
     'The DingTalk userId the create was sent with (originator holds what the row named).';
+-- The unfinished approvals of an originator who left (contact-change events).
+CREATE INDEX approval_unfinished_originator_idx
+    ON syncd.approval ((coalesce(originator_user_id, originator)))
+    WHERE state IN ('submitting', 'running', 'unknown');
 
 CREATE TABLE syncd.directory_mobile_ask (
     mobile_hash  text PRIMARY KEY,

@@ -4,6 +4,10 @@ Every write carries the time its data was read from DingTalk (``read_at``): a ro
 later is never overwritten by one read earlier, so a full sync's page and a
 contact-change event's read may land in any order. A user who leaves keeps only their
 userid, name and hashes of their matching values (see :mod:`syncd.people`).
+
+Contact-change events are stored through :meth:`PostgresDirectoryStore.apply_directory_changes`:
+the directory's changes, the notes on approvals of people who left and the events'
+processed marks in one transaction.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
+from typing import TypeVar
 
 from psycopg.types.json import Jsonb
 
 from syncd.db.queries import QUERIES
-from syncd.db.store import BaseStore, Conn
-from syncd.people import DirectoryDepartment, DirectoryUser
+from syncd.db.store import BaseStore, Conn, approval_ref, history_line
+from syncd.people import DirectoryChanges, DirectoryDepartment, DirectoryUser, PersonLeft
+
+_Id = TypeVar("_Id", str, int)
 
 
 class PostgresDirectoryStore(BaseStore):
@@ -98,8 +105,76 @@ class PostgresDirectoryStore(BaseStore):
 
     async def departments_removed(self, dept_ids: Sequence[int], read_at: datetime) -> list[int]:
         """Departments DingTalk no longer has as of ``read_at``; returns those removed now."""
+        async with self.transaction() as conn:
+            return await self.departments_removed_in(conn, dept_ids, read_at)
+
+    async def departments_removed_in(
+        self, conn: Conn, dept_ids: Sequence[int], read_at: datetime
+    ) -> list[int]:
+        """:meth:`departments_removed` inside the caller's transaction."""
         if not dept_ids:
             return []
         params = {"dept_ids": list(dept_ids), "read_at": read_at}
-        rows = await self.fetch_all("directory_departments_removed", params)
-        return [int(row["dept_id"]) for row in rows]
+        cursor = await conn.execute(QUERIES["directory_departments_removed"], params)
+        return [int(row["dept_id"]) for row in await cursor.fetchall()]
+
+    # --- contact-change events (implements syncd.ports.directory.DirectoryEventStore) ---
+
+    async def apply_directory_changes(
+        self, changes: DirectoryChanges, inbox_ids: Sequence[int], now: datetime
+    ) -> list[PersonLeft]:
+        """Store what contact events told, note the approvals of people who left, mark the
+        events processed: one transaction. Departures and removals go first, so that a
+        read as recent as a leave (a rejoin) wins."""
+        async with self.transaction() as conn:
+            for at, dept_ids in _by_time(changes.removed):
+                await self.departments_removed_in(conn, dept_ids, at)
+            await self.save_departments_in(conn, changes.departments, changes.read_at)
+            for at, user_ids in _by_time(changes.gone):
+                await self.users_left_in(conn, user_ids, at)
+            await self.save_users_in(conn, changes.users, changes.read_at)
+            left = await self._people_left(conn, sorted({u for u, _ in changes.gone}), now)
+            await self._inbox_processed(conn, inbox_ids, now, None)
+            return left
+
+    async def _people_left(
+        self, conn: Conn, user_ids: Sequence[str], now: datetime
+    ) -> list[PersonLeft]:
+        """Note each unfinished approval of a departed originator or running approver."""
+        if not user_ids:
+            return []
+        cursor = await conn.execute(QUERIES["select_approvals_people_left"], {"user_ids": user_ids})
+        rows = await cursor.fetchall()
+        lines = [history_line(r["id"], event_type="note", message=r["message"]) for r in rows]
+        await self.log(conn, now, lines)
+        return [PersonLeft(approval_ref(r), r["user_id"], r["role"], r["message"]) for r in rows]
+
+    async def defer_directory_events(
+        self, inbox_ids: Sequence[int], next_attempt_at: datetime, error: str
+    ) -> None:
+        async with self.transaction() as conn:
+            for inbox_id in inbox_ids:
+                params = {"id": inbox_id, "next_attempt_at": next_attempt_at, "error": error}
+                await conn.execute(QUERIES["defer_inbox_event"], params)
+
+    async def skip_directory_events(
+        self, inbox_ids: Sequence[int], now: datetime, note: str
+    ) -> None:
+        async with self.transaction() as conn:
+            await self._inbox_processed(conn, inbox_ids, now, note)
+
+    @staticmethod
+    async def _inbox_processed(
+        conn: Conn, inbox_ids: Sequence[int], now: datetime, note: str | None
+    ) -> None:
+        if inbox_ids:
+            params = {"ids": list(inbox_ids), "now": now, "note": note}
+            await conn.execute(QUERIES["mark_inbox_processed"], params)
+
+
+def _by_time(pairs: Sequence[tuple[_Id, datetime]]) -> list[tuple[datetime, list[_Id]]]:
+    """Ids grouped by the time they are known at, oldest first, each group sorted."""
+    groups: dict[datetime, list[_Id]] = {}
+    for key, at in pairs:
+        groups.setdefault(at, []).append(key)
+    return [(at, sorted(set(groups[at]))) for at in sorted(groups)]

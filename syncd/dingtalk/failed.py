@@ -4,7 +4,9 @@
 errors as HTTP 200 with ``errcode``, up to 200 events per call and ``has_more``. Each
 item is keyed by its tag; approval payloads sit under ``bpmsCallBackData``. Events come
 out with the fallback dedup key (the list carries no event id), so an event that did
-arrive earlier by another channel is at worst applied twice, which changes nothing.
+arrive earlier by another channel is at worst applied twice, which changes nothing. A
+contact event without a time of its own takes the item's ``event_time`` as ``EventTime``
+(contract §16.4 keys them on their type, time and ids).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import httpx
 from syncd.dingtalk.auth import DingTalkTokenAuth
 from syncd.dingtalk.calls import error_of, send
 from syncd.dingtalk.endpoints import FAILED_LIST
-from syncd.dingtalk.events import InboundEvent, make_event
+from syncd.dingtalk.events import APPROVAL_EVENTS, InboundEvent, event_time_ms, make_event
 from syncd.errors import DingTalkAuthError, DingTalkTransient
 
 _PAYLOAD_KEYS = ("bpmsCallBackData", "callbackData", "roleLabelChange")
@@ -33,7 +35,11 @@ def _item_event(item: dict[str, Any]) -> InboundEvent | None:
         payload = next((wrapper[k] for k in _PAYLOAD_KEYS if isinstance(wrapper.get(k), dict)), {})
     if isinstance(payload, str):
         payload = json.loads(payload)
-    return make_event("failed_list", tag, payload if isinstance(payload, dict) else {})
+    payload = payload if isinstance(payload, dict) else {}
+    born = item.get("event_time")
+    if tag not in APPROVAL_EVENTS and event_time_ms(payload) is None and born is not None:
+        payload = {**payload, "EventTime": born}
+    return make_event("failed_list", tag, payload)
 
 
 class FailedPushList:

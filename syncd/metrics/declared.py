@@ -23,6 +23,7 @@ from prometheus_client import (
 
 from syncd import __version__
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
+from syncd.dingtalk.events import CONTACT_EVENTS
 from syncd.domain import CHANNELS
 from syncd.ports.directory import SYNC_OUTCOMES
 
@@ -184,3 +185,15 @@ class Instruments:
             self.duplicates.labels(channel)
         for reason in CALLBACK_REASONS:
             self.callbacks_rejected.labels(reason)
+        self._directory_events(r)
+
+    def _directory_events(self, r: CollectorRegistry) -> None:
+        """Contact-change events (issue 17), each type at 0 from the start."""
+        self.directory_events = Counter(
+            "syncd_directory_events",
+            "Contact-change events handled: applied to the directory, or set aside",
+            ["event_type"],
+            registry=r,
+        )
+        for event_type in (*CONTACT_EVENTS, "other"):
+            self.directory_events.labels(event_type)

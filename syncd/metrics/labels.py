@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from syncd import errors
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
 from syncd.dingtalk.endpoints import ENDPOINTS, OUTCOMES
+from syncd.dingtalk.events import CONTACT_EVENTS
 from syncd.domain import CHANNELS, ApprovalState
 from syncd.ports.directory import SYNC_OUTCOMES
 
@@ -173,6 +174,7 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         ClosedSet("duty", _with_other(DUTIES)),
         ClosedSet("by", frozenset(LOOKUP_BYS), ("syncd_directory_lookups_total",)),
         ClosedSet("outcome", frozenset(LOOKUP_OUTCOMES), ("syncd_directory_lookups_total",)),
+        ClosedSet("event_type", _with_other(CONTACT_EVENTS)),
         ClosedSet("version", frozenset(), ("syncd_build_info",)),
         ClosedSet("python", frozenset(), ("syncd_build_info",)),
         # The relay's metrics: the configured business databases (syncd/metrics/relay.py).
@@ -213,6 +215,7 @@ class Labels:
     pause_reason = staticmethod(_within(PAUSE_REASONS))
     purpose = staticmethod(_within(PURPOSES))
     duty = staticmethod(_within(DUTIES))
+    event_type = staticmethod(_within(CONTACT_EVENTS))
 
     def __init__(self, kinds: Iterable[str] = ()) -> None:
         self.kinds = tuple(sorted(kinds))

@@ -39,6 +39,11 @@ class Metrics(Instruments):
         self.scrape = ScrapeCollector(sets, monthly_quota=monthly_quota)
         registry.register(self.scrape)
 
+    # --- DirectoryObserver (contact-change events) ---------------------------------------
+
+    def directory_event(self, event_type: str) -> None:
+        self.directory_events.labels(self.sets.event_type(event_type)).inc()
+
     # --- Observer -----------------------------------------------------------------------
 
     def stage_run(self, stage: str, handled: int, seconds: float) -> None:

@@ -7,7 +7,8 @@ instance is read before a final event is written back: events cannot tell them f
 (a task event may be late, lost, or held by a replica that died). Duplicate and
 late events change nothing: the store only moves an approval from a state that may move.
 An event for an instance syncd does not know yet (its create response may still be on
-the way) is retried for a while, then dropped with a note.
+the way) is retried for a while, then dropped with a note. Every other event (contact
+changes, contract §16) goes to :class:`~syncd.pipeline.directory_events.DirectoryEvents`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from syncd.dingtalk.events import APPROVAL_EVENTS
 from syncd.domain import ApprovalRef, CallRecord, Final, FinishResult, InboxItem, TaskRecord
 from syncd.errors import DingTalkError
 from syncd.logging import approval_fields
 from syncd.pipeline.calls import call
+from syncd.pipeline.directory_events import DirectoryEvents
 from syncd.pipeline.outcomes import (
     final_from_event,
     final_from_instance,
@@ -62,6 +65,12 @@ def _final(item: InboxItem) -> Final | None:
     return final_from_event(item.payload)
 
 
+def _split(items: list[InboxItem]) -> tuple[list[InboxItem], list[InboxItem]]:
+    """The approval events, and the others (contact changes, for the directory)."""
+    others = [item for item in items if item.event_type not in APPROVAL_EVENTS]
+    return [item for item in items if item.event_type in APPROVAL_EVENTS], others
+
+
 def _progress_only(item: InboxItem) -> bool:
     """Whether the event only shows the instance alive: no decision, no GET to confirm."""
     if item.event_type == "bpms_task_change":
@@ -83,8 +92,11 @@ class Apply:
         needs: Mapping[str, frozenset[str]] | None = None,
         observer: Observer | None = None,
         progress_coalesce: timedelta = PROGRESS_COALESCE,
+        directory: DirectoryEvents | None = None,
     ) -> None:
-        """``needs`` maps a kind to the outcome fields its write-back uses."""
+        """``needs`` maps a kind to the outcome fields its write-back uses; ``directory``
+        takes the events that are not approval events (without it they are dropped)."""
+        self.directory = directory
         self.progress_coalesce = progress_coalesce
         self.observer = observer or NullObserver()
         self.store = store
@@ -99,15 +111,27 @@ class Apply:
         self.behind = False
 
     async def run_once(self) -> int:
-        """Apply a batch of events: the approvals are looked up at once, events that only
-        show progress (task changes, instance start) are recorded together in one
-        transaction, then each remaining event is applied on its own, in order."""
+        """Apply a batch of events: approval events first, then (when a directory is
+        given) the others, so that a leave finds the tasks the batch just started."""
         now = self.clock.now()
         limit = self.batch_size * EVENTS_PER_APPROVAL
         items = await self.store.claim_inbox(limit, now, now + self.lease)
         self.behind = len(items) >= limit
+        if self.directory is None:
+            await self._approval_events(items, now)
+            return len(items)
+        approvals, others = _split(items)
+        await self._approval_events(approvals, now)
+        if others:
+            await self.directory.handle(others)
+        return len(items)
+
+    async def _approval_events(self, items: list[InboxItem], now: datetime) -> None:
+        """The approvals are looked up at once, events that only show progress (task
+        changes, instance start) are recorded together in one transaction, then each
+        remaining event is applied on its own, in order."""
         if not items:
-            return 0
+            return
         refs = await self.store.approvals_by_instances(
             [item.instance_id for item in items if item.instance_id]
         )
@@ -155,7 +179,6 @@ class Apply:
             # A duplicate reads too: if the first read failed and was deferred, the
             # duplicate must not finish the approval on the event's word alone.
             await self._apply(item, approval, read=approval is not None and approval.id in reads)
-        return len(items)
 
     def _needs(self, approval: ApprovalRef) -> frozenset[str]:
         return self.needs.get(approval.kind, frozenset())

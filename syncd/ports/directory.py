@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, get_args
 
-from syncd.people import DirectoryDepartment, DirectoryUser, UserPage
+from syncd.people import DirectoryChanges, DirectoryDepartment, DirectoryUser, PersonLeft, UserPage
 
 
 class DirectoryClient(Protocol):
@@ -157,3 +157,40 @@ class DirectorySyncObserver(Protocol):
     """Told how each run of a full sync ended (``syncd.metrics`` implements it)."""
 
     def directory_sync_ended(self, outcome: SyncOutcome) -> None: ...
+
+
+# --- contact-change events (syncd.pipeline.directory_events) ----------------------------
+
+
+class DirectoryEventStore(Protocol):
+    """The directory tables and the inbox rows of contact-change events
+    (``PostgresDirectoryStore``). Each method is one transaction."""
+
+    async def apply_directory_changes(
+        self, changes: DirectoryChanges, inbox_ids: Sequence[int], now: datetime
+    ) -> list[PersonLeft]:
+        """Store what the events told (an older read never overwrites a newer one), note
+        in the history of each unfinished approval whose originator or running approver
+        is now departed (once per approval and person), and mark the events processed:
+        all in one transaction. Returns the notes written."""
+        ...
+
+    async def defer_directory_events(
+        self, inbox_ids: Sequence[int], next_attempt_at: datetime, error: str
+    ) -> None:
+        """Try the events again at ``next_attempt_at`` (DingTalk could not be read)."""
+        ...
+
+    async def skip_directory_events(
+        self, inbox_ids: Sequence[int], now: datetime, note: str
+    ) -> None:
+        """Mark the events processed without changing the directory, ``note`` saying why."""
+        ...
+
+
+class DirectoryObserver(Protocol):
+    """Told about contact-change events, for ``syncd_directory_events_total``."""
+
+    def directory_event(self, event_type: str) -> None:
+        """A contact-change event was handled (stored, or set aside with a note)."""
+        ...

@@ -235,6 +235,8 @@ class Directory:
         old = self.world.department(dept_id)
         if old is None:
             raise DirectoryError(f"no department {dept_id}")
+        if dept_id == 1 and parent_id is not None:
+            raise DirectoryError("the root department cannot be moved")
         update: dict[str, Any] = {"name": name or old.name}
         if parent_id is not None:
             update["parent_id"] = parent_id

@@ -73,3 +73,12 @@ def test_no_adapter_shares_a_name_with_a_port() -> None:
     ports = {name for name, value in vars(syncd.ports).items() if isinstance(value, type)}
     assert {"PostgresApplyStore", "PostgresControlStore"} <= defined
     assert defined & ports == set()
+
+
+def test_the_directory_store_fits_the_contact_events_port() -> None:
+    from syncd.db.directory_store import PostgresDirectoryStore
+    from syncd.ports.directory import DirectoryEventStore
+
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool("dbname=none", open=False)
+    store: DirectoryEventStore = PostgresDirectoryStore(pool)
+    assert store is not None

@@ -303,6 +303,7 @@ def test_the_organisation_refuses_what_dingtalk_refuses() -> None:
         lambda: directory.remove_department(1),
         lambda: directory.remove_department(2),  # has members
         lambda: directory.modify_department(2, parent_id=2),  # a loop
+        lambda: directory.modify_department(1, parent_id=2),  # the root moved: a loop too
         lambda: directory.add_department(Department(dept_id=9, name="x", parent_id=77)),
     ]
     for change in refused:
