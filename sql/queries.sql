@@ -293,14 +293,15 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.cancel_requested_at
           FOR UPDATE) a;
 
 -- insert_approvals --
--- New approval rounds (a JSON array of objects, one per round, each naming its outbox row); returns their ids. The payload is copied from the outbox row as it is ('{}' when keep_payload is false), the capture time is the row's.
+-- New approval rounds (a JSON array of objects, one per round, each naming its outbox row); returns their ids. The payload is copied from the outbox row as it is ('{}' when keep_payload is false), the capture time and the source database are the row's.
 INSERT INTO syncd.approval
        (kind, business_key, round, outbox_id, state, payload, originator, dept_id,
         last_error_code, last_error_message, next_attempt_at, captured_at, created_at,
-        updated_at)
+        updated_at, source_database)
 SELECT r.kind, r.business_key, r.round, r.outbox_id, r.state,
        CASE WHEN r.keep_payload THEN o.payload ELSE '{}'::jsonb END, r.originator,
-       r.dept_id, r.error_code, r.error_message, %(now)s, o.created_at, %(now)s, %(now)s
+       r.dept_id, r.error_code, r.error_message, %(now)s, o.created_at, %(now)s, %(now)s,
+       o.source_database
   FROM ROWS FROM (jsonb_to_recordset(%(rounds)s::jsonb)
                   AS (kind text, business_key text, round integer, outbox_id bigint,
                       state text, keep_payload boolean, originator text, dept_id bigint,

@@ -111,3 +111,11 @@ DELETE FROM syncd_outbox WHERE consumed_at < :before ORDER BY consumed_at LIMIT 
 -- select_outbox_backlog --
 SELECT count(*) AS waiting, MIN(created_at) AS oldest_at
   FROM syncd_outbox WHERE consumed_at IS NULL;
+
+-- current_account --
+-- The account syncd's session runs as ('user@host'), the one `syncd check` names in the
+-- GRANT statements it proposes.
+SELECT CURRENT_USER() AS account;
+
+-- current_database --
+SELECT DATABASE() AS name;

@@ -44,6 +44,34 @@ async def open_all(settings: Settings, closers: list[Any]) -> dict[str, Business
     return found
 
 
+async def check_all(settings: Settings) -> list[Any]:
+    """``syncd check`` on every business database a kind names: a
+    :class:`syncd.db.mysql.verify.DatabaseCheck` each (reachable, footprint current,
+    grants), never raising for what it finds."""
+    named = {kind.database for kind in settings.kinds.values() if kind.database}
+    names = sorted(name for name in settings.databases if name in named)
+    if not names:
+        return []
+    require_driver()
+    from syncd.db.mysql.engine import create_engine
+    from syncd.db.mysql.verify import verify
+
+    found = []
+    for name in names:
+        database = settings.databases[name].plain(name)
+        configs = {
+            kind: config.write_back
+            for kind, config in settings.kinds.items()
+            if config.database == name and config.write_back
+        }
+        engine = create_engine(database)
+        try:
+            found.append(await verify(engine, database, configs))
+        finally:
+            await engine.dispose()
+    return found
+
+
 async def outbox_backlogs(settings: Settings, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per business database in ``names``: rows of its ``syncd_outbox`` not relayed yet
     (``waiting``, ``oldest_at``), or the ``error`` that kept syncd from counting them."""
