@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 async def run(args: argparse.Namespace) -> int:
-    folder: Path = args.dir or default_dir()
+    folder: Path = (args.dir or default_dir()).resolve()  # pg_ctl runs elsewhere
     state = _read_state(folder)
     if args.action == "start":
         return _start(folder, args.port or state.get("port") or free_port())
@@ -95,7 +95,7 @@ def _start(folder: Path, port: int) -> int:
         if found.fetchone() is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
     dsn = server.dsn(DATABASE)
-    where = f" --dir {folder}" if folder != default_dir() else ""
+    where = f" --dir {folder}" if folder != default_dir().resolve() else ""
     lines = [
         f"dev-db runs on 127.0.0.1:{port}, data in {folder}",
         "",

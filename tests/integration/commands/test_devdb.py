@@ -11,8 +11,17 @@ import pytest
 from syncd.cli import main
 
 
-def test_start_status_stop_and_start_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+@pytest.mark.parametrize("relative", [False, True])
+def test_start_status_stop_and_start_again(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    relative: bool,
+):
     folder = tmp_path / "dev-db"
+    if relative:  # `--dir ./dev-db`: the server runs in another directory, yet finds it
+        monkeypatch.chdir(tmp_path)
+        folder = Path("dev-db")
     try:
         assert main(["dev-db", "start", "--dir", str(folder)]) == 0
         started = capsys.readouterr().out
