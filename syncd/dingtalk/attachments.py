@@ -16,11 +16,9 @@ Implements ``syncd.ports.AttachmentClient``.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,78 +31,9 @@ from syncd.dingtalk.paced import log_failure, paced_send
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
 from syncd.errors import DingTalkError, DingTalkRejected, DingTalkTransient
 from syncd.ports import Clock
+from syncd.ports.attachments import ROOT, Attachment, extension
 
 logger = logging.getLogger(__name__)
-
-#: A single (non-multipart) upload is under 5 GB (§17.3, §17.9); syncd does no multipart.
-MAX_FILE_SIZE = 5 * 1024**3 - 1
-#: Files in one DDAttachment value: undocumented; the JSAPI selects at most 9 (§17.9).
-MAX_FILES = 9
-#: The root of the approval space, the only parent syncd commits into (§17.5).
-ROOT = "0"
-_ILLEGAL = re.compile(r'[\t*"<>|/\\]')
-
-
-@dataclass(frozen=True)
-class AttachmentLimits:
-    """What a file must satisfy before it is sent (DingTalk's limits, §17.9)."""
-
-    max_file_size: int = MAX_FILE_SIZE
-    max_files: int = MAX_FILES
-    #: Allowed extensions (lower case, no dot); empty: any, but a file needs one.
-    file_types: frozenset[str] = field(default_factory=frozenset)
-
-
-def extension(name: str) -> str:
-    """A file name's extension, lower case and without the dot ("" if none)."""
-    stem, dot, ext = name.rpartition(".")
-    return ext.lower() if dot and stem else ""
-
-
-def file_problem(name: str, size: int, limits: AttachmentLimits) -> str | None:
-    """Why DingTalk would refuse a file of this name and size (§17.5, §17.9), or ``None``."""
-    if not name.strip():
-        return "the file has no name"
-    if name != name.strip() or _ILLEGAL.search(name) or name.endswith("."):
-        return (
-            f'file name {name!r} is not allowed (no tab, * " < > | / \\, no leading or'
-            " trailing space, not ending in '.')"
-        )
-    ext = extension(name)
-    if not ext:
-        return f"file name {name!r} needs an extension"
-    if limits.file_types and ext not in limits.file_types:
-        allowed = ", ".join(sorted(limits.file_types))
-        return f"file {name!r}: type {ext!r} is not allowed (allowed: {allowed})"
-    if size > limits.max_file_size:
-        return f"file {name!r} is {size} bytes, over the limit of {limits.max_file_size}"
-    return None
-
-
-@dataclass(frozen=True)
-class Attachment:
-    """A committed file, as one item of a DDAttachment value (§17.6)."""
-
-    space_id: str
-    file_id: str
-    file_name: str
-    file_size: int
-    file_type: str
-
-    def item(self) -> dict[str, str]:
-        """The five keys, all strings, as every official sample sends them."""
-        return {
-            "spaceId": self.space_id,
-            "fileName": self.file_name,
-            "fileSize": str(self.file_size),
-            "fileType": self.file_type,
-            "fileId": self.file_id,
-        }
-
-
-def attachment_value(files: Sequence[Attachment]) -> str:
-    """A DDAttachment component's value: a JSON string of the files' items."""
-    return json.dumps([f.item() for f in files], ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd.dingtalk import endpoints
-from syncd.dingtalk.attachments import (
-    AttachmentLimits,
-    HttpxAttachmentClient,
-    UploadTicket,
-    attachment_value,
-    file_problem,
-)
+from syncd.dingtalk.attachments import HttpxAttachmentClient, UploadTicket
 from syncd.dingtalk.calls import send
 from syncd.dingtalk.models import CreateInstanceRequest
 from syncd.dingtalk.models import FormComponentValue as Value
 from syncd.dingtalk.pacing import MemoryPacer
 from syncd.errors import DingTalkError, DingTalkRejected, DingTalkTransient
+from syncd.ports.attachments import AttachmentLimits, attachment_value, file_problem
 from syncd.simulator import Simulator, World
 from syncd.simulator.directory import union_id
 from syncd.simulator.world import StorageSettings
