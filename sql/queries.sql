@@ -1630,3 +1630,22 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.instance
        SELECT 1 FROM syncd.approval_event e
         WHERE e.approval_id = x.id AND e.event_type = 'note' AND e.message = x.message)
  ORDER BY a.id, x.role DESC, x.user_id;
+
+-- select_attachments --
+-- The files already committed into DingTalk for an approval round, by component and index.
+SELECT component, file_index, space_id, file_id, file_name, file_size, file_type
+  FROM syncd.attachment
+ WHERE approval_id = %(approval_id)s
+ ORDER BY component, file_index;
+
+-- insert_attachment --
+-- Record one committed file (a file recorded already stays as it was).
+INSERT INTO syncd.attachment (approval_id, component, file_index, space_id, file_id,
+                              file_name, file_size, file_type, uploaded_by, uploaded_at)
+VALUES (%(approval_id)s, %(component)s, %(file_index)s, %(space_id)s, %(file_id)s,
+        %(file_name)s, %(file_size)s, %(file_type)s, %(uploaded_by)s, %(now)s)
+ON CONFLICT (approval_id, component, file_index) DO NOTHING;
+
+-- select_union_id --
+-- The unionId of a present DingTalk user, from the directory.
+SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NULL;

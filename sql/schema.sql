@@ -845,3 +845,22 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.progress_seq, a.progres
        coalesce(a.source_database, 'syncd') AS database
   FROM syncd.approval a
  WHERE a.progress_error IS NOT NULL AND a.state IN ('running', 'invalid', 'dead');
+
+-- 0017 (attach): files uploaded into DingTalk's approval space for an approval round.
+-- ---------------------------------------------------------------------------------------
+
+CREATE TABLE syncd.attachment (
+    approval_id  bigint NOT NULL REFERENCES syncd.approval (id) ON DELETE CASCADE,
+    component    text NOT NULL,
+    file_index   integer NOT NULL CHECK (file_index >= 0),
+    space_id     text NOT NULL,
+    file_id      text NOT NULL,
+    file_name    text NOT NULL,
+    file_size    bigint NOT NULL CHECK (file_size >= 0),
+    file_type    text NOT NULL,
+    uploaded_by  text NOT NULL,
+    uploaded_at  timestamptz NOT NULL,
+    PRIMARY KEY (approval_id, component, file_index)
+);
+COMMENT ON TABLE syncd.attachment IS
+    'Files committed into DingTalk''s approval space for an approval round (one per DDAttachment component and file index); a retried submit reuses them instead of uploading again.';

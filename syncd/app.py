@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 
 from syncd.app_directory import DirectoryParts
 from syncd.app_relay import build_relays
+from syncd.attach_build import build_attacher
 from syncd.clock import SystemClock
 from syncd.db import business, migrations, writeback
 from syncd.db.admin_store import AdminStore
@@ -254,11 +255,8 @@ class App:
         )
 
     def _pacer(self) -> Pacer:
-        if self.pacer is not None:
-            return self.pacer
-        return PostgresPacer(
-            self.pool, clock=self.clock, rate=self.settings.dingtalk.rate_per_second
-        )
+        rate = self.settings.dingtalk.rate_per_second
+        return self.pacer or PostgresPacer(self.pool, clock=self.clock, rate=rate)
 
     def _build_stages(self) -> None:
         s = self.settings
@@ -321,6 +319,7 @@ class App:
                 concurrency=p.concurrency,
                 observer=self.observer,
                 people=self.people,
+                attacher=build_attacher(self),
             ),
             "reconcile": Reconcile(
                 submit_store,

@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from syncd.db.connect import passwords
 from syncd.db.mysql.url import url_passwords
 from syncd.errors import ConfigError
+from syncd.settings_attachments import AttachmentSettings
 from syncd.settings_databases import BusinessDatabaseSettings, check_kinds, check_names
 from syncd.settings_directory import DirectorySettings, names_people_by_directory
 from syncd.settings_kinds import KindSettings
@@ -220,6 +221,7 @@ class Settings(BaseSettings):
     databases: dict[str, BusinessDatabaseSettings] = Field(default_factory=dict)
     kinds: dict[str, KindSettings] = Field(default_factory=dict)
     directory: DirectorySettings = DirectorySettings()
+    attachments: AttachmentSettings = AttachmentSettings()
 
     @classmethod
     def settings_customise_sources(

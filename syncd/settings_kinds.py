@@ -20,6 +20,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from syncd.settings_attachments import AttachmentSource
+
 OUTBOX_COLUMNS = ("originator", "business_key", "kind")
 #: How a kind names a person (``syncd.people.By``) and a department (``DeptBy``).
 PERSON_BYS = ("userid", "job_number", "mobile", "email")
@@ -242,6 +244,9 @@ class KindSettings(_Model):
     on_resubmit: Literal["reject", "supersede"] = "reject"
     cancel_remark: str = "Canceled by the requesting system"
     write_back: WriteBackSettings | None = None
+    attachments: dict[str, AttachmentSource] = Field(
+        default_factory=dict, description="DDAttachment component label → its files"
+    )
     database: str | None = Field(
         default=None,
         description="the [databases.<name>] holding the business table (default: syncd's own "

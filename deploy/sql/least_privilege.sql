@@ -100,3 +100,6 @@ BEGIN
     END IF;
 END
 $$;
+
+-- 0017: files committed into DingTalk's approval space per approval round.
+GRANT SELECT, INSERT                 ON syncd.attachment          TO syncd_daemon;

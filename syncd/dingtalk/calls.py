@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from syncd.dingtalk.endpoints import Endpoint, Outcome
-from syncd.dingtalk.mapping import error_from_response
+from syncd.dingtalk.endpoints import Endpoint, Host, Outcome
+from syncd.dingtalk.mapping import error_from_response, oss_error_from_response
 from syncd.errors import (
     DingTalkAuthError,
     DingTalkError,
@@ -75,14 +77,28 @@ async def send(
     json: Any = None,
     params: dict[str, str] | None = None,
     auth: httpx.Auth | None = None,
+    path_params: Mapping[str, str] | None = None,
+    url: str | None = None,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     """Send the call ``endpoint`` declares on ``http`` (based on the endpoint's host), with
-    ``http``'s own auth unless ``auth`` is given."""
+    ``http``'s own auth unless ``auth`` is given.
+
+    ``path_params`` fill the declared path's ``{name}`` parts (quoted); ``url`` replaces
+    the path altogether (a signed file-store URL, used verbatim); ``content`` and
+    ``headers`` are the raw body and the request's own headers.
+    """
+    target = url if url is not None else endpoint.path
+    for name, value in (path_params or {}).items():
+        target = target.replace("{" + name + "}", quote(value, safe=""))
     return await http.request(
         endpoint.method,
-        endpoint.path,
+        target,
         json=json,
         params=params,
+        content=content,
+        headers=headers,
         auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
         extensions=tagged(endpoint),
     )
@@ -91,7 +107,13 @@ async def send(
 def error_of(response: httpx.Response) -> DingTalkError | None:
     """The error a (read) answer stands for, ``None`` for a success; mapped once per answer."""
     if _ERROR_KEY not in response.extensions:
-        response.extensions[_ERROR_KEY] = error_from_response(
+        endpoint = endpoint_of(response.request)
+        mapping = (
+            oss_error_from_response
+            if endpoint is not None and endpoint.host is Host.OSS
+            else error_from_response
+        )
+        response.extensions[_ERROR_KEY] = mapping(
             response.status_code, response.headers, response.content
         )
     error: DingTalkError | None = response.extensions[_ERROR_KEY]

@@ -43,6 +43,7 @@ from syncd.dingtalk.models import (
     ProcessInstance,
     SchemaResponse,
 )
+from syncd.dingtalk.paced import log_failure
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
 from syncd.errors import (
     DingTalkError,
@@ -312,16 +313,4 @@ class HttpxApprovalClient:
 
     @staticmethod
     def _log_failure(endpoint: Endpoint, error: DingTalkError) -> None:
-        logger.warning(
-            "DingTalk %s failed: %s",
-            endpoint.name,
-            type(error).__name__,
-            extra={
-                "action": "dingtalk_call_failed",
-                "endpoint": endpoint.name,
-                "error": type(error).__name__,
-                "code": error.code,
-                "http_status": error.http_status,
-                "request_id": error.request_id,
-            },
-        )
+        log_failure(endpoint, error)

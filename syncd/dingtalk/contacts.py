@@ -16,11 +16,10 @@ import httpx
 
 from syncd.clock import SystemClock
 from syncd.dingtalk import endpoints
-from syncd.dingtalk.auth import DingTalkTokenAuth
-from syncd.dingtalk.calls import error_of, send
 from syncd.dingtalk.endpoints import Endpoint
+from syncd.dingtalk.paced import paced_send
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
-from syncd.errors import DingTalkAuthError, DingTalkError, DingTalkThrottled, DingTalkTransient
+from syncd.errors import DingTalkError, DingTalkTransient
 from syncd.people import (
     DirectoryDepartment,
     DirectoryUser,
@@ -160,23 +159,8 @@ class HttpxContactClient:
 
     async def _call(self, endpoint: Endpoint, body: dict[str, Any]) -> Any:
         """``result`` of one contact call; a refused token is fetched again once."""
-        for attempt in (1, 2):
-            await self._pacer.acquire(endpoint.name)
-            try:
-                response = await send(self._http, endpoint, json=body)
-            except httpx.HTTPError as exc:
-                raise DingTalkTransient(f"DingTalk unreachable ({type(exc).__name__})") from exc
-            error = error_of(response)
-            if isinstance(error, DingTalkAuthError) and attempt == 1:
-                if isinstance(self._http.auth, DingTalkTokenAuth):
-                    self._http.auth.invalidate()
-                    continue
-            if isinstance(error, DingTalkThrottled):
-                await self._pacer.penalize(endpoint.name, error.retry_after)
-            if error is not None:
-                raise error
-            try:
-                return response.json().get("result")
-            except (ValueError, AttributeError) as exc:
-                raise DingTalkTransient(f"unreadable {endpoint.name} answer from DingTalk") from exc
-        raise AssertionError("unreachable")
+        response = await paced_send(self._http, self._pacer, endpoint, json=body)
+        try:
+            return response.json().get("result")
+        except (ValueError, AttributeError) as exc:
+            raise DingTalkTransient(f"unreadable {endpoint.name} answer from DingTalk") from exc

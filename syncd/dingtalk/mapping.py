@@ -8,6 +8,7 @@ one table and tests can read it. Transport failures (``httpx.HTTPError``) are ma
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -156,6 +157,35 @@ def error_from_response(
         body.get("requestid") or body.get("requestId") or headers.get("x-acs-request-id", "")
     )
     return classify(code, message, status, request_id, _throttle_delay(code, headers))
+
+
+#: File-store (OSS) codes worth a new ticket and another try: an expired signed URL, a
+#: busy or slow store (contract §17.4).
+OSS_RETRY_CODES = frozenset({"RequestTimeout", "SlowDown", "RequestTimeTooSkewed"})
+_OSS_CODE = re.compile(r"<Code>([^<]*)</Code>")
+_OSS_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+
+
+def oss_error_from_response(
+    status: int, headers: Mapping[str, str], content: bytes
+) -> DingTalkError | None:
+    """The error an answer of the file store (an upload PUT, a download GET) stands for:
+    OSS answers in XML (``<Error><Code>…``), never DingTalk's JSON."""
+    if 200 <= status < 300:
+        return None
+    text = content.decode("utf-8", "replace")
+    code_match, message_match = _OSS_CODE.search(text), _OSS_MESSAGE.search(text)
+    code = code_match.group(1) if code_match else f"HTTP{status}"
+    message = f"file store: {code}" + (f" ({message_match.group(1)})" if message_match else "")
+    kw: dict[str, Any] = {
+        "code": code,
+        "request_id": headers.get("x-oss-request-id", ""),
+        "http_status": status,
+    }
+    expired = code == "AccessDenied" and "expired" in message.lower()
+    if status >= 500 or code in OSS_RETRY_CODES or expired:
+        return DingTalkTransient(message, **kw)
+    return DingTalkRejected(message, **kw)
 
 
 def for_create(error: DingTalkError) -> DingTalkError:

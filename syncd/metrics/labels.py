@@ -58,6 +58,7 @@ PURPOSES = (
     "schema",
     "failed_list",
     "lookup",
+    "attach",
 )
 #: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts (the contact
 #: calls, contract §15.1): shown by ``syncd status``, left out of the quota's gauges.

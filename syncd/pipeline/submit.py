@@ -33,6 +33,7 @@ from syncd.errors import (
     DingTalkThrottled,
 )
 from syncd.logging import approval_fields
+from syncd.pipeline.attach import Attacher, AttachmentProblem
 from syncd.pipeline.calls import call
 from syncd.pipeline.lookup import DirectoryNotReady, LookupProblem, People, directory_wait
 from syncd.pipeline.mapping import MappingError, encode, resolve_row
@@ -111,7 +112,9 @@ class Submit:
         agent_id: int | None = None,
         observer: Observer | None = None,
         people: People | None = None,
+        attacher: Attacher | None = None,
     ) -> None:
+        self.attacher = attacher
         self.observer = observer or NullObserver()
         self.people = people
         self.store = store
@@ -186,6 +189,10 @@ class Submit:
         values = encode(
             resolved.form, schema, columns=table_columns, process_code=kind.process_code
         )
+        if kind.attachments:  # uploaded once, before the create (pipeline/attach.py)
+            if self.attacher is None:
+                raise AttachmentProblem("attachments are not configured", code="bad_config")
+            values += await self.attacher.values(item, kind.attachments, resolved.originator, calls)
         if kind.correlation_field:
             key = correlation_key(item.kind, item.business_key, item.round)
             values.append(FormComponentValue(name=kind.correlation_field, value=key))
@@ -213,7 +220,7 @@ class Submit:
         notes: list[str] = []
         try:
             request = await self.build(item, kind, calls, notes)
-        except (MappingError, LookupProblem) as exc:
+        except (MappingError, LookupProblem, AttachmentProblem) as exc:
             await self._park(item, exc.code, exc.message, calls)
             return None
         except DirectoryNotReady as exc:

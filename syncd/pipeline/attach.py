@@ -1,0 +1,185 @@
+"""Attachments at submit: a kind's DDAttachment components filled with files uploaded
+into the originator's approval space, before the create, each exactly once.
+
+For each component (``[kinds.<name>.attachments]``) the payload names the files
+(:func:`file_refs`); each file already committed for this round (``syncd.attachment``,
+keyed by component and index) is reused as recorded, every other one is fetched, checked
+against DingTalk's limits, uploaded as the originator and recorded at once with its calls
+and a history line: a submit that crashed after a commit never uploads that file again.
+A file that cannot be had, or that DingTalk would refuse, parks the round with a message
+naming it (:class:`AttachmentProblem`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from syncd.dingtalk.models import FormComponentValue
+from syncd.domain import CallRecord, SubmitItem
+from syncd.errors import SyncdError
+from syncd.pipeline.calls import call
+from syncd.pipeline.sources import MISSING, lookup
+from syncd.ports import Clock
+from syncd.ports.attachments import (
+    Attachment,
+    AttachmentLimits,
+    AttachmentStore,
+    AttachmentUploader,
+    FileFetcher,
+    FileRef,
+    FileUnavailable,
+    attachment_value,
+    file_problem,
+)
+from syncd.settings_attachments import AttachmentSource
+
+
+class AttachmentProblem(SyncdError):
+    """A file of a DDAttachment component cannot be sent: the round is parked."""
+
+    def __init__(self, message: str, *, code: str = "attachment_unavailable") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _bytes(text: str, what: str) -> bytes:
+    try:
+        if text.startswith("\\x"):  # a bytea as PostgreSQL's to_jsonb writes it
+            return bytes.fromhex(text[2:])
+        return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise AttachmentProblem(
+            f"{what} is neither base64 nor \\x hex", code="bad_payload"
+        ) from exc
+
+
+def _ref(raw: Any, what: str) -> FileRef:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+        raise AttachmentProblem(
+            f"{what} must be an object with name and one of content_base64, path or url",
+            code="bad_payload",
+        )
+    given = [k for k in ("content_base64", "path", "url") if isinstance(raw.get(k), str)]
+    if len(given) != 1:
+        raise AttachmentProblem(
+            f"{what} ({raw['name']!r}) needs exactly one of content_base64, path or url",
+            code="bad_payload",
+        )
+    if given[0] == "content_base64":
+        return FileRef(raw["name"], content=_bytes(raw["content_base64"], what))
+    return FileRef(raw["name"], path=raw.get("path"), url=raw.get("url"))
+
+
+def file_refs(label: str, source: AttachmentSource, payload: Any) -> list[FileRef]:
+    """The files the payload names for one component (none when the path is absent)."""
+    what = f"attachment {label!r} (payload {source.field!r})"
+    value = lookup(payload, source.field)
+    if value is MISSING or value is None or value == []:
+        return []
+    if isinstance(value, str):
+        name = lookup(payload, source.name_field) if source.name_field else MISSING
+        if not isinstance(name, str):
+            raise AttachmentProblem(
+                f"{what} is a bare file: set name_field to the payload path of its name",
+                code="bad_payload",
+            )
+        return [FileRef(name, content=_bytes(value, what))]
+    items = value if isinstance(value, list) else [value]
+    return [_ref(item, f"{what} file {n + 1}") for n, item in enumerate(items)]
+
+
+class Attacher:
+    """Uploads a round's files once and gives the components' values."""
+
+    def __init__(
+        self,
+        uploader: AttachmentUploader,
+        fetcher: FileFetcher,
+        store: AttachmentStore,
+        clock: Clock,
+        limits: AttachmentLimits,
+    ) -> None:
+        self.uploader = uploader
+        self.fetcher = fetcher
+        self.store = store
+        self.clock = clock
+        self.limits = limits
+
+    async def values(
+        self,
+        item: SubmitItem,
+        sources: Mapping[str, AttachmentSource],
+        originator: str,
+        calls: list[CallRecord],
+    ) -> list[FormComponentValue]:
+        """One value per component with files (``DingTalkError`` from an upload, whose
+        failed call is added to ``calls``)."""
+        wanted = {label: file_refs(label, src, item.payload) for label, src in sources.items()}
+        wanted = {label: refs for label, refs in wanted.items() if refs}
+        if not wanted:
+            return []
+        for label, refs in wanted.items():
+            if len(refs) > self.limits.max_files:
+                raise AttachmentProblem(
+                    f"attachment {label!r} has {len(refs)} files; DingTalk takes at most"
+                    f" {self.limits.max_files} per component",
+                    code="attachment_refused",
+                )
+        done = await self.store.attachments(item.id)
+        union: str | None = None
+        values = []
+        for label, refs in wanted.items():
+            files: list[Attachment] = []
+            for index, ref in enumerate(refs):
+                recorded = done.get((label, index))
+                if recorded is None:
+                    if union is None:
+                        union = await self._union(originator)
+                    recorded = await self._upload(item, label, index, ref, originator, union, calls)
+                files.append(recorded)
+            values.append(FormComponentValue(name=label, value=attachment_value(files)))
+        return values
+
+    async def _union(self, originator: str) -> str:
+        union = await self.store.union_id(originator)
+        if not union:
+            raise AttachmentProblem(
+                f"the originator {originator!r} has no unionId in the DingTalk directory"
+                " (uploads name people by it): run syncd directory sync, or check that"
+                " they have not left",
+                code="attachment_no_union_id",
+            )
+        return union
+
+    async def _upload(
+        self,
+        item: SubmitItem,
+        label: str,
+        index: int,
+        ref: FileRef,
+        user_id: str,
+        union: str,
+        failed: list[CallRecord],
+    ) -> Attachment:
+        what = f"attachment {label!r} file {index + 1} {ref.describe()}"
+        try:
+            data = await self.fetcher.fetch(ref, self.limits.max_file_size)
+        except FileUnavailable as exc:
+            raise AttachmentProblem(f"{what}: {exc.message}") from exc
+        if problem := file_problem(ref.name, len(data), self.limits):
+            raise AttachmentProblem(f"{what}: {problem}", code="attachment_refused")
+        calls: list[CallRecord] = []
+        try:
+            file = await call(
+                calls, "upload", "attach", self.uploader.upload(user_id, union, ref.name, data)
+            )
+        except Exception:
+            failed.extend(calls)
+            raise
+        await self.store.record_attachment(
+            item.id, label, index, file, user_id, calls, self.clock.now()
+        )
+        return file
