@@ -62,6 +62,7 @@ class PostgresAttachmentStore(BaseStore):
             )
             line = history_line(approval_id, event_type="note", message=message)
             await self.calls(conn, approval_id, at, calls, line)
+            await conn.execute(QUERIES["add_calls"], {"id": approval_id, "calls": len(calls)})
 
     async def union_id(self, user_id: str) -> str | None:
         row = await self.fetch_one("select_union_id", {"user_id": user_id})

@@ -29,9 +29,11 @@ from syncd.dingtalk import endpoints
 from syncd.dingtalk.endpoints import Endpoint
 from syncd.dingtalk.paced import log_failure, paced_send
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
+from syncd.domain import CallRecord
 from syncd.errors import DingTalkError, DingTalkRejected, DingTalkTransient
 from syncd.ports import Clock
 from syncd.ports.attachments import ROOT, Attachment, extension
+from syncd.recording import call
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class HttpxAttachmentClient:
         self._pacer = pacer or MemoryPacer(clock=self._clock)
         self.calls = 0  # requests sent
 
-    async def space_id(self, user_id: str) -> int:
+    async def space_id(self, user_id: str, record: list[CallRecord] | None = None) -> int:
         """The organisation's approval space, as ``user_id`` (§17.2): this also gives them
         upload rights in it, so it is asked before every upload."""
         if self._agent_id is None:
@@ -80,7 +82,9 @@ class HttpxAttachmentClient:
                 code="invalidAgentId",
             )
         body = {"userId": user_id, "agentId": self._agent_id}
-        answer = _dict(await self._call(endpoints.SPACE_INFO, json=body), "space_info")
+        answer = _dict(
+            await self._call(endpoints.SPACE_INFO, json=body, record=record), "space_info"
+        )
         result = answer.get("result")
         space = result.get("spaceId") if isinstance(result, dict) else None
         if isinstance(space, str) and space.isdigit():  # tolerant: an int64 as a string
@@ -90,7 +94,12 @@ class HttpxAttachmentClient:
         return space
 
     async def upload_ticket(
-        self, space_id: int, union_id: str, name: str, size: int
+        self,
+        space_id: int,
+        union_id: str,
+        name: str,
+        size: int,
+        record: list[CallRecord] | None = None,
     ) -> UploadTicket:
         """A signed URL for one file's bytes (§17.3)."""
         body = {
@@ -108,6 +117,7 @@ class HttpxAttachmentClient:
                 json=body,
                 params={"unionId": union_id},
                 path_params={"spaceId": str(space_id)},
+                record=record,
             ),
             "upload_info",
         )
@@ -128,15 +138,28 @@ class HttpxAttachmentClient:
             expires_at=self._clock.now() + timedelta(seconds=lifetime),
         )
 
-    async def put(self, ticket: UploadTicket, data: bytes) -> None:
+    async def put(
+        self, ticket: UploadTicket, data: bytes, record: list[CallRecord] | None = None
+    ) -> None:
         """The bytes to the signed URL (§17.4): exactly the signed headers, nothing that
         takes part in the signing added (no ``Content-Type``), no DingTalk token."""
         await self._call(
-            endpoints.UPLOAD, url=ticket.url, content=data, headers=ticket.headers, raw=True
+            endpoints.UPLOAD,
+            url=ticket.url,
+            content=data,
+            headers=ticket.headers,
+            raw=True,
+            record=record,
         )
 
     async def commit(
-        self, space_id: int, union_id: str, upload_key: str, name: str, size: int
+        self,
+        space_id: int,
+        union_id: str,
+        upload_key: str,
+        name: str,
+        size: int,
+        record: list[CallRecord] | None = None,
     ) -> Attachment:
         """Commit an uploaded file (§17.5); the value item comes from the dentry (its name
         may have been renamed, ``AUTO_RENAME``)."""
@@ -152,6 +175,7 @@ class HttpxAttachmentClient:
                 json=body,
                 params={"unionId": union_id},
                 path_params={"spaceId": str(space_id)},
+                record=record,
             ),
             "commit",
         )
@@ -168,21 +192,30 @@ class HttpxAttachmentClient:
             file_type=str(dentry.get("extension") or extension(stored_name)),
         )
 
-    async def upload(self, user_id: str, union_id: str, name: str, data: bytes) -> Attachment:
-        """The whole chain for one file, as ``user_id`` (whose unionId is ``union_id``).
+    async def upload(
+        self,
+        user_id: str,
+        union_id: str,
+        name: str,
+        data: bytes,
+        record: list[CallRecord] | None = None,
+    ) -> Attachment:
+        """The whole chain for one file, as ``user_id`` (whose unionId is ``union_id``);
+        each call made, success or not, is added to ``record`` (purpose ``attach``: the
+        space query, the ticket and the commit are metered, the PUT is not).
 
         A ticket that expired before its PUT (a slow pacing slot) is asked for again once.
         """
-        space = await self.space_id(user_id)
+        space = await self.space_id(user_id, record)
         for attempt in (1, 2):
-            ticket = await self.upload_ticket(space, union_id, name, len(data))
+            ticket = await self.upload_ticket(space, union_id, name, len(data), record)
             try:
-                await self.put(ticket, data)
+                await self.put(ticket, data, record)
             except DingTalkTransient as exc:
                 if attempt == 2 or exc.code != "AccessDenied":
                     raise
                 continue
-            return await self.commit(space, union_id, ticket.upload_key, name, len(data))
+            return await self.commit(space, union_id, ticket.upload_key, name, len(data), record)
         raise AssertionError("unreachable")
 
     async def _call(
@@ -196,9 +229,27 @@ class HttpxAttachmentClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         raw: bool = False,
+        record: list[CallRecord] | None = None,
     ) -> Any:
-        """The answer's JSON (``None`` when ``raw``); a refused token is fetched again once."""
+        """The answer's JSON (``None`` when ``raw``); a refused token is fetched again once.
+        The call is added to ``record`` when given."""
         self.calls += 1
+        request = self._send(endpoint, json, params, path_params, url, content, headers, raw)
+        if record is None:
+            return await request
+        return await call(record, endpoint.name, "attach", request, metered=endpoint.metered)
+
+    async def _send(
+        self,
+        endpoint: Endpoint,
+        json: Any,
+        params: dict[str, str] | None,
+        path_params: dict[str, str] | None,
+        url: str | None,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        raw: bool,
+    ) -> Any:
         try:
             response = await paced_send(
                 self._http,

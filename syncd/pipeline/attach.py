@@ -20,7 +20,6 @@ from typing import Any
 from syncd.dingtalk.models import FormComponentValue
 from syncd.domain import CallRecord, SubmitItem
 from syncd.errors import SyncdError
-from syncd.pipeline.calls import call
 from syncd.pipeline.sources import MISSING, lookup
 from syncd.ports import Clock
 from syncd.ports.attachments import (
@@ -171,11 +170,9 @@ class Attacher:
             raise AttachmentProblem(f"{what}: {exc.message}") from exc
         if problem := file_problem(ref.name, len(data), self.limits):
             raise AttachmentProblem(f"{what}: {problem}", code="attachment_refused")
-        calls: list[CallRecord] = []
+        calls: list[CallRecord] = []  # space info, upload info, PUT, commit: each its own
         try:
-            file = await call(
-                calls, "upload", "attach", self.uploader.upload(user_id, union, ref.name, data)
-            )
+            file = await self.uploader.upload(user_id, union, ref.name, data, calls)
         except Exception:
             failed.extend(calls)
             raise

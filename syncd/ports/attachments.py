@@ -120,8 +120,16 @@ class FileFetcher(Protocol):
 
 
 class AttachmentUploader(Protocol):
-    async def upload(self, user_id: str, union_id: str, name: str, data: bytes) -> Attachment:
-        """Into the approval space as ``user_id``; a ``DingTalkError`` on failure."""
+    async def upload(
+        self,
+        user_id: str,
+        union_id: str,
+        name: str,
+        data: bytes,
+        record: list[CallRecord] | None = None,
+    ) -> Attachment:
+        """Into the approval space as ``user_id``, adding each DingTalk call it makes to
+        ``record`` (success or not); a ``DingTalkError`` on failure."""
         ...
 
 

@@ -23,6 +23,7 @@ from syncd.dingtalk.calls import send
 from syncd.dingtalk.models import CreateInstanceRequest
 from syncd.dingtalk.models import FormComponentValue as Value
 from syncd.dingtalk.pacing import MemoryPacer
+from syncd.domain import CallRecord
 from syncd.errors import DingTalkError, DingTalkRejected, DingTalkTransient
 from syncd.ports.attachments import AttachmentLimits, attachment_value, file_problem
 from syncd.simulator import Simulator, World
@@ -164,15 +165,28 @@ async def test_an_expired_ticket_is_asked_for_again(env: SimEnv) -> None:
     assert (expired.value.code, expired.value.http_status) == ("AccessDenied", 403)
 
     class Expiring(HttpxAttachmentClient):
-        async def put(self, ticket: UploadTicket, data: bytes) -> None:
+        async def put(
+            self, ticket: UploadTicket, data: bytes, record: list[CallRecord] | None = None
+        ) -> None:
             if not getattr(self, "aged", False):
                 self.aged = True
                 env.clock.advance(901)  # a slow slot: the URL dies
-            await super().put(ticket, data)
+            await super().put(ticket, data, record)
 
     slow = Expiring(env.http(), agent_id=AGENT, pacer=env.pacer, clock=env.clock)
-    done = await slow.upload("u1", union(env.sim, "u1"), "late.pdf", b"late")
+    record: list[CallRecord] = []
+    done = await slow.upload("u1", union(env.sim, "u1"), "late.pdf", b"late", record)
     assert env.sim.storage.files[done.file_id].data == b"late"
+    # Each call is recorded on its own, the failed PUT too; only the PUTs are not metered.
+    assert [(c.endpoint, c.ok, c.code, c.metered) for c in record] == [
+        ("space_info", True, None, True),
+        ("upload_info", True, None, True),
+        ("upload", False, "AccessDenied", False),
+        ("upload_info", True, None, True),
+        ("upload", True, None, False),
+        ("commit", True, None, True),
+    ]
+    assert {c.purpose for c in record} == {"attach"}
 
 
 async def test_a_departed_originator_cannot_upload(env: SimEnv) -> None:
