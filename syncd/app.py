@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
+from syncd.app_comments import comment_stage
 from syncd.app_directory import DirectoryParts
 from syncd.app_relay import build_relays
 from syncd.clock import SystemClock
@@ -82,8 +83,7 @@ def replica_name(settings: Settings) -> str:
 class App:
     """The parts of one syncd process. ``async with`` checks the schema, builds every part
     and closes them all at the end (also when opening fails half-way); it starts no work
-    and logs no daemon start. The keywords replace parts for tests and benchmarks.
-    """
+    and logs no daemon start. The keywords replace parts for tests and benchmarks."""
 
     def __init__(
         self,
@@ -166,7 +166,7 @@ class App:
             self.settings, self.pool, self.clock, self.registry,
             owner=self.owner, closers=self._closers,
         )  # fmt: skip
-        self.stages = {**self.relays, **self.stages}  # the relays first: ingest takes their rows
+        self.stages = {**self.relays, **self.stages, "comment": comment_stage(self)}  # relays 1st
         # the directory's full sync and its schedule
         parts = DirectoryParts.build(
             self.settings, self.pool, self.contacts, self.clock, self.retry,
