@@ -1650,7 +1650,8 @@ SELECT c.approval_id, c.outbox_id, c.user_id, c.text,
 
 -- drop_finished_comments --
 -- Waiting comments whose round ended without them (finished, parked or dismissed before
--- its instance took them): dropped, with a note in the round's history.
+-- its instance took them): dropped, with a note in the round's history. Not one in doubt:
+-- the comment stage reads the instance first (it may have arrived).
 WITH dropped AS (
     UPDATE syncd.comment c
        SET state = 'dropped', lease_owner = NULL, lease_expires_at = NULL,
@@ -1658,7 +1659,7 @@ WITH dropped AS (
            last_error_message = 'not sent: the approval is already ' || a.state,
            updated_at = %(now)s
       FROM syncd.approval a
-     WHERE a.id = c.approval_id AND c.state = 'waiting'
+     WHERE a.id = c.approval_id AND c.state = 'waiting' AND NOT c.in_doubt
        AND a.state NOT IN ('pending', 'submitting', 'running', 'unknown')
        AND (c.lease_expires_at IS NULL OR c.lease_expires_at < %(now)s)
     RETURNING c.id, c.approval_id, c.outbox_id, a.state
@@ -1672,8 +1673,8 @@ WITH dropped AS (
 SELECT count(*) AS dropped FROM dropped;
 
 -- claim_comments --
--- The oldest waiting comment of each running approval (comments go out in order), due and
--- not leased; takes a lease and marks it in doubt before any send (the intent). Returns
+-- The oldest waiting comment of each running approval (comments go out in order), or in
+-- doubt whatever the approval's state, due and not leased; takes a lease and marks it in doubt before any send (the intent). Returns
 -- whether an earlier attempt was already in doubt.
 WITH due AS (
     SELECT c.id, c.in_doubt
@@ -1681,7 +1682,7 @@ WITH due AS (
       JOIN syncd.approval a ON a.id = c.approval_id
      WHERE c.state = 'waiting' AND c.next_attempt_at <= %(now)s
        AND (c.lease_expires_at IS NULL OR c.lease_expires_at < %(now)s)
-       AND a.state = 'running' AND a.instance_id IS NOT NULL
+       AND (a.state = 'running' OR c.in_doubt) AND a.instance_id IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM syncd.comment e
                         WHERE e.approval_id = c.approval_id AND e.state = 'waiting'
                           AND e.id < c.id)

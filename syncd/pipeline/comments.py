@@ -71,6 +71,7 @@ class Comments:
         self.directory = directory
         self.batch_size = batch_size
         self.lease = lease
+        self._finished = False  # what the last read of an instance said
 
     async def run_once(self) -> int:
         now = self.clock.now()
@@ -117,6 +118,11 @@ class Comments:
                     item, now, self.owner, sent_as=user, error=None, calls=calls, note=note
                 )
                 return
+            if doubt and self._finished:
+                await self._release(
+                    item, False, DingTalkRejected("finished", code="finished"), calls
+                )
+                return
             doubt = False
             request = self.client.add_comment(item.instance_id, item.text, user)
             await call(calls, "comment", "comment", request)
@@ -137,6 +143,7 @@ class Comments:
     async def _arrived(self, item: CommentItem, user: str, calls: list[CallRecord]) -> bool:
         """Whether DingTalk holds more comments by ``user`` with this text than syncd sent."""
         instance = await call(calls, "get", "comment", self.client.get_instance(item.instance_id))
+        self._finished = instance.status != "RUNNING"
         seen = sum(
             1
             for op in instance.operation_records
