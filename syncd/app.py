@@ -23,7 +23,6 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
-from syncd.app_comments import comment_stage
 from syncd.app_directory import DirectoryParts
 from syncd.app_relay import build_relays
 from syncd.clock import SystemClock
@@ -166,6 +165,8 @@ class App:
             self.settings, self.pool, self.clock, self.registry,
             owner=self.owner, closers=self._closers,
         )  # fmt: skip
+        from syncd.app_comments import comment_stage  # after the metrics' error classes
+
         self.stages = {**self.relays, **self.stages, "comment": comment_stage(self)}  # relays 1st
         # the directory's full sync and its schedule
         parts = DirectoryParts.build(
@@ -261,8 +262,7 @@ class App:
         )
 
     def _build_stages(self) -> None:
-        s = self.settings
-        p = s.pipeline
+        s, p = self.settings, self.settings.pipeline
         self.retry = RetryPolicy(base=p.retry_base, cap=p.retry_cap, max_attempts=p.max_attempts)
         self.timing = Timing(
             lease=timedelta(seconds=p.lease_seconds),

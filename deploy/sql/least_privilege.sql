@@ -83,9 +83,8 @@ GRANT SELECT, INSERT, UPDATE         ON syncd.directory_mobile_ask TO syncd_daem
 GRANT SELECT, INSERT, UPDATE         ON syncd.outbox_source     TO syncd_daemon;
 
 -- 0016: comments applications asked for (ingest inserts them, the comment stage sends
--- them); syncd.comments is the DBAs' view of every comment.
+-- them). syncd.comments, the DBAs' view of every comment, is not the daemon's to read.
 GRANT SELECT, INSERT, UPDATE         ON syncd.comment           TO syncd_daemon;
-GRANT SELECT                         ON syncd.comments          TO syncd_daemon;
 
 -- syncd_reader, for reporting tools and people who read the statistics: every statistics
 -- view (they show kinds, business keys and approvers' user ids, never a payload) and the
