@@ -1649,3 +1649,109 @@ ON CONFLICT (approval_id, component, file_index) DO NOTHING;
 -- select_union_id --
 -- The unionId of a present DingTalk user, from the directory.
 SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NULL;
+
+-- ---------------------------------------------------------------------------------------
+-- Comments (migration 0016): outbox rows with action 'comment', sent by the comment stage.
+-- ---------------------------------------------------------------------------------------
+
+-- insert_comments --
+-- Comments ingest decided (a JSON array of objects): waiting to be sent, or failed at once
+-- with the reason (a payload syncd cannot send).
+INSERT INTO syncd.comment
+       (approval_id, outbox_id, user_id, text, state, last_error_code, last_error_message,
+        created_at, next_attempt_at, updated_at)
+SELECT c.approval_id, c.outbox_id, c.user_id, c.text,
+       CASE WHEN c.error IS NULL THEN 'waiting' ELSE 'failed' END,
+       CASE WHEN c.error IS NULL THEN NULL ELSE 'bad_comment' END, c.error,
+       %(now)s, %(now)s, %(now)s
+  FROM jsonb_to_recordset(%(comments)s::jsonb)
+       AS c (approval_id bigint, outbox_id bigint, user_id text, text text, error text, n integer)
+ ORDER BY c.n;
+
+-- drop_finished_comments --
+-- Waiting comments whose round ended without them (finished, parked or dismissed before
+-- its instance took them): dropped, with a note in the round's history. Not one in doubt:
+-- the comment stage reads the instance first (it may have arrived).
+WITH dropped AS (
+    UPDATE syncd.comment c
+       SET state = 'dropped', lease_owner = NULL, lease_expires_at = NULL,
+           last_error_code = 'finished',
+           last_error_message = 'not sent: the approval is already ' || a.state,
+           updated_at = %(now)s
+      FROM syncd.approval a
+     WHERE a.id = c.approval_id AND c.state = 'waiting' AND NOT c.in_doubt
+       AND a.state NOT IN ('pending', 'submitting', 'running', 'unknown')
+       AND (c.lease_expires_at IS NULL OR c.lease_expires_at < %(now)s)
+    RETURNING c.id, c.approval_id, c.outbox_id, a.state
+), logged AS (
+    INSERT INTO syncd.approval_event (approval_id, at, event_type, message, actor)
+    SELECT approval_id, %(now)s, 'note',
+           'comment ' || id || coalesce(' (outbox row ' || outbox_id || ')', '')
+           || ' not sent: the approval is already ' || state, %(actor)s
+      FROM dropped ORDER BY id
+)
+SELECT count(*) AS dropped FROM dropped;
+
+-- claim_comments --
+-- The oldest waiting comment of each running approval (comments go out in order), or in
+-- doubt whatever the approval's state, due and not leased; takes a lease and marks it in doubt before any send (the intent). Returns
+-- whether an earlier attempt was already in doubt.
+WITH due AS (
+    SELECT c.id, c.in_doubt
+      FROM syncd.comment c
+      JOIN syncd.approval a ON a.id = c.approval_id
+     WHERE c.state = 'waiting' AND c.next_attempt_at <= %(now)s
+       AND (c.lease_expires_at IS NULL OR c.lease_expires_at < %(now)s)
+       AND (a.state = 'running' OR c.in_doubt) AND a.instance_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM syncd.comment e
+                        WHERE e.approval_id = c.approval_id AND e.state = 'waiting'
+                          AND e.id < c.id)
+     ORDER BY c.next_attempt_at, c.id
+     LIMIT %(limit)s
+       FOR UPDATE OF c SKIP LOCKED
+)
+UPDATE syncd.comment c
+   SET lease_owner = %(owner)s, lease_expires_at = %(lease_until)s,
+       attempts = c.attempts + 1, in_doubt = true, updated_at = %(now)s
+  FROM due, syncd.approval a
+ WHERE c.id = due.id AND a.id = c.approval_id
+RETURNING c.id, c.approval_id, a.kind, a.business_key, a.instance_id, c.text, c.user_id,
+          coalesce(a.originator_user_id, a.originator) AS originator_user_id,
+          due.in_doubt, c.attempts;
+
+-- count_sent_comments --
+-- How many of an approval's comments syncd knows it sent as this user with this text.
+SELECT count(*) AS sent FROM syncd.comment
+ WHERE approval_id = %(approval_id)s AND state = 'sent' AND sent_as = %(user_id)s
+   AND text = %(text)s;
+
+-- finish_comment --
+-- A claimed comment is done: sent (as the userId given), or failed for good (DingTalk
+-- refused it, or its user cannot be named); the calls it took count on its approval.
+WITH done AS (
+    UPDATE syncd.comment
+       SET state = %(state)s, sent_as = %(sent_as)s,
+           sent_at = CASE WHEN %(state)s = 'sent' THEN %(now)s END,
+           in_doubt = false, lease_owner = NULL, lease_expires_at = NULL,
+           last_error_code = %(error_code)s, last_error_message = %(error_message)s,
+           updated_at = %(now)s
+     WHERE id = %(id)s AND state = 'waiting' AND lease_owner = %(owner)s
+    RETURNING approval_id
+)
+UPDATE syncd.approval a SET calls_spent = a.calls_spent + %(calls)s
+  FROM done WHERE a.id = done.approval_id
+RETURNING a.id;
+
+-- release_comment --
+-- A send that did not finish: tried again later; ``in_doubt`` says whether DingTalk may
+-- have added it (the next attempt reads the instance's records first).
+WITH released AS (
+    UPDATE syncd.comment
+       SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = %(next_attempt_at)s,
+           in_doubt = %(in_doubt)s, last_error_code = %(error_code)s,
+           last_error_message = %(error_message)s, updated_at = %(now)s
+     WHERE id = %(id)s AND state = 'waiting' AND lease_owner = %(owner)s
+    RETURNING approval_id
+)
+UPDATE syncd.approval a SET calls_spent = a.calls_spent + %(calls)s
+  FROM released WHERE a.id = released.approval_id;

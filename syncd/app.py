@@ -83,8 +83,7 @@ def replica_name(settings: Settings) -> str:
 class App:
     """The parts of one syncd process. ``async with`` checks the schema, builds every part
     and closes them all at the end (also when opening fails half-way); it starts no work
-    and logs no daemon start. The keywords replace parts for tests and benchmarks.
-    """
+    and logs no daemon start. The keywords replace parts for tests and benchmarks."""
 
     def __init__(
         self,
@@ -167,7 +166,9 @@ class App:
             self.settings, self.pool, self.clock, self.registry,
             owner=self.owner, closers=self._closers,
         )  # fmt: skip
-        self.stages = {**self.relays, **self.stages}  # the relays first: ingest takes their rows
+        from syncd.app_comments import comment_stage  # after the metrics' error classes
+
+        self.stages = {**self.relays, **self.stages, "comment": comment_stage(self)}  # relays 1st
         # the directory's full sync and its schedule
         parts = DirectoryParts.build(
             self.settings, self.pool, self.contacts, self.clock, self.retry,
@@ -259,8 +260,7 @@ class App:
         return self.pacer or PostgresPacer(self.pool, clock=self.clock, rate=rate)
 
     def _build_stages(self) -> None:
-        s = self.settings
-        p = s.pipeline
+        s, p = self.settings, self.settings.pipeline
         self.retry = RetryPolicy(base=p.retry_base, cap=p.retry_cap, max_attempts=p.max_attempts)
         self.timing = Timing(
             lease=timedelta(seconds=p.lease_seconds),

@@ -1,4 +1,4 @@
-"""Pure domain types: the approval state machine. Imports nothing of syncd's."""
+"""Pure domain types: the approval state machine; comments' in :mod:`syncd.domain_comments`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal, get_args
+
+from syncd.domain_comments import CommentOnRound
 
 #: DingTalk counts monthly quotas in China Standard Time.
 DINGTALK_TZ = timezone(timedelta(hours=8), "CST")
@@ -20,8 +22,7 @@ def month_start(now: datetime) -> datetime:
 
 
 def next_month_start(now: datetime) -> datetime:
-    start = month_start(now)
-    return (start + timedelta(days=32)).replace(day=1)
+    return (month_start(now) + timedelta(days=32)).replace(day=1)
 
 
 class ApprovalState(StrEnum):
@@ -50,11 +51,10 @@ class ApprovalState(StrEnum):
         return self in PARKED
 
 
+_TO_DINGTALK = (ApprovalState.RUNNING, ApprovalState.UNKNOWN)
 FINISHED = frozenset({ApprovalState.APPROVED, ApprovalState.REJECTED, ApprovalState.CANCELED})
 PARKED = frozenset({ApprovalState.INVALID, ApprovalState.DEAD})
-ACTIVE = frozenset(
-    {ApprovalState.PENDING, ApprovalState.SUBMITTING, ApprovalState.RUNNING, ApprovalState.UNKNOWN}
-)
+ACTIVE = frozenset({ApprovalState.PENDING, ApprovalState.SUBMITTING, *_TO_DINGTALK})
 
 #: Every allowed move. Finished states never move again; parked ones only by an operator:
 #: back to pending (``syncd retry``) or closed for good (``syncd dismiss``). A dismissed
@@ -174,7 +174,7 @@ class NoteOnRound:
     message: str
 
 
-IngestDecision = NewRound | CancelRound | NoteOnRound
+IngestDecision = NewRound | CancelRound | NoteOnRound | CommentOnRound
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 #: Stages that ``run`` keeps in order within a lane while the lanes run side by side:
 #: the way in (outbox to DingTalk instance) and the way back (outcome to business row).
-LANES = (("ingest", "submit", "reconcile", "cancel"), ("apply", "writeback", "poll"))
+LANES = (("ingest", "submit", "reconcile", "cancel", "comment"), ("apply", "writeback", "poll"))
 
 
 @dataclass

@@ -243,6 +243,12 @@ class KindSettings(_Model):
     )
     on_resubmit: Literal["reject", "supersede"] = "reject"
     cancel_remark: str = "Canceled by the requesting system"
+    comment_user: str | None = Field(
+        default=None,
+        min_length=1,
+        description="who comments when a comment row names nobody, as the originator's by "
+        "says (default: the round's originator)",
+    )
     write_back: WriteBackSettings | None = None
     attachments: dict[str, AttachmentSource] = Field(
         default_factory=dict, description="DDAttachment component label → its files"

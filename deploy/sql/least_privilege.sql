@@ -82,6 +82,10 @@ GRANT SELECT, INSERT, UPDATE         ON syncd.directory_mobile_ask TO syncd_daem
 -- database (it inserts their syncd_outbox rows into syncd.outbox: granted above).
 GRANT SELECT, INSERT, UPDATE         ON syncd.outbox_source     TO syncd_daemon;
 
+-- 0016: comments applications asked for (ingest inserts them, the comment stage sends
+-- them). syncd.comments, the DBAs' view of every comment, is not the daemon's to read.
+GRANT SELECT, INSERT, UPDATE         ON syncd.comment           TO syncd_daemon;
+
 -- syncd_reader, for reporting tools and people who read the statistics: every statistics
 -- view (they show kinds, business keys and approvers' user ids, never a payload) and the
 -- migration ledger (`syncd report` checks that the schema is current). Granted only where

@@ -39,6 +39,7 @@ from syncd.domain import (
     Quarantined,
     Unreadable,
 )
+from syncd.domain_comments import CommentOnRound
 from syncd.errors import StoreError
 
 Decide = Callable[[OutboxRow, LatestRound | None], Sequence[IngestDecision]]
@@ -190,6 +191,9 @@ class PostgresIngestStore(BaseStore):
         """Write what the batch decided so far; the new rounds become the keys' latest."""
         if batch.cancels:
             await conn.execute(QUERIES["request_cancels"], {"ids": batch.cancels, "now": now})
+        if batch.comments:
+            params = {"comments": Jsonb(batch.comments), "now": now}
+            await conn.execute(QUERIES["insert_comments"], params)
         lines = batch.lines
         if batch.rounds:
             params = {"rounds": Jsonb([r.row for r in batch.rounds]), "now": now}
@@ -230,6 +234,7 @@ class _IngestBatch:
     latest: dict[Key, LatestRound]
     rounds: list[_NewRoundRow] = field(default_factory=list)
     cancels: list[int] = field(default_factory=list)
+    comments: list[dict[str, Any]] = field(default_factory=list)
     lines: list[HistoryLine] = field(default_factory=list)
     keys: set[Key] = field(default_factory=set)  # of the new rounds not written yet
 
@@ -249,6 +254,8 @@ class _IngestBatch:
         elif isinstance(decision, NoteOnRound):
             line = history_line(decision.approval_id, event_type="note", message=decision.message)
             self.lines.append(line)
+        elif isinstance(decision, CommentOnRound):
+            self._comment(item, decision)
         else:
             latest = self.latest.get(item.key)
             round_ = latest.round + 1 if latest else 1
@@ -269,8 +276,16 @@ class _IngestBatch:
             self.rounds.append(_NewRoundRow(item, round_, decision.state, message, row))
             self.keys.add(item.key)
 
+    def _comment(self, item: OutboxRow, decision: CommentOnRound) -> None:
+        comment: dict[str, Any] = {"approval_id": decision.approval_id, "outbox_id": item.id}
+        comment.update(user_id=decision.user_id, text=decision.text, error=decision.error)
+        self.comments.append({**comment, "n": len(self.comments)})
+        message = decision.error or f"comment from outbox row {item.id} waits for its instance"
+        self.lines.append(history_line(decision.approval_id, event_type="note", message=message))
+
     def clear(self) -> None:
         self.rounds.clear()
         self.cancels.clear()
+        self.comments.clear()
         self.keys.clear()
         self.lines = []

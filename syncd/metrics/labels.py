@@ -39,7 +39,9 @@ TARGET_LABELS = frozenset(
 )
 
 #: The stages the runner runs (``App.stages``; a test compares).
-STAGES = ("ingest", "submit", "reconcile", "cancel", "apply", "writeback", "poll")
+STAGES = (
+    "ingest", "submit", "reconcile", "cancel", "comment", "apply", "writeback", "poll"
+)  # fmt: skip
 #: Where a final outcome came from: an event channel, the reconciler (which found it in
 #: DingTalk's list, `syncd reconcile` too) or a cancel (requested by the application or
 #: ``syncd cancel``, or a revoke DingTalk refused because the instance had ended).
@@ -55,6 +57,7 @@ PURPOSES = (
     "poll",
     "reconcile",
     "cancel",
+    "comment",
     "schema",
     "failed_list",
     "lookup",
@@ -79,6 +82,8 @@ PARK_REASONS = frozenset(
         "still_running",
         "bad_payload",
         "nothing_to_cancel",
+        "nothing_to_comment",  # a comment row for a key never submitted
+        "bad_comment",  # a comment row syncd cannot send (kept failed in syncd.comment)
         "not_created",
         "invalid",
         "key_too_long",

@@ -29,6 +29,8 @@ from syncd.domain import (
     OutboxRow,
     Unreadable,
 )
+from syncd.domain_comments import CommentOnRound
+from syncd.pipeline.comment_rows import decide_comment
 from syncd.pipeline.mapping import MappingError, resolve_row
 from syncd.ports import Clock, IngestStore, NullObserver, Observer
 from syncd.settings_kinds import KindSettings
@@ -99,13 +101,8 @@ def _decide(
             "hash of a longer natural key) as business_key",
         )
     active = latest is not None and latest.state in ACTIVE
-    if row.action == "cancel":
-        return _decide_cancel(row, latest, active)
     if row.action != "submit":
-        return _invalid(
-            "unknown_action",
-            f"outbox row {row.id}: action {show(row.action)} is not 'submit' or 'cancel'",
-        )
+        return _other_action(row, latest, active)
     if (problem := payload_problem(row.payload)) is not None:
         return _invalid("bad_payload", f"outbox row {row.id}: {problem}")
     if active and latest is not None:
@@ -173,6 +170,19 @@ def _submit(row: OutboxRow, kind: KindSettings) -> list[IngestDecision]:
     except MappingError as exc:
         return _invalid(exc.code, f"outbox row {row.id}: {exc.message}")
     return [NewRound(ApprovalState.PENDING, resolved.originator, resolved.dept_id)]
+
+
+def _other_action(row: OutboxRow, latest: LatestRound | None, active: bool) -> list[IngestDecision]:
+    """A row whose action is not ``submit``: a cancel, a comment, or a mistake."""
+    if row.action == "cancel":
+        return _decide_cancel(row, latest, active)
+    if row.action == "comment":
+        never = f"outbox row {row.id}: comment for {row.kind} {show(row.business_key)}"
+        return decide_comment(row, latest, _invalid("nothing_to_comment", f"{never}, never sent"))
+    return _invalid(
+        "unknown_action",
+        f"outbox row {row.id}: action {show(row.action)} is not 'submit', 'cancel' or 'comment'",
+    )
 
 
 def _decide_cancel(
@@ -244,6 +254,10 @@ class Ingest:
             if row.id not in stored:
                 continue
             for decision in decisions:
+                if isinstance(decision, CommentOnRound) and decision.error:
+                    decision = NewRound(
+                        ApprovalState.INVALID, None, None, "bad_comment", decision.error
+                    )
                 if isinstance(decision, NewRound) and decision.state is ApprovalState.INVALID:
                     code = decision.error_code or "invalid"
                     self.observer.approval_parked(row.kind, "invalid", code)

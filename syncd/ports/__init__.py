@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from syncd.ports.stores import (
     ApplyStore,
     CancelStore,
+    CommentStore,
     ControlStore,
     IngestStore,
     PollStore,
@@ -30,6 +31,7 @@ __all__ = [
     "CallbackInbox",
     "CancelStore",
     "Clock",
+    "CommentStore",
     "ControlStore",
     "InboxWriter",
     "IngestStore",

@@ -30,6 +30,7 @@ from syncd.domain import (
     SubmitItem,
     TaskRecord,
 )
+from syncd.domain_comments import CommentItem
 from syncd.ports.target import ProgressRow, ProgressWrite
 
 
@@ -329,3 +330,44 @@ class ReconcileLookup(Protocol):
     async def round_of(self, kind: str, business_key: str, round_: int) -> ApprovalRef | None:
         """One round of a business key, if this database has it."""
         ...
+
+
+class CommentStore(Protocol):
+    """The comment stage's view of ``syncd.comment`` (outbox comments to send)."""
+
+    async def drop_finished(self, now: datetime) -> int:
+        """Drop waiting comments whose round finished without them (a note each)."""
+
+    async def claim_comments(
+        self, limit: int, now: datetime, owner: str, lease_until: datetime
+    ) -> list[CommentItem]:
+        """The oldest waiting comment of running approvals, leased and marked in doubt."""
+
+    async def sent_count(self, approval_id: int, user_id: str, text: str) -> int:
+        """How many of the approval's comments syncd knows it sent as ``user_id``."""
+
+    async def finish_comment(
+        self,
+        item: CommentItem,
+        now: datetime,
+        owner: str,
+        *,
+        sent_as: str | None,
+        error: tuple[str, str] | None,
+        calls: Sequence[CallRecord],
+        note: str,
+    ) -> None:
+        """Sent (``error`` None) or failed for good (``error``: code, message)."""
+
+    async def release_comment(
+        self,
+        item: CommentItem,
+        now: datetime,
+        owner: str,
+        retry_at: datetime,
+        *,
+        in_doubt: bool,
+        error: tuple[str, str],
+        calls: Sequence[CallRecord],
+    ) -> None:
+        """Not done: try again at ``retry_at``; ``in_doubt``: DingTalk may have added it."""

@@ -17,6 +17,7 @@ from syncd.domain import (
     OutboxRow,
     Quarantined,
 )
+from syncd.domain_comments import CommentOnRound
 from tests.fakes.memory import MemoryDb
 from tests.fakes.tables import OutboxEntry, Tables
 
@@ -92,6 +93,9 @@ class MemoryIngestStore:
             )
         elif isinstance(decision, NoteOnRound):
             self.db.log(decision.approval_id, now, "note", message=decision.message)
+        elif isinstance(decision, CommentOnRound):  # syncd.comment is not faked: a note only
+            message = decision.error or f"comment from outbox row {row.id} waits for its instance"
+            self.db.log(decision.approval_id, now, "note", message=message)
         else:
             self._new_round(t, row, decision, now)
 

@@ -58,7 +58,7 @@ ROW = st.builds(
     created_at=st.just(datetime(2026, 1, 1, tzinfo=UTC)),
     kind=st.sampled_from(sorted(KINDS)) | TEXT,
     business_key=TEXT,
-    action=st.sampled_from(["submit", "cancel"]) | TEXT,
+    action=st.sampled_from(["submit", "cancel", "comment"]) | TEXT,
     payload=PAYLOAD,
     originator=st.none() | TEXT,
 )
@@ -70,6 +70,7 @@ CODES = {
     "still_running",
     "bad_payload",
     "nothing_to_cancel",
+    "nothing_to_comment",
 }
 
 

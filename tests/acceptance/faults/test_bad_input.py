@@ -37,7 +37,12 @@ SQLISH = "'); DROP TABLE app.leave_request; -- \" OR 1=1; $$ \\x00"
 #: business key -> (kind, action, payload, the fragment its parked error must contain)
 BAD: dict[str, tuple[str, str, dict[str, object], str]] = {
     "bad-kind": ("travel", "submit", {"x": 1}, "kind 'travel' is not configured"),
-    "bad-action": ("leave", "archive", LEAVE, "action 'archive' is not 'submit' or 'cancel'"),
+    "bad-action": (
+        "leave",
+        "archive",
+        LEAVE,
+        "'archive' is not 'submit', 'cancel' or 'comment'",
+    ),
     "bad-missing": (
         "leave",
         "submit",

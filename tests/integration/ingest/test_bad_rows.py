@@ -94,7 +94,7 @@ ROWS: dict[str, tuple[dict[str, Any], str | None, str | None]] = {
     "action": (
         dict(kind="leave", payload=json.dumps(LEAVE), action="y" * 5000),
         "unknown_action",
-        "… (5000 characters) is not 'submit' or 'cancel'",
+        "… (5000 characters) is not 'submit', 'cancel' or 'comment'",
     ),
     "cancel": (
         dict(kind="leave", payload="null", action="cancel"),

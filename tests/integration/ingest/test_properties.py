@@ -39,6 +39,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "key_too_long": ("business_key",),
     "unknown_action": ("action",),
     "nothing_to_cancel": ("cancel",),
+    "nothing_to_comment": ("comment",),
     "still_running": ("on_resubmit",),
     "bad_payload": ("payload", "originator", "dept_id", "form ", "approvers", "cc"),
 }

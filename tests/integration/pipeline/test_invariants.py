@@ -79,7 +79,7 @@ async def test_bad_rows_are_parked_with_precise_errors_while_good_rows_flow(env)
     assert "expected a number, got 'three'" in errors["bad-number"]
     assert "check the originator 'ghost'" in errors["nobody"]
     assert "DingTalk accepts at most 65535" in errors["huge"]
-    assert "action 'archive' is not 'submit' or 'cancel'" in errors["k"]
+    assert "action 'archive' is not 'submit', 'cancel' or 'comment'" in errors["k"]
     final = states(env)
     assert final[str(good)] == "approved" and final["sql"] == "approved"
     assert final["optional"] == "approved"  # an optional component without a value is left out

@@ -1,0 +1,37 @@
+"""Comments an application asks syncd to add to its approvals (outbox ``action = 'comment'``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: DingTalk takes comments of 1 to this many characters (contract §18.1).
+COMMENT_TEXT_MAX = 1024
+#: The longest user value syncd takes in a comment row (a userId, or what ``by`` names).
+COMMENT_USER_MAX = 256
+
+
+@dataclass(frozen=True)
+class CommentOnRound:
+    """Ingest decision: add a comment to the round's instance (held until it exists)."""
+
+    approval_id: int
+    text: str
+    user_id: str | None = None
+    #: Why the row cannot be sent (the comment is kept as ``failed`` with it); None: send.
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CommentItem:
+    """A waiting comment the comment stage claimed, with what sending it needs."""
+
+    id: int
+    approval_id: int
+    kind: str
+    business_key: str
+    instance_id: str
+    text: str
+    user_id: str | None  # as the outbox row named them (None: the default user)
+    originator_user_id: str | None  # the userId the round's create was sent with
+    in_doubt: bool  # an earlier send's outcome is unknown: read the records first
+    attempts: int
