@@ -22,6 +22,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from syncd.db.capture_ddl import CaptureSpec
 from syncd.errors import CaptureError
 
 #: The account every capture trigger runs as (locked: nobody logs in as it).
@@ -44,15 +45,9 @@ _GEOMETRY = {
 }
 
 
-@dataclass(frozen=True)
-class MySQLCaptureSpec:
-    """What ``capture add --database`` was asked (table as ``name`` or ``db.name``)."""
-
-    kind: str
-    table: str
-    key: str
-    when: str | None = None
-    cancel_when: str | None = None
+#: What ``capture add --database`` was asked: the same as on PostgreSQL (the table as
+#: ``name`` or ``db.name``; the conditions over ``NEW``).
+MySQLCaptureSpec = CaptureSpec
 
 
 @dataclass(frozen=True)
