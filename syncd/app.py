@@ -98,7 +98,11 @@ class App:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(
-            self.registry, kinds=settings.kinds, monthly_quota=settings.dingtalk.monthly_quota
+            self.registry,
+            kinds=settings.kinds,
+            monthly_quota=settings.dingtalk.monthly_quota,
+            databases=settings.databases,
+            kind_databases={name: kind.database for name, kind in settings.kinds.items()},
         )
         self.observer: Observer = observer or self.metrics
         self.lookup_metrics = LookupMetrics(self.registry)
