@@ -1076,13 +1076,14 @@ SELECT id, kind, business_key, round, payload, originator, dept_id, attempts, ca
 -- ---- metrics ----
 
 -- metrics_outbox_backlog --
--- /metrics: outbox rows not yet ingested per kind, and the age of the oldest.
-SELECT kind, count(*) AS items,
+-- /metrics: outbox rows not yet ingested per kind and per database they came from
+-- ('syncd': written into syncd.outbox), and the age of the oldest.
+SELECT kind, coalesce(source_database, 'syncd') AS database, count(*) AS items,
        greatest(0, extract(epoch FROM %(now)s::timestamptz - min(created_at)))::float8
            AS oldest_seconds
   FROM syncd.outbox
  WHERE consumed_at IS NULL
- GROUP BY kind;
+ GROUP BY kind, coalesce(source_database, 'syncd');
 
 -- metrics_outbox_quarantine --
 -- /metrics: quarantined outbox rows per kind, and how long the oldest has been there.

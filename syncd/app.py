@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 
 from syncd.app_directory import DirectoryParts
-from syncd.app_relay import build_relays
+from syncd.app_relay import build_relays, metric_sets
 from syncd.attach_build import build_attacher
 from syncd.clock import SystemClock
 from syncd.db import business, migrations, writeback
@@ -98,7 +98,7 @@ class App:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(
-            self.registry, kinds=settings.kinds, monthly_quota=settings.dingtalk.monthly_quota
+            self.registry, monthly_quota=settings.dingtalk.monthly_quota, **metric_sets(settings)
         )
         self.observer: Observer = observer or self.metrics
         self.lookup_metrics = LookupMetrics(self.registry)

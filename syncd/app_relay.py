@@ -28,6 +28,16 @@ def relay_databases(settings: Settings) -> list[str]:
     return sorted(name for name in settings.databases if name in named)
 
 
+def metric_sets(settings: Settings) -> dict[str, Any]:
+    """The closed sets of the metrics' ``kind`` and ``database`` labels (``Metrics``'s
+    keywords): the configured kinds and databases, and each kind's database."""
+    return {
+        "kinds": list(settings.kinds),
+        "databases": list(settings.databases),
+        "kind_databases": {name: kind.database for name, kind in settings.kinds.items()},
+    }
+
+
 def build_relays(
     settings: Settings,
     pool: AsyncConnectionPool[Any],

@@ -97,11 +97,22 @@ class BusinessDatabaseSettings(BaseModel):
         )
 
 
+#: Names no ``[databases.<name>]`` may take: ``syncd`` is syncd's own PostgreSQL in the
+#: DBA views' and the metrics' ``database``, ``other`` a metric label's rest.
+RESERVED_NAMES = frozenset({"syncd", "other"})
+
+
 def check_names(databases: dict[str, BusinessDatabaseSettings]) -> None:
     for name in databases:
         if not DATABASE_NAME.match(name):
             raise ValueError(
                 f"database name {name!r} must be lower-case letters, digits and _ (max 40)"
+            )
+        if name in RESERVED_NAMES:
+            raise ValueError(
+                f"database name {name!r} is reserved (`syncd` names syncd's own PostgreSQL "
+                "in the DBA views and metrics): choose another name for [databases."
+                f"{name}]"
             )
 
 

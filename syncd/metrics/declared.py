@@ -10,6 +10,7 @@ are created up front. The registry also carries prometheus_client's standard
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +26,7 @@ from syncd import __version__
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
 from syncd.dingtalk.events import CONTACT_EVENTS
 from syncd.domain import CHANNELS
+from syncd.metrics.labels import WRITE_OUTCOMES
 from syncd.ports.directory import SYNC_OUTCOMES
 
 _SECONDS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -197,3 +199,36 @@ class Instruments:
         )
         for event_type in (*CONTACT_EVENTS, "other"):
             self.directory_events.labels(event_type)
+
+
+class BusinessWrites:
+    """Writes into business rows per database (the kind's, from the configuration; ``syncd``
+    for syncd's own PostgreSQL), each ``done`` or ``failed``: families new with business
+    databases, so that the older per-kind ones keep their series."""
+
+    def __init__(self, registry: CollectorRegistry, databases: Iterable[str]) -> None:
+        by = ["database", "outcome"]
+        self.writebacks = Counter(
+            "syncd_writebacks",
+            "Final outcomes written into business rows (done) or refused (failed, retried), "
+            "per business database",
+            by,
+            registry=registry,
+        )
+        self.progress_writes = Counter(
+            "syncd_progress_writes",
+            "Live status written into business rows (done) or refused (failed), per business "
+            "database",
+            by,
+            registry=registry,
+        )
+        for database in databases:
+            for outcome in WRITE_OUTCOMES:
+                self.writebacks.labels(database, outcome)
+                self.progress_writes.labels(database, outcome)
+
+    def final(self, database: str, *, written: bool) -> None:
+        self.writebacks.labels(database, "done" if written else "failed").inc()
+
+    def progress(self, database: str, *, written: bool) -> None:
+        self.progress_writes.labels(database, "done" if written else "failed").inc()

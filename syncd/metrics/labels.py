@@ -10,7 +10,7 @@ Operator gives every target (:data:`TARGET_LABELS`, a test checks).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from syncd import errors
@@ -115,6 +115,20 @@ LOOKUP_REASONS = frozenset(
     }
 )
 OTHER = "other"
+#: ``database``: syncd's own PostgreSQL (as in the DBA views), beside each configured
+#: ``[databases.<name>]``.
+SYNCD_DATABASE = "syncd"
+#: How a write into a business row ended (``syncd_writebacks_total``,
+#: ``syncd_progress_writes_total``).
+WRITE_OUTCOMES = ("done", "failed")
+#: The metrics labelled by the database of a kind's business side (the configured ones
+#: and ``syncd``; the relay's metrics take only the databases it relays).
+DATABASE_METRICS = (
+    "syncd_writebacks_total",
+    "syncd_progress_writes_total",
+    "syncd_outbox_waiting",
+    "syncd_outbox_waiting_oldest_age_seconds",
+)
 
 
 def _error_classes() -> frozenset[str]:
@@ -185,6 +199,9 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         ClosedSet("python", frozenset(), ("syncd_build_info",)),
         # The relay's metrics: the configured business databases (syncd/metrics/relay.py).
         ClosedSet("database", frozenset()),
+        # ... and the business side's: those and syncd's own PostgreSQL.
+        ClosedSet("database", _with_other([SYNCD_DATABASE]), DATABASE_METRICS),
+        ClosedSet("outcome", frozenset(WRITE_OUTCOMES), DATABASE_METRICS[:2]),
     )
 
 
@@ -223,12 +240,38 @@ class Labels:
     duty = staticmethod(_within(DUTIES))
     event_type = staticmethod(_within(CONTACT_EVENTS))
 
-    def __init__(self, kinds: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        kinds: Iterable[str] = (),
+        databases: Iterable[str] = (),
+        kind_databases: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """``databases``: the configured ``[databases.<name>]``; ``kind_databases``: each
+        kind's ``[kinds.<kind>] database`` (None: syncd's own PostgreSQL)."""
         self.kinds = tuple(sorted(kinds))
         self._kinds = frozenset(self.kinds)
+        self._kind_databases = {
+            kind: name or SYNCD_DATABASE for kind, name in (kind_databases or {}).items()
+        }
+        #: The closed set of ``database``: ``syncd`` and the configured databases.
+        self.databases = tuple(sorted({SYNCD_DATABASE, *databases}))
+        self._databases = frozenset(self.databases)
 
     def kind(self, value: object) -> str:
         return value if isinstance(value, str) and value in self._kinds else "unknown"
+
+    def database(self, value: object) -> str:
+        """A database's label: ``syncd``, a configured name, else ``other``."""
+        if value is None:
+            return SYNCD_DATABASE
+        return value if isinstance(value, str) and value in self._databases else OTHER
+
+    def kind_database(self, kind: str) -> str:
+        """The database that holds a kind's business side, from the configuration
+        (``syncd`` for a kind without ``database``, ``other`` for a kind not configured)."""
+        if kind in self._kind_databases:
+            return self.database(self._kind_databases[kind])
+        return SYNCD_DATABASE if kind in self._kinds else OTHER
 
     @staticmethod
     def quarantine_reason(sqlstate: str) -> str:

@@ -11,14 +11,14 @@ per series that doubles the series count and that no rule or panel reads).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from syncd.dingtalk.endpoints import Endpoint, Outcome
-from syncd.metrics.declared import Instruments
+from syncd.metrics.declared import BusinessWrites, Instruments
 from syncd.metrics.labels import Labels
 from syncd.metrics.scrape import ScrapeCollector, Sources
 from syncd.ports.directory import SyncOutcome
@@ -33,9 +33,12 @@ class Metrics(Instruments):
         *,
         kinds: Iterable[str] = (),
         monthly_quota: int = 0,
+        databases: Iterable[str] = (),
+        kind_databases: Mapping[str, str | None] | None = None,
     ) -> None:
         super().__init__(registry)
-        self.sets = sets = Labels(kinds)
+        self.sets = sets = Labels(kinds, databases, kind_databases)
+        self.business = BusinessWrites(registry, sets.databases)
         self.scrape = ScrapeCollector(sets, monthly_quota=monthly_quota)
         registry.register(self.scrape)
 
@@ -89,12 +92,18 @@ class Metrics(Instruments):
             self.writeback_failed.labels(k).inc()
         elif seconds_since_decision is not None:
             self.writeback_latency.labels(k).observe(seconds_since_decision)
+        self.business.final(self.sets.kind_database(kind), written=written)
         if calls_spent is not None:
             self.calls_per_approval.labels(k).observe(calls_spent)
 
     def progress_written(self, kind: str, *, written: bool) -> None:
         if not written:  # counted with the final outcomes' refusals
             self.writeback_failed.labels(self.sets.kind(kind)).inc()
+        self.business.progress(self.sets.kind_database(kind), written=written)
+
+    def writeback_retried(self, kind: str, *, written: bool) -> None:
+        # not in syncd_writeback_failures_total, which counts first attempts (as before)
+        self.business.final(self.sets.kind_database(kind), written=written)
 
     def event_stored(self, channel: str, new: bool) -> None:
         self.events.labels(self.sets.channel(channel)).inc()

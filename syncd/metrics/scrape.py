@@ -162,8 +162,9 @@ class ScrapeCollector(Collector):
         """Rows summed per label tuple (values mapped to their closed sets): [items,
         oldest], with every tuple of the closed sets at [0, 0] to begin with."""
         lb = self._labels
-        maps = {"kind": lb.kind, "state": lb.state, "channel": lb.channel}
+        maps = {"kind": lb.kind, "state": lb.state, "channel": lb.channel, "database": lb.database}
         seeds = {"kind": lb.kinds, "state": OPEN_STATES, "channel": CHANNELS}
+        seeds["database"] = lb.databases
         out = {key: [0.0, 0.0] for key in itertools.product(*(seeds[k] for k in keys))}
         for row in rows:
             labels = tuple(maps[k](str(row[k])) for k in keys)
@@ -194,6 +195,13 @@ class ScrapeCollector(Collector):
                 "Outbox rows not yet ingested",
                 ["kind"],
                 self._by(outbox, "kind"),
+            ),
+            *self._pair(
+                ("syncd_outbox_waiting", "syncd_outbox_waiting_oldest_age_seconds"),
+                "Outbox rows not yet ingested, per database they came from (syncd: written "
+                "into syncd.outbox)",
+                ["database"],
+                self._by(outbox, "database"),
             ),
             *self._pair(
                 ("syncd_approvals", "syncd_approvals_oldest_age_seconds"),

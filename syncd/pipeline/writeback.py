@@ -108,6 +108,7 @@ class WriteBackRetry:
             error = await self.store.write_back(
                 ref.id, self.clock.now(), now + timedelta(minutes=5)
             )
+            self.observer.writeback_retried(ref.kind, written=error is None)
             logger.log(
                 logging.WARNING if error else logging.INFO,
                 "write-back retried",

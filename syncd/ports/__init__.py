@@ -203,6 +203,10 @@ class Observer(Protocol):
         """An unfinished round's state was written to its business row, or refused."""
         ...
 
+    def writeback_retried(self, kind: str, *, written: bool) -> None:
+        """A finished approval's write-back was tried again: written, or refused."""
+        ...
+
     def event_stored(self, channel: str, new: bool) -> None: ...
 
     def callback_rejected(self, reason: str) -> None:
@@ -242,6 +246,9 @@ class NullObserver:
         pass
 
     def progress_written(self, kind: str, *, written: bool) -> None:
+        pass
+
+    def writeback_retried(self, kind: str, *, written: bool) -> None:
         pass
 
     def event_stored(self, channel: str, new: bool) -> None:

@@ -77,6 +77,9 @@ class RecordingObserver:
     def progress_written(self, kind: str, *, written: bool) -> None:
         self.seen.append(("progress_written", kind, written))
 
+    def writeback_retried(self, kind: str, *, written: bool) -> None:
+        self.seen.append(("writeback_retried", kind, written))
+
     def event_stored(self, channel: str, new: bool) -> None:
         self.seen.append(("event_stored", channel, new))
 

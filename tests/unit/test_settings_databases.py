@@ -15,7 +15,7 @@ from syncd.commands.config import _masked, render_toml
 from syncd.errors import ConfigError
 from syncd.settings import Settings, load_settings, settings_from_data
 
-NAMES = st.from_regex(r"\A[a-z][a-z0-9_]{0,39}\Z")
+NAMES = st.from_regex(r"\A[a-z][a-z0-9_]{0,39}\Z").filter(lambda n: n not in ("syncd", "other"))
 PASSWORDS = st.text(
     st.characters(min_codepoint=33, max_codepoint=0x10FFFF, exclude_categories=["Cs"]),
     min_size=6,
