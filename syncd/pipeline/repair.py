@@ -83,6 +83,10 @@ def not_found(which: Which) -> str:
     )
 
 
+#: Parked rounds that stand for an outbox row that was not a request (what it was).
+NOT_REQUESTS = {"nothing_to_cancel": "cancel", "nothing_to_comment": "comment"}
+
+
 def refusal(brief: ApprovalBrief | None, approval_id: int, allowed: str) -> str:
     """Why an approval cannot take an operator's move, with the way forward."""
     if brief is None:
@@ -94,6 +98,12 @@ def refusal(brief: ApprovalBrief | None, approval_id: int, allowed: str) -> str:
             f"{name}: its business_key was too long to store (it holds a shortened one), so "
             "it can never be submitted; the application must write the request again with a "
             f"key of at most {BUSINESS_KEY_MAX} characters (`syncd dismiss` closes this one)"
+        )
+    if state is ApprovalState.INVALID and brief.last_error_code in NOT_REQUESTS:
+        return (
+            f"{name} records a {NOT_REQUESTS[brief.last_error_code]} for a key never "
+            "submitted, not a request: retrying it would submit the wrong payload; "
+            f"`syncd dismiss {brief.id} --reason ...` closes it"
         )
     if brief.superseded and state in PARKED:
         return (

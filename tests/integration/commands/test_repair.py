@@ -247,3 +247,30 @@ async def test_replay_refuses_what_it_cannot_write(world, cli):
 async def test_replay_usage_error_exits_2(cli):
     code, _, err = await cli("replay")
     assert code == 2 and "give approval ids" in err and "--kind KIND --unwritten" in err
+
+
+@pytest.mark.parametrize("action", ["cancel", "comment"])
+async def test_retry_refuses_the_record_of_a_cancel_or_comment_for_a_key_never_submitted(
+    world, cli, action
+):
+    payload = '{"text": "a note"}' if action == "comment" else "{}"
+    world.sql(
+        "INSERT INTO syncd.outbox (kind, business_key, action, payload) "
+        "VALUES ('leave', 'never-sent', %s, %s)",
+        action,
+        payload,
+    )
+    async with world.daemon() as daemon:
+        await daemon.drain()
+    [(approval_id, state, code_)] = world.sql(
+        "SELECT id, state, last_error_code FROM syncd.approval WHERE business_key = 'never-sent'"
+    )
+    assert (state, code_) == ("invalid", f"nothing_to_{action}")
+
+    code, out, _ = await cli("retry", str(approval_id))
+    assert code == 1
+    assert f"records a {action} for a key never submitted, not a request" in out
+    assert f"syncd dismiss {approval_id}" in out
+    assert approval(world, "never-sent")[1] == "invalid"  # not sent back to pending
+    code, _, _ = await cli("retry", "--kind", "leave", "--all-parked")
+    assert approval(world, "never-sent")[1] == "invalid"
