@@ -87,7 +87,7 @@ async def run_status(args: argparse.Namespace) -> int:
         rows, backlog, usage, pause, settings, now, only=args.kind, quarantine=quarantine
     )
     report["databases"] = await business_backlogs(settings, now)
-    report["attention"] += database_attention(report["databases"])
+    report["attention"] += database_attention(report["databases"], STUCK_AFTER)
     out(to_json(report) if args.json else render_status(report, now))
     return 1 if args.check and report["attention"] else 0
 

@@ -9,9 +9,6 @@ from syncd.app_relay import relay_databases
 from syncd.commands.operator import age
 from syncd.settings import Settings
 
-#: Rows waiting longer than this need attention: is the daemon running?
-WAITING_TOO_LONG = timedelta(minutes=15)
-
 
 async def business_backlogs(settings: Settings, now: datetime) -> dict[str, Any]:
     """Per business database whose outbox is relayed: its rows not relayed yet, or why
@@ -28,12 +25,13 @@ async def business_backlogs(settings: Settings, now: datetime) -> dict[str, Any]
     return found
 
 
-def database_attention(databases: dict[str, Any]) -> list[str]:
+def database_attention(databases: dict[str, Any], too_long: timedelta) -> list[str]:
+    """What needs attention: a database syncd cannot reach, or rows waiting ``too_long``."""
     notes = []
     for name, entry in databases.items():
         if "error" in entry:
             notes.append(f"business database {name}: {entry['error']}")
-        elif (entry["age_seconds"] or 0) > WAITING_TOO_LONG.total_seconds():
+        elif (entry["age_seconds"] or 0) > too_long.total_seconds():
             notes.append(
                 f"business database {name}: {entry['waiting']} outbox rows not relayed, the "
                 f"oldest for {age(timedelta(seconds=entry['age_seconds']))}: is the daemon "
