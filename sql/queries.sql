@@ -672,6 +672,28 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business
  WHERE a.id = %(id)s
    FOR UPDATE OF a;
 
+-- lock_writeback_keys --
+-- Serialise the write-backs of these business keys (kind and key, as arrays) with every
+-- other write of the same keys, final or progress (lock_progress takes the same lock), in
+-- one order, so that the check that follows sees what a newer round committed.
+SELECT pg_catalog.pg_advisory_xact_lock(s.kind_hash, s.key_hash)::text AS key_lock
+  FROM (SELECT DISTINCT pg_catalog.hashtext(k.kind) AS kind_hash,
+                        pg_catalog.hashtext(k.key) AS key_hash
+          FROM unnest(%(kinds)s::text[], %(keys)s::text[]) AS k(kind, key)
+         ORDER BY 1, 2 OFFSET 0) s;
+
+-- select_newer_writes --
+-- Of these approvals, those whose business row a newer round of the same key has written
+-- (its outcome or its progress), with the newest such round: their own outcome is stale
+-- and must not overwrite it.
+SELECT a.id, max(n.round) AS newer_round
+  FROM syncd.approval a
+  JOIN syncd.approval n
+    ON n.kind = a.kind AND n.business_key = a.business_key AND n.round > a.round
+ WHERE a.id = ANY(%(ids)s::bigint[])
+   AND (n.written_back_at IS NOT NULL OR n.progress_written_at IS NOT NULL)
+ GROUP BY a.id;
+
 -- mark_written_back --
 -- Outcomes are in the business table (same transaction as the writes; a JSON array of
 -- objects: approval id and history note): say so in the approvals and their history, and

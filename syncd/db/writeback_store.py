@@ -55,22 +55,42 @@ class OutcomeWrites(BaseStore):
         """Write outcome rows to their targets (each once, unless ``force``) and mark the
         approvals written, in one statement. Raises ``WriteBackError`` when a target
         refuses: the caller's transaction must then roll back."""
+        due = [r for r in rows if force or r["written_back_at"] is None]
+        newer = await self._newer_writes(conn, [r for r in due if r["kind"] in self.targets])
         written = []
         marked = False
-        for row in rows:
-            if row["written_back_at"] is not None and not force:
-                continue
+        for row in due:
             target = self.targets.get(row["kind"])
-            if target is not None:
+            if target is None:
+                message = "no write-back configured"
+            elif row["id"] in newer:
+                message = (
+                    f"not written back to {target.name}: round {newer[row['id']]} of the "
+                    "business key has written the row since, and a round never overwrites "
+                    "a newer one"
+                )
+            else:
                 if not marked:  # capture triggers skip what follows
                     await conn.execute(QUERIES["begin_writeback"])
                     marked = True
                 await target.write(conn, _outcome(row, self.corp_id), again=force)
-            message = f"written back to {target.name}" if target else "no write-back configured"
+                message = f"written back to {target.name}"
             written.append({"id": row["id"], "message": message})
         if written:
             params = {"written": Jsonb(written), "now": now, "actor": self.actor}
             await conn.execute(QUERIES["mark_written_back"], params)
+
+    async def _newer_writes(self, conn: Conn, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+        """Of ``rows`` (outcomes to write), those a newer round of their key has written
+        over, by approval id, with that round. Their keys are locked first, until the
+        transaction ends, against every other write of them (see ``lock_writeback_keys``)."""
+        if not rows:
+            return {}
+        keys = {"kinds": [r["kind"] for r in rows], "keys": [r["business_key"] for r in rows]}
+        await conn.execute(QUERIES["lock_writeback_keys"], keys)
+        query = QUERIES["select_newer_writes"]
+        found = await conn.execute(query, {"ids": [r["id"] for r in rows]})
+        return {r["id"]: r["newer_round"] for r in await found.fetchall()}
 
     async def writeback_failed(
         self, conn: Conn, approval_id: int, now: datetime, error: str, retry_at: datetime

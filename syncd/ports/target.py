@@ -32,6 +32,13 @@ class BusinessTarget(Protocol[Tx]):
       <name>``, a ``syncd_result`` notification): duplicate or late events, a poll, a
       second replica or a retry of a written outcome write nothing. Each round is its own
       approval: a new round is written once more, over the business row.
+    - **Never an older round over a newer one.** ``write`` is not called for a round whose
+      business row a newer round of its key has written (outcome or progress): a late
+      word on the older round, a retry of its refused write and a forced replay leave the
+      row as the newer round wrote it, and the older approval is marked written with the
+      note ``not written back to <name>: round N ... has written the row since``. syncd
+      checks it with the key serialised (a transaction-scoped advisory lock on kind and
+      key, the one progress takes) against every other write of the key.
     - **A missing business row** (none, or more than one, matches the key): ``write``
       raises :class:`~syncd.errors.WriteBackError` naming the target and the key. The
       approval still becomes final and its events are marked processed, but nothing of

@@ -255,3 +255,53 @@ async def test_only_a_forced_replay_writes_a_written_outcome_again(
     assert rig.writes(key) == [(1, STATUS[final.state.value])] * (1 + replays)
     assert rig.row(key) == expected(syncd, approval, final, NOW)
     assert syncd.notes(approval.id) == [f"written back to {rig.name}"] * (1 + replays)
+
+
+@EXAMPLES
+@given(
+    old=finals,
+    new=finals,
+    took=st.sampled_from(["outcome", "progress"]),
+    late=st.sampled_from(["finish", "retry", "replay"]),
+)
+async def test_an_older_rounds_late_outcome_never_overwrites_a_newer_round(
+    rig: Rig, syncd: Syncd, old: Final, new: Final, took: str, late: str
+) -> None:
+    """Round 2 wrote the row (its outcome, or its progress while it runs); round 1's
+    outcome then comes late (DingTalk's word on it, a retry of a refused write, a forced
+    replay) and leaves the row as round 2 wrote it, with a note saying why."""
+    key = new_key()
+    rig.add_row(key)
+    first = syncd.running(key, 1)
+    if late == "retry":  # refused now, retried after round 2 wrote the row
+        rig.refuse("locked")
+        try:
+            assert not (await syncd.apply.finish(first, old, NOW, retry_at=NOW)).written
+        finally:
+            rig.refuse(None)
+    elif late == "replay":
+        assert (await syncd.apply.finish(first, old, NOW)).written
+    second = syncd.running(key, 2)
+    at = NOW + timedelta(minutes=1)
+    if took == "outcome":
+        assert (await syncd.apply.finish(second, new, at)).written
+    else:
+        await syncd.apply.touch(second, at, next_poll_at=at, progress_due=at)
+        assert await syncd.progress(at) == 1
+    row = rig.row(key)
+    shown = rig.writes(key)[-1]
+    assert shown[0] == 2
+    later = at + timedelta(minutes=1)
+    if late == "finish":
+        assert (await syncd.apply.finish(first, old, later)).moved
+    elif late == "retry":
+        assert (await syncd.retry(later)).get(first.id) is None
+    else:
+        assert await syncd.writeback.write_back(first.id, later, later, force=True) is None
+    assert rig.row(key) == row and rig.writes(key)[-1] == shown
+    assert syncd.approval(first.id)["written_back_at"] is not None
+    assert first.id not in syncd.unwritten()
+    assert syncd.notes(first.id)[-1] == (
+        f"not written back to {rig.name}: round 2 of the business key has written the row "
+        "since, and a round never overwrites a newer one"
+    )
