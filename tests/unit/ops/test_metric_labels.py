@@ -9,16 +9,21 @@ group by syncd's labels only.
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+import syncd
+from syncd import errors
 from syncd.metrics import Metrics
 from syncd.metrics.labels import (
     DUTIES,
+    ERROR_CLASSES,
     EXEMPT_PURPOSES,
     PURPOSES,
     TARGET_LABELS,
@@ -133,3 +138,18 @@ def test_dashboards_and_rules_group_and_name_by_syncd_labels_only():
         named = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", text))
         named |= set(re.findall(r"\$labels\.(\w+)", text))
         assert (grouped | named) - allowed == set(), name
+
+
+def test_error_class_names_every_syncd_error_wherever_it_is_defined():
+    """The closed set is written out, so what is counted does not depend on which
+    modules happen to be imported: it must name SyncdError and every subclass in syncd."""
+    for module in pkgutil.walk_packages(syncd.__path__, "syncd."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    found: set[str] = set()
+    todo: list[type[BaseException]] = [errors.SyncdError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    assert found == ERROR_CLASSES
