@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.connect import redact
 from syncd.db.queries import QUERIES
+from syncd.db.text import pg_json, pg_text
 from syncd.dingtalk.events import InboundEvent
 from syncd.errors import StoreError
 from syncd.ports import Observer, SignedPut
@@ -22,15 +23,17 @@ logger = logging.getLogger(__name__)
 
 
 def _rows(events: Sequence[InboundEvent]) -> Jsonb:
-    """Events as the JSON array ``insert_inbox_events`` and ``claim_callback_signature`` read."""
+    """Events as the JSON array ``insert_inbox_events`` and ``claim_callback_signature``
+    read: what PostgreSQL cannot store (NUL, NaN) as :mod:`syncd.db.text` shows it, so no
+    event can fail every time it is stored."""
     return Jsonb(
         [
             {
-                "dedup_key": e.dedup_key,
+                "dedup_key": pg_text(e.dedup_key),
                 "channel": e.channel,
-                "event_type": e.event_type,
-                "instance_id": e.instance_id,
-                "payload": dict(e.payload),
+                "event_type": pg_text(e.event_type),
+                "instance_id": pg_text(e.instance_id),
+                "payload": pg_json(dict(e.payload)),
             }
             for e in events
         ]

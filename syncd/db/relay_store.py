@@ -28,6 +28,7 @@ from syncd.db.connect import redact
 from syncd.db.ingest_store import row_data_error
 from syncd.db.queries import QUERIES
 from syncd.db.store import BaseStore, Conn
+from syncd.db.text import pg_text
 from syncd.errors import StoreError
 from syncd.ports.relay import Relayed, SourceRow
 
@@ -46,11 +47,6 @@ def _record(row: SourceRow) -> dict[str, Any]:
         "originator": row.originator,
         "request_id": row.request_id,
     }
-
-
-def _clean(text: str | None) -> str | None:
-    """A text PostgreSQL stores: NUL characters (which it refuses) as U+FFFD."""
-    return None if text is None else text.replace("\x00", "\ufffd")
 
 
 def refused_message(database: str, row: SourceRow, exc: psycopg.Error) -> str:
@@ -116,11 +112,11 @@ class PostgresRelayStore(BaseStore):
             "database": database,
             "source_id": row.id,
             "created_at": row.created_at,
-            "kind": _clean(row.kind),
-            "business_key": _clean(row.business_key),
-            "action": _clean(row.action),
-            "payload": _clean(row.payload if row.payload is not None else json.dumps(None)),
-            "originator": _clean(row.originator),
+            "kind": pg_text(row.kind),
+            "business_key": pg_text(row.business_key),
+            "action": pg_text(row.action),
+            "payload": pg_text(row.payload if row.payload is not None else json.dumps(None)),
+            "originator": pg_text(row.originator),
             "now": now,
             "error_code": exc.sqlstate or "",
             "error_message": refused_message(database, row, exc),
