@@ -188,8 +188,10 @@ def progress_status(
     if not options.wait_for_people:
         return True, "every request the rules decide is done"
     return False, (
-        f"the rules are done; {s.waiting_for_person} wait for a person: decide them on"
-        " the simulator page"
+        # at most 75 columns with the view's indent (counts up to 99,999): the line read
+        # 80 from 10,000 waiting and lost its end to the clip on an 80-column terminal
+        f"the rules are done; {s.waiting_for_person} wait for a person: decide on the"
+        " simulator page"
     )
 
 
