@@ -109,8 +109,15 @@ class MariaDBBusiness:
     def label(self) -> str:
         """Which server holds the business side, for the views."""
         if self.server is None:
-            return "MySQL/MariaDB (yours)"
+            return "your server"
         return "MariaDB" if self.server.mariadb else "MySQL"
+
+    @property
+    def started(self) -> str:
+        """The line saying where the application's tables are."""
+        if self.server is None:
+            return f"The application's tables are in a new database on your server: {self.shown}"
+        return f"{self.label} started, the application's tables in {self.shown}"
 
     @property
     def shown(self) -> str:

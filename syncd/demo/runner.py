@@ -104,7 +104,7 @@ async def run_demo(
             await migrations.apply(dsn)
             await business.start()
             if not options.live:
-                say(out, f"{business.label} started, the application's tables in {business.shown}")
+                say(out, business.started)
             await business.prepare()
         snapshot = Snapshot()
         if not stop.is_set():
@@ -118,7 +118,7 @@ async def run_demo(
         finally:
             await asyncio.to_thread(pg.close)
         if options.keep:
-            say(out, "", *keep_lines(pg), *kept)
+            say(out, "", *keep_lines(pg, app_tables=business is None), *kept)
 
 
 async def _run_world(
@@ -263,7 +263,7 @@ def progress_status(
     )
 
 
-def keep_lines(pg: EmbeddedPostgres) -> list[str]:
+def keep_lines(pg: EmbeddedPostgres, *, app_tables: bool = True) -> list[str]:
     """How to start the kept server again and connect with psql."""
     binaries = pg.bin_path
     owner = pwd.getpwuid(pg.home.stat().st_uid).pw_name
@@ -274,6 +274,8 @@ def keep_lines(pg: EmbeddedPostgres) -> list[str]:
         f"The database is kept in {pg.root} (the server is stopped). To look around:",
         f"  {as_owner}{shlex.join([*start, '-o', options, 'start'])}",
         f"  {shlex.join([str(binaries / 'psql'), pg.dsn()])}",
-        "  then e.g.: SELECT * FROM app.leave_request; SELECT * FROM syncd.summary;",
+        "  then e.g.: "
+        + ("SELECT * FROM app.leave_request; " if app_tables else "")
+        + "SELECT * FROM syncd.summary;",
         f"  {as_owner}{shlex.join([str(binaries / 'pg_ctl'), '-D', str(pg.data_dir), 'stop'])}",
     ]
