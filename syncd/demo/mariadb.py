@@ -27,7 +27,7 @@ from typing import Any
 from syncd.db.queries import parse_queries
 from syncd.demo.config import CAPTURES
 from syncd.demo.legacy_app import LegacyApp, Request
-from syncd.errors import ConfigError
+from syncd.errors import ConfigError, SyncdError
 
 #: Where a server of one's own is named (a URL of a user who may create databases).
 DSN_VARIABLE = "SYNCD_DEMO_MYSQL_DSN"
@@ -94,13 +94,11 @@ class MariaDBBusiness:
         self.server: Any = None
         self.database = DATABASE
         if self.own is None:
-            from syncd.embedded import EmbeddedServerError
-            from syncd.embedded_mysql import LocalMySQL
+            from syncd.embedded_mysql import find_binary
 
-            try:
-                self.server = LocalMySQL()
-            except EmbeddedServerError:
-                raise ConfigError(HOW_TO_INSTALL) from None
+            # only looked up here: the server and its directory come with start()
+            if find_binary("mariadbd", "mysqld") is None:
+                raise ConfigError(HOW_TO_INSTALL)
         else:
             self.database = f"syncd_demo_{secrets.token_hex(4)}"
         self.url = ""
@@ -108,14 +106,14 @@ class MariaDBBusiness:
     @property
     def label(self) -> str:
         """Which server holds the business side, for the views."""
-        if self.server is None:
+        if self.own is not None:
             return "your server"
-        return "MariaDB" if self.server.mariadb else "MySQL"
+        return "MySQL" if self.server is not None and not self.server.mariadb else "MariaDB"
 
     @property
     def started(self) -> str:
         """The line saying where the application's tables are."""
-        if self.server is None:
+        if self.own is not None:
             return f"The application's tables are in a new database on your server: {self.shown}"
         return f"{self.label} started, the application's tables in {self.shown}"
 
@@ -125,11 +123,18 @@ class MariaDBBusiness:
         return _url(self.url, self.database, hide=True)
 
     async def start(self) -> None:
-        if self.server is not None:
-            await asyncio.to_thread(self.server.start)
+        if self.own is None:
+            from syncd.embedded import EmbeddedServerError
+            from syncd.embedded_mysql import LocalMySQL
+
+            try:
+                self.server = LocalMySQL()
+                await asyncio.to_thread(self.server.start)
+            except EmbeddedServerError as exc:
+                raise SyncdError(f"cannot start the demo's MariaDB server: {exc}") from exc
             admin = self.server.url()
         else:
-            admin = str(self.own)
+            admin = self.own
         async with _session(_url(admin, "")) as run:
             await run(f"CREATE DATABASE `{self.database}` CHARACTER SET utf8mb4", None)
         self.url = _url(admin, self.database)
@@ -178,8 +183,10 @@ class MariaDBBusiness:
 
     async def close(self) -> list[str]:
         """Stop and remove everything (unless ``keep``); lines saying what was kept."""
+        if not self.url and self.server is None:
+            return []  # nothing was made
         if self.server is None:
-            if self.url and not self.keep:
+            if not self.keep:
                 async with _session(_url(self.url, "")) as run:
                     await run(f"DROP DATABASE IF EXISTS `{self.database}`", None)
             return [f"The business database {self.shown} is kept."] if self.keep else []
