@@ -1779,3 +1779,12 @@ WITH released AS (
 )
 UPDATE syncd.approval a SET calls_spent = a.calls_spent + %(calls)s
   FROM released WHERE a.id = released.approval_id;
+
+-- ---------------------------------------------------------------------------------
+-- Ledger retention of business databases (syncd/pipeline/ledger_retention.py)
+-- ---------------------------------------------------------------------------------
+
+-- select_unwritten_among --
+-- Of these approval ids, those not recorded as written back: their ledger rows stay.
+SELECT id FROM syncd.approval
+ WHERE id = ANY(%(ids)s::bigint[]) AND written_back_at IS NULL;

@@ -26,6 +26,7 @@ from typing import Any
 
 from syncd import __version__
 from syncd.app import App
+from syncd.app_ledger import LEDGER_RETENTION_EVERY, ledger_retention
 from syncd.db import migrations
 from syncd.db.reach import DatabaseUnreachable, probe
 from syncd.errors import ConfigError, SyncdError
@@ -315,6 +316,10 @@ class Runner:
         if directory is not None:  # the directory's full syncs and forgetting leavers
             scheduler.every("directory_sync", DIRECTORY_TICK, directory.tick)
             scheduler.every("directory_forget", FORGET_EVERY, directory.forget)
+        # the business databases' write-back ledgers (docs/mysql.md, "Ledger retention")
+        ledger = ledger_retention(app.settings, app.pool, app.clock, owner=app.owner)
+        if ledger is not None:
+            scheduler.every("ledger_retention", LEDGER_RETENTION_EVERY, ledger)
         return scheduler
 
     async def sweep(self) -> int:

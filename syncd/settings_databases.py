@@ -55,6 +55,13 @@ class BusinessDatabaseSettings(BaseModel):
         default=2.0, gt=0, le=600, description="the relay's longest poll interval when idle, s"
     )
     relay_batch_size: int = Field(default=200, ge=1, le=10_000)
+    ledger_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=36_500,
+        description="days a row of the write-back ledger syncd_writeback is kept once its "
+        "approval is recorded as written back",
+    )
 
     @model_validator(mode="after")
     def _poll(self) -> BusinessDatabaseSettings:

@@ -24,6 +24,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,25 +139,33 @@ def mysql_server() -> Iterator[str]:
     yield from start_server()
 
 
-@pytest.fixture
-def mysql_database(mysql_server: str) -> Iterator[MySQLDb]:
+@contextmanager
+def new_database(server: str) -> Iterator[MySQLDb]:
+    """A database with its two users on the server whose administrator's URL is
+    ``server``; both dropped at the end."""
     n = next(_counter)
     name = f"syncd_t{os.getpid()}_{n}"
     app, daemon = f"st{os.getpid()}_{n}_app", f"st{os.getpid()}_{n}_syncd"
     app_password, daemon_password = secrets.token_hex(8), secrets.token_hex(8)
-    mysql_run(mysql_server, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    mysql_run(server, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     for user, password in ((app, app_password), (daemon, daemon_password)):
-        mysql_run(mysql_server, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
-    mysql_run(mysql_server, f"GRANT ALL ON `{name}`.* TO '{app}'@'%'")
+        mysql_run(server, f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+    mysql_run(server, f"GRANT ALL ON `{name}`.* TO '{app}'@'%'")
     try:
         yield MySQLDb(
             name=name,
-            admin=_with(mysql_server, name),
-            app=_with(mysql_server, name, app, app_password),
-            daemon=_with(mysql_server, name, daemon, daemon_password),
+            admin=_with(server, name),
+            app=_with(server, name, app, app_password),
+            daemon=_with(server, name, daemon, daemon_password),
             daemon_account=f"'{daemon}'@'%'",
         )
     finally:
-        mysql_run(mysql_server, f"DROP DATABASE IF EXISTS `{name}`")
+        mysql_run(server, f"DROP DATABASE IF EXISTS `{name}`")
         for user in (app, daemon):
-            mysql_run(mysql_server, f"DROP USER IF EXISTS '{user}'@'%'")
+            mysql_run(server, f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+@pytest.fixture
+def mysql_database(mysql_server: str) -> Iterator[MySQLDb]:
+    with new_database(mysql_server) as db:
+        yield db

@@ -119,3 +119,14 @@ SELECT CURRENT_USER() AS account;
 
 -- current_database --
 SELECT DATABASE() AS name;
+
+-- select_old_ledger --
+-- Ledger retention: approvals whose ledger rows are older than the retention, in id
+-- order from :after (the primary key: old rows have the low ids).
+SELECT approval_id FROM syncd_writeback
+ WHERE approval_id > :after AND written_at < :before
+ ORDER BY approval_id
+ LIMIT :limit;
+
+-- delete_old_ledger --
+DELETE FROM syncd_writeback WHERE approval_id IN :ids AND written_at < :before;

@@ -57,6 +57,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=1.0,
         help="multiply the simulator's decision delays (default: 1)",
     )
+    parser.add_argument(
+        "--business-db",
+        choices=("postgresql", "mariadb"),
+        default="postgresql",
+        help="where the legacy app keeps its tables: syncd's PostgreSQL (default), or a "
+        "MariaDB/MySQL server the demo starts from this machine's mariadbd or mysqld "
+        "(SYNCD_DEMO_MYSQL_DSN: a server of your own); syncd's state stays in PostgreSQL",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -73,6 +81,7 @@ async def run(args: argparse.Namespace) -> int:
         keep=args.keep,
         live=live,
         time_scale=args.time_scale,
+        business_db=args.business_db,
     )
     stop = asyncio.Event()
     with stop_on_signals(stop):

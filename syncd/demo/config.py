@@ -64,8 +64,29 @@ CAPTURES = {
 }
 
 
-def demo_settings(dsn: str, simulator_url: str, world: World) -> Settings:
-    """Settings for a daemon that talks to the simulator at ``simulator_url``.
+#: The business database's name in the demo's configuration (``[databases.legacy]``).
+BUSINESS = "legacy"
+
+
+def business_kinds() -> dict[str, dict[str, Any]]:
+    """The kinds with their tables in the business database ``[databases.legacy]``."""
+    kinds = {}
+    for kind, options in KINDS.items():
+        write_back = options["write_back"]
+        table = write_back["table"].removeprefix("app.")
+        kinds[kind] = {
+            **options,
+            "database": BUSINESS,
+            "write_back": {**write_back, "table": table},
+        }
+    return kinds
+
+
+def demo_settings(
+    dsn: str, simulator_url: str, world: World, business_url: str | None = None
+) -> Settings:
+    """Settings for a daemon that talks to the simulator at ``simulator_url``; with
+    ``business_url`` (a ``mysql://`` URL), the kinds' tables are in that database.
 
     Each section is validated, but no ``SYNCD_*`` variable or config file is read: the
     demo must never reach a real database or tenant configured for this shell.
@@ -83,6 +104,11 @@ def demo_settings(dsn: str, simulator_url: str, world: World) -> Settings:
             "events": {"stream": True},
             "http": {"host": "127.0.0.1", "port": 0},
             "pipeline": {"outbox_poll_interval": 1.0},
-            "kinds": KINDS,
+            "kinds": KINDS if business_url is None else business_kinds(),
+            **({} if business_url is None else _databases(business_url)),
         }
     )
+
+
+def _databases(url: str) -> dict[str, Any]:
+    return {"databases": {BUSINESS: {"dsn": url, "poll_min": 0.05, "poll_max": 0.5}}}

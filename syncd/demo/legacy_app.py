@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
@@ -130,22 +132,33 @@ class LegacyApp:
         self.inserted = 0
         self.done = asyncio.Event()
 
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Callable[[Request], Awaitable[Any]]]:
+        """A function inserting one request, returning its key, for the run."""
+        async with connect(self.dsn, autocommit=True, application_name="demo legacy app") as conn:
+
+            async def insert(request: Request) -> Any:
+                cursor = await conn.execute(_queries()[request.query], request.params)
+                row = await cursor.fetchone()
+                return row["id"] if row else None
+
+            yield insert
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         today = date.today()
-        async with connect(self.dsn, autocommit=True, application_name="demo legacy app") as conn:
+        async with self.session() as insert:
             started = loop.time()
             for number in range(self.count):
                 request = make_request(number, self.rng, today)
-                cursor = await conn.execute(_queries()[request.query], request.params)
-                row = await cursor.fetchone()
+                key = await insert(request)
                 self.inserted += 1
                 logger.info(
                     "request submitted",
                     extra={
                         "action": "demo_request",
                         "kind": request.kind,
-                        "business_key": row["id"] if row else None,
+                        "business_key": key,
                         "expected": request.expected,
                     },
                 )

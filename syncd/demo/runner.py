@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import pwd
 import shlex
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+import psycopg
 
 from syncd.app import App
+from syncd.db import migrations
 from syncd.db.connect import connect
 from syncd.demo import stats
 from syncd.demo.config import demo_settings
@@ -32,6 +36,9 @@ from syncd.http import Listening
 from syncd.runner import Runner
 from syncd.simulator import Simulator, serve
 
+if TYPE_CHECKING:
+    from syncd.demo.mariadb import MariaDBBusiness
+
 TICK = 0.25
 LISTEN_TIMEOUT = 30.0
 
@@ -44,6 +51,8 @@ class DemoOptions:
     keep: bool = False
     live: bool = False
     time_scale: float = 1.0
+    #: Where the legacy app's tables are: ``postgresql`` (syncd's own) or ``mariadb``.
+    business_db: str = "postgresql"
 
     @property
     def wait_for_people(self) -> bool:
@@ -62,11 +71,26 @@ def say(out: TextIO, *lines: str) -> None:
     out.flush()
 
 
+#: Called at the end of a run, before anything stops, with the simulator and the
+#: business database (tests compare the business rows with the simulator's record).
+Inspect = Callable[[Simulator, "MariaDBBusiness | None"], Awaitable[None]]
+
+
 async def run_demo(
-    options: DemoOptions, stop: asyncio.Event, out: TextIO, logs: LogTail | None = None
+    options: DemoOptions,
+    stop: asyncio.Event,
+    out: TextIO,
+    logs: LogTail | None = None,
+    inspect: Inspect | None = None,
 ) -> Snapshot:
     """Run the whole demo until it ends or ``stop`` is set; prints URLs and the summary."""
+    business = None
+    if options.business_db == "mariadb":
+        from syncd.demo.mariadb import MariaDBBusiness
+
+        business = MariaDBBusiness(keep=options.keep)  # says what to install, if missing
     pg = EmbeddedPostgres(keep=options.keep)
+    kept: list[str] = []
     try:
         try:
             dsn = await asyncio.to_thread(pg.start)
@@ -74,38 +98,81 @@ async def run_demo(
             raise SyncdError(f"cannot start the embedded PostgreSQL: {exc}") from exc
         if not options.live:
             say(out, f"PostgreSQL started, data in {pg.root}")
-        await prepare(dsn)
+        if business is None:
+            await prepare(dsn)
+        else:
+            await migrations.apply(dsn)
+            await business.start()
+            if not options.live:
+                say(out, business.started)
+            await business.prepare()
         snapshot = Snapshot()
         if not stop.is_set():
-            snapshot = await _run_world(options, dsn, stop, out, logs)
+            snapshot = await _run_world(options, dsn, business, stop, out, logs, inspect)
         say(out, "", *summary_lines(snapshot))
         return snapshot
     finally:
-        await asyncio.to_thread(pg.close)
+        try:
+            if business is not None:
+                kept = await business.close()
+        finally:
+            await asyncio.to_thread(pg.close)
         if options.keep:
-            say(out, "", *keep_lines(pg))
+            say(out, "", *keep_lines(pg, app_tables=business is None), *kept)
 
 
 async def _run_world(
-    options: DemoOptions, dsn: str, stop: asyncio.Event, out: TextIO, logs: LogTail | None
+    options: DemoOptions,
+    dsn: str,
+    business: MariaDBBusiness | None,
+    stop: asyncio.Event,
+    out: TextIO,
+    logs: LogTail | None,
+    inspect: Inspect | None,
 ) -> Snapshot:
     world = demo_world()
     sim = Simulator(world, time_scale=options.time_scale)
-    app = LegacyApp(dsn, count=options.requests, rate=options.rate)
+    count, rate = options.requests, options.rate
+    app = (
+        LegacyApp(dsn, count=count, rate=rate)
+        if business is None
+        else business.legacy_app(count=count, rate=rate)
+    )
+    business_url = None if business is None else business.url
     async with serve(sim) as server:
-        runner = Runner(App(demo_settings(dsn, server.base_url, world)))
+        runner = Runner(App(demo_settings(dsn, server.base_url, world, business_url)))
         async with runner, _running(runner) as (listening, daemon_task):
-            links = Links(server.base_url, listening.base_url, dsn)
+            shown = None if business is None else (business.label, business.shown)
+            links = Links(server.base_url, listening.base_url, dsn, shown)
             view: View = LiveView(out, links, logs or LogTail()) if options.live else PlainView()
             if not options.live:
                 say(out, *links.lines())
             try:
                 async with _task(app.run(), "legacy app") as app_task:
-                    await _watch(options, dsn, sim, app, view, stop, [app_task, daemon_task])
+                    await _watch(
+                        options, dsn, business, sim, app, view, stop, [app_task, daemon_task]
+                    )
             finally:
                 view.close()
     async with connect(dsn, autocommit=True, application_name="syncd demo") as conn:
-        return await stats.take(conn, sim, app.inserted)
+        snapshot = await _take(conn, business, sim, app.inserted)
+    if inspect is not None:
+        await inspect(sim, business)
+    return snapshot
+
+
+async def _take(
+    conn: psycopg.AsyncConnection[dict[str, Any]],
+    business: MariaDBBusiness | None,
+    sim: Simulator,
+    inserted: int,
+) -> Snapshot:
+    """A snapshot, counting the business database's outbox rows not relayed yet."""
+    snapshot = await stats.take(conn, sim, inserted)
+    if business is None:
+        return snapshot
+    unrelayed = await business.unrelayed()
+    return dataclasses.replace(snapshot, unconsumed=snapshot.unconsumed + unrelayed)
 
 
 @contextlib.asynccontextmanager
@@ -142,6 +209,7 @@ async def _running(runner: Runner) -> AsyncIterator[tuple[Listening, asyncio.Tas
 async def _watch(
     options: DemoOptions,
     dsn: str,
+    business: MariaDBBusiness | None,
     sim: Simulator,
     app: LegacyApp,
     view: View,
@@ -152,7 +220,7 @@ async def _watch(
     started = loop.time()
     async with connect(dsn, autocommit=True, application_name="syncd demo") as conn:
         while True:
-            snapshot = await stats.take(conn, sim, app.inserted)
+            snapshot = await _take(conn, business, sim, app.inserted)
             elapsed = loop.time() - started
             finished, status = progress_status(options, snapshot, app.done.is_set(), elapsed)
             view.show(Progress(snapshot, options.requests, options.rate, elapsed, status))
@@ -188,12 +256,14 @@ def progress_status(
     if not options.wait_for_people:
         return True, "every request the rules decide is done"
     return False, (
-        f"the rules are done; {s.waiting_for_person} wait for a person: decide them on"
-        " the simulator page"
+        # at most 75 columns with the view's indent (counts up to 99,999): the line read
+        # 80 from 10,000 waiting and lost its end to the clip on an 80-column terminal
+        f"the rules are done; {s.waiting_for_person} wait for a person: decide on the"
+        " simulator page"
     )
 
 
-def keep_lines(pg: EmbeddedPostgres) -> list[str]:
+def keep_lines(pg: EmbeddedPostgres, *, app_tables: bool = True) -> list[str]:
     """How to start the kept server again and connect with psql."""
     binaries = pg.bin_path
     owner = pwd.getpwuid(pg.home.stat().st_uid).pw_name
@@ -204,6 +274,8 @@ def keep_lines(pg: EmbeddedPostgres) -> list[str]:
         f"The database is kept in {pg.root} (the server is stopped). To look around:",
         f"  {as_owner}{shlex.join([*start, '-o', options, 'start'])}",
         f"  {shlex.join([str(binaries / 'psql'), pg.dsn()])}",
-        "  then e.g.: SELECT * FROM app.leave_request; SELECT * FROM syncd.summary;",
+        "  then e.g.: "
+        + ("SELECT * FROM app.leave_request; " if app_tables else "")
+        + "SELECT * FROM syncd.summary;",
         f"  {as_owner}{shlex.join([str(binaries / 'pg_ctl'), '-D', str(pg.data_dir), 'stop'])}",
     ]

@@ -35,14 +35,21 @@ class Links:
     simulator: str
     daemon: str
     database: str
+    #: The business database when it is not syncd's PostgreSQL: (server, its URL).
+    business: tuple[str, str] | None = None
 
     def lines(self) -> list[str]:
-        return [
+        lines = [
             f"  simulator page  {self.simulator}/_sim/   (decide requests here)",
             f"  metrics         {self.daemon}/metrics",
             f"  readiness       {self.daemon}/readyz",
             f"  database        {self.database}",
         ]
+        if self.business is not None:
+            server, url = self.business
+            lines[-1] = f"  syncd's state   {self.database}"
+            lines.append(f"  business db     {server}  {url}")
+        return lines
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,14 @@ FINISH_CHANNELS = (*CHANNELS, "reconcile", "cancel")
 #: The states ``syncd_approvals`` counts: open and parked (final ones grow forever).
 OPEN_STATES = ("pending", "submitting", "unknown", "running", "invalid", "dead")
 #: The periodic jobs replicas take turns at (``syncd_leader``).
-DUTIES = ("sweep_failed", "retention", "callback_replay", "directory_sync", "directory_forget")
+DUTIES = (
+    "sweep_failed",
+    "retention",
+    "callback_replay",
+    "directory_sync",
+    "directory_forget",
+    "ledger_retention",
+)
 #: Why DingTalk calls were spent (``syncd.usage.purpose``; a test scans the code for them).
 PURPOSES = (
     "create",

@@ -10,6 +10,7 @@ syncd's, with passwords masked.
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from typing import Any, LiteralString
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from syncd.db.connect import redact
 from syncd.db.mysql.url import MySQLDatabase
 from syncd.db.queries import parse_queries, sql_dir
+from syncd.errors import StoreError
 
 
 def driver_url(dsn: str) -> sa.URL:
@@ -78,3 +80,17 @@ def query(name: str) -> sa.TextClause:
         return sa.text(_load()[name])
     except KeyError:
         raise KeyError(f"no query named {name!r} in mysql/queries.sql") from None
+
+
+async def run_one(
+    engine: AsyncEngine, seconds: float, statement: sa.Executable, params: dict[str, Any], what: str
+) -> Any:
+    """One statement in a transaction of its own: its rows, or the rows it changed.
+    A failure, or taking over ``seconds``, raises ``StoreError`` naming ``what``."""
+    try:
+        async with asyncio.timeout(seconds), engine.begin() as conn:
+            result = await conn.execute(statement, params)
+            return result.fetchall() if result.returns_rows else result.rowcount
+    except (sa.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else describe(exc)
+        raise StoreError(f"{what}: {why}") from exc

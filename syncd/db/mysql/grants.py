@@ -14,7 +14,7 @@ from syncd.settings_kinds import WriteBackSettings
 FOOTPRINT = {
     "syncd_schema_migrations": "SELECT",
     "syncd_outbox": "SELECT, UPDATE, DELETE",
-    "syncd_writeback": "SELECT, INSERT, UPDATE",
+    "syncd_writeback": "SELECT, INSERT, UPDATE, DELETE",
     "syncd_writeback_key": "SELECT, INSERT, UPDATE",
 }
 

@@ -6,7 +6,6 @@ Its times are UTC in ``DATETIME(6)`` (docs/mysql.md); they come back as aware da
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,8 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from syncd.db.mysql.engine import describe, query
-from syncd.errors import StoreError
+from syncd.db.mysql.engine import query, run_one
 from syncd.ports.relay import Backlog, SourceRow
 
 
@@ -53,13 +51,8 @@ class MySQLOutboxSource:
         self.timeout = timeout
 
     async def _run(self, statement: sa.Executable, params: dict[str, Any]) -> Any:
-        try:
-            async with asyncio.timeout(self.timeout), self.engine.begin() as conn:
-                result = await conn.execute(statement, params)
-                return result.fetchall() if result.returns_rows else result.rowcount
-        except (sa.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
-            what = "timed out" if isinstance(exc, TimeoutError) else describe(exc)
-            raise StoreError(f"business database {self.name}: syncd_outbox: {what}") from exc
+        what = f"business database {self.name}: syncd_outbox"
+        return await run_one(self.engine, self.timeout, statement, params, what)
 
     async def unconsumed(self, limit: int) -> list[SourceRow]:
         rows = await self._run(query("select_unconsumed_outbox"), {"limit": limit})

@@ -165,17 +165,25 @@ class Loader:
         self.batch = batch
         self.pause = pause
         self.inserted = 0
+        self.retries = 0
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run())
 
+    async def insert(self, start: int, n: int) -> bool:
+        """Insert one batch; False when it must be tried again."""
+        try:
+            await insert_leaves(self.dsn, n, start=start)
+        except psycopg.OperationalError:  # the database is down for a moment
+            return False
+        return True
+
     async def _run(self) -> None:
         while self.inserted < self.total:
             n = min(self.batch, self.total - self.inserted)
-            try:
-                await insert_leaves(self.dsn, n, start=self.inserted)
-            except psycopg.OperationalError:  # the database is down for a moment
+            if not await self.insert(self.inserted, n):
+                self.retries += 1
                 await asyncio.sleep(0.2)
                 continue
             self.inserted += n
@@ -237,6 +245,7 @@ format = "json"
 process_code = "{process_code}"
 originator = "applicant"
 correlation_field = "{correlation}"
+{kind_options}
 [kinds.leave.form]
 "请假类型" = "leave_type"
 '["开始时间","结束时间"]' = {{ fields = ["start_date", "end_date"] }}
@@ -244,6 +253,7 @@ correlation_field = "{correlation}"
 "请假事由" = "reason"
 [kinds.leave.write_back]
 {write_back}
+{extra}
 """
 
 WRITE_BACK = """table = "app.leave_request"
@@ -271,7 +281,11 @@ def write_config(
     lease: float = 20.0,
     write_back: str = WRITE_BACK,
     http_port: int = 0,
+    kind_options: str = "",
+    extra: str = "",
 ) -> Path:
+    """The daemons' configuration; ``kind_options`` go into ``[kinds.leave]``, ``extra``
+    (whole tables) at the end."""
     path.write_text(
         CONFIG.format(
             dsn=dsn,
@@ -287,6 +301,8 @@ def write_config(
             correlation=CORRELATION,
             write_back=write_back,
             http_port=http_port,
+            kind_options=kind_options,
+            extra=extra,
         ),
         encoding="utf-8",
     )
@@ -654,6 +670,22 @@ def _one_instance_each(sim: Simulator, approvals: dict[str, tuple[Any, ...]]) ->
     assert instances == {}, f"instances no approval owns: {list(instances.items())[:5]}"
 
 
+def dingtalk_record(sim: Simulator, instance_id: str) -> list[Any]:
+    """What DingTalk records of an instance, as the write-back columns should hold it:
+    status, result, approver, remark, finish time (to the minute), business id."""
+    instance = sim.instance(instance_id)
+    approver, remark = instance.last_decision()
+    assert instance.finish_time is not None
+    return [
+        instance.status,
+        instance.result or None,
+        approver,
+        remark,
+        instance.finish_time.replace(second=0, microsecond=0),
+        instance.business_id,
+    ]
+
+
 async def _written_once(
     rows: Callable[[str], Awaitable[Rows]], approvals: dict[str, tuple[Any, ...]], sim: Simulator
 ) -> None:
@@ -673,17 +705,7 @@ async def _written_once(
         want = expected_status(int(days))
         assert (status, writes) == (want, 1), f"row {key}: {status} x{writes}, want {want} x1"
         assert instance_id == approval[2]
-        instance = sim.instance(instance_id)
-        approver, remark = instance.last_decision()
-        assert instance.finish_time is not None
-        record = [
-            instance.status,
-            instance.result or None,
-            approver,
-            remark,
-            instance.finish_time.replace(second=0, microsecond=0),
-            instance.business_id,
-        ]
+        record = dingtalk_record(sim, instance_id)
         written[4] = written[4] and written[4].replace(second=0, microsecond=0)
         assert written == record, f"row {key}: written {written}, DingTalk says {record}"
 

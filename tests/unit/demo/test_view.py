@@ -174,3 +174,20 @@ def test_every_line_of_the_live_view_and_the_summary_fits_80_columns(
     lines = frame(Progress(snapshot, requests, rate, elapsed, status), links)
     lines += summary_lines(snapshot)
     assert [line for line in lines if display_width(line) > 79] == []
+
+
+def test_with_a_business_database_the_links_name_both_databases_within_80_columns():
+    links = Links(
+        "http://127.0.0.1:65535",
+        "http://127.0.0.1:65534",
+        "postgresql://postgres@127.0.0.1:65533/postgres",
+        ("MariaDB", "mysql://syncd_admin:***@127.0.0.1:65532/syncd_demo"),
+    )
+    lines = links.lines()
+    assert lines[-2] == "  syncd's state   postgresql://postgres@127.0.0.1:65533/postgres"
+    assert (
+        lines[-1] == "  business db     MariaDB  mysql://syncd_admin:***@127.0.0.1:65532/syncd_demo"
+    )
+    assert all(display_width(line) <= 79 for line in lines)
+    # without one, the lines are the PostgreSQL demo's
+    assert Links("s", "d", "db").lines()[-1] == "  database        db"
