@@ -40,7 +40,8 @@ TARGET_LABELS = frozenset(
 
 #: The stages the runner runs (``App.stages``; a test compares).
 STAGES = (
-    "ingest", "submit", "reconcile", "cancel", "comment", "apply", "writeback", "poll"
+    "ingest", "submit", "reconcile", "cancel", "comment", "apply", "writeback", "poll",
+    "inbound",
 )  # fmt: skip
 #: Where a final outcome came from: an event channel, the reconciler (which found it in
 #: DingTalk's list, `syncd reconcile` too) or a cancel (requested by the application or
@@ -49,7 +50,10 @@ FINISH_CHANNELS = (*CHANNELS, "reconcile", "cancel")
 #: The states ``syncd_approvals`` counts: open and parked (final ones grow forever).
 OPEN_STATES = ("pending", "submitting", "unknown", "running", "invalid", "dead")
 #: The periodic jobs replicas take turns at (``syncd_leader``).
-DUTIES = ("sweep_failed", "retention", "callback_replay", "directory_sync", "directory_forget")
+DUTIES = (
+    "sweep_failed", "retention", "callback_replay", "directory_sync", "directory_forget",
+    "inbound_list",
+)  # fmt: skip
 #: Why DingTalk calls were spent (``syncd.usage.purpose``; a test scans the code for them).
 PURPOSES = (
     "create",
@@ -62,6 +66,8 @@ PURPOSES = (
     "failed_list",
     "lookup",
     "attach",
+    "import",  # reading an instance started in DingTalk to import it (inbound kinds)
+    "inbound_list",  # listing inbound kinds' instance ids (the safety net, backfill)
 )
 #: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts (the contact
 #: calls, contract §15.1): shown by ``syncd status``, left out of the quota's gauges.
@@ -71,6 +77,8 @@ DIRECTORY_SYNC_OUTCOMES = SYNC_OUTCOMES
 #: The directory's users (``syncd_directory_users``).
 DIRECTORY_USER_STATES = ("present", "departed")
 POOL_STATES = ("open", "idle")
+#: How an instance of an inbound kind left the import queue, or why it stayed.
+INBOUND_OUTCOMES = ("imported", "known", "parked", "deferred")
 CALLS = tuple(endpoint.name for endpoint in ENDPOINTS)
 
 #: syncd's own reasons for parking a row (ingest and submit), beside exception classes.
@@ -202,6 +210,8 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         # ... and the business side's: those and syncd's own PostgreSQL.
         ClosedSet("database", _with_other([SYNCD_DATABASE]), DATABASE_METRICS),
         ClosedSet("outcome", frozenset(WRITE_OUTCOMES), DATABASE_METRICS[:2]),
+        # Inbound kinds' imports (syncd/metrics/inbound.py).
+        ClosedSet("outcome", frozenset(INBOUND_OUTCOMES), ("syncd_inbound_imports_total",)),
     )
 
 
