@@ -11,10 +11,9 @@ lease: cut anywhere, the next run resumes at the page after the last one recorde
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from syncd.domain import CallRecord
 from syncd.errors import DingTalkAuthError, DingTalkError, DingTalkQuotaExhausted, SyncdError
@@ -117,8 +116,8 @@ class BackfillState:
     done: bool = False
 
 
-class BackfillProgress(Protocol):
-    def __call__(self, state: BackfillState) -> None: ...
+#: Called after every page with how the backfill stands.
+BackfillProgress = Callable[[BackfillState], None]
 
 
 class BackfillBusy(SyncdError):

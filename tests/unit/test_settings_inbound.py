@@ -105,3 +105,18 @@ def test_config_show_exits_2_naming_the_field(tmp_path, capsys):
     path.write_text(BASE.format(extra='form = { "天数" = "days" }'))
     assert main(["config", "show", "--config", str(path)]) == 2
     assert "form means nothing for an inbound kind" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--kind", "leave", "--since", "2026-01-01"], "not an inbound kind"),
+        (["--kind", "leave_in", "--since", "2000-01-01"], "last 365 days"),
+        (["--kind", "leave_in", "--since", "2026-01-01", "--window-days", "121"], "1 to 120"),
+    ],
+)
+def test_backfill_refuses_what_it_cannot_list(tmp_path, capsys, args, expected):
+    path = tmp_path / "syncd.toml"
+    path.write_text(BASE.format(extra=""))
+    assert main(["backfill", "--config", str(path), *args]) == 2
+    assert expected in capsys.readouterr().err
