@@ -36,7 +36,6 @@ OUTBOUND_ONLY = (
     "cc",
     "correlation_field",
     "on_resubmit",
-    "cancel_remark",
     "attachments",
 )
 _QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")

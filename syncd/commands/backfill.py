@@ -33,8 +33,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "Cut anywhere, the next run with the same --since resumes where it stopped.",
     )
     parser.add_argument("--kind", required=True, help="an inbound kind")
-    parser.add_argument("--since", required=True, type=_date, help="YYYY-MM-DD or ISO time")
-    parser.add_argument("--until", type=_date, help="default: now")
+    parser.add_argument("--since", required=True, help="YYYY-MM-DD or an ISO time (UTC if bare)")
+    parser.add_argument("--until", help="default: now")
     parser.add_argument(
         "--window-days", type=int, default=MAX_WINDOW.days,
         help=f"days listed per query (1 to {MAX_WINDOW.days}; smaller when busy)",
@@ -42,11 +42,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.set_defaults(handler=run_backfill)
 
 
-def _date(text: str) -> datetime:
+def _date(option: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+        raise ConfigError(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -88,15 +90,15 @@ async def run_backfill(args: argparse.Namespace) -> int:
         raise ConfigError(f"--kind {args.kind}: not an inbound kind of the configuration")
     if not 1 <= args.window_days <= MAX_WINDOW.days:
         raise ConfigError(f"--window-days must be 1 to {MAX_WINDOW.days}")
-    if args.since < utcnow() - OLDEST:
+    since, until = _date("--since", args.since), _date("--until", args.until)
+    assert since is not None
+    if since < utcnow() - OLDEST:
         raise ConfigError("--since: DingTalk lists instances of the last 365 days only")
     progress = Progress(sys.stderr if sys.stderr.isatty() else None)
     async with App(settings) as app:
         backfill = inbound_backfill(app, timedelta(days=args.window_days))
         try:
-            state = await backfill.run(
-                args.kind, kind.process_code, args.since, args.until, progress.listed
-            )
+            state = await backfill.run(args.kind, kind.process_code, since, until, progress.listed)
             stage = app.stages["inbound"]
             assert isinstance(stage, Inbound)
             taken = await import_all(stage, progress.imported)

@@ -97,6 +97,7 @@ PARK_REASONS = frozenset(
         "key_too_long",
         "internal_error",
         "wrong_database",  # a row relayed from a database its kind does not name
+        "inbound_kind",  # a submit row for an inbound kind (its approvals start in DingTalk)
     }
 )
 #: Why the database refused an outbox row, by SQLSTATE class (quarantine reasons).

@@ -41,7 +41,6 @@ VALUES = {
     "cc": '{ users = ["u1"] }',
     "correlation_field": '"编号"',
     "on_resubmit": '"supersede"',
-    "cancel_remark": '"no"',
     "attachments": '{ "附件" = { field = "files" } }',
 }
 

@@ -258,3 +258,16 @@ async def test_each_row_holds_the_instances_form(world: Env, forms: list[Any]) -
         expected = tuple(record.get(label) or None for label in ("事项", "金额", "备注"))
         amount = None if expected[1] is None else Decimal(expected[1])
         assert written[instance_id] == (expected[0], amount, expected[2])
+
+
+async def test_a_submit_row_for_an_inbound_kind_is_parked_naming_it(world: Env) -> None:
+    env = world
+    env.app_sql(
+        "INSERT INTO syncd.outbox (kind, business_key, action, payload) "
+        "VALUES ('claim', 'k1', 'submit', '{}')"
+    )
+    async with env.daemon(config(env)) as daemon:
+        await daemon.drain()
+    [(state, message)] = env.sql("SELECT state, last_error_message FROM syncd.approval")
+    assert state == "invalid" and "kind 'claim' is inbound" in message
+    assert env.sim.instances(process_code=PROCESS) == []
