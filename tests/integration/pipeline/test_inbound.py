@@ -271,3 +271,18 @@ async def test_a_submit_row_for_an_inbound_kind_is_parked_naming_it(world: Env) 
     [(state, message)] = env.sql("SELECT state, last_error_message FROM syncd.approval")
     assert state == "invalid" and "kind 'claim' is inbound" in message
     assert env.sim.instances(process_code=PROCESS) == []
+
+
+async def test_the_originator_is_written_as_the_directory_names_them(world: Env) -> None:
+    env = world
+    env.sql(
+        "INSERT INTO syncd.dingtalk_user (user_id, name, job_number, read_at) "
+        "VALUES ('u1', '张三', 'E0006', now())"
+    )
+    inbound = {**CLAIM["inbound"], "originator_by": "job_number"}
+    settings = config(env, claim={**CLAIM, "inbound": inbound})
+    known, unknown = start(env, "u1", 事项="a"), start(env, "u2", 事项="b")
+    async with env.daemon(settings) as daemon:
+        await daemon.app.inbox.put_many(started_events(env))
+        await daemon.drain()
+    assert [(r[0], r[4]) for r in rows(env)] == [(known, "E0006"), (unknown, None)]
