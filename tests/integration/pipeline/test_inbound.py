@@ -88,7 +88,11 @@ def start(env: Env, user: str = "u1", **values: str) -> str:
 
 
 def started_events(env: Env, since: int = 0) -> list[Any]:
-    events = [e for e in env.sim.events[since:] if e.data.get("type") == "start"]
+    events = [
+        e
+        for e in env.sim.events[since:]
+        if e.event_type == "bpms_instance_change" and e.data.get("type") == "start"
+    ]
     return [make_event("stream", e.event_type, e.data, e.event_id) for e in events]
 
 
@@ -286,3 +290,38 @@ async def test_the_originator_is_written_as_the_directory_names_them(world: Env)
         await daemon.app.inbox.put_many(started_events(env))
         await daemon.drain()
     assert [(r[0], r[4]) for r in rows(env)] == [(known, "E0006"), (unknown, None)]
+
+
+@pytest.mark.timeout(120)
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    copies=st.lists(st.integers(0, 3), min_size=1, max_size=5),
+    order=st.randoms(use_true_random=False),
+)
+async def test_any_delivery_of_start_events_gives_one_row_per_instance(
+    world: Env, copies: list[int], order: Any
+) -> None:
+    """Each start event delivered ``copies[i]`` times (0: lost), in any order; then the
+    listing: every instance once."""
+    env = world
+    await env.advance(120)  # each example its own second: DingTalk's rate limits
+    since = len(env.sim.events)
+    ids = [start(env, 事项=f"n{n}") for n in range(len(copies))]
+    events = started_events(env, since)
+    sent = [e for e, n in zip(events, copies, strict=True) for _ in range(n)]
+    order.shuffle(sent)
+    async with env.daemon(config(env)) as daemon:
+        await daemon.app.inbox.put_many(sent)
+        await daemon.drain()
+        delivered = {e.instance_id for e in sent}
+        assert {r[0] for r in rows(env)} >= delivered
+        listing = inbound_listing(daemon.app)
+        assert listing is not None
+        await listing.run_once()
+        await daemon.drain()
+    imported = [r[0] for r in rows(env) if r[0] in ids]
+    assert sorted(imported) == sorted(ids)
