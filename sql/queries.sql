@@ -988,13 +988,14 @@ SELECT id FROM syncd.approval
  LIMIT 1;
 
 -- retry_parked --
--- An operator sends a parked approval back to pending: attempts reset, error cleared, due now; never an older round of a key that has a newer one, nor one whose business key was too long to store (it holds a shortened key), nor the record of a cancel or comment for a key never submitted (its payload is not a request).
+-- An operator sends a parked approval back to pending: attempts reset, error cleared, due now; never an older round of a key that has a newer one, nor one whose business key was too long to store (it holds a shortened key), nor the record of a cancel or comment for a key never submitted (its payload is not a request), nor an instance started in DingTalk whose import was refused (nothing to submit).
 WITH prev AS (
     SELECT a.id, a.state, a.last_error_code, a.last_error_message
       FROM syncd.approval a
      WHERE a.id = %(id)s AND a.state IN ('invalid', 'dead')
        AND coalesce(a.last_error_code, '') NOT IN
-           ('key_too_long', 'nothing_to_cancel', 'nothing_to_comment')
+           ('key_too_long', 'nothing_to_cancel', 'nothing_to_comment',
+            'inbound_refused')
        AND NOT EXISTS (SELECT 1 FROM syncd.approval n
                         WHERE n.kind = a.kind AND n.business_key = a.business_key
                           AND n.round > a.round)
