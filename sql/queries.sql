@@ -1871,3 +1871,15 @@ RETURNING kind;
 -- Give up a backfill's lease (interrupted): the next `syncd backfill` resumes it.
 UPDATE syncd.inbound_backfill SET lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
  WHERE kind = %(kind)s AND lease_owner = %(owner)s;
+
+-- inbound_table_exists --
+-- Whether an inbound kind's business table exists (checked at start).
+SELECT pg_catalog.to_regclass(%(table)s) IS NOT NULL AS present;
+
+-- inbound_procedure_exists --
+-- Whether an inbound kind's procedure exists (checked at start).
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.proname = %(name)s AND p.prokind = 'p'
+       AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s)
+) AS present;

@@ -168,7 +168,7 @@ class App:
         )  # fmt: skip
         from syncd.app_inbound import later_stages  # after the metrics' error classes
 
-        self.stages = {**self.relays, **self.stages, **later_stages(self)}  # relays 1st
+        self.stages = {**self.relays, **self.stages, **await later_stages(self)}  # relays 1st
         # the directory's full sync and its schedule
         parts = DirectoryParts.build(
             self.settings, self.pool, self.contacts, self.clock, self.retry,

@@ -40,19 +40,22 @@ def _store(app: App) -> PostgresInboundStore:
     )
 
 
-def later_stages(app: App) -> dict[str, Stage]:
+async def later_stages(app: App) -> dict[str, Stage]:
     """The stages built after the others: comments, and the inbound kinds' imports."""
-    return {"comment": comment_stage(app), **inbound_stages(app)}
+    return {"comment": comment_stage(app), **await inbound_stages(app)}
 
 
-def inbound_stages(app: App) -> dict[str, Stage]:
-    """``{"inbound": stage}`` when a kind is inbound (and apply hands it unknown ids)."""
+async def inbound_stages(app: App) -> dict[str, Stage]:
+    """``{"inbound": stage}`` when a kind is inbound (and apply hands it unknown ids),
+    once its table and columns (or procedure) are found (else ``ConfigError``)."""
     targets = inbound_kinds(app.settings)
     if not targets:
         return {}
     codes = {app.settings.kinds[name].process_code: name for name in targets}
+    store = _store(app)
+    await store.check_targets()
     stage = Inbound(
-        _store(app), app.control, app.pauses, app.client, app.clock, app.retry,
+        store, app.control, app.pauses, app.client, app.clock, app.retry,
         kinds=codes, finish=app.apply.finish, owner=app.owner,
         batch_size=app.settings.pipeline.batch_size, lease=app.timing.lease,
         observer=app.observer, inbound_observer=InboundMetrics(app.registry, targets),

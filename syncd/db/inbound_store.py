@@ -19,7 +19,7 @@ from psycopg import sql
 from syncd.db.queries import QUERIES
 from syncd.db.store import BaseStore, Conn, history_line, jsonb
 from syncd.domain import ApprovalRef, ApprovalState, CallRecord
-from syncd.errors import StoreError
+from syncd.errors import ConfigError, StoreError
 from syncd.ports.inbound import Imported, ImportItem, ImportRefused
 from syncd.settings_inbound import InboundSettings
 
@@ -55,6 +55,16 @@ class PostgresInboundStore(BaseStore):
         super().__init__(pool, actor=actor)
         self.targets = dict(targets)
         self.quiet_after = quiet_after  # an imported round is polled after this
+
+    async def check_targets(self) -> None:
+        """Each inbound kind's table and mapped columns (or its procedure) exist; else a
+        ``ConfigError`` naming every one that does not (at start, like the write-backs)."""
+        problems: list[str] = []
+        async with self.connection() as conn:
+            for kind, target in sorted(self.targets.items()):
+                problems += await _target_problems(conn, kind, target)
+        if problems:
+            raise ConfigError("\n".join(problems))
 
     async def queue(
         self, kind: str, process_code: str, instance_ids: Sequence[str], source: str, now: datetime
@@ -242,6 +252,28 @@ def _round(
         "error_message": message,
         "now": now,
     }
+
+
+async def _target_problems(conn: Conn, kind: str, target: InboundSettings) -> list[str]:
+    where = f"[kinds.{kind}.inbound]"
+    if target.procedure is not None:
+        schema, _, name = target.procedure.rpartition(".")
+        params = {"name": name, "schema": schema or None}
+        row = await (await conn.execute(QUERIES["inbound_procedure_exists"], params)).fetchone()
+        ok = row is not None and row["present"]
+        return [] if ok else [f"{where} procedure {target.procedure} does not exist"]
+    assert target.table is not None and target.key_column is not None
+    params = {"table": target.table}
+    row = await (await conn.execute(QUERIES["inbound_table_exists"], params)).fetchone()
+    if row is None or not row["present"]:
+        return [f"{where} table {target.table} does not exist (or syncd's role cannot see it)"]
+    problems = []
+    for column in (target.key_column, *target.columns, *target.instance_columns):
+        query = QUERIES["inbound_column_type"]
+        found = await (await conn.execute(query, params | {"column": column})).fetchone()
+        if found is None:
+            problems.append(f"{where} table {target.table} has no column {column}")
+    return problems
 
 
 async def queue_ids(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from syncd.app_inbound import inbound_listing
 from syncd.dingtalk.events import make_event
+from syncd.errors import ConfigError
 from syncd.pipeline.inbound import Inbound
 from syncd.ports.inbound import ImportItem
 from syncd.simulator import Simulator, World
@@ -325,3 +326,15 @@ async def test_any_delivery_of_start_events_gives_one_row_per_instance(
         await daemon.drain()
     imported = [r[0] for r in rows(env) if r[0] in ids]
     assert sorted(imported) == sorted(ids)
+
+
+async def test_a_missing_table_or_column_stops_the_start_naming_them(world: Env) -> None:
+    env = world
+    inbound = {**CLAIM["inbound"], "columns": {"subject": "事项", "colour": "金额"}}
+    with pytest.raises(ConfigError, match=r"table app\.claim has no column colour"):
+        async with env.daemon(config(env, claim={**CLAIM, "inbound": inbound})):
+            pass
+    missing = {**CLAIM["inbound"], "table": "app.nope"}
+    with pytest.raises(ConfigError, match=r"table app\.nope does not exist"):
+        async with env.daemon(config(env, claim={**CLAIM, "inbound": missing})):
+            pass
