@@ -1010,13 +1010,14 @@ SELECT id FROM syncd.approval
  LIMIT 1;
 
 -- retry_parked --
--- An operator sends a parked approval back to pending: attempts reset, error cleared, due now; never an older round of a key that has a newer one, nor one whose business key was too long to store (it holds a shortened key), nor the record of a cancel or comment for a key never submitted (its payload is not a request).
+-- An operator sends a parked approval back to pending: attempts reset, error cleared, due now; never an older round of a key that has a newer one, nor one whose business key was too long to store (it holds a shortened key), nor the record of a cancel or comment for a key never submitted (its payload is not a request), nor an instance started in DingTalk whose import was refused (nothing to submit).
 WITH prev AS (
     SELECT a.id, a.state, a.last_error_code, a.last_error_message
       FROM syncd.approval a
      WHERE a.id = %(id)s AND a.state IN ('invalid', 'dead')
        AND coalesce(a.last_error_code, '') NOT IN
-           ('key_too_long', 'nothing_to_cancel', 'nothing_to_comment')
+           ('key_too_long', 'nothing_to_cancel', 'nothing_to_comment',
+            'inbound_refused')
        AND NOT EXISTS (SELECT 1 FROM syncd.approval n
                         WHERE n.kind = a.kind AND n.business_key = a.business_key
                           AND n.round > a.round)
@@ -1788,3 +1789,128 @@ UPDATE syncd.approval a SET calls_spent = a.calls_spent + %(calls)s
 -- Of these approval ids, those not recorded as written back: their ledger rows stay.
 SELECT id FROM syncd.approval
  WHERE id = ANY(%(ids)s::bigint[]) AND written_back_at IS NULL;
+
+-- ---------------------------------------------------------------------------------------
+-- Inbound kinds (migration 0018): instances started in DingTalk, imported as rows.
+
+-- queue_inbound --
+-- Instances of an inbound kind to import, unless syncd knows them or has them queued.
+INSERT INTO syncd.inbound_import (instance_id, kind, process_code, source, next_attempt_at)
+SELECT i.id, %(kind)s, %(process_code)s, %(source)s, %(now)s
+  FROM unnest(%(instance_ids)s::text[]) AS i(id)
+ WHERE NOT EXISTS (SELECT 1 FROM syncd.approval a WHERE a.instance_id = i.id)
+ON CONFLICT (instance_id) DO NOTHING;
+
+-- claim_inbound --
+-- Due imports, leased to this replica (a replica that died gives them up when it ends).
+UPDATE syncd.inbound_import q
+   SET lease_owner = %(owner)s, lease_expires_at = %(lease_until)s, attempts = q.attempts + 1
+ WHERE q.instance_id IN (
+        SELECT instance_id FROM syncd.inbound_import
+         WHERE next_attempt_at <= %(now)s
+           AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
+         ORDER BY next_attempt_at, instance_id
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED)
+RETURNING q.instance_id, q.kind, q.process_code, q.source, q.attempts;
+
+-- inbound_creates_in_doubt --
+-- Whether a create for this process code is in doubt (it may be the instance's source).
+SELECT EXISTS (
+    SELECT 1 FROM syncd.approval
+     WHERE state IN ('submitting', 'unknown') AND process_code = %(process_code)s
+) AS in_doubt;
+
+-- release_inbound --
+-- Try an import again later (a create in doubt, a failed read), if still this replica's.
+UPDATE syncd.inbound_import
+   SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = %(next_attempt_at)s,
+       last_error = %(error)s
+ WHERE instance_id = %(instance_id)s AND lease_owner = %(owner)s;
+
+-- drop_inbound --
+-- An import done, parked or found to be syncd's own: off the queue.
+DELETE FROM syncd.inbound_import WHERE instance_id = %(instance_id)s;
+
+-- insert_inbound_approval --
+-- The imported instance's round, unless its instance (or its key) is known: then nothing.
+INSERT INTO syncd.approval (
+    kind, business_key, round, outbox_id, state, process_code, originator,
+    originator_user_id, form_values, instance_id, business_id, submitted_at,
+    instance_created_at, next_poll_at, last_error_code, last_error_message, created_at,
+    captured_at, updated_at, next_attempt_at)
+VALUES (
+    %(kind)s, %(business_key)s, 1, NULL, %(state)s, %(process_code)s, %(originator)s,
+    %(originator)s, %(form_values)s, %(instance_id)s, %(business_id)s, %(now)s,
+    %(created_at)s, %(next_poll_at)s, %(error_code)s, %(error_message)s, %(now)s,
+    %(now)s, %(now)s, %(now)s)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- inbound_person --
+-- The originator as the directory names them (job number, mobile or email), if known.
+SELECT user_id, job_number, mobile, email FROM syncd.dingtalk_user WHERE user_id = %(user_id)s;
+
+-- inbound_column_type --
+-- A business column's type, to tell which value did not fit it.
+SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS type
+  FROM pg_catalog.pg_attribute a
+ WHERE a.attrelid = pg_catalog.to_regclass(%(table)s) AND a.attname = %(column)s
+   AND a.attnum > 0 AND NOT a.attisdropped;
+
+-- take_backfill --
+-- Take (or start) a kind's backfill under a lease; a backfill of another range restarts.
+INSERT INTO syncd.inbound_backfill AS b (
+    kind, process_code, since, until, window_start, lease_owner, lease_expires_at,
+    started_at, updated_at)
+VALUES (%(kind)s, %(process_code)s, %(since)s, %(until)s, %(since)s, %(owner)s,
+        %(lease_until)s, %(now)s, %(now)s)
+ON CONFLICT (kind) DO UPDATE
+   SET lease_owner = EXCLUDED.lease_owner, lease_expires_at = EXCLUDED.lease_expires_at,
+       updated_at = EXCLUDED.updated_at,
+       process_code = EXCLUDED.process_code,
+       since = EXCLUDED.since,
+       until = CASE WHEN b.since = EXCLUDED.since AND b.finished_at IS NULL
+                    THEN b.until ELSE EXCLUDED.until END,
+       window_start = CASE WHEN b.since = EXCLUDED.since AND b.finished_at IS NULL
+                           THEN b.window_start ELSE EXCLUDED.window_start END,
+       next_token = CASE WHEN b.since = EXCLUDED.since AND b.finished_at IS NULL
+                         THEN b.next_token ELSE 0 END,
+       listed = CASE WHEN b.since = EXCLUDED.since AND b.finished_at IS NULL
+                     THEN b.listed ELSE 0 END,
+       queued = CASE WHEN b.since = EXCLUDED.since AND b.finished_at IS NULL
+                     THEN b.queued ELSE 0 END,
+       started_at = CASE WHEN b.since = EXCLUDED.since AND b.finished_at IS NULL
+                         THEN b.started_at ELSE EXCLUDED.started_at END,
+       finished_at = NULL
+ WHERE b.lease_owner IS NULL OR b.lease_owner = EXCLUDED.lease_owner
+    OR b.lease_expires_at <= %(now)s
+RETURNING kind, since, until, window_start, next_token, listed, queued, lease_owner;
+
+-- advance_backfill --
+-- One page listed: its ids queued (by queue_inbound, same transaction) and the cursor moved.
+UPDATE syncd.inbound_backfill
+   SET window_start = %(window_start)s, next_token = %(next_token)s,
+       listed = listed + %(listed)s, queued = queued + %(queued)s,
+       lease_expires_at = %(lease_until)s, updated_at = %(now)s,
+       finished_at = CASE WHEN %(done)s THEN %(now)s END,
+       lease_owner = CASE WHEN %(done)s THEN NULL ELSE lease_owner END
+ WHERE kind = %(kind)s AND lease_owner = %(owner)s
+RETURNING kind;
+
+-- release_backfill --
+-- Give up a backfill's lease (interrupted): the next `syncd backfill` resumes it.
+UPDATE syncd.inbound_backfill SET lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
+ WHERE kind = %(kind)s AND lease_owner = %(owner)s;
+
+-- inbound_table_exists --
+-- Whether an inbound kind's business table exists (checked at start).
+SELECT pg_catalog.to_regclass(%(table)s) IS NOT NULL AS present;
+
+-- inbound_procedure_exists --
+-- Whether an inbound kind's procedure exists (checked at start).
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.proname = %(name)s AND p.prokind = 'p'
+       AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s)
+) AS present;

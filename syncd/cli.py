@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncd import __version__
 from syncd.commands import (
+    backfill,
     capture,
     check,
     config,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_parser(sub)
     report_command.add_parser(sub)
     directory.add_parser(sub)
+    backfill.add_parser(sub)
     demo.add_parser(sub)
     devdb.add_parser(sub)
     _add_simulator(sub)

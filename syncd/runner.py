@@ -26,6 +26,7 @@ from typing import Any
 
 from syncd import __version__
 from syncd.app import App
+from syncd.app_inbound import inbound_listing
 from syncd.app_ledger import LEDGER_RETENTION_EVERY, ledger_retention
 from syncd.db import migrations
 from syncd.db.reach import DatabaseUnreachable, probe
@@ -34,6 +35,7 @@ from syncd.http import Listening
 from syncd.http import serve as http_serve
 from syncd.pipeline.directory_schedule import FORGET_EVERY
 from syncd.pipeline.directory_schedule import TICK as DIRECTORY_TICK
+from syncd.pipeline.inbound_list import LISTING_EVERY as INBOUND_LIST_EVERY
 from syncd.pipeline.retry import RetryPolicy
 from syncd.scheduler import Scheduler
 from syncd.web import Starting
@@ -312,6 +314,9 @@ class Runner:
             # Replay claims outlive their pushes' freshness by at most one interval.
             max_age = app.settings.events.callback.max_age
             scheduler.every("callback_replay", max(max_age, 60.0), app.callback.forget_expired)
+        listing = inbound_listing(app)
+        if listing is not None:  # inbound kinds: instances whose start event was lost
+            scheduler.every("inbound_list", INBOUND_LIST_EVERY, listing.run_once)
         directory = app.directory_schedule
         if directory is not None:  # the directory's full syncs and forgetting leavers
             scheduler.every("directory_sync", DIRECTORY_TICK, directory.tick)

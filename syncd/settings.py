@@ -36,6 +36,7 @@ from syncd.errors import ConfigError
 from syncd.settings_attachments import AttachmentSettings
 from syncd.settings_databases import BusinessDatabaseSettings, check_kinds, check_names
 from syncd.settings_directory import DirectorySettings, names_people_by_directory
+from syncd.settings_inbound import check_process_codes
 from syncd.settings_kinds import KindSettings
 
 KIND_NAME = r"^[a-z][a-z0-9_]{0,39}$"
@@ -262,6 +263,7 @@ class Settings(BaseSettings):
     ) -> dict[str, KindSettings]:
         if "databases" in info.data:  # else its own error is reported
             check_kinds(kinds, info.data["databases"])
+        check_process_codes(kinds)
         return kinds
 
     @model_validator(mode="after")

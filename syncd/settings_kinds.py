@@ -21,6 +21,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.settings_attachments import AttachmentSource
+from syncd.settings_inbound import InboundSettings, check_direction
 
 OUTBOX_COLUMNS = ("originator", "business_key", "kind")
 #: How a kind names a person (``syncd.people.By``) and a department (``DeptBy``).
@@ -259,8 +260,13 @@ class KindSettings(_Model):
         "PostgreSQL)",
     )
 
+    # Inbound kinds (syncd/settings_inbound.py): instances started in DingTalk.
+    direction: Literal["outbound", "inbound"] = "outbound"
+    inbound: InboundSettings | None = None
+
     @model_validator(mode="after")
     def _by(self) -> Self:
+        check_direction(self)
         for label, source in self.form.items():
             if source.by is not None:
                 raise ValueError(
@@ -296,4 +302,5 @@ class KindSettings(_Model):
         """Whether this kind names anyone by something the DingTalk directory translates."""
         bys = [self.originator_by, *(step.by for step in self.approvers)]
         bys += [self.cc.by] if self.cc else []
+        bys += [self.inbound.originator_by] if self.inbound else []
         return self.dept_by == "name" or any(by != "userid" for by in bys)

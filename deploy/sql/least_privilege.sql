@@ -107,3 +107,7 @@ $$;
 
 -- 0017: files committed into DingTalk's approval space per approval round.
 GRANT SELECT, INSERT                 ON syncd.attachment          TO syncd_daemon;
+
+-- 0018: instances of inbound kinds waiting to be imported, and the backfill's cursor.
+GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.inbound_import      TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE         ON syncd.inbound_backfill    TO syncd_daemon;

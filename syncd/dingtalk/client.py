@@ -53,6 +53,7 @@ from syncd.errors import (
     DingTalkTransient,
 )
 from syncd.ports import CallObserver, Clock
+from syncd.ports.inbound import ListPage
 
 logger = logging.getLogger(__name__)
 
@@ -217,10 +218,21 @@ class HttpxApprovalClient:
     async def _list_window(self, query: dict[str, Any], found: dict[str, None]) -> None:
         cursor: int | None = 0
         while cursor is not None:
-            body = await self._call(endpoints.LIST, json={**query, "nextToken": cursor})
-            page = self._parse(ListInstanceIdsResponse, body, endpoints.LIST).result
+            page = await self._list(query, cursor)
             found.update(dict.fromkeys(page.ids))
-            cursor = page.next_cursor if page.ids else None
+            cursor = page.next_token
+
+    async def list_page(
+        self, process_code: str, start_ms: int, end_ms: int, token: int
+    ) -> ListPage:
+        """One page of the listing (``syncd.ports.inbound.InstanceLister``)."""
+        query = {"processCode": process_code, "startTime": start_ms, "endTime": end_ms}
+        return await self._list({**query, "maxResults": LIST_PAGE_SIZE}, token)
+
+    async def _list(self, query: dict[str, Any], token: int) -> ListPage:
+        body = await self._call(endpoints.LIST, json={**query, "nextToken": token})
+        page = self._parse(ListInstanceIdsResponse, body, endpoints.LIST).result
+        return ListPage(list(page.ids), page.next_cursor if page.ids else None)
 
     async def terminate_instance(
         self, instance_id: str, *, operating_user_id: str | None = None, remark: str | None = None

@@ -39,7 +39,8 @@ TARGET_LABELS = frozenset(
 
 #: The stages the runner runs (``App.stages``; a test compares).
 STAGES = (
-    "ingest", "submit", "reconcile", "cancel", "comment", "apply", "writeback", "poll"
+    "ingest", "submit", "reconcile", "cancel", "comment", "apply", "writeback", "poll",
+    "inbound",
 )  # fmt: skip
 #: Where a final outcome came from: an event channel, the reconciler (which found it in
 #: DingTalk's list, `syncd reconcile` too) or a cancel (requested by the application or
@@ -55,6 +56,7 @@ DUTIES = (
     "directory_sync",
     "directory_forget",
     "ledger_retention",
+    "inbound_list",
 )
 #: Why DingTalk calls were spent (``syncd.usage.purpose``; a test scans the code for them).
 PURPOSES = (
@@ -68,6 +70,8 @@ PURPOSES = (
     "failed_list",
     "lookup",
     "attach",
+    "import",  # reading an instance started in DingTalk to import it (inbound kinds)
+    "inbound_list",  # listing inbound kinds' instance ids (the safety net, backfill)
 )
 #: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts (the contact
 #: calls, contract §15.1): shown by ``syncd status``, left out of the quota's gauges.
@@ -77,6 +81,8 @@ DIRECTORY_SYNC_OUTCOMES = SYNC_OUTCOMES
 #: The directory's users (``syncd_directory_users``).
 DIRECTORY_USER_STATES = ("present", "departed")
 POOL_STATES = ("open", "idle")
+#: How an instance of an inbound kind left the import queue, or why it stayed.
+INBOUND_OUTCOMES = ("imported", "known", "parked", "deferred")
 CALLS = tuple(endpoint.name for endpoint in ENDPOINTS)
 
 #: syncd's own reasons for parking a row (ingest and submit), beside exception classes.
@@ -95,6 +101,7 @@ PARK_REASONS = frozenset(
         "key_too_long",
         "internal_error",
         "wrong_database",  # a row relayed from a database its kind does not name
+        "inbound_kind",  # a submit row for an inbound kind (its approvals start in DingTalk)
     }
 )
 #: Why the database refused an outbox row, by SQLSTATE class (quarantine reasons).
@@ -156,6 +163,8 @@ ERROR_CLASSES = frozenset(
         "LookupProblem",
         "DirectoryNotReady",
         "AttachmentProblem",
+        "ImportRefused",
+        "BackfillBusy",
         "DingTalkError",
         "DingTalkAuthError",
         "DingTalkQuotaExhausted",
@@ -226,6 +235,8 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         # ... and the business side's: those and syncd's own PostgreSQL.
         ClosedSet("database", _with_other([SYNCD_DATABASE]), DATABASE_METRICS),
         ClosedSet("outcome", frozenset(WRITE_OUTCOMES), DATABASE_METRICS[:2]),
+        # Inbound kinds' imports (syncd/metrics/inbound.py).
+        ClosedSet("outcome", frozenset(INBOUND_OUTCOMES), ("syncd_inbound_imports_total",)),
     )
 
 

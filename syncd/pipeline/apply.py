@@ -14,7 +14,7 @@ changes, contract §16) goes to :class:`~syncd.pipeline.directory_events.Directo
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -97,6 +97,8 @@ class Apply:
         """``needs`` maps a kind to the outcome fields its write-back uses; ``directory``
         takes the events that are not approval events (without it they are dropped)."""
         self.directory = directory
+        #: Queues an unknown instance of an inbound kind (``Inbound.intake``; set by the App).
+        self.intake: Callable[[InboxItem], Awaitable[bool]] | None = None
         self.progress_coalesce = progress_coalesce
         self.observer = observer or NullObserver()
         self.store = store
@@ -330,6 +332,8 @@ class Apply:
         )
 
     async def _unmatched(self, item: InboxItem) -> None:
+        if self.intake is not None:
+            await self.intake(item)  # imported meanwhile, the event then applies to it
         now = self.clock.now()
         if now - item.received_at > UNMATCHED_PATIENCE:
             await self.store.drop_inbox(

@@ -103,6 +103,12 @@ def _decide(
     active = latest is not None and latest.state in ACTIVE
     if row.action != "submit":
         return _other_action(row, latest, active)
+    if kind.direction == "inbound":
+        return _invalid(
+            "inbound_kind",
+            f"outbox row {row.id}: kind {show(row.kind)} is inbound (its approvals start in "
+            "DingTalk): syncd submits nothing for it; use an outbound kind",
+        )
     if (problem := payload_problem(row.payload)) is not None:
         return _invalid("bad_payload", f"outbox row {row.id}: {problem}")
     if active and latest is not None:

@@ -105,6 +105,12 @@ def refusal(brief: ApprovalBrief | None, approval_id: int, allowed: str) -> str:
             "submitted, not a request: retrying it would submit the wrong payload; "
             f"`syncd dismiss {brief.id} --reason ...` closes it"
         )
+    if state is ApprovalState.INVALID and brief.last_error_code == "inbound_refused":
+        return (
+            f"{name} is an instance started in DingTalk whose business row was refused: "
+            "syncd submits nothing for it; fix the table or mapping and write the row "
+            f"yourself ({show} has the instance), or `syncd dismiss {brief.id} --reason ...`"
+        )
     if brief.superseded and state in PARKED:
         return (
             f"{name} was replaced by a newer round of the same key; {show} shows the rounds, "

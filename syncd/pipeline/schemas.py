@@ -9,7 +9,7 @@ from syncd.dingtalk.models import FormSchema
 from syncd.domain import CallRecord
 from syncd.errors import DingTalkRejected
 from syncd.pipeline.calls import call
-from syncd.pipeline.mapping import check_form
+from syncd.pipeline.mapping import check_form, components_by_label
 from syncd.ports import ApprovalClient, Clock
 from syncd.settings_kinds import KindSettings
 
@@ -60,5 +60,17 @@ async def check_forms(
             schema = await client.get_form_schema(kind.process_code)
         except DingTalkRejected as exc:
             yield name, [f"[kinds.{name}] process_code {kind.process_code!r}: {exc}"]
+            continue
+        if kind.inbound is not None:  # inbound: the labels read must be the template's
+            labels = components_by_label(schema)
+            yield (
+                name,
+                [
+                    f"[kinds.{name}.inbound] columns.{column} = {label!r}: no such component in "
+                    f"{kind.process_code}"
+                    for column, label in kind.inbound.columns.items()
+                    if label not in labels
+                ],
+            )
             continue
         yield name, check_form(name, kind, schema)

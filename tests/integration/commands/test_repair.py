@@ -274,3 +274,15 @@ async def test_retry_refuses_the_record_of_a_cancel_or_comment_for_a_key_never_s
     assert approval(world, "never-sent")[1] == "invalid"  # not sent back to pending
     code, _, _ = await cli("retry", "--kind", "leave", "--all-parked")
     assert approval(world, "never-sent")[1] == "invalid"
+
+
+async def test_retry_refuses_an_inbound_import_that_was_refused(world, cli):
+    [(approval_id,)] = world.sql(
+        "INSERT INTO syncd.approval (kind, business_key, state, instance_id, "
+        "last_error_code, last_error_message) VALUES ('leave', 'pi-1', 'invalid', 'pi-1', "
+        "'inbound_refused', 'instance pi-1 (leave): component ''天数'' ...') RETURNING id"
+    )
+    code, out, _ = await cli("retry", str(approval_id))
+    assert code == 1
+    assert "instance started in DingTalk whose business row was refused" in out
+    assert world.sql("SELECT state FROM syncd.approval") == [("invalid",)]

@@ -90,6 +90,7 @@ SQL_BUILT_IN_PYTHON = {
     "syncd/db/mysql/engine.py": "sql/mysql/queries.sql, in a MySQL business database (mysql.md)",
     "syncd/db/mysql/target.py": "UPDATE or CALL on a MySQL business table: granted by its DBA",
     "syncd/db/mysql/capture.py": "a condition prepared, never run; trigger DDL: the DBA's capture",
+    "syncd/db/inbound_store.py": "INSERT or CALL on an inbound kind's table: granted by its DBA",
 }
 _BUILDS_SQL = re.compile(r"\bsql\.SQL\(|\bsa\.(?:update|insert|delete|select|text)\(")
 
