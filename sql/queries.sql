@@ -1757,3 +1757,65 @@ WITH released AS (
 )
 UPDATE syncd.approval a SET calls_spent = a.calls_spent + %(calls)s
   FROM released WHERE a.id = released.approval_id;
+
+-- ---------------------------------------------------------------------------------------
+-- Attachments back (migration 0019): files of finished rounds fetched from DingTalk.
+-- ---------------------------------------------------------------------------------------
+
+-- claim_attachment_fetches --
+-- Finished rounds of the kinds that fetch their files back, not done and due, with the
+-- lease taken (a round leased by another replica is skipped).
+WITH due AS (
+    SELECT a.id
+      FROM syncd.approval a
+      LEFT JOIN syncd.attachment_fetch f ON f.approval_id = a.id
+     WHERE a.kind = ANY(%(kinds)s)
+       AND a.state IN ('approved', 'rejected', 'canceled')
+       AND a.instance_id IS NOT NULL
+       AND (f.approval_id IS NULL
+            OR (f.done_at IS NULL AND f.next_attempt_at <= %(now)s
+                AND (f.lease_expires_at IS NULL OR f.lease_expires_at <= %(now)s)))
+     ORDER BY a.id
+     LIMIT %(limit)s
+), claimed AS (
+    INSERT INTO syncd.attachment_fetch (approval_id, next_attempt_at, lease_owner,
+                                        lease_expires_at)
+    SELECT id, %(now)s, %(owner)s, %(lease_until)s FROM due
+    ON CONFLICT (approval_id) DO UPDATE
+       SET lease_owner = EXCLUDED.lease_owner, lease_expires_at = EXCLUDED.lease_expires_at
+     WHERE syncd.attachment_fetch.done_at IS NULL
+       AND (syncd.attachment_fetch.lease_expires_at IS NULL
+            OR syncd.attachment_fetch.lease_expires_at <= %(now)s)
+    RETURNING approval_id, attempts
+)
+SELECT a.id AS approval_id, a.kind, a.business_key, a.round, a.instance_id, c.attempts
+  FROM claimed c JOIN syncd.approval a ON a.id = c.approval_id
+ ORDER BY a.id;
+
+-- select_attachments_in --
+-- The files of a round recorded already (fetched, linked or failed), by fileId.
+SELECT file_id FROM syncd.attachment_in WHERE approval_id = %(approval_id)s;
+
+-- insert_attachment_in --
+-- Record one file of a round; nothing (no row returned) when it is recorded already.
+INSERT INTO syncd.attachment_in (approval_id, file_id, space_id, attached_in, file_name,
+                                 file_size, file_type, attached_by, attached_at, state,
+                                 stored_as, error_code, error_message, recorded_at)
+VALUES (%(approval_id)s, %(file_id)s, %(space_id)s, %(attached_in)s, %(file_name)s,
+        %(file_size)s, %(file_type)s, %(attached_by)s, %(attached_at)s, %(state)s,
+        %(stored_as)s, %(error_code)s, %(error_message)s, %(now)s)
+ON CONFLICT (approval_id, file_id) DO NOTHING
+RETURNING approval_id;
+
+-- finish_attachment_fetch --
+-- Every file of the round is recorded: done (while this replica holds the lease).
+UPDATE syncd.attachment_fetch
+   SET done_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL, last_error = NULL
+ WHERE approval_id = %(approval_id)s AND lease_owner = %(owner)s;
+
+-- release_attachment_fetch --
+-- Some file could not be fetched for now: try the round again at next_attempt_at.
+UPDATE syncd.attachment_fetch
+   SET attempts = attempts + 1, next_attempt_at = %(next_attempt_at)s,
+       lease_owner = NULL, lease_expires_at = NULL, last_error = %(error)s
+ WHERE approval_id = %(approval_id)s AND lease_owner = %(owner)s;

@@ -166,9 +166,9 @@ class App:
             self.settings, self.pool, self.clock, self.registry,
             owner=self.owner, closers=self._closers,
         )  # fmt: skip
-        from syncd.app_comments import comment_stage  # after the metrics' error classes
+        from syncd.app_attachback import later_stages  # after the metrics' error classes
 
-        self.stages = {**self.relays, **self.stages, "comment": comment_stage(self)}  # relays 1st
+        self.stages = {**self.relays, **self.stages, **later_stages(self)}  # relays first
         # the directory's full sync and its schedule
         parts = DirectoryParts.build(
             self.settings, self.pool, self.contacts, self.clock, self.retry,

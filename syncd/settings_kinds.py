@@ -21,6 +21,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.settings_attachments import AttachmentSource
+from syncd.settings_attachments_back import AttachmentsBackSettings
 
 OUTBOX_COLUMNS = ("originator", "business_key", "kind")
 #: How a kind names a person (``syncd.people.By``) and a department (``DeptBy``).
@@ -258,6 +259,17 @@ class KindSettings(_Model):
         description="the [databases.<name>] holding the business table (default: syncd's own "
         "PostgreSQL)",
     )
+    attachments_back: AttachmentsBackSettings | None = None
+
+    @model_validator(mode="after")
+    def _back(self) -> Self:
+        if self.attachments_back and self.attachments_back.to == "table" and self.database:
+            raise ValueError(
+                f'attachments_back: to = "table" writes into syncd\'s own PostgreSQL only, and '
+                f"this kind's business table is in database {self.database!r}; use "
+                'to = "directory", or a table in syncd\'s PostgreSQL'
+            )
+        return self
 
     @model_validator(mode="after")
     def _by(self) -> Self:

@@ -107,3 +107,8 @@ $$;
 
 -- 0017: files committed into DingTalk's approval space per approval round.
 GRANT SELECT, INSERT                 ON syncd.attachment          TO syncd_daemon;
+
+-- 0019: attachments back: the files of finished rounds fetched from DingTalk, and each
+-- round's progress.
+GRANT SELECT, INSERT                 ON syncd.attachment_in       TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE         ON syncd.attachment_fetch    TO syncd_daemon;

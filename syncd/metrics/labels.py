@@ -62,6 +62,7 @@ PURPOSES = (
     "failed_list",
     "lookup",
     "attach",
+    "attach_back",
 )
 #: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts (the contact
 #: calls, contract §15.1): shown by ``syncd status``, left out of the quota's gauges.

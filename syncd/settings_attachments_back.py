@@ -1,0 +1,60 @@
+"""``[kinds.<name>.attachments_back]``: the files of a kind's finished instances fetched
+back from DingTalk (contract §17.7, §18.2) into a table of syncd's PostgreSQL or a
+directory, each exactly once.
+
+``to = "table"`` inserts one row per file into ``table`` (columns ``business_key``,
+``file_id``, ``file_name``, ``file_size``, ``file_type``, ``attached_by``,
+``attached_at``, ``attached_in``, ``content``; see README); ``to = "directory"`` writes
+``<directory>/<kind>/<business_key>/<fileId>-<name>`` and a ``.json`` sidecar beside it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+class AttachmentsBackSettings(BaseModel):
+    """Where a kind's files go after the decision, and which files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: Literal["table", "directory"] = Field(
+        description="table (syncd's PostgreSQL, one row per file) or directory"
+    )
+    table: str | None = Field(default=None, description="schema.table receiving the files")
+    directory: str | None = Field(default=None, description="directory receiving the files")
+    components: list[str] | None = Field(
+        default=None, description="DDAttachment labels to fetch (default: every one)"
+    )
+    comments: bool = Field(default=True, description="also files on approvers' comments")
+
+    @model_validator(mode="after")
+    def _place(self) -> Self:
+        if self.to == "table":
+            if self.table is None or not _QUALIFIED.match(self.table):
+                raise ValueError(
+                    'to = "table" needs table = "schema.name" (letters, digits, _): the '
+                    "table in syncd's PostgreSQL that receives one row per file"
+                )
+            if self.directory is not None:
+                raise ValueError('directory means nothing with to = "table"; remove it')
+        else:
+            if not self.directory or not self.directory.startswith("/"):
+                raise ValueError(
+                    'to = "directory" needs directory = "/absolute/path" (it must exist and '
+                    "be writable by syncd)"
+                )
+            if self.table is not None:
+                raise ValueError('table means nothing with to = "directory"; remove it')
+        if self.components is not None and not all(c.strip() for c in self.components):
+            raise ValueError("components: labels must not be empty")
+        return self
+
+    @property
+    def labels(self) -> frozenset[str] | None:
+        return None if self.components is None else frozenset(self.components)
