@@ -210,3 +210,23 @@ async def test_any_names_and_contents_come_back_as_stored(
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 _ = CLAIM
+
+
+async def test_a_file_that_cannot_be_had_is_recorded_and_blocks_nothing(
+    env: Env, tmp_path: Path
+) -> None:
+    env.app_sql(CREATE)
+    async with env.daemon(back_settings(env, tmp_path)) as daemon:
+        await fill_directory(env, daemon)
+        submit(env, "c1", inline("a.pdf", b"%PDF a"), inline("gone.pdf", b"%PDF gone"))
+        await daemon.drain()
+        [instance] = env.sim.instances(process_code="PROC-SIM-EXPENSE")
+        del env.sim.storage.files[instance.files[1]]  # deleted from the space
+        await decide_with_comment(env, daemon, [])
+    assert env.sql("SELECT state FROM syncd.approval") == [("approved",)]
+    assert [r[0] for r in table(env)] == ["a.pdf"]
+    failed = env.sql("SELECT file_name, error_code FROM syncd.attachment_in WHERE state = 'failed'")
+    assert failed == [("gone.pdf", "invalidFileInfos")]
+    assert env.sql("SELECT count(*) FROM syncd.attachment_fetch WHERE done_at IS NOT NULL") == [
+        (1,)
+    ]
