@@ -1648,6 +1648,19 @@ VALUES (%(approval_id)s, %(component)s, %(file_index)s, %(space_id)s, %(file_id)
         %(file_name)s, %(file_size)s, %(file_type)s, %(uploaded_by)s, %(now)s)
 ON CONFLICT (approval_id, component, file_index) DO NOTHING;
 
+-- select_comment_files --
+-- The files committed for an outgoing comment already (attachments on comments, 0019).
+SELECT file_index, space_id, file_id, file_name, file_size, file_type
+  FROM syncd.comment_file WHERE comment_id = %(comment_id)s;
+
+-- insert_comment_file --
+-- One file committed for an outgoing comment: recorded at once, so a retry reuses it.
+INSERT INTO syncd.comment_file
+       (comment_id, file_index, space_id, file_id, file_name, file_size, file_type,
+        uploaded_by, uploaded_at)
+VALUES (%(comment_id)s, %(file_index)s, %(space_id)s, %(file_id)s, %(file_name)s,
+        %(file_size)s, %(file_type)s, %(uploaded_by)s, %(now)s);
+
 -- select_union_id --
 -- The unionId of a present DingTalk user, from the directory.
 SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NULL;
@@ -1660,14 +1673,15 @@ SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at
 -- Comments ingest decided (a JSON array of objects): waiting to be sent, or failed at once
 -- with the reason (a payload syncd cannot send).
 INSERT INTO syncd.comment
-       (approval_id, outbox_id, user_id, text, state, last_error_code, last_error_message,
-        created_at, next_attempt_at, updated_at)
-SELECT c.approval_id, c.outbox_id, c.user_id, c.text,
+       (approval_id, outbox_id, user_id, text, files, state, last_error_code,
+        last_error_message, created_at, next_attempt_at, updated_at)
+SELECT c.approval_id, c.outbox_id, c.user_id, c.text, c.files,
        CASE WHEN c.error IS NULL THEN 'waiting' ELSE 'failed' END,
        CASE WHEN c.error IS NULL THEN NULL ELSE 'bad_comment' END, c.error,
        %(now)s, %(now)s, %(now)s
   FROM jsonb_to_recordset(%(comments)s::jsonb)
-       AS c (approval_id bigint, outbox_id bigint, user_id text, text text, error text, n integer)
+       AS c (approval_id bigint, outbox_id bigint, user_id text, text text, files jsonb,
+             error text, n integer)
  ORDER BY c.n;
 
 -- drop_finished_comments --
@@ -1719,7 +1733,7 @@ UPDATE syncd.comment c
  WHERE c.id = due.id AND a.id = c.approval_id
 RETURNING c.id, c.approval_id, a.kind, a.business_key, a.instance_id, c.text, c.user_id,
           coalesce(a.originator_user_id, a.originator) AS originator_user_id,
-          due.in_doubt, c.attempts;
+          due.in_doubt, c.attempts, c.files;
 
 -- count_sent_comments --
 -- How many of an approval's comments syncd knows it sent as this user with this text.

@@ -984,3 +984,24 @@ CREATE TABLE syncd.attachment_fetch (
 );
 COMMENT ON TABLE syncd.attachment_fetch IS
     'Attachments back, per finished round: attempts, the next one, the lease of the replica fetching, and done_at once every file is in syncd.attachment_in.';
+
+-- Files on outgoing comments (migration 0019): kept with the comment, each committed file
+-- recorded by the comment and the file's index.
+ALTER TABLE syncd.comment ADD COLUMN files jsonb NULL;
+COMMENT ON COLUMN syncd.comment.files IS
+    'The files the outbox row named (its payload''s files: name and one of content_base64, path or url); NULL: none.';
+
+CREATE TABLE syncd.comment_file (
+    comment_id   bigint NOT NULL REFERENCES syncd.comment (id) ON DELETE CASCADE,
+    file_index   integer NOT NULL CHECK (file_index >= 0),
+    space_id     text NOT NULL,
+    file_id      text NOT NULL,
+    file_name    text NOT NULL,
+    file_size    bigint NOT NULL CHECK (file_size >= 0),
+    file_type    text NOT NULL,
+    uploaded_by  text NOT NULL,
+    uploaded_at  timestamptz NOT NULL,
+    PRIMARY KEY (comment_id, file_index)
+);
+COMMENT ON TABLE syncd.comment_file IS
+    'Files committed into DingTalk for an outgoing comment, by the index in the row''s files: reused, never uploaded again, when the comment is retried.';

@@ -112,3 +112,5 @@ GRANT SELECT, INSERT                 ON syncd.attachment          TO syncd_daemo
 -- round's progress.
 GRANT SELECT, INSERT                 ON syncd.attachment_in       TO syncd_daemon;
 GRANT SELECT, INSERT, UPDATE         ON syncd.attachment_fetch    TO syncd_daemon;
+-- 0019: files on outgoing comments, each committed file recorded by its comment.
+GRANT SELECT, INSERT                 ON syncd.comment_file        TO syncd_daemon;

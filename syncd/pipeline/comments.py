@@ -8,6 +8,10 @@ not add it (throttled, refused, never sent) clears it. A comment claimed again w
 doubt (a crash after the call, a lost answer) is not sent before the instance is read:
 if DingTalk's records hold more comments by that user with that text than syncd knows
 it sent, this one arrived, and it is marked sent without a second call.
+
+A comment's files (:mod:`syncd.pipeline.comment_files`) are uploaded into the commenting
+user's approval space before the comment call, each recorded as it is committed (a retry
+reuses them); a file that cannot be had fails the comment with a message naming it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from syncd.errors import (
     DingTalkRejected,
     DingTalkThrottled,
 )
+from syncd.pipeline.attach import AttachmentProblem
 from syncd.pipeline.calls import call
+from syncd.pipeline.comment_files import CommentFiles
 from syncd.pipeline.lookup import match
 from syncd.pipeline.pauses import Pauses
 from syncd.pipeline.retry import RetryPolicy
@@ -58,6 +64,7 @@ class Comments:
         *,
         owner: str,
         directory: PeopleDirectory | None = None,
+        files: CommentFiles | None = None,
         batch_size: int = 20,
         lease: timedelta = timedelta(minutes=2),
     ) -> None:
@@ -69,6 +76,7 @@ class Comments:
         self.retry = retry
         self.owner = owner
         self.directory = directory
+        self.files = files
         self.batch_size = batch_size
         self.lease = lease
         self._finished = False  # what the last read of an instance said
@@ -124,8 +132,12 @@ class Comments:
                 )
                 return
             doubt = False
-            request = self.client.add_comment(item.instance_id, item.text, user)
+            attached = await self._attachments(item, user, calls)
+            request = self.client.add_comment(item.instance_id, item.text, user, attached)
             await call(calls, "comment", "comment", request)
+        except AttachmentProblem as exc:
+            await self._failed(item, exc.code, f"comment {item.id}: {exc}", calls)
+            return
         except DingTalkRejected as exc:
             if exc.code not in NOT_NOW:
                 await self._failed(item, exc.code or "rejected", exc.message, calls)
@@ -139,6 +151,16 @@ class Comments:
         await self.store.finish_comment(
             item, now, self.owner, sent_as=user, error=None, calls=calls, note=note
         )
+
+    async def _attachments(
+        self, item: CommentItem, user: str, calls: list[CallRecord]
+    ) -> list[dict[str, str]]:
+        """The comment's files as ``file.attachments`` items, uploaded once."""
+        if not item.files:
+            return []
+        if self.files is None:
+            raise AttachmentProblem("files on comments are not set up", code="attachment_refused")
+        return [f.item() for f in await self.files.attachments(item, user, calls)]
 
     async def _arrived(self, item: CommentItem, user: str, calls: list[CallRecord]) -> bool:
         """Whether DingTalk holds more comments by ``user`` with this text than syncd sent."""
