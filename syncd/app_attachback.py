@@ -11,7 +11,7 @@ from syncd.db.attachment_in_store import PostgresAttachmentInStore
 from syncd.dingtalk.downloads import HttpxDownloadClient
 from syncd.files_back import Directory
 from syncd.pipeline.attach_back import AttachmentsBack
-from syncd.ports.attachments_back import FileDirectory
+from syncd.ports.attachments_back import FileDirectory, LinksTarget
 
 if TYPE_CHECKING:
     from syncd.app import App
@@ -29,6 +29,11 @@ def attachments_back_stage(app: App) -> AttachmentsBack | None:
     directories: dict[str, FileDirectory] = {
         name: Directory(back.directory) for name, back in kinds.items() if back.directory
     }
+    links = {}
+    for name, back in kinds.items():
+        write_back = app.settings.kinds[name].write_back
+        if back.column and write_back and write_back.table and write_back.key_column:
+            links[name] = LinksTarget(write_back.table, write_back.key_column, back.column)
     return AttachmentsBack(
         PostgresAttachmentInStore(app.pool, actor=app.owner),
         app.client,
@@ -39,6 +44,7 @@ def attachments_back_stage(app: App) -> AttachmentsBack | None:
         app.retry,
         owner=app.owner,
         max_size=app.settings.attachments.max_file_size,
+        links=links,
         batch_size=app.settings.pipeline.batch_size,
         lease=app.timing.lease,
     )

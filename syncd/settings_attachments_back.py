@@ -5,7 +5,9 @@ directory, each exactly once.
 ``to = "table"`` inserts one row per file into ``table`` (columns ``business_key``,
 ``file_id``, ``file_name``, ``file_size``, ``file_type``, ``attached_by``,
 ``attached_at``, ``attached_in``, ``content``; see README); ``to = "directory"`` writes
-``<directory>/<kind>/<business_key>/<fileId>-<name>`` and a ``.json`` sidecar beside it.
+``<directory>/<kind>/<business_key>/<fileId>-<name>`` and a ``.json`` sidecar beside it;
+``to = "links"`` writes only the download links (valid 15 minutes) as a JSON array into
+``column`` of the kind's write-back table (syncd's PostgreSQL), in the business row.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
 class AttachmentsBackSettings(BaseModel):
@@ -23,15 +26,35 @@ class AttachmentsBackSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    to: Literal["table", "directory"] = Field(
-        description="table (syncd's PostgreSQL, one row per file) or directory"
+    to: Literal["table", "directory", "links"] = Field(
+        description="table (syncd's PostgreSQL, one row per file), directory, or links (the "
+        "download links, valid 15 minutes, as JSON in a column of the business row)"
     )
     table: str | None = Field(default=None, description="schema.table receiving the files")
     directory: str | None = Field(default=None, description="directory receiving the files")
+    column: str | None = Field(
+        default=None, description="column of the write-back table receiving the links' JSON"
+    )
     components: list[str] | None = Field(
         default=None, description="DDAttachment labels to fetch (default: every one)"
     )
     comments: bool = Field(default=True, description="also files on approvers' comments")
+
+    @model_validator(mode="after")
+    def _links(self) -> Self:
+        if (self.column is not None) != (self.to == "links"):
+            raise ValueError(
+                'to = "links" needs column = "name" (the write-back table\'s column that '
+                "receives the links' JSON)"
+                if self.to == "links"
+                else f'column means nothing with to = "{self.to}"; remove it'
+            )
+        if self.to == "links":
+            if not _COLUMN.match(self.column or ""):
+                raise ValueError(f"column {self.column!r}: letters, digits and _ only")
+            if self.table is not None or self.directory is not None:
+                raise ValueError('table and directory mean nothing with to = "links"')
+        return self
 
     @model_validator(mode="after")
     def _place(self) -> Self:
@@ -43,7 +66,7 @@ class AttachmentsBackSettings(BaseModel):
                 )
             if self.directory is not None:
                 raise ValueError('directory means nothing with to = "table"; remove it')
-        else:
+        elif self.to == "directory":
             if not self.directory or not self.directory.startswith("/"):
                 raise ValueError(
                     'to = "directory" needs directory = "/absolute/path" (it must exist and '

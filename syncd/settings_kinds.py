@@ -269,6 +269,15 @@ class KindSettings(_Model):
                 f"this kind's business table is in database {self.database!r}; use "
                 'to = "directory", or a table in syncd\'s PostgreSQL'
             )
+        if self.attachments_back and self.attachments_back.to == "links":
+            back = self.write_back
+            if self.database or back is None or back.table is None:
+                raise ValueError(
+                    'attachments_back: to = "links" writes into the kind\'s write-back table '
+                    "(write_back.table and key_column) in syncd's own PostgreSQL; this kind "
+                    + (f"writes into database {self.database!r}" if self.database else "has none")
+                    + ': use to = "directory"'
+                )
         return self
 
     @model_validator(mode="after")

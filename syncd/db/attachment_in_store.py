@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from syncd.db.queries import QUERIES
 from syncd.db.store import BaseStore, history_line
 from syncd.domain import CallRecord
-from syncd.ports.attachments_back import FetchItem, FileBack
+from syncd.ports.attachments_back import FetchItem, FileBack, LinksTarget
 
 #: The business table's columns (README, "Attachments back").
 COLUMNS = (
@@ -29,6 +30,24 @@ def _insert(table: str) -> sql.Composed:
         sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
         sql.SQL(", ").join(sql.Placeholder(c) for c in COLUMNS),
     )
+
+
+def _update(target: LinksTarget) -> sql.Composed:
+    """The links into the business row (a key of any type: the parameter is untyped)."""
+    table = sql.Identifier(*(p for p in target.table.rpartition(".")[::2] if p))
+    return sql.SQL("UPDATE {} SET {} = %(links)s WHERE {} = %(key)s").format(
+        table, sql.Identifier(target.column),
+        sql.Identifier(target.key_column),
+    )  # fmt: skip
+
+
+def _record(item: FetchItem, file: FileBack, now: datetime) -> dict[str, object]:
+    return {
+        "approval_id": item.approval_id, "file_id": file.file_id, "space_id": file.space_id,
+        "attached_in": file.attached_in, "file_name": file.name, "file_size": file.size,
+        "file_type": file.type, "attached_by": file.attached_by,
+        "attached_at": file.attached_at, "now": now,
+    }  # fmt: skip
 
 
 class PostgresAttachmentInStore(BaseStore):
@@ -60,13 +79,10 @@ class PostgresAttachmentInStore(BaseStore):
         error: tuple[str, str] | None = None,
     ) -> bool:
         code, message = error or (None, None)
-        params = {
-            "approval_id": item.approval_id, "file_id": file.file_id, "space_id": file.space_id,
-            "attached_in": file.attached_in, "file_name": file.name, "file_size": file.size,
-            "file_type": file.type, "attached_by": file.attached_by,
-            "attached_at": file.attached_at, "state": "failed" if error else "fetched",
+        params = _record(item, file, now) | {
+            "state": "failed" if error else "fetched",
             "stored_as": stored_as or (table if error is None else None),
-            "error_code": code, "error_message": message, "now": now,
+            "error_code": code, "error_message": message,
         }  # fmt: skip
         where = f"{file.attached_in!r}" if not file.on_comment else "a comment"
         note = (
@@ -88,6 +104,31 @@ class PostgresAttachmentInStore(BaseStore):
                     "attached_in": file.attached_in, "content": data or b"",
                 }  # fmt: skip
                 await conn.execute(_insert(table), row)
+            line = history_line(item.approval_id, event_type="note", message=note)
+            await self.calls(conn, item.approval_id, now, calls, line)
+            await conn.execute(QUERIES["add_calls"], {"id": item.approval_id, "calls": len(calls)})
+        return True
+
+    async def save_links(
+        self,
+        item: FetchItem,
+        links: Sequence[tuple[FileBack, dict[str, object]]],
+        calls: Sequence[CallRecord],
+        now: datetime,
+        target: LinksTarget,
+    ) -> bool:
+        where = f"{target.table}.{target.column}"
+        async with self.transaction() as conn:
+            await conn.execute(QUERIES["begin_writeback"])  # no capture of this update
+            value = Jsonb([entry for _, entry in links])
+            cursor = await conn.execute(_update(target), {"links": value, "key": item.business_key})
+            if cursor.rowcount < 1:
+                return False
+            for file, _ in links:
+                params = _record(item, file, now) | {"state": "linked", "stored_as": where}
+                params.update(error_code=None, error_message=None)
+                await conn.execute(QUERIES["insert_attachment_in"], params)
+            note = f"attachment back: {len(links)} download links (valid 15 minutes) into {where}"
             line = history_line(item.approval_id, event_type="note", message=note)
             await self.calls(conn, item.approval_id, now, calls, line)
             await conn.execute(QUERIES["add_calls"], {"id": item.approval_id, "calls": len(calls)})

@@ -13,6 +13,10 @@ renamed into place before its record (the same name every time, so a crash in be
 writes it again over itself). A file that cannot be had (no permission, deleted, too large)
 is recorded as failed with the reason and the round goes on; DingTalk unreachable or
 throttled releases the round to be tried again later, keeping what was recorded.
+
+``to = "links"`` fetches no bytes: each file's download link (valid 15 minutes) and its
+metadata go as one JSON array into a column of the business row, in one transaction with
+the files' records (state ``linked``); a business row that is missing releases the round.
 """
 
 from __future__ import annotations
@@ -25,20 +29,29 @@ from typing import Any
 
 from syncd.dingtalk.models import ProcessInstance
 from syncd.domain import CallRecord
-from syncd.errors import DingTalkError, DingTalkRejected, DingTalkTransient
+from syncd.errors import (
+    DingTalkError,
+    DingTalkRejected,
+    DingTalkTransient,
+    StoreError,
+    WriteBackError,
+)
 from syncd.pipeline.calls import call
 from syncd.pipeline.retry import RetryPolicy
 from syncd.ports import ApprovalClient, Clock
 from syncd.ports.attachments import extension
 from syncd.ports.attachments_back import (
     COMMENT,
+    LINK_VALIDITY,
     AttachmentInStore,
     DownloadClient,
     FetchItem,
     FileBack,
     FileDirectory,
     LinkExpired,
+    LinksTarget,
     TooLarge,
+    link_entry,
 )
 from syncd.settings_attachments_back import AttachmentsBackSettings
 
@@ -121,6 +134,7 @@ class AttachmentsBack:
         *,
         owner: str,
         max_size: int,
+        links: Mapping[str, LinksTarget] | None = None,
         batch_size: int = 20,
         lease: timedelta = timedelta(minutes=5),
     ) -> None:
@@ -133,6 +147,7 @@ class AttachmentsBack:
         self.retry = retry
         self.owner = owner
         self.max_size = max_size
+        self.links = links or {}
         self.batch_size = batch_size
         self.lease = lease
 
@@ -149,25 +164,43 @@ class AttachmentsBack:
         calls: list[CallRecord] = []
         try:
             instance = await call(calls, "get", PURPOSE, self.client.get_instance(item.instance_id))
-            done = await self.store.recorded(item.approval_id)
+            linking = item.kind in self.links
+            done = set() if linking else await self.store.recorded(item.approval_id)
             todo = [f for f in files_of(instance, self.kinds[item.kind]) if f.file_id not in done]
             originator = instance.originator_user_id
             if todo and originator:
                 todo = await self._grant(item, originator, todo, calls)
-            for file in todo:
+            if linking:
+                await self._links(item, todo, calls)
+            for file in [] if linking else todo:
                 await self._one(item, file, calls)
-        except DingTalkError as exc:
-            delay = timedelta(seconds=self.retry.delay(item.attempts + 1))
-            logger.warning(
-                "attachments back: will try again",
-                extra={"action": "attach_back_retry", "approval_id": item.approval_id,
-                       "error": type(exc).__name__, "code": exc.code},
-            )  # fmt: skip
-            now = self.clock.now()
-            message = f"{exc.code or type(exc).__name__}: {exc.message}"
-            await self.store.release(item, now, self.owner, now + delay, message, calls)
+        except (DingTalkError, StoreError) as exc:
+            await self._release(item, exc, calls)
             return
         await self.store.finish(item, self.clock.now(), self.owner)
+
+    async def _release(
+        self, item: FetchItem, exc: DingTalkError | StoreError, calls: list[CallRecord]
+    ) -> None:
+        """Try the round again later, with backoff: DingTalk unreachable or throttled, or
+        a database error while recording a file (what was recorded stays)."""
+        code = getattr(exc, "code", None) or type(exc).__name__
+        logger.warning(
+            "attachments back: will try again",
+            extra={"action": "attach_back_retry", "approval_id": item.approval_id,
+                   "error": type(exc).__name__, "code": code},
+        )  # fmt: skip
+        now = self.clock.now()
+        delay = timedelta(seconds=self.retry.delay(item.attempts + 1))
+        try:
+            await self.store.release(
+                item, now, self.owner, now + delay, f"{code}: {exc.message}", calls
+            )
+        except StoreError:  # the database is away: the lease expires instead
+            logger.warning(
+                "attachments back: round not released",
+                extra={"action": "attach_back_release_failed", "approval_id": item.approval_id},
+            )
 
     async def _grant(
         self, item: FetchItem, user: str, files: list[FileBack], calls: list[CallRecord]
@@ -189,6 +222,24 @@ class AttachmentsBack:
                 continue
             granted.append(file)
         return granted
+
+    async def _links(self, item: FetchItem, files: list[FileBack], calls: list[CallRecord]) -> None:
+        """Each file's link and metadata into the business row (``to = "links"``)."""
+        links = []
+        for file in files:
+            try:
+                url = await self.downloads.link(item.instance_id, file, calls)
+            except DingTalkRejected as exc:
+                await self._failed(item, file, exc.code or "rejected", exc.message, calls)
+                continue
+            links.append((file, link_entry(file, url, self.clock.now() + LINK_VALIDITY)))
+        target = self.links[item.kind]
+        if not await self.store.save_links(item, links, calls, self.clock.now(), target):
+            raise WriteBackError(
+                f"no row of {target.table} has {target.key_column} = {item.business_key!r}"
+                " to take the links"
+            )
+        calls.clear()
 
     async def _one(self, item: FetchItem, file: FileBack, calls: list[CallRecord]) -> None:
         for attempt in (1, 2):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from syncd.domain import CallRecord
@@ -63,6 +63,30 @@ class FetchItem:
     round: int
     instance_id: str
     attempts: int
+
+
+#: How long a download link stays valid (§17.7).
+LINK_VALIDITY = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class LinksTarget:
+    """Where ``to = "links"`` writes: ``column`` of the business row of ``table`` whose
+    ``key_column`` is the round's business key (syncd's PostgreSQL)."""
+
+    table: str
+    key_column: str
+    column: str
+
+
+def link_entry(file: FileBack, url: str | None, expires_at: datetime) -> dict[str, object]:
+    """One file's entry in the links' JSON: its metadata, the URL and when it expires
+    (``url`` null for a zero-byte file, which has no link)."""
+    return {
+        **file.metadata(),
+        "url": url,
+        "expires_at": expires_at.isoformat() if url else None,
+    }
 
 
 class LinkExpired(Exception):
@@ -123,6 +147,19 @@ class AttachmentInStore(Protocol):
         """Record the file (``error``: as failed), and with ``table`` insert its row and
         ``data`` there in the same transaction; ``False`` when it was recorded already
         (and nothing was inserted)."""
+        ...
+
+    async def save_links(
+        self,
+        item: FetchItem,
+        links: Sequence[tuple[FileBack, dict[str, object]]],
+        calls: Sequence[CallRecord],
+        now: datetime,
+        target: LinksTarget,
+    ) -> bool:
+        """Write the links' JSON into the business row and record each file as linked, in
+        one transaction marked as syncd's write-back; ``False`` (nothing written) when no
+        business row has the key."""
         ...
 
     async def finish(self, item: FetchItem, now: datetime, owner: str) -> None: ...

@@ -54,3 +54,39 @@ def test_bad_config_exits_2(tmp_path: Any, capsys: Any) -> None:
     config.write_text('[kinds.e]\nprocess_code = "P"\n[kinds.e.attachments_back]\nto = "table"\n')
     assert main(["--config", str(config), "config", "show"]) == 2
     assert 'needs table = "schema.name"' in capsys.readouterr().err
+
+
+WRITE_BACK = {"table": "app.claim", "key_column": "key", "columns": {"status": "status"}}
+
+
+@given(
+    column=st.sampled_from([None, "file_links", "bad column"]),
+    write_back=st.sampled_from([None, WRITE_BACK, {"procedure": "app.write_claim"}]),
+    database=st.sampled_from([None, "erp"]),
+)
+def test_links_need_a_column_of_a_write_back_table_in_syncds_postgresql(
+    column: str | None, write_back: dict[str, Any] | None, database: str | None
+) -> None:
+    back = {"to": "links"} | ({"column": column} if column else {})
+    kind: dict[str, Any] = {"database": database} if database else {}
+    if write_back:
+        kind["write_back"] = write_back
+    config = {"databases": MYSQL, **data(back, **kind)}
+    if column == "file_links" and write_back is WRITE_BACK and database is None:
+        found = settings_from_data(config).kinds["expense"].attachments_back
+        assert found is not None and found.column == "file_links"
+        return
+    with pytest.raises(ConfigError) as info:
+        settings_from_data(config)
+    message = str(info.value)
+    assert "attachments_back" in message
+    if column is None:
+        assert 'to = "links" needs column' in message
+    elif column == "file_links":
+        assert "write-back table" in message and 'use to = "directory"' in message
+
+
+def test_a_column_means_nothing_elsewhere() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_data(data({"to": "directory", "directory": "/srv", "column": "x"}))
+    assert 'column means nothing with to = "directory"' in str(info.value)

@@ -136,6 +136,10 @@ async def test_a_crash_between_the_download_and_its_record_duplicates_nothing(
         await fill_directory(env, daemon)
         submit(env, "c1", inline("a.pdf", b"%PDF a"), inline("b.pdf", b"%PDF b"))
         await decide_with_comment(env, daemon, [])
+        [(attempts, owner, error)] = env.sql(
+            "SELECT attempts, lease_owner, last_error FROM syncd.attachment_fetch"
+        )  # released with backoff, not left to its lease
+        assert (attempts, owner) == (1, None) and "StoreError" in error and "crash" in error
         await env.advance(3600)
         await daemon.drain()
     assert [r[0] for r in table(env)] == ["a.pdf", "b.pdf"]
