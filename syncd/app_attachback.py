@@ -10,6 +10,7 @@ from syncd.app_comments import comment_stage
 from syncd.db.attachment_in_store import PostgresAttachmentInStore
 from syncd.dingtalk.downloads import HttpxDownloadClient
 from syncd.files_back import Directory
+from syncd.metrics.attachments_back import AttachmentsBackMetrics
 from syncd.pipeline.attach_back import AttachmentsBack
 from syncd.ports.attachments_back import FileDirectory, LinksTarget
 
@@ -45,6 +46,7 @@ def attachments_back_stage(app: App) -> AttachmentsBack | None:
         owner=app.owner,
         max_size=app.settings.attachments.max_file_size,
         links=links,
+        observer=AttachmentsBackMetrics(app.registry),
         batch_size=app.settings.pipeline.batch_size,
         lease=app.timing.lease,
     )

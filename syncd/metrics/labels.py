@@ -122,6 +122,9 @@ SYNCD_DATABASE = "syncd"
 #: How a write into a business row ended (``syncd_writebacks_total``,
 #: ``syncd_progress_writes_total``).
 WRITE_OUTCOMES = ("done", "failed")
+#: How a file fetched back ended (``syncd_attachments_back_total``): its bytes stored, only
+#: its link written, or recorded as failed.
+ATTACH_BACK_OUTCOMES = ("fetched", "linked", "failed")
 #: The metrics labelled by the database of a kind's business side (the configured ones
 #: and ``syncd``; the relay's metrics take only the databases it relays).
 DATABASE_METRICS = (
@@ -203,6 +206,7 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         # ... and the business side's: those and syncd's own PostgreSQL.
         ClosedSet("database", _with_other([SYNCD_DATABASE]), DATABASE_METRICS),
         ClosedSet("outcome", frozenset(WRITE_OUTCOMES), DATABASE_METRICS[:2]),
+        ClosedSet("outcome", frozenset(ATTACH_BACK_OUTCOMES), ("syncd_attachments_back_total",)),
     )
 
 

@@ -44,6 +44,7 @@ from syncd.ports.attachments_back import (
     COMMENT,
     LINK_VALIDITY,
     AttachmentInStore,
+    AttachmentsBackObserver,
     DownloadClient,
     FetchItem,
     FileBack,
@@ -135,6 +136,7 @@ class AttachmentsBack:
         owner: str,
         max_size: int,
         links: Mapping[str, LinksTarget] | None = None,
+        observer: AttachmentsBackObserver | None = None,
         batch_size: int = 20,
         lease: timedelta = timedelta(minutes=5),
     ) -> None:
@@ -148,6 +150,7 @@ class AttachmentsBack:
         self.owner = owner
         self.max_size = max_size
         self.links = links or {}
+        self.observer = observer
         self.batch_size = batch_size
         self.lease = lease
 
@@ -239,6 +242,7 @@ class AttachmentsBack:
                 f"no row of {target.table} has {target.key_column} = {item.business_key!r}"
                 " to take the links"
             )
+        self._count("linked", len(links))
         calls.clear()
 
     async def _one(self, item: FetchItem, file: FileBack, calls: list[CallRecord]) -> None:
@@ -272,7 +276,9 @@ class AttachmentsBack:
                 async with self.downloads.stream(url, self.max_size, calls) as chunks:
                     data = b"".join([chunk async for chunk in chunks])
             fetched = FileBack(**{**file.__dict__, "size": len(data)})
-            await self.store.save(item, fetched, calls, now, table=settings.table, data=data)
+            saved = await self.store.save(
+                item, fetched, calls, now, table=settings.table, data=data
+            )
         else:
             directory = self.directories[item.kind]
             if url is None:
@@ -280,7 +286,8 @@ class AttachmentsBack:
             else:
                 async with self.downloads.stream(url, self.max_size, calls) as chunks:
                     path = await directory.save(item, file, chunks)
-            await self.store.save(item, file, calls, now, stored_as=path)
+            saved = await self.store.save(item, file, calls, now, stored_as=path)
+        self._count("fetched", int(saved))
         calls.clear()
 
     async def _failed(
@@ -290,8 +297,14 @@ class AttachmentsBack:
             "attachment back not fetched",
             extra={"action": "attach_back_failed", "approval_id": item.approval_id, "code": code},
         )
-        await self.store.save(item, file, calls, self.clock.now(), error=(code, message[:2000]))
+        error = (code, message[:2000])
+        saved = await self.store.save(item, file, calls, self.clock.now(), error=error)
+        self._count("failed", int(saved))
         calls.clear()
+
+    def _count(self, outcome: str, files: int) -> None:
+        if self.observer is not None and files:
+            self.observer.attachment_back(outcome, files)
 
 
 async def _nothing() -> AsyncIterator[bytes]:

@@ -89,6 +89,12 @@ def link_entry(file: FileBack, url: str | None, expires_at: datetime) -> dict[st
     }
 
 
+class AttachmentsBackObserver(Protocol):
+    def attachment_back(self, outcome: str, files: int = 1) -> None:
+        """Count ``files`` files that ended so: ``fetched``, ``linked`` or ``failed``."""
+        ...
+
+
 class LinkExpired(Exception):
     """A download link answered that it expired (15 minutes, §17.7): ask for a new one."""
 

@@ -50,6 +50,15 @@ def stored(env: Env) -> list[tuple[Any, ...]]:
     return sorted((f.name, f.size, f.creator, bytes(f.data)) for f in files)
 
 
+def outcomes(daemon: Any) -> dict[str, float]:
+    """``syncd_attachments_back_total`` by outcome."""
+    registry = daemon.app.registry
+    return {
+        o: registry.get_sample_value("syncd_attachments_back_total", {"outcome": o})
+        for o in ("fetched", "linked", "failed")
+    }
+
+
 def table(env: Env) -> list[tuple[Any, ...]]:
     rows = env.app_sql(
         f"SELECT file_name, file_size, attached_by, content, attached_in, business_key,"
@@ -144,6 +153,7 @@ async def test_a_crash_between_the_download_and_its_record_duplicates_nothing(
         await daemon.drain()
     assert [r[0] for r in table(env)] == ["a.pdf", "b.pdf"]
     assert [n for (n,) in env.sql("SELECT count(*) FROM syncd.attachment_in")] == [2]
+    assert outcomes(daemon) == {"fetched": 2, "linked": 0, "failed": 0}  # each once
 
 
 async def test_an_expired_link_is_fetched_again(env: Env, tmp_path: Path) -> None:
@@ -234,3 +244,4 @@ async def test_a_file_that_cannot_be_had_is_recorded_and_blocks_nothing(
     assert env.sql("SELECT count(*) FROM syncd.attachment_fetch WHERE done_at IS NOT NULL") == [
         (1,)
     ]
+    assert outcomes(daemon) == {"fetched": 1, "linked": 0, "failed": 1}

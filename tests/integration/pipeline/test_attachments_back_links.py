@@ -13,7 +13,7 @@ import httpx
 
 from .conftest import Env
 from .test_attachments import AGENT, KIND, fill_directory, inline, submit
-from .test_attachments_back import decide_with_comment, stored
+from .test_attachments_back import decide_with_comment, outcomes, stored
 
 CREATE = """
 CREATE TABLE app.claim_links (key text PRIMARY KEY, status text, file_links jsonb);
@@ -63,6 +63,7 @@ async def test_the_links_land_in_the_business_row_and_give_the_bytes(
     assert sorted(fetched) == stored(env)
     recorded = env.sql("SELECT state, stored_as, count(*) FROM syncd.attachment_in GROUP BY 1, 2")
     assert recorded == [("linked", "app.claim_links.file_links", 3)]
+    assert outcomes(daemon) == {"fetched": 0, "linked": 3, "failed": 0}
     [(done,)] = env.sql("SELECT count(*) FROM syncd.attachment_fetch WHERE done_at IS NOT NULL")
     assert done == 1
 
