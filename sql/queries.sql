@@ -1778,13 +1778,16 @@ UPDATE syncd.approval a SET calls_spent = a.calls_spent + %(calls)s
 
 -- claim_attachment_fetches --
 -- Finished rounds of the kinds that fetch their files back, not done and due, with the
--- lease taken (a round leased by another replica is skipped).
+-- lease taken (a round leased by another replica is skipped); of a kind with a ``since``
+-- (a JSON object of kind to timestamp), only rounds finished after it.
 WITH due AS (
     SELECT a.id
       FROM syncd.approval a
       LEFT JOIN syncd.attachment_fetch f ON f.approval_id = a.id
      WHERE a.kind = ANY(%(kinds)s)
        AND a.state IN ('approved', 'rejected', 'canceled')
+       AND (NOT (%(since)s::jsonb ? a.kind)
+            OR a.finished_at > (%(since)s::jsonb ->> a.kind)::timestamptz)
        AND a.instance_id IS NOT NULL
        AND (f.approval_id IS NULL
             OR (f.done_at IS NULL AND f.next_attempt_at <= %(now)s

@@ -13,6 +13,7 @@ directory, each exactly once.
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime, time
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,6 +40,11 @@ class AttachmentsBackSettings(BaseModel):
         default=None, description="DDAttachment labels to fetch (default: every one)"
     )
     comments: bool = Field(default=True, description="also files on approvers' comments")
+    since: datetime | date | None = Field(
+        default=None,
+        description="only rounds finished after this date or time (UTC unless it says; "
+        "default: every finished round)",
+    )
 
     @model_validator(mode="after")
     def _links(self) -> Self:
@@ -77,6 +83,16 @@ class AttachmentsBackSettings(BaseModel):
         if self.components is not None and not all(c.strip() for c in self.components):
             raise ValueError("components: labels must not be empty")
         return self
+
+    @property
+    def since_at(self) -> datetime | None:
+        """``since`` as a moment: a date is its midnight, a time without zone UTC."""
+        if self.since is None:
+            return None
+        at = self.since
+        if not isinstance(at, datetime):
+            at = datetime.combine(at, time())
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
 
     @property
     def labels(self) -> frozenset[str] | None:

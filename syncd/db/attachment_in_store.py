@@ -5,7 +5,7 @@ crash after leaves both (the record keeps it from being inserted twice)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from psycopg import sql
@@ -54,9 +54,16 @@ class PostgresAttachmentInStore(BaseStore):
     """Implements ``syncd.ports.attachments_back.AttachmentInStore``."""
 
     async def claim(
-        self, kinds: Sequence[str], limit: int, now: datetime, owner: str, lease_until: datetime
+        self,
+        kinds: Sequence[str],
+        limit: int,
+        now: datetime,
+        owner: str,
+        lease_until: datetime,
+        since: Mapping[str, datetime] | None = None,
     ) -> list[FetchItem]:
         params = {"kinds": list(kinds), "limit": limit, "now": now, "owner": owner}
+        params["since"] = Jsonb({k: at.isoformat() for k, at in (since or {}).items()})
         rows = await self.fetch_all(
             "claim_attachment_fetches", params | {"lease_until": lease_until}
         )

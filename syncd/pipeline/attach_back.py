@@ -156,8 +156,9 @@ class AttachmentsBack:
 
     async def run_once(self) -> int:
         now = self.clock.now()
+        since = {kind: at for kind, back in self.kinds.items() if (at := back.since_at)}
         items = await self.store.claim(
-            sorted(self.kinds), self.batch_size, now, self.owner, now + self.lease
+            sorted(self.kinds), self.batch_size, now, self.owner, now + self.lease, since
         )
         for item in items:
             await self.fetch(item)

@@ -131,8 +131,17 @@ class FileDirectory(Protocol):
 
 class AttachmentInStore(Protocol):
     async def claim(
-        self, kinds: Sequence[str], limit: int, now: datetime, owner: str, lease_until: datetime
-    ) -> list[FetchItem]: ...
+        self,
+        kinds: Sequence[str],
+        limit: int,
+        now: datetime,
+        owner: str,
+        lease_until: datetime,
+        since: Mapping[str, datetime] | None = None,
+    ) -> list[FetchItem]:
+        """Finished rounds of ``kinds`` not done and due, leased; of a kind in ``since``,
+        only those finished after its moment."""
+        ...
 
     async def recorded(self, approval_id: int) -> set[str]:
         """The fileIds of the round recorded already (fetched or failed)."""

@@ -3,6 +3,7 @@ table only in syncd's own PostgreSQL; bad config exits 2 naming the field."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -90,3 +91,19 @@ def test_a_column_means_nothing_elsewhere() -> None:
     with pytest.raises(ConfigError) as info:
         settings_from_data(data({"to": "directory", "directory": "/srv", "column": "x"}))
     assert 'column means nothing with to = "directory"' in str(info.value)
+
+
+def test_since_is_a_date_or_a_time_utc_unless_it_says() -> None:
+    def since(value: object) -> Any:
+        back = {"to": "directory", "directory": "/srv", "since": value}
+        found = settings_from_data(data(back)).kinds["expense"].attachments_back
+        assert found is not None
+        return found.since_at
+
+    assert since("2026-01-01") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert since(date(2026, 1, 1)) == datetime(2026, 1, 1, tzinfo=UTC)  # a TOML date
+    assert since("2026-01-01T08:00:00+08:00") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert since("2026-01-01 08:00") == datetime(2026, 1, 1, 8, tzinfo=UTC)
+    with pytest.raises(ConfigError) as info:
+        since("yesterday")
+    assert "since" in str(info.value)

@@ -9,6 +9,7 @@ between; the grant, the links and the GETs are paced and counted.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,28 @@ async def test_a_file_that_cannot_be_had_is_recorded_and_blocks_nothing(
         (1,)
     ]
     assert outcomes(daemon) == {"fetched": 1, "linked": 0, "failed": 1}
+
+
+async def test_since_leaves_out_rounds_finished_before_it(env: Env, tmp_path: Path) -> None:
+    env.app_sql(CREATE)
+    since = (env.clock.now() + timedelta(hours=2)).isoformat()
+    settings = back_settings(env, tmp_path, to="table", table=TABLE, since=since)
+    async with env.daemon(settings) as daemon:
+        await fill_directory(env, daemon)
+        submit(env, "before", inline("old.pdf", b"%PDF old"))
+        await decide_with_comment(env, daemon, [])
+        await env.advance(3700)
+        submit(env, "after", inline("new.pdf", b"%PDF new"))
+        await daemon.drain()
+        [running] = [i for i in env.sim.instances() if i.status == "RUNNING"]
+        while env.sim.instance(running.instance_id).status == "RUNNING":
+            env.sim.approve(running.instance_id)
+        await env.advance(3600)
+        await daemon.drain()
+    assert env.sql("SELECT state, count(*) FROM syncd.approval GROUP BY 1") == [("approved", 2)]
+    assert [(r[0], r[5]) for r in table(env)] == [("new.pdf", "after")]
+    fetched = env.sql(
+        "SELECT a.business_key FROM syncd.attachment_fetch f"
+        " JOIN syncd.approval a ON a.id = f.approval_id"
+    )
+    assert fetched == [("after",)]
