@@ -128,6 +128,41 @@ async def test_files_land_in_a_directory_with_sidecars(env: Env, tmp_path: Path)
     assert not [p for p in out.rglob(".*") if p.is_file()]  # no temp file left
 
 
+async def test_a_crash_between_the_rename_and_the_record_writes_the_same_file_again(
+    env: Env, tmp_path: Path
+) -> None:
+    """Directory mode: the record of the first file fails after its rename (as a crash
+    there would); the next pass writes it again over itself, under the same name, and
+    records each file once."""
+    out = tmp_path / "out"
+    out.mkdir()
+    env.sql(  # the first record fails after the file is in place
+        "CREATE SEQUENCE syncd.fail_once;"
+        "CREATE FUNCTION syncd.fail_once() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$"
+        " BEGIN IF nextval('syncd.fail_once') = 1 THEN RAISE EXCEPTION 'crash'; END IF;"
+        " RETURN NEW; END $$;"
+        "CREATE TRIGGER fail_once BEFORE INSERT ON syncd.attachment_in"
+        " FOR EACH ROW EXECUTE FUNCTION syncd.fail_once();"
+    )
+    back = {"to": "directory", "directory": str(out)}
+    async with env.daemon(back_settings(env, tmp_path, **back)) as daemon:
+        await fill_directory(env, daemon)
+        submit(env, "c1", inline("a.pdf", b"%PDF a"), inline("b.pdf", b"%PDF b"))
+        await decide_with_comment(env, daemon, [])
+        assert len(list(out.rglob("*.pdf"))) == 1  # renamed into place, then not recorded
+        assert env.sql("SELECT count(*) FROM syncd.attachment_in") == [(0,)]
+        await env.advance(3600)
+        await daemon.drain()
+    files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.endswith(".json"))
+    assert sorted(p.read_bytes() for p in files) == [b"%PDF a", b"%PDF b"]
+    assert len(list(out.rglob("*.json"))) == 2
+    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temp file left
+    recorded = env.sql("SELECT file_name, stored_as FROM syncd.attachment_in ORDER BY 1")
+    assert [r[0] for r in recorded] == ["a.pdf", "b.pdf"]
+    assert sorted(str(p) for p in files) == sorted(r[1] for r in recorded)
+    assert outcomes(daemon) == {"fetched": 2, "linked": 0, "failed": 0}
+
+
 async def test_a_crash_between_the_download_and_its_record_duplicates_nothing(
     env: Env, tmp_path: Path
 ) -> None:
