@@ -118,7 +118,7 @@ class Comments:
         except NoCommenter as exc:
             await self._failed(item, "no_commenter", f"comment {item.id}: {exc}", calls)
             return
-        doubt = item.in_doubt
+        doubt, sending = item.in_doubt, False
         try:
             if doubt and await self._arrived(item, user, calls):
                 note = f"comment {item.id} found on the instance after an unknown outcome"
@@ -131,8 +131,8 @@ class Comments:
                     item, False, DingTalkRejected("finished", code="finished"), calls
                 )
                 return
-            doubt = False
-            attached = await self._attachments(item, user, calls)
+            attached = await self._attachments(item, user, calls)  # an upload failing: not sent
+            doubt, sending = False, True
             request = self.client.add_comment(item.instance_id, item.text, user, attached)
             await call(calls, "comment", "comment", request)
         except AttachmentProblem as exc:
@@ -145,7 +145,8 @@ class Comments:
             await self._release(item, False, exc, calls)
             return
         except DingTalkError as exc:
-            await self._release(item, doubt or not isinstance(exc, NOT_ADDED), exc, calls)
+            in_doubt = doubt or (sending and not isinstance(exc, NOT_ADDED))
+            await self._release(item, in_doubt, exc, calls)
             return
         note = f"comment {item.id} added as {user}"
         await self.store.finish_comment(

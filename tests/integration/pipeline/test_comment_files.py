@@ -115,3 +115,25 @@ async def test_a_file_that_cannot_be_had_fails_the_comment_naming_it(
     ]
     assert "'gone.pdf' (gone.pdf): cannot be read" in rows[0][2]
     assert "payload: files: file 1 must be an object with name" in rows[1][2]
+
+
+async def test_an_upload_that_failed_leaves_the_comment_unsent_and_not_in_doubt(
+    env: Env, tmp_path: Path
+) -> None:
+    key = env.submit_leave(applicant="u1")
+    env.sim.faults.update(error_5xx_rate=1.0, endpoints=["storage.commit"])
+    async with env.daemon(settings(env, tmp_path)) as daemon:
+        await fill_directory(env, daemon)
+        await daemon.drain()
+        comment(env, key, "retry", [inline("a.pdf", b"%PDF a")])
+        await daemon.drain()
+        [(state, in_doubt, code)] = env.sql(
+            "SELECT state, in_doubt, last_error_code FROM syncd.comment"
+        )
+        assert (state, in_doubt) == ("waiting", False) and code
+        assert env.sql("SELECT count(*) FROM syncd.comment_file") == [(0,)]
+        env.sim.faults.reset()
+        await env.advance(2)
+        await daemon.drain()
+    assert commented(env) == [("u1", "retry", [("a.pdf", b"%PDF a", "u1")])]
+    assert env.sql("SELECT state, in_doubt FROM syncd.comment") == [("sent", False)]
