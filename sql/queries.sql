@@ -1675,7 +1675,8 @@ SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at
 INSERT INTO syncd.comment
        (approval_id, outbox_id, user_id, text, files, state, last_error_code,
         last_error_message, created_at, next_attempt_at, updated_at)
-SELECT c.approval_id, c.outbox_id, c.user_id, c.text, c.files,
+SELECT c.approval_id, c.outbox_id, c.user_id, c.text,
+       CASE WHEN c.error IS NULL THEN c.files END,
        CASE WHEN c.error IS NULL THEN 'waiting' ELSE 'failed' END,
        CASE WHEN c.error IS NULL THEN NULL ELSE 'bad_comment' END, c.error,
        %(now)s, %(now)s, %(now)s
@@ -1691,6 +1692,8 @@ SELECT c.approval_id, c.outbox_id, c.user_id, c.text, c.files,
 WITH dropped AS (
     UPDATE syncd.comment c
        SET state = 'dropped', lease_owner = NULL, lease_expires_at = NULL,
+           files = (SELECT jsonb_agg(f.e - 'content_base64' ORDER BY f.n)
+                      FROM jsonb_array_elements(c.files) WITH ORDINALITY AS f (e, n)),
            last_error_code = 'finished',
            last_error_message = 'not sent: the approval is already ' || a.state,
            updated_at = %(now)s
@@ -1743,10 +1746,13 @@ SELECT count(*) AS sent FROM syncd.comment
 
 -- finish_comment --
 -- A claimed comment is done: sent (as the userId given), or failed for good (DingTalk
--- refused it, or its user cannot be named); the calls it took count on its approval.
+-- refused it, or its user cannot be named); the calls it took count on its approval. Its
+-- files keep their names, paths and URLs, not the bytes a payload carried.
 WITH done AS (
     UPDATE syncd.comment
        SET state = %(state)s, sent_as = %(sent_as)s,
+           files = (SELECT jsonb_agg(f.e - 'content_base64' ORDER BY f.n)
+                      FROM jsonb_array_elements(files) WITH ORDINALITY AS f (e, n)),
            sent_at = CASE WHEN %(state)s = 'sent' THEN %(now)s END,
            in_doubt = false, lease_owner = NULL, lease_expires_at = NULL,
            last_error_code = %(error_code)s, last_error_message = %(error_message)s,

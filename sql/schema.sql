@@ -989,7 +989,7 @@ COMMENT ON TABLE syncd.attachment_fetch IS
 -- recorded by the comment and the file's index.
 ALTER TABLE syncd.comment ADD COLUMN files jsonb NULL;
 COMMENT ON COLUMN syncd.comment.files IS
-    'The files the outbox row named (its payload''s files: name and one of content_base64, path or url); NULL: none.';
+    'The files the outbox row named (its payload''s files: name and one of content_base64, path or url; the content dropped once the comment is sent or failed); NULL: none.';
 
 CREATE TABLE syncd.comment_file (
     comment_id   bigint NOT NULL REFERENCES syncd.comment (id) ON DELETE CASCADE,

@@ -63,6 +63,8 @@ async def test_a_comments_files_reach_the_instance_byte_for_byte(env: Env, tmp_p
         ("u1", "附上收据", [("收据.png", receipt, "u1"), ("发票.pdf", b"%PDF-1.7 invoice", "u1")])
     ]
     assert env.sql("SELECT state, sent_as FROM syncd.comment") == [("sent", "u1")]
+    [(kept,)] = env.sql("SELECT files FROM syncd.comment")  # the bytes are not kept
+    assert kept == [{"name": "收据.png"}, {"name": "发票.pdf", "path": "发票.pdf"}]
     assert env.sql("SELECT file_index, file_size FROM syncd.comment_file ORDER BY 1") == [
         (0, len(receipt)),
         (1, 16),
