@@ -40,7 +40,8 @@ TARGET_LABELS = frozenset(
 
 #: The stages the runner runs (``App.stages``; a test compares).
 STAGES = (
-    "ingest", "submit", "reconcile", "cancel", "comment", "apply", "writeback", "poll"
+    "ingest", "submit", "reconcile", "cancel", "comment", "apply", "writeback", "poll",
+    "attach_back",
 )  # fmt: skip
 #: Where a final outcome came from: an event channel, the reconciler (which found it in
 #: DingTalk's list, `syncd reconcile` too) or a cancel (requested by the application or
