@@ -11,10 +11,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from syncd.app_comments import comment_stage
 
 from .conftest import Env
 from .test_attachments import AGENT, fill_directory, inline
+from .test_attachments_back import NAMES
 
 
 def comment(env: Env, key: int, text: str, files: list[dict[str, str]]) -> None:
@@ -26,7 +30,7 @@ def comment(env: Env, key: int, text: str, files: list[dict[str, str]]) -> None:
     )
 
 
-def settings(env: Env, base_dir: Path) -> Any:
+def config(env: Env, base_dir: Path) -> Any:
     return env.settings(dingtalk={"agent_id": AGENT}, attachments={"base_dir": str(base_dir)})
 
 
@@ -53,7 +57,7 @@ async def test_a_comments_files_reach_the_instance_byte_for_byte(env: Env, tmp_p
     receipt = "收据".encode() * 100 + bytes(range(256))
     (tmp_path / "发票.pdf").write_bytes(b"%PDF-1.7 invoice")
     key = env.submit_leave(applicant="u1")
-    async with env.daemon(settings(env, tmp_path)) as daemon:
+    async with env.daemon(config(env, tmp_path)) as daemon:
         await fill_directory(env, daemon)
         await daemon.drain()
         files = [inline("收据.png", receipt), {"name": "发票.pdf", "path": "发票.pdf"}]
@@ -75,7 +79,7 @@ async def test_a_crash_after_the_upload_and_before_the_comment_uploads_nothing_a
     env: Env, tmp_path: Path
 ) -> None:
     key = env.submit_leave(applicant="u1")
-    async with env.daemon(settings(env, tmp_path)) as daemon:
+    async with env.daemon(config(env, tmp_path)) as daemon:
         await fill_directory(env, daemon)
         await daemon.drain()
         comment(env, key, "once", [inline("a.pdf", b"%PDF a"), inline("b.pdf", b"%PDF b")])
@@ -101,7 +105,7 @@ async def test_a_file_that_cannot_be_had_fails_the_comment_naming_it(
     env: Env, tmp_path: Path
 ) -> None:
     key = env.submit_leave(applicant="u1")
-    async with env.daemon(settings(env, tmp_path)) as daemon:
+    async with env.daemon(config(env, tmp_path)) as daemon:
         await fill_directory(env, daemon)
         await daemon.drain()
         comment(env, key, "missing", [{"name": "gone.pdf", "path": "gone.pdf"}])
@@ -124,7 +128,7 @@ async def test_an_upload_that_failed_leaves_the_comment_unsent_and_not_in_doubt(
 ) -> None:
     key = env.submit_leave(applicant="u1")
     env.sim.faults.update(error_5xx_rate=1.0, endpoints=["storage.commit"])
-    async with env.daemon(settings(env, tmp_path)) as daemon:
+    async with env.daemon(config(env, tmp_path)) as daemon:
         await fill_directory(env, daemon)
         await daemon.drain()
         comment(env, key, "retry", [inline("a.pdf", b"%PDF a")])
@@ -139,3 +143,20 @@ async def test_an_upload_that_failed_leaves_the_comment_unsent_and_not_in_doubt(
         await daemon.drain()
     assert commented(env) == [("u1", "retry", [("a.pdf", b"%PDF a", "u1")])]
     assert env.sql("SELECT state, in_doubt FROM syncd.comment") == [("sent", False)]
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(files=st.lists(st.tuples(NAMES, st.binary(max_size=2048)), min_size=1, max_size=3))
+async def test_any_names_and_contents_reach_the_comment_as_sent(
+    env: Env, tmp_path: Path, files: list[tuple[str, bytes]]
+) -> None:
+    env.sql("TRUNCATE syncd.approval CASCADE")
+    env.sim.workflow.instances.clear()
+    named = [(f"{name}.bin", data) for name, data in files]
+    key = env.submit_leave(applicant="u1")
+    async with env.daemon(config(env, tmp_path)) as daemon:
+        await fill_directory(env, daemon)
+        await daemon.drain()
+        comment(env, key, "files", [inline(n, d) for n, d in named])
+        await daemon.drain()
+    assert commented(env) == [("u1", "files", [(n, d, "u1") for n, d in named])]
