@@ -1671,6 +1671,19 @@ VALUES (%(approval_id)s, %(component)s, %(file_index)s, %(space_id)s, %(file_id)
         %(file_name)s, %(file_size)s, %(file_type)s, %(uploaded_by)s, %(now)s)
 ON CONFLICT (approval_id, component, file_index) DO NOTHING;
 
+-- select_comment_files --
+-- The files committed for an outgoing comment already (attachments on comments, 0019).
+SELECT file_index, space_id, file_id, file_name, file_size, file_type
+  FROM syncd.comment_file WHERE comment_id = %(comment_id)s;
+
+-- insert_comment_file --
+-- One file committed for an outgoing comment: recorded at once, so a retry reuses it.
+INSERT INTO syncd.comment_file
+       (comment_id, file_index, space_id, file_id, file_name, file_size, file_type,
+        uploaded_by, uploaded_at)
+VALUES (%(comment_id)s, %(file_index)s, %(space_id)s, %(file_id)s, %(file_name)s,
+        %(file_size)s, %(file_type)s, %(uploaded_by)s, %(now)s);
+
 -- select_union_id --
 -- The unionId of a present DingTalk user, from the directory.
 SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NULL;
@@ -1683,14 +1696,16 @@ SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at
 -- Comments ingest decided (a JSON array of objects): waiting to be sent, or failed at once
 -- with the reason (a payload syncd cannot send).
 INSERT INTO syncd.comment
-       (approval_id, outbox_id, user_id, text, state, last_error_code, last_error_message,
-        created_at, next_attempt_at, updated_at)
+       (approval_id, outbox_id, user_id, text, files, state, last_error_code,
+        last_error_message, created_at, next_attempt_at, updated_at)
 SELECT c.approval_id, c.outbox_id, c.user_id, c.text,
+       CASE WHEN c.error IS NULL THEN c.files END,
        CASE WHEN c.error IS NULL THEN 'waiting' ELSE 'failed' END,
        CASE WHEN c.error IS NULL THEN NULL ELSE 'bad_comment' END, c.error,
        %(now)s, %(now)s, %(now)s
   FROM jsonb_to_recordset(%(comments)s::jsonb)
-       AS c (approval_id bigint, outbox_id bigint, user_id text, text text, error text, n integer)
+       AS c (approval_id bigint, outbox_id bigint, user_id text, text text, files jsonb,
+             error text, n integer)
  ORDER BY c.n;
 
 -- drop_finished_comments --
@@ -1700,6 +1715,8 @@ SELECT c.approval_id, c.outbox_id, c.user_id, c.text,
 WITH dropped AS (
     UPDATE syncd.comment c
        SET state = 'dropped', lease_owner = NULL, lease_expires_at = NULL,
+           files = (SELECT jsonb_agg(f.e - 'content_base64' ORDER BY f.n)
+                      FROM jsonb_array_elements(c.files) WITH ORDINALITY AS f (e, n)),
            last_error_code = 'finished',
            last_error_message = 'not sent: the approval is already ' || a.state,
            updated_at = %(now)s
@@ -1742,7 +1759,7 @@ UPDATE syncd.comment c
  WHERE c.id = due.id AND a.id = c.approval_id
 RETURNING c.id, c.approval_id, a.kind, a.business_key, a.instance_id, c.text, c.user_id,
           coalesce(a.originator_user_id, a.originator) AS originator_user_id,
-          due.in_doubt, c.attempts;
+          due.in_doubt, c.attempts, c.files;
 
 -- count_sent_comments --
 -- How many of an approval's comments syncd knows it sent as this user with this text.
@@ -1752,10 +1769,13 @@ SELECT count(*) AS sent FROM syncd.comment
 
 -- finish_comment --
 -- A claimed comment is done: sent (as the userId given), or failed for good (DingTalk
--- refused it, or its user cannot be named); the calls it took count on its approval.
+-- refused it, or its user cannot be named); the calls it took count on its approval. Its
+-- files keep their names, paths and URLs, not the bytes a payload carried.
 WITH done AS (
     UPDATE syncd.comment
        SET state = %(state)s, sent_as = %(sent_as)s,
+           files = (SELECT jsonb_agg(f.e - 'content_base64' ORDER BY f.n)
+                      FROM jsonb_array_elements(files) WITH ORDINALITY AS f (e, n)),
            sent_at = CASE WHEN %(state)s = 'sent' THEN %(now)s END,
            in_doubt = false, lease_owner = NULL, lease_expires_at = NULL,
            last_error_code = %(error_code)s, last_error_message = %(error_message)s,
@@ -1914,3 +1934,68 @@ SELECT EXISTS (
      WHERE p.proname = %(name)s AND p.prokind = 'p'
        AND (%(schema)s::text IS NULL OR n.nspname = %(schema)s)
 ) AS present;
+
+-- ---------------------------------------------------------------------------------------
+-- Attachments back (migration 0019): files of finished rounds fetched from DingTalk.
+-- ---------------------------------------------------------------------------------------
+
+-- claim_attachment_fetches --
+-- Finished rounds of the kinds that fetch their files back, not done and due, with the
+-- lease taken (a round leased by another replica is skipped); of a kind with a ``since``
+-- (a JSON object of kind to timestamp), only rounds finished after it.
+WITH due AS (
+    SELECT a.id
+      FROM syncd.approval a
+      LEFT JOIN syncd.attachment_fetch f ON f.approval_id = a.id
+     WHERE a.kind = ANY(%(kinds)s)
+       AND a.state IN ('approved', 'rejected', 'canceled')
+       AND (NOT (%(since)s::jsonb ? a.kind)
+            OR a.finished_at > (%(since)s::jsonb ->> a.kind)::timestamptz)
+       AND a.instance_id IS NOT NULL
+       AND (f.approval_id IS NULL
+            OR (f.done_at IS NULL AND f.next_attempt_at <= %(now)s
+                AND (f.lease_expires_at IS NULL OR f.lease_expires_at <= %(now)s)))
+     ORDER BY a.id
+     LIMIT %(limit)s
+), claimed AS (
+    INSERT INTO syncd.attachment_fetch (approval_id, next_attempt_at, lease_owner,
+                                        lease_expires_at)
+    SELECT id, %(now)s, %(owner)s, %(lease_until)s FROM due
+    ON CONFLICT (approval_id) DO UPDATE
+       SET lease_owner = EXCLUDED.lease_owner, lease_expires_at = EXCLUDED.lease_expires_at
+     WHERE syncd.attachment_fetch.done_at IS NULL
+       AND (syncd.attachment_fetch.lease_expires_at IS NULL
+            OR syncd.attachment_fetch.lease_expires_at <= %(now)s)
+    RETURNING approval_id, attempts
+)
+SELECT a.id AS approval_id, a.kind, a.business_key, a.round, a.instance_id, c.attempts
+  FROM claimed c JOIN syncd.approval a ON a.id = c.approval_id
+ ORDER BY a.id;
+
+-- select_attachments_in --
+-- The files of a round recorded already (fetched, linked or failed), by fileId.
+SELECT file_id FROM syncd.attachment_in WHERE approval_id = %(approval_id)s;
+
+-- insert_attachment_in --
+-- Record one file of a round; nothing (no row returned) when it is recorded already.
+INSERT INTO syncd.attachment_in (approval_id, file_id, space_id, attached_in, file_name,
+                                 file_size, file_type, attached_by, attached_at, state,
+                                 stored_as, error_code, error_message, recorded_at)
+VALUES (%(approval_id)s, %(file_id)s, %(space_id)s, %(attached_in)s, %(file_name)s,
+        %(file_size)s, %(file_type)s, %(attached_by)s, %(attached_at)s, %(state)s,
+        %(stored_as)s, %(error_code)s, %(error_message)s, %(now)s)
+ON CONFLICT (approval_id, file_id) DO NOTHING
+RETURNING approval_id;
+
+-- finish_attachment_fetch --
+-- Every file of the round is recorded: done (while this replica holds the lease).
+UPDATE syncd.attachment_fetch
+   SET done_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL, last_error = NULL
+ WHERE approval_id = %(approval_id)s AND lease_owner = %(owner)s;
+
+-- release_attachment_fetch --
+-- Some file could not be fetched for now: try the round again at next_attempt_at.
+UPDATE syncd.attachment_fetch
+   SET attempts = attempts + 1, next_attempt_at = %(next_attempt_at)s,
+       lease_owner = NULL, lease_expires_at = NULL, last_error = %(error)s
+ WHERE approval_id = %(approval_id)s AND lease_owner = %(owner)s;

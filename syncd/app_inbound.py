@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from syncd.app_comments import comment_stage
+from syncd.app_attachback import later_stages as attach_stages
 from syncd.db.backfill_store import PostgresBackfillCursor
 from syncd.db.inbound_store import PostgresInboundStore
 from syncd.metrics.inbound import InboundMetrics
@@ -41,8 +41,9 @@ def _store(app: App) -> PostgresInboundStore:
 
 
 async def later_stages(app: App) -> dict[str, Stage]:
-    """The stages built after the others: comments, and the inbound kinds' imports."""
-    return {"comment": comment_stage(app), **await inbound_stages(app)}
+    """The stages built after the others: comments, attachments back (when a kind fetches
+    its files) and the inbound kinds' imports."""
+    return {**attach_stages(app), **await inbound_stages(app)}
 
 
 async def inbound_stages(app: App) -> dict[str, Stage]:

@@ -15,19 +15,21 @@ if TYPE_CHECKING:
     from syncd.app import App
 
 
-def build_attacher(app: App) -> Attacher | None:
-    """The attacher of ``app``'s submit, or ``None`` when no kind maps attachments."""
-    settings, clock = app.settings, app.clock
-    if not any(kind.attachments for kind in settings.kinds.values()):
-        return None
+def uploading(app: App) -> tuple[HttpxAttachmentClient, Files, AttachmentLimits]:
+    """The upload client, the file fetcher and the limits, from ``app``'s settings."""
+    settings = app.settings
     a = settings.attachments
     limits = AttachmentLimits(a.max_file_size, a.max_files, frozenset(a.file_types))
-    return Attacher(
-        HttpxAttachmentClient(
-            app.http, agent_id=settings.dingtalk.agent_id, pacer=app._pacer(), clock=clock
-        ),
-        Files(a.base_dir, a.allow_hosts, timeout=a.fetch_timeout),
-        PostgresAttachmentStore(app.pool, actor=app.owner),
-        clock,
-        limits,
+    uploader = HttpxAttachmentClient(
+        app.http, agent_id=settings.dingtalk.agent_id, pacer=app._pacer(), clock=app.clock
     )
+    return uploader, Files(a.base_dir, a.allow_hosts, timeout=a.fetch_timeout), limits
+
+
+def build_attacher(app: App) -> Attacher | None:
+    """The attacher of ``app``'s submit, or ``None`` when no kind maps attachments."""
+    if not any(kind.attachments for kind in app.settings.kinds.values()):
+        return None
+    uploader, fetcher, limits = uploading(app)
+    store = PostgresAttachmentStore(app.pool, actor=app.owner)
+    return Attacher(uploader, fetcher, store, app.clock, limits)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 #: DingTalk takes comments of 1 to this many characters (contract §18.1).
 COMMENT_TEXT_MAX = 1024
 #: The longest user value syncd takes in a comment row (a userId, or what ``by`` names).
 COMMENT_USER_MAX = 256
+#: Files on one comment (``file.attachments``, contract §18.1).
+COMMENT_FILES_MAX = 20
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class CommentOnRound:
     user_id: str | None = None
     #: Why the row cannot be sent (the comment is kept as ``failed`` with it); None: send.
     error: str | None = None
+    #: The payload's ``files`` (each: name and one of content_base64, path or url).
+    files: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -35,3 +40,4 @@ class CommentItem:
     originator_user_id: str | None  # the userId the round's create was sent with
     in_doubt: bool  # an earlier send's outcome is unknown: read the records first
     attempts: int
+    files: list[dict[str, Any]] | None = None  # as the outbox row named them

@@ -21,6 +21,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from syncd.settings_attachments import AttachmentSource
+from syncd.settings_attachments_back import AttachmentsBackSettings
 from syncd.settings_inbound import InboundSettings, check_direction
 
 OUTBOX_COLUMNS = ("originator", "business_key", "kind")
@@ -259,6 +260,26 @@ class KindSettings(_Model):
         description="the [databases.<name>] holding the business table (default: syncd's own "
         "PostgreSQL)",
     )
+    attachments_back: AttachmentsBackSettings | None = None
+
+    @model_validator(mode="after")
+    def _back(self) -> Self:
+        if self.attachments_back and self.attachments_back.to == "table" and self.database:
+            raise ValueError(
+                f'attachments_back: to = "table" writes into syncd\'s own PostgreSQL only, and '
+                f"this kind's business table is in database {self.database!r}; use "
+                'to = "directory", or a table in syncd\'s PostgreSQL'
+            )
+        if self.attachments_back and self.attachments_back.to == "links":
+            back = self.write_back
+            if self.database or back is None or back.table is None:
+                raise ValueError(
+                    'attachments_back: to = "links" writes into the kind\'s write-back table '
+                    "(write_back.table and key_column) in syncd's own PostgreSQL; this kind "
+                    + (f"writes into database {self.database!r}" if self.database else "has none")
+                    + ': use to = "directory"'
+                )
+        return self
 
     # Inbound kinds (syncd/settings_inbound.py): instances started in DingTalk.
     direction: Literal["outbound", "inbound"] = "outbound"

@@ -111,3 +111,9 @@ GRANT SELECT, INSERT                 ON syncd.attachment          TO syncd_daemo
 -- 0018: instances of inbound kinds waiting to be imported, and the backfill's cursor.
 GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.inbound_import      TO syncd_daemon;
 GRANT SELECT, INSERT, UPDATE         ON syncd.inbound_backfill    TO syncd_daemon;
+-- 0019: attachments back: the files of finished rounds fetched from DingTalk, and each
+-- round's progress.
+GRANT SELECT, INSERT                 ON syncd.attachment_in       TO syncd_daemon;
+GRANT SELECT, INSERT, UPDATE         ON syncd.attachment_fetch    TO syncd_daemon;
+-- 0019: files on outgoing comments, each committed file recorded by its comment.
+GRANT SELECT, INSERT                 ON syncd.comment_file        TO syncd_daemon;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from syncd.db.queries import QUERIES
 from syncd.db.store import BaseStore, history_line
@@ -18,16 +19,7 @@ class PostgresAttachmentStore(BaseStore):
 
     async def attachments(self, approval_id: int) -> dict[tuple[str, int], Attachment]:
         rows = await self.fetch_all("select_attachments", {"approval_id": approval_id})
-        return {
-            (r["component"], r["file_index"]): Attachment(
-                space_id=r["space_id"],
-                file_id=r["file_id"],
-                file_name=r["file_name"],
-                file_size=r["file_size"],
-                file_type=r["file_type"],
-            )
-            for r in rows
-        }
+        return {(r["component"], r["file_index"]): _attachment(r) for r in rows}
 
     async def record_attachment(
         self,
@@ -44,22 +36,45 @@ class PostgresAttachmentStore(BaseStore):
             f"uploaded {file.file_name!r} ({file.file_size} bytes) for {component!r}"
             f" file {index + 1} as fileId {file.file_id} in space {file.space_id}"
         )
+        params: dict[str, Any] = {"approval_id": approval_id, "component": component}
+        params["file_index"] = index
+        params.update(_file(file), uploaded_by=uploaded_by, now=at)
+        await self._record("insert_attachment", params, approval_id, message, calls, at)
+
+    async def comment_files(self, comment_id: int) -> dict[int, Attachment]:
+        rows = await self.fetch_all("select_comment_files", {"comment_id": comment_id})
+        return {r["file_index"]: _attachment(r) for r in rows}
+
+    async def record_comment_file(
+        self,
+        comment_id: int,
+        approval_id: int,
+        index: int,
+        file: Attachment,
+        uploaded_by: str,
+        calls: Sequence[CallRecord],
+        now: datetime,
+    ) -> None:
+        message = (
+            f"uploaded {file.file_name!r} ({file.file_size} bytes) for comment {comment_id}"
+            f" file {index + 1} as fileId {file.file_id} in space {file.space_id}"
+        )
+        params: dict[str, Any] = {"comment_id": comment_id, "file_index": index}
+        params.update(_file(file), uploaded_by=uploaded_by, now=now)
+        await self._record("insert_comment_file", params, approval_id, message, calls, now)
+
+    async def _record(
+        self,
+        query: str,
+        params: dict[str, Any],
+        approval_id: int,
+        message: str,
+        calls: Sequence[CallRecord],
+        at: datetime,
+    ) -> None:
+        """A committed file's row, its calls and a history line, in one transaction."""
         async with self.transaction(pipelined=True) as conn:
-            await conn.execute(
-                QUERIES["insert_attachment"],
-                {
-                    "approval_id": approval_id,
-                    "component": component,
-                    "file_index": index,
-                    "space_id": file.space_id,
-                    "file_id": file.file_id,
-                    "file_name": file.file_name,
-                    "file_size": file.file_size,
-                    "file_type": file.file_type,
-                    "uploaded_by": uploaded_by,
-                    "now": at,
-                },
-            )
+            await conn.execute(QUERIES[query], params)
             line = history_line(approval_id, event_type="note", message=message)
             await self.calls(conn, approval_id, at, calls, line)
             await conn.execute(QUERIES["add_calls"], {"id": approval_id, "calls": len(calls)})
@@ -67,3 +82,23 @@ class PostgresAttachmentStore(BaseStore):
     async def union_id(self, user_id: str) -> str | None:
         row = await self.fetch_one("select_union_id", {"user_id": user_id})
         return None if row is None else row["union_id"]
+
+
+def _attachment(row: dict[str, Any]) -> Attachment:
+    return Attachment(
+        space_id=row["space_id"],
+        file_id=row["file_id"],
+        file_name=row["file_name"],
+        file_size=row["file_size"],
+        file_type=row["file_type"],
+    )
+
+
+def _file(file: Attachment) -> dict[str, Any]:
+    return {
+        "space_id": file.space_id,
+        "file_id": file.file_id,
+        "file_name": file.file_name,
+        "file_size": file.file_size,
+        "file_type": file.file_type,
+    }

@@ -279,6 +279,7 @@ class _IngestBatch:
     def _comment(self, item: OutboxRow, decision: CommentOnRound) -> None:
         comment: dict[str, Any] = {"approval_id": decision.approval_id, "outbox_id": item.id}
         comment.update(user_id=decision.user_id, text=decision.text, error=decision.error)
+        comment.update(files=decision.files)
         self.comments.append({**comment, "n": len(self.comments)})
         message = decision.error or f"comment from outbox row {item.id} waits for its instance"
         self.lines.append(history_line(decision.approval_id, event_type="note", message=message))

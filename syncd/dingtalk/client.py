@@ -17,7 +17,7 @@ error, pool timeout, local pacing, token trouble) is transient; one that fails a
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -249,13 +249,22 @@ class HttpxApprovalClient:
         body = await self._call(endpoints.TERMINATE, json=payload)
         self._check_action(body, endpoints.TERMINATE)
 
-    async def add_comment(self, instance_id: str, text: str, comment_user_id: str) -> None:
-        """Add a comment to an instance (contract §6.2)."""
-        payload = {
+    async def add_comment(
+        self,
+        instance_id: str,
+        text: str,
+        comment_user_id: str,
+        attachments: Sequence[Mapping[str, str]] = (),
+    ) -> None:
+        """Add a comment to an instance (contract §6.2), with files committed into the
+        commenter's approval space (``file.attachments``, §18.1)."""
+        payload: dict[str, Any] = {
             "processInstanceId": instance_id,
             "text": text,
             "commentUserId": comment_user_id,
         }
+        if attachments:
+            payload["file"] = {"attachments": [dict(a) for a in attachments]}
         body = await self._call(endpoints.COMMENT, json=payload)
         self._check_action(body, endpoints.COMMENT)
 

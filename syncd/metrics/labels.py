@@ -41,6 +41,7 @@ TARGET_LABELS = frozenset(
 STAGES = (
     "ingest", "submit", "reconcile", "cancel", "comment", "apply", "writeback", "poll",
     "inbound",
+    "attach_back",
 )  # fmt: skip
 #: Where a final outcome came from: an event channel, the reconciler (which found it in
 #: DingTalk's list, `syncd reconcile` too) or a cancel (requested by the application or
@@ -72,6 +73,7 @@ PURPOSES = (
     "attach",
     "import",  # reading an instance started in DingTalk to import it (inbound kinds)
     "inbound_list",  # listing inbound kinds' instance ids (the safety net, backfill)
+    "attach_back",
 )
 #: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts (the contact
 #: calls, contract §15.1): shown by ``syncd status``, left out of the quota's gauges.
@@ -134,6 +136,9 @@ SYNCD_DATABASE = "syncd"
 #: How a write into a business row ended (``syncd_writebacks_total``,
 #: ``syncd_progress_writes_total``).
 WRITE_OUTCOMES = ("done", "failed")
+#: How a file fetched back ended (``syncd_attachments_back_total``): its bytes stored, only
+#: its link written, or recorded as failed.
+ATTACH_BACK_OUTCOMES = ("fetched", "linked", "failed")
 #: The metrics labelled by the database of a kind's business side (the configured ones
 #: and ``syncd``; the relay's metrics take only the databases it relays).
 DATABASE_METRICS = (
@@ -237,6 +242,7 @@ def closed_sets() -> tuple[ClosedSet, ...]:
         ClosedSet("outcome", frozenset(WRITE_OUTCOMES), DATABASE_METRICS[:2]),
         # Inbound kinds' imports (syncd/metrics/inbound.py).
         ClosedSet("outcome", frozenset(INBOUND_OUTCOMES), ("syncd_inbound_imports_total",)),
+        ClosedSet("outcome", frozenset(ATTACH_BACK_OUTCOMES), ("syncd_attachments_back_total",)),
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from syncd.dingtalk.models import FormComponentValue
 from syncd.domain import CallRecord, SubmitItem
@@ -30,6 +30,7 @@ from syncd.ports.attachments import (
     FileFetcher,
     FileRef,
     FileUnavailable,
+    UnionIds,
     attachment_value,
     file_problem,
 )
@@ -55,7 +56,8 @@ def _bytes(text: str, what: str) -> bytes:
         ) from exc
 
 
-def _ref(raw: Any, what: str) -> FileRef:
+def file_ref(raw: Any, what: str) -> FileRef:
+    """One file as a payload names it: ``name`` and one of content_base64, path or url."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
         raise AttachmentProblem(
             f"{what} must be an object with name and one of content_base64, path or url",
@@ -87,7 +89,7 @@ def file_refs(label: str, source: AttachmentSource, payload: Any) -> list[FileRe
             )
         return [FileRef(name, content=_bytes(value, what))]
     items = value if isinstance(value, list) else [value]
-    return [_ref(item, f"{what} file {n + 1}") for n, item in enumerate(items)]
+    return [file_ref(item, f"{what} file {n + 1}") for n, item in enumerate(items)]
 
 
 class Attacher:
@@ -136,22 +138,11 @@ class Attacher:
                 recorded = done.get((label, index))
                 if recorded is None:
                     if union is None:
-                        union = await self._union(originator)
+                        union = await union_of(self.store, originator, "the originator")
                     recorded = await self._upload(item, label, index, ref, originator, union, calls)
                 files.append(recorded)
             values.append(FormComponentValue(name=label, value=attachment_value(files)))
         return values
-
-    async def _union(self, originator: str) -> str:
-        union = await self.store.union_id(originator)
-        if not union:
-            raise AttachmentProblem(
-                f"the originator {originator!r} has no unionId in the DingTalk directory"
-                " (uploads name people by it): run syncd directory sync, or check that"
-                " they have not left",
-                code="attachment_no_union_id",
-            )
-        return union
 
     async def _upload(
         self,
@@ -164,19 +155,49 @@ class Attacher:
         failed: list[CallRecord],
     ) -> Attachment:
         what = f"attachment {label!r} file {index + 1} {ref.describe()}"
-        try:
-            data = await self.fetcher.fetch(ref, self.limits.max_file_size)
-        except FileUnavailable as exc:
-            raise AttachmentProblem(f"{what}: {exc.message}") from exc
-        if problem := file_problem(ref.name, len(data), self.limits):
-            raise AttachmentProblem(f"{what}: {problem}", code="attachment_refused")
-        calls: list[CallRecord] = []  # space info, upload info, PUT, commit: each its own
-        try:
-            file = await self.uploader.upload(user_id, union, ref.name, data, calls)
-        except Exception:
-            failed.extend(calls)
-            raise
+        file, calls = await upload_file(self, ref, what, user_id, union, failed)
         await self.store.record_attachment(
             item.id, label, index, file, user_id, calls, self.clock.now()
         )
         return file
+
+
+class Uploading(Protocol):
+    """What an upload needs: the uploader, the file fetcher and DingTalk's limits."""
+
+    uploader: AttachmentUploader
+    fetcher: FileFetcher
+    limits: AttachmentLimits
+
+
+async def union_of(store: UnionIds, user_id: str, who: str) -> str:
+    """``user_id``'s unionId (uploads name people by it), or :class:`AttachmentProblem`."""
+    union = await store.union_id(user_id)
+    if not union:
+        raise AttachmentProblem(
+            f"{who} {user_id!r} has no unionId in the DingTalk directory"
+            " (uploads name people by it): run syncd directory sync, or check that"
+            " they have not left",
+            code="attachment_no_union_id",
+        )
+    return union
+
+
+async def upload_file(
+    parts: Uploading, ref: FileRef, what: str, user_id: str, union: str, failed: list[CallRecord]
+) -> tuple[Attachment, list[CallRecord]]:
+    """One file fetched, checked and uploaded as ``user_id``, with its calls (space info,
+    upload info, PUT, commit: each its own); a failed upload's calls go to ``failed``."""
+    try:
+        data = await parts.fetcher.fetch(ref, parts.limits.max_file_size)
+    except FileUnavailable as exc:
+        raise AttachmentProblem(f"{what}: {exc.message}") from exc
+    if problem := file_problem(ref.name, len(data), parts.limits):
+        raise AttachmentProblem(f"{what}: {problem}", code="attachment_refused")
+    calls: list[CallRecord] = []
+    try:
+        file = await parts.uploader.upload(user_id, union, ref.name, data, calls)
+    except Exception:
+        failed.extend(calls)
+        raise
+    return file, calls

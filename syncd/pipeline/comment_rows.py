@@ -1,9 +1,13 @@
 """What an outbox row with ``action = 'comment'`` does (ingest's decision for it).
 
-The payload is ``{"text": "...", "user": "..."}``: ``text`` the comment (1 to 1,024
-characters, DingTalk's limit), ``user`` optional, who comments (named as the kind's
-originator is, by its ``by``; default: the kind's ``comment_user``, else the round's
-originator). The comment goes to the latest round of the business key: held while that
+The payload is ``{"text": "...", "user": "...", "files": [...]}``: ``text`` the comment
+(1 to 1,024 characters, DingTalk's limit), ``user`` optional, who comments (named as the
+kind's originator is, by its ``by``; default: the kind's ``comment_user``, else the
+round's originator), ``files`` optional, at most 20 files to attach, each ``{"name": ...}``
+with one of ``content_base64``, ``path`` (under ``[attachments] base_dir``) or ``url`` (a
+host on ``allow_hosts``), as a DDAttachment component's files are named.
+
+The comment goes to the latest round of the business key: held while that
 round has no instance yet, sent once it runs, and only noted when the round finished.
 A payload syncd cannot send is kept with the round as a failed comment whose message
 names the row and the field; a comment for a business key never submitted parks as an
@@ -15,11 +19,31 @@ from __future__ import annotations
 from typing import Any
 
 from syncd.domain import ACTIVE, IngestDecision, LatestRound, NoteOnRound, OutboxRow
-from syncd.domain_comments import COMMENT_TEXT_MAX, COMMENT_USER_MAX, CommentOnRound
+from syncd.domain_comments import (
+    COMMENT_FILES_MAX,
+    COMMENT_TEXT_MAX,
+    COMMENT_USER_MAX,
+    CommentOnRound,
+)
+from syncd.pipeline.attach import AttachmentProblem, file_ref
 
 #: Payload fields of a comment row; anything else is refused (rather than dropped).
-FIELDS = ("text", "user")
-_LATER = ("attachments", "files", "photos")
+FIELDS = ("text", "user", "files")
+_LATER = ("attachments", "photos")
+
+
+def files_problem(files: Any) -> str | None:
+    """Why a comment row's ``files`` cannot be sent (naming the file), or None."""
+    if not isinstance(files, list):
+        return 'payload: files: expected a list such as [{"name": "a.pdf", "path": "..."}]'
+    if len(files) > COMMENT_FILES_MAX:
+        return f"payload: files: {len(files)} files; DingTalk takes at most {COMMENT_FILES_MAX}"
+    for n, raw in enumerate(files):
+        try:
+            file_ref(raw, f"payload: files: file {n + 1}")
+        except AttachmentProblem as exc:
+            return str(exc)
+    return None
 
 
 def comment_problem(payload: Any) -> str | None:
@@ -28,11 +52,11 @@ def comment_problem(payload: Any) -> str | None:
         return 'payload: a comment row needs a JSON object such as {"text": "..."}'
     if later := [name for name in _LATER if name in payload]:
         return (
-            f"payload: {later[0]}: files on comments are not supported yet; send the text "
-            "alone (put a link to the file in it)"
+            f"payload: {later[0]}: not a comment field; name the comment's files in "
+            '"files": [{"name": ..., "content_base64" | "path" | "url": ...}]'
         )
     if others := sorted(set(payload) - set(FIELDS)):
-        return f"payload: {others[0][:60]!r} is not a comment field (only text and user)"
+        return f"payload: {others[0][:60]!r} is not a comment field (only text, user, files)"
     text = payload.get("text")
     if not isinstance(text, str):
         return 'payload: text: missing or not a string; write {"text": "the comment"}'
@@ -43,7 +67,12 @@ def comment_problem(payload: Any) -> str | None:
             f"payload: text: {len(text)} characters, more than the {COMMENT_TEXT_MAX} DingTalk "
             "takes in a comment; shorten it or split it into several comment rows"
         )
-    user = payload.get("user")
+    if payload.get("files") is not None and (problem := files_problem(payload["files"])):
+        return problem
+    return _user_problem(payload.get("user"))
+
+
+def _user_problem(user: Any) -> str | None:
     if user is None:
         return None
     if isinstance(user, bool) or not isinstance(user, str | int):
@@ -69,5 +98,6 @@ def decide_comment(
                 f"outbox row {row.id}: comment not sent, approval is already {latest.state.value}",
             )
         ]
-    user = row.payload.get("user")
-    return [CommentOnRound(latest.id, row.payload["text"], None if user is None else str(user))]
+    user = None if row.payload.get("user") is None else str(row.payload["user"])
+    files = row.payload.get("files") or None
+    return [CommentOnRound(latest.id, row.payload["text"], user, files=files)]

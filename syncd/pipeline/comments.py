@@ -8,6 +8,10 @@ not add it (throttled, refused, never sent) clears it. A comment claimed again w
 doubt (a crash after the call, a lost answer) is not sent before the instance is read:
 if DingTalk's records hold more comments by that user with that text than syncd knows
 it sent, this one arrived, and it is marked sent without a second call.
+
+A comment's files (:mod:`syncd.pipeline.comment_files`) are uploaded into the commenting
+user's approval space before the comment call, each recorded as it is committed (a retry
+reuses them); a file that cannot be had fails the comment with a message naming it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from syncd.errors import (
     DingTalkRejected,
     DingTalkThrottled,
 )
+from syncd.pipeline.attach import AttachmentProblem
 from syncd.pipeline.calls import call
+from syncd.pipeline.comment_files import CommentFiles
 from syncd.pipeline.lookup import match
 from syncd.pipeline.pauses import Pauses
 from syncd.pipeline.retry import RetryPolicy
@@ -58,6 +64,7 @@ class Comments:
         *,
         owner: str,
         directory: PeopleDirectory | None = None,
+        files: CommentFiles | None = None,
         batch_size: int = 20,
         lease: timedelta = timedelta(minutes=2),
     ) -> None:
@@ -69,6 +76,7 @@ class Comments:
         self.retry = retry
         self.owner = owner
         self.directory = directory
+        self.files = files
         self.batch_size = batch_size
         self.lease = lease
         self._finished = False  # what the last read of an instance said
@@ -110,7 +118,7 @@ class Comments:
         except NoCommenter as exc:
             await self._failed(item, "no_commenter", f"comment {item.id}: {exc}", calls)
             return
-        doubt = item.in_doubt
+        doubt, sending = item.in_doubt, False
         try:
             if doubt and await self._arrived(item, user, calls):
                 note = f"comment {item.id} found on the instance after an unknown outcome"
@@ -123,9 +131,13 @@ class Comments:
                     item, False, DingTalkRejected("finished", code="finished"), calls
                 )
                 return
-            doubt = False
-            request = self.client.add_comment(item.instance_id, item.text, user)
+            attached = await self._attachments(item, user, calls)  # an upload failing: not sent
+            doubt, sending = False, True
+            request = self.client.add_comment(item.instance_id, item.text, user, attached)
             await call(calls, "comment", "comment", request)
+        except AttachmentProblem as exc:
+            await self._failed(item, exc.code, f"comment {item.id}: {exc}", calls)
+            return
         except DingTalkRejected as exc:
             if exc.code not in NOT_NOW:
                 await self._failed(item, exc.code or "rejected", exc.message, calls)
@@ -133,12 +145,23 @@ class Comments:
             await self._release(item, False, exc, calls)
             return
         except DingTalkError as exc:
-            await self._release(item, doubt or not isinstance(exc, NOT_ADDED), exc, calls)
+            in_doubt = doubt or (sending and not isinstance(exc, NOT_ADDED))
+            await self._release(item, in_doubt, exc, calls)
             return
         note = f"comment {item.id} added as {user}"
         await self.store.finish_comment(
             item, now, self.owner, sent_as=user, error=None, calls=calls, note=note
         )
+
+    async def _attachments(
+        self, item: CommentItem, user: str, calls: list[CallRecord]
+    ) -> list[dict[str, str]]:
+        """The comment's files as ``file.attachments`` items, uploaded once."""
+        if not item.files:
+            return []
+        if self.files is None:
+            raise AttachmentProblem("files on comments are not set up", code="attachment_refused")
+        return [f.item() for f in await self.files.attachments(item, user, calls)]
 
     async def _arrived(self, item: CommentItem, user: str, calls: list[CallRecord]) -> bool:
         """Whether DingTalk holds more comments by ``user`` with this text than syncd sent."""

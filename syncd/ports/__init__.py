@@ -7,7 +7,7 @@ importable from here too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -111,8 +111,14 @@ class ApprovalClient(Protocol):
         """Revoke a running instance (as the system unless an operating user is given)."""
         ...
 
-    async def add_comment(self, instance_id: str, text: str, comment_user_id: str) -> None:
-        """Add a comment to an instance."""
+    async def add_comment(
+        self,
+        instance_id: str,
+        text: str,
+        comment_user_id: str,
+        attachments: Sequence[Mapping[str, str]] = (),
+    ) -> None:
+        """Add a comment to an instance, with files (DDAttachment items, all strings)."""
         ...
 
     async def get_form_schema(self, process_code: str) -> FormSchema:

@@ -154,3 +154,30 @@ class AttachmentStore(Protocol):
     async def union_id(self, user_id: str) -> str | None:
         """A present user's unionId from the directory."""
         ...
+
+
+class UnionIds(Protocol):
+    async def union_id(self, user_id: str) -> str | None:
+        """A present user's unionId from the directory."""
+        ...
+
+
+class CommentFileStore(UnionIds, Protocol):
+    """The files committed for outgoing comments (``syncd.comment_file``)."""
+
+    async def comment_files(self, comment_id: int) -> dict[int, Attachment]:
+        """The files committed for a comment already, by their index in its files."""
+        ...
+
+    async def record_comment_file(
+        self,
+        comment_id: int,
+        approval_id: int,
+        index: int,
+        file: Attachment,
+        uploaded_by: str,
+        calls: Sequence[CallRecord],
+        now: datetime,
+    ) -> None:
+        """Record one committed file, its calls and a history line, in one transaction."""
+        ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -156,8 +156,14 @@ class ScriptedClient:
             "terminate_instance", instance_id, operating_user_id=operating_user_id, remark=remark
         )
 
-    async def add_comment(self, instance_id: str, text: str, comment_user_id: str) -> None:
-        await self._run("add_comment", instance_id, text, comment_user_id)
+    async def add_comment(
+        self,
+        instance_id: str,
+        text: str,
+        comment_user_id: str,
+        attachments: Sequence[Mapping[str, str]] = (),
+    ) -> None:
+        await self._run("add_comment", instance_id, text, comment_user_id, attachments)
 
     async def get_form_schema(self, process_code: str) -> FormSchema:
         result: FormSchema = await self._run("get_form_schema", process_code)

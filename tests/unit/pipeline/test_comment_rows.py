@@ -51,3 +51,23 @@ def test_other_payloads_are_refused(payload: object) -> None:
 def test_a_finished_round_only_notes_the_comment(state: ApprovalState) -> None:
     [decision] = decide_comment(row({"text": "hi"}), LatestRound(7, 1, state, False), [])
     assert isinstance(decision, NoteOnRound) and state.value in decision.message
+
+
+FILE = st.fixed_dictionaries(
+    {"name": TEXT},
+    optional={"content_base64": st.just("JVBERg=="), "path": TEXT, "url": TEXT},
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(files=st.lists(FILE | st.integers(), max_size=22))
+def test_a_comments_files_are_kept_or_refused_naming_the_file(files: list[object]) -> None:
+    [decision] = decide_comment(row({"text": "see the files", "files": files}), RUNNING, [])
+    assert isinstance(decision, CommentOnRound)
+    good = len(files) <= 20 and all(
+        isinstance(f, dict) and len(set(f) & {"content_base64", "path", "url"}) == 1 for f in files
+    )
+    if good:
+        assert decision.error is None and decision.files == (files or None)
+    else:
+        assert decision.error is not None and "payload: files: " in decision.error
