@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 #: DingTalk takes comments of 1 to this many characters (contract §18.1).
 COMMENT_TEXT_MAX = 1024
@@ -35,3 +36,14 @@ class CommentItem:
     originator_user_id: str | None  # the userId the round's create was sent with
     in_doubt: bool  # an earlier send's outcome is unknown: read the records first
     attempts: int
+
+
+def written_comments(raw: object) -> tuple[dict[str, Any], ...]:
+    """The write-back source ``comments``, the approvers' comments oldest first, each
+    ``{user, at, text}``, from the JSON array ``syncd.approval_written_comments`` returns."""
+    return tuple(c for c in raw if isinstance(c, dict)) if isinstance(raw, list) else ()
+
+
+def last_comment(comments: tuple[dict[str, Any], ...]) -> str | None:
+    """The write-back source ``last_comment``: the latest comment's text, or None."""
+    return str(comments[-1].get("text") or "") if comments else None

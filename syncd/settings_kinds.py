@@ -47,6 +47,9 @@ WRITE_BACK_SOURCES = (
     "reason",
     "state_changed_at",
     "seq",
+    # the approvers' comments (JSON) and the latest one's text: see README "Comments"
+    "comments",
+    "last_comment",
 )
 #: Sources known only while a round is unfinished (``NULL`` in a final write).
 PROGRESS_SOURCES = ("current_node", "pending_approvers", "reason")
