@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from syncd.db.attachment_store import PostgresAttachmentStore
+from syncd.db.file_table import PostgresFileTable
 from syncd.dingtalk.attachments import HttpxAttachmentClient
 from syncd.files import Files
 from syncd.pipeline.attach import Attacher
@@ -30,4 +31,5 @@ def build_attacher(app: App) -> Attacher | None:
         PostgresAttachmentStore(app.pool, actor=app.owner),
         clock,
         limits,
+        PostgresFileTable(app.pool),
     )

@@ -283,6 +283,18 @@ class KindSettings(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _file_tables(self) -> Self:
+        # Files from a table are read from syncd's own PostgreSQL only (attachments).
+        tables = [label for label, a in self.attachments.items() if a.table is not None]
+        if tables and self.database is not None:
+            raise ValueError(
+                f"attachments {tables[0]!r}: files from a table are read from syncd's own "
+                f"PostgreSQL, not business database {self.database!r}; put the files in the "
+                "payload (field) instead"
+            )
+        return self
+
     @property
     def originator_by(self) -> PersonBy:
         """What the originator's value is: a userId unless ``by`` says otherwise."""

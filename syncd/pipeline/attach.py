@@ -20,6 +20,7 @@ from typing import Any
 from syncd.dingtalk.models import FormComponentValue
 from syncd.domain import CallRecord, SubmitItem
 from syncd.errors import SyncdError
+from syncd.pipeline.attach_table import TableFileProblem, table_refs
 from syncd.pipeline.sources import MISSING, lookup
 from syncd.ports import Clock
 from syncd.ports.attachments import (
@@ -33,6 +34,7 @@ from syncd.ports.attachments import (
     attachment_value,
     file_problem,
 )
+from syncd.ports.file_table import FileTable
 from syncd.settings_attachments import AttachmentSource
 
 
@@ -74,6 +76,8 @@ def _ref(raw: Any, what: str) -> FileRef:
 
 def file_refs(label: str, source: AttachmentSource, payload: Any) -> list[FileRef]:
     """The files the payload names for one component (none when the path is absent)."""
+    if source.field is None:  # a table's files: see attach_table
+        return []
     what = f"attachment {label!r} (payload {source.field!r})"
     value = lookup(payload, source.field)
     if value is MISSING or value is None or value == []:
@@ -100,12 +104,14 @@ class Attacher:
         store: AttachmentStore,
         clock: Clock,
         limits: AttachmentLimits,
+        table: FileTable | None = None,
     ) -> None:
         self.uploader = uploader
         self.fetcher = fetcher
         self.store = store
         self.clock = clock
         self.limits = limits
+        self.table = table
 
     async def values(
         self,
@@ -117,6 +123,9 @@ class Attacher:
         """One value per component with files (``DingTalkError`` from an upload, whose
         failed call is added to ``calls``)."""
         wanted = {label: file_refs(label, src, item.payload) for label, src in sources.items()}
+        for label, src in sources.items():
+            if src.table is not None:
+                wanted[label] = await self._table_refs(label, src, item)
         wanted = {label: refs for label, refs in wanted.items() if refs}
         if not wanted:
             return []
@@ -141,6 +150,14 @@ class Attacher:
                 files.append(recorded)
             values.append(FormComponentValue(name=label, value=attachment_value(files)))
         return values
+
+    async def _table_refs(
+        self, label: str, source: AttachmentSource, item: SubmitItem
+    ) -> list[FileRef]:
+        try:
+            return await table_refs(self.table, label, source, item, self.limits.max_file_size)
+        except TableFileProblem as exc:
+            raise AttachmentProblem(exc.message, code=exc.code) from exc
 
     async def _union(self, originator: str) -> str:
         union = await self.store.union_id(originator)
