@@ -1654,6 +1654,10 @@ ON CONFLICT (approval_id, component, file_index) DO NOTHING;
 -- The unionId of a present DingTalk user, from the directory.
 SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NULL;
 
+-- select_user_left_at --
+-- When the directory saw a DingTalk user leave (no row: present, or never known).
+SELECT left_at FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NOT NULL;
+
 -- ---------------------------------------------------------------------------------------
 -- Comments (migration 0016): outbox rows with action 'comment', sent by the comment stage.
 -- ---------------------------------------------------------------------------------------

@@ -67,3 +67,7 @@ class PostgresAttachmentStore(BaseStore):
     async def union_id(self, user_id: str) -> str | None:
         row = await self.fetch_one("select_union_id", {"user_id": user_id})
         return None if row is None else row["union_id"]
+
+    async def left_at(self, user_id: str) -> datetime | None:
+        row = await self.fetch_one("select_user_left_at", {"user_id": user_id})
+        return None if row is None else row["left_at"]

@@ -161,6 +161,13 @@ class Attacher:
 
     async def _union(self, originator: str) -> str:
         union = await self.store.union_id(originator)
+        if not union and (left := await self.store.left_at(originator)) is not None:
+            raise AttachmentProblem(
+                f"the originator {originator!r} left the organisation (the directory saw it "
+                f"at {left.isoformat(timespec='seconds')}): nothing was uploaded; submit it "
+                "as someone present (change the row's originator, then syncd retry)",
+                code="attachment_originator_left",
+            )
         if not union:
             raise AttachmentProblem(
                 f"the originator {originator!r} has no unionId in the DingTalk directory"

@@ -154,3 +154,7 @@ class AttachmentStore(Protocol):
     async def union_id(self, user_id: str) -> str | None:
         """A present user's unionId from the directory."""
         ...
+
+    async def left_at(self, user_id: str) -> datetime | None:
+        """When the directory saw the user leave (``None``: present, or never known)."""
+        ...

@@ -193,3 +193,27 @@ async def test_a_tables_file_that_cannot_be_had_parks_naming_table_key_and_colum
         ("照片.png", "png"),
     ]
     assert stored == [b"%PDF", b"\x89PNG"]
+
+
+async def test_a_departed_originator_parks_the_row_before_any_upload(
+    env: Env, tmp_path: Path
+) -> None:
+    """u1 leaves the directory after the outbox row was written, before the submit."""
+    async with env.daemon(daemon_settings(env, tmp_path)) as daemon:
+        await fill_directory(env, daemon)
+        put_files(env, "expense", "gone-1", [("收据.pdf", b"%PDF"), ("b.png", b"png")], tmp_path)
+        env.sql(  # as the directory records a departure (its personal data dropped)
+            "UPDATE syncd.dingtalk_user SET left_at = now(), job_number = NULL, mobile = NULL,"
+            " email = NULL, org_email = NULL WHERE user_id = 'u1'"
+        )
+        await daemon.drain()
+    state, code, message = row(env, "gone-1")[:3]
+    assert (state, code) == ("invalid", "attachment_originator_left")
+    assert message.startswith("the originator 'u1' left the organisation")
+    assert "nothing was uploaded" in message
+    assert env.sim.storage.files == {} or all(
+        f.creator != "u1" for f in env.sim.storage.files.values()
+    )
+    calls = env.sql("SELECT endpoint FROM syncd.approval_event WHERE event_type = 'call'")
+    assert calls == [("schema",)]  # the form's schema only: no upload, no create
+    assert env.sql("SELECT count(*) FROM syncd.attachment") == [(0,)]
