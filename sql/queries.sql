@@ -650,6 +650,7 @@ WITH done AS (
               a.calls_spent, a.remark, a.approver, a.url, a.progress_seq,
               syncd.approval_task_url(a.id, 'pc') AS task_pc_url,
               syncd.approval_task_url(a.id, 'mobile') AS task_mobile_url,
+              syncd.approval_written_comments(a.id) AS comments,
               prev.state AS from_state, f.message
 ), logged AS (
     INSERT INTO syncd.approval_event (approval_id, at, event_type, from_state, to_state,
@@ -667,7 +668,8 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business
        coalesce(a.remark, syncd.approval_remark(a.id)) AS remark,
        coalesce(a.approver, syncd.approval_approver(a.id)) AS approver,
        a.url, a.progress_seq, syncd.approval_task_url(a.id, 'pc') AS task_pc_url,
-       syncd.approval_task_url(a.id, 'mobile') AS task_mobile_url
+       syncd.approval_task_url(a.id, 'mobile') AS task_mobile_url,
+       syncd.approval_written_comments(a.id) AS comments
   FROM syncd.approval a
  WHERE a.id = %(id)s
    FOR UPDATE OF a;
@@ -1246,7 +1248,7 @@ SELECT a.id, a.kind, a.business_key, a.round, a.state, a.progress_seq AS seq, a.
        syncd.approval_task_url(a.id, 'pc') AS task_pc_url,
        syncd.approval_task_url(a.id, 'mobile') AS task_mobile_url,
        coalesce(t.nodes, '{}') AS current_nodes, coalesce(t.approvers, '{}') AS pending,
-       t.tasks > 0 AS has_tasks,
+       t.tasks > 0 AS has_tasks, syncd.approval_written_comments(a.id) AS comments,
        EXISTS (SELECT 1 FROM syncd.approval n
                 WHERE n.kind = a.kind AND n.business_key = a.business_key AND n.round > a.round
                   AND (n.state NOT IN ('pending', 'submitting', 'unknown')
@@ -1687,6 +1689,10 @@ VALUES (%(comment_id)s, %(file_index)s, %(space_id)s, %(file_id)s, %(file_name)s
 -- select_union_id --
 -- The unionId of a present DingTalk user, from the directory.
 SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NULL;
+
+-- select_user_left_at --
+-- When the directory saw a DingTalk user leave (no row: present, or never known).
+SELECT left_at FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NOT NULL;
 
 -- ---------------------------------------------------------------------------------------
 -- Comments (migration 0016): outbox rows with action 'comment', sent by the comment stage.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from syncd.db.attachment_store import PostgresAttachmentStore
+from syncd.db.file_table import PostgresFileTable
 from syncd.dingtalk.attachments import HttpxAttachmentClient
 from syncd.files import Files
 from syncd.pipeline.attach import Attacher
@@ -32,4 +33,4 @@ def build_attacher(app: App) -> Attacher | None:
         return None
     uploader, fetcher, limits = uploading(app)
     store = PostgresAttachmentStore(app.pool, actor=app.owner)
-    return Attacher(uploader, fetcher, store, app.clock, limits)
+    return Attacher(uploader, fetcher, store, app.clock, limits, PostgresFileTable(app.pool))

@@ -359,11 +359,9 @@ SHOWN_STATES = (*PROGRESS_STATES, "approved", "rejected", "canceled")
 @dataclass(frozen=True)
 class Outcome:
     """What a business target may use about an approval (one round of a business key):
-    the state syncd gave it, DingTalk's words, who decided and the last remark, and while
-    it runs, where it waits and for whom.
-
-    ``final`` outcomes (``approved``, ``rejected``, ``canceled``) are written once per
-    round; the others (``submitted``, ``running``, ``invalid``, ``dead``: the round's
+    the state syncd gave it, DingTalk's words, who decided, the last remark, the comments,
+    and while it runs, where it waits and for whom. ``final`` outcomes are written once
+    per round; the others (``submitted``, ``running``, ``invalid``, ``dead``: the round's
     *progress*) each time the round changes, ``seq`` growing with every change."""
 
     approval_id: int
@@ -388,13 +386,15 @@ class Outcome:
     pending_approvers: tuple[str, ...] = ()
     reason: str | None = None
     state_changed_at: datetime | None = None
+    comments: tuple[dict[str, Any], ...] = ()  # {user, at, text}: see domain_comments
+    last_comment: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """Every field, times in ISO 8601, pending approvers as a list (what a stored
-        procedure receives)."""
+        """Every field, times in ISO 8601, tuples as lists (what a procedure receives)."""
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for name in ("finished_at", "state_changed_at"):
             at = data[name]
             data[name] = at.isoformat() if at else None
         data["pending_approvers"] = list(self.pending_approvers)
+        data["comments"] = list(self.comments)
         return data

@@ -41,3 +41,14 @@ class CommentItem:
     in_doubt: bool  # an earlier send's outcome is unknown: read the records first
     attempts: int
     files: list[dict[str, Any]] | None = None  # as the outbox row named them
+
+
+def written_comments(raw: object) -> tuple[dict[str, Any], ...]:
+    """The write-back source ``comments``, the approvers' comments oldest first, each
+    ``{user, at, text}``, from the JSON array ``syncd.approval_written_comments`` returns."""
+    return tuple(c for c in raw if isinstance(c, dict)) if isinstance(raw, list) else ()
+
+
+def last_comment(comments: tuple[dict[str, Any], ...]) -> str | None:
+    """The write-back source ``last_comment``: the latest comment's text, or None."""
+    return str(comments[-1].get("text") or "") if comments else None

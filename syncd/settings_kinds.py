@@ -49,6 +49,9 @@ WRITE_BACK_SOURCES = (
     "reason",
     "state_changed_at",
     "seq",
+    # the approvers' comments (JSON) and the latest one's text: see README "Comments"
+    "comments",
+    "last_comment",
 )
 #: Sources known only while a round is unfinished (``NULL`` in a final write).
 PROGRESS_SOURCES = ("current_node", "pending_approvers", "reason")
@@ -304,6 +307,18 @@ class KindSettings(_Model):
                 f"dept_id: by = {self.dept_id.by!r} does not name a department; use "
                 "'dept_id' (DingTalk's department id) or 'name' (a name or a path of names "
                 "from the top, such as '研发部/后端组')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _file_tables(self) -> Self:
+        # Files from a table are read from syncd's own PostgreSQL only (attachments).
+        tables = [label for label, a in self.attachments.items() if a.table is not None]
+        if tables and self.database is not None:
+            raise ValueError(
+                f"attachments {tables[0]!r}: files from a table are read from syncd's own "
+                f"PostgreSQL, not business database {self.database!r}; put the files in the "
+                "payload (field) instead"
             )
         return self
 

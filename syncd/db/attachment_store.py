@@ -83,6 +83,14 @@ class PostgresAttachmentStore(BaseStore):
         row = await self.fetch_one("select_union_id", {"user_id": user_id})
         return None if row is None else row["union_id"]
 
+    async def left_at(self, user_id: str) -> datetime | None:
+        row = await self.fetch_one("select_user_left_at", {"user_id": user_id})
+        return None if row is None else row["left_at"]
+
+    async def directory_synced(self) -> bool:
+        row = await self.fetch_one("directory_last_full_sync", {})
+        return row is not None and row["finished_at"] is not None
+
 
 def _attachment(row: dict[str, Any]) -> Attachment:
     return Attachment(

@@ -14,6 +14,7 @@ quoted by SQLAlchemy, then run through psycopg.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +35,8 @@ _TIME_SOURCES = {"finished_at", "state_changed_at"}
 _NUMBER_SOURCES = {"approval_id", "round", "seq"}
 #: Written as a list into an array column, else as the ids joined by commas.
 _LIST_SOURCES = {"pending_approvers"}
+#: Written as JSON into a json or jsonb column, else as JSON text.
+_JSON_SOURCES = {"comments"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class PostgresTableTarget:
     status_map: Mapping[str, str]
     #: Parameters bound to array columns (a list source written as an array).
     arrays: frozenset[str] = field(default_factory=frozenset)
+    #: Parameters bound to json or jsonb columns (a JSON source written as JSON).
+    jsons: frozenset[str] = field(default_factory=frozenset)
 
     async def write(
         self, conn: psycopg.AsyncConnection[Any], outcome: Outcome, *, again: bool = False
@@ -77,6 +82,8 @@ class PostgresTableTarget:
         if source == "status":
             return self.status_map.get(outcome.status, outcome.status)
         value = getattr(outcome, source)
+        if source in _JSON_SOURCES:
+            return Jsonb(list(value)) if param in self.jsons else json_text(value)
         if source in _LIST_SOURCES:
             if not value:
                 return None
@@ -171,6 +178,7 @@ def _reflect(engine: sa.Engine, kind: str, config: WriteBackSettings) -> Postgre
             for param, column in zip(params, columns, strict=True)
             if python_type(table.c[column].type) is list
         ),
+        jsons=json_params(params, config, table),
     )
 
 
@@ -209,12 +217,28 @@ def _is_text_array(column_type: sa.types.TypeEngine[Any]) -> bool:
     return item is not None and python_type(item) is str
 
 
+def json_params(
+    params: Mapping[str, str], config: WriteBackSettings, table: sa.Table
+) -> frozenset[str]:
+    """The parameters of :func:`mapped_update` bound to JSON columns."""
+    columns = zip(params, config.columns, strict=True)
+    return frozenset(
+        param for param, column in columns if isinstance(table.c[column].type, sa.JSON)
+    )
+
+
+def json_text(value: Any) -> str:
+    """A JSON source as text (characters as they are, not escaped)."""
+    return json.dumps(list(value), ensure_ascii=False, separators=(",", ":"))
+
+
 def check_type(where: str, table: str, column: sa.Column[Any], source: str) -> None:
     python = python_type(column.type)
     if python is None or python is str:
         return
     fits = (
-        (source in _TIME_SOURCES and python is datetime)
+        (source in _JSON_SOURCES and isinstance(column.type, sa.JSON))
+        or (source in _TIME_SOURCES and python is datetime)
         or (source in _NUMBER_SOURCES and python in (int, float))
         or (source in _LIST_SOURCES and python is list and _is_text_array(column.type))
         or (source not in _TIME_SOURCES | _NUMBER_SOURCES and python is str)

@@ -25,6 +25,7 @@ from syncd.db.queries import QUERIES
 from syncd.db.store import BaseStore, Conn, approval_ref, ids
 from syncd.dingtalk.models import InstanceLinks, instance_links
 from syncd.domain import ApprovalRef, ApprovalState, Outcome
+from syncd.domain_comments import last_comment, written_comments
 from syncd.errors import WriteBackError
 from syncd.ports import BusinessTarget, ProgressRow, ProgressWrite
 
@@ -235,6 +236,7 @@ def _progress_row(row: dict[str, Any], corp_id: str) -> ProgressRow:
         has_tasks=bool(row["has_tasks"]),
         superseded=bool(row["superseded"]),
         attempts=row["attempts"],
+        comments=written_comments(row["comments"]),
     )
 
 
@@ -250,6 +252,7 @@ def _links(row: dict[str, Any], corp_id: str) -> InstanceLinks:
 
 def _outcome(row: dict[str, Any], corp_id: str) -> Outcome:
     links = _links(row, corp_id)
+    comments = written_comments(row["comments"])
     return Outcome(
         approval_id=row["id"],
         kind=row["kind"],
@@ -268,4 +271,6 @@ def _outcome(row: dict[str, Any], corp_id: str) -> Outcome:
         pc_url=links.pc_url,
         mobile_url=links.mobile_url,
         state_changed_at=row["finished_at"],
+        comments=comments,
+        last_comment=last_comment(comments),
     )

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from syncd.dingtalk.models import FormComponentValue
 from syncd.domain import CallRecord, SubmitItem
 from syncd.errors import SyncdError
+from syncd.pipeline.attach_table import TableFileProblem, table_refs
+from syncd.pipeline.lookup import DirectoryNotReady
 from syncd.pipeline.sources import MISSING, lookup
 from syncd.ports import Clock
 from syncd.ports.attachments import (
@@ -34,6 +36,7 @@ from syncd.ports.attachments import (
     attachment_value,
     file_problem,
 )
+from syncd.ports.file_table import FileTable
 from syncd.settings_attachments import AttachmentSource
 
 
@@ -76,6 +79,8 @@ def file_ref(raw: Any, what: str) -> FileRef:
 
 def file_refs(label: str, source: AttachmentSource, payload: Any) -> list[FileRef]:
     """The files the payload names for one component (none when the path is absent)."""
+    if source.field is None:  # a table's files: see attach_table
+        return []
     what = f"attachment {label!r} (payload {source.field!r})"
     value = lookup(payload, source.field)
     if value is MISSING or value is None or value == []:
@@ -102,12 +107,14 @@ class Attacher:
         store: AttachmentStore,
         clock: Clock,
         limits: AttachmentLimits,
+        table: FileTable | None = None,
     ) -> None:
         self.uploader = uploader
         self.fetcher = fetcher
         self.store = store
         self.clock = clock
         self.limits = limits
+        self.table = table
 
     async def values(
         self,
@@ -119,6 +126,9 @@ class Attacher:
         """One value per component with files (``DingTalkError`` from an upload, whose
         failed call is added to ``calls``)."""
         wanted = {label: file_refs(label, src, item.payload) for label, src in sources.items()}
+        for label, src in sources.items():
+            if src.table is not None:
+                wanted[label] = await self._table_refs(label, src, item)
         wanted = {label: refs for label, refs in wanted.items() if refs}
         if not wanted:
             return []
@@ -143,6 +153,14 @@ class Attacher:
                 files.append(recorded)
             values.append(FormComponentValue(name=label, value=attachment_value(files)))
         return values
+
+    async def _table_refs(
+        self, label: str, source: AttachmentSource, item: SubmitItem
+    ) -> list[FileRef]:
+        try:
+            return await table_refs(self.table, label, source, item, self.limits.max_file_size)
+        except TableFileProblem as exc:
+            raise AttachmentProblem(exc.message, code=exc.code) from exc
 
     async def _upload(
         self,
@@ -171,16 +189,29 @@ class Uploading(Protocol):
 
 
 async def union_of(store: UnionIds, user_id: str, who: str) -> str:
-    """``user_id``'s unionId (uploads name people by it), or :class:`AttachmentProblem`."""
+    """``user_id``'s unionId (uploads name people by it). :class:`AttachmentProblem` for a
+    person who left or whom the directory does not know; :class:`DirectoryNotReady` (wait,
+    do not park) while no full sync of the directory has finished."""
     union = await store.union_id(user_id)
-    if not union:
+    if union:
+        return union
+    if (left := await store.left_at(user_id)) is not None:
         raise AttachmentProblem(
-            f"{who} {user_id!r} has no unionId in the DingTalk directory"
-            " (uploads name people by it): run syncd directory sync, or check that"
-            " they have not left",
-            code="attachment_no_union_id",
+            f"{who} {user_id!r} left the organisation (the directory saw it at "
+            f"{left.isoformat(timespec='seconds')}): nothing was uploaded; submit it as "
+            "someone present (change the row's originator, then syncd retry)",
+            code="attachment_originator_left",
         )
-    return union
+    if not await store.directory_synced():
+        raise DirectoryNotReady(
+            f"waiting for the directory's first full sync: uploads name {who} {user_id!r} "
+            "by the unionId it holds"
+        )
+    raise AttachmentProblem(
+        f"{who} {user_id!r} has no unionId in the DingTalk directory"
+        " (uploads name people by it): check the userId, or that they have not left",
+        code="attachment_no_union_id",
+    )
 
 
 async def upload_file(

@@ -29,11 +29,12 @@ from syncd.errors import (
     DingTalkQuotaExhausted,
     DingTalkRejected,
     DingTalkThrottled,
+    DingTalkTransient,
 )
 from syncd.pipeline.attach import AttachmentProblem
 from syncd.pipeline.calls import call
 from syncd.pipeline.comment_files import CommentFiles
-from syncd.pipeline.lookup import match
+from syncd.pipeline.lookup import DirectoryNotReady, match
 from syncd.pipeline.pauses import Pauses
 from syncd.pipeline.retry import RetryPolicy
 from syncd.ports import ApprovalClient, Clock, CommentStore
@@ -137,6 +138,10 @@ class Comments:
             await call(calls, "comment", "comment", request)
         except AttachmentProblem as exc:
             await self._failed(item, exc.code, f"comment {item.id}: {exc}", calls)
+            return
+        except DirectoryNotReady as exc:  # its files wait for the directory, unsent
+            waiting = DingTalkTransient(str(exc), code="directory_not_synced")
+            await self._release(item, False, waiting, calls)
             return
         except DingTalkRejected as exc:
             if exc.code not in NOT_NOW:

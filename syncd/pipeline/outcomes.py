@@ -10,7 +10,7 @@ from syncd.dingtalk.models import ProcessInstance, parse_time
 from syncd.domain import ApprovalState, Decider, Final, TaskRecord
 
 #: The write-back fields that only the instance's tasks and records can tell.
-DECIDER_FIELDS = frozenset({"approver", "remark"})
+DECIDER_FIELDS = frozenset({"approver", "remark", "comments", "last_comment"})
 _DECISIONS = ("AGREE", "REFUSE")
 
 

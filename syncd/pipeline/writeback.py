@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from syncd.domain import ApprovalState, Outcome
+from syncd.domain_comments import last_comment
 from syncd.logging import approval_fields
 from syncd.ports import Clock, NullObserver, Observer, ProgressRow, ProgressWrite, WriteBackStore
 
@@ -70,6 +71,8 @@ def progress_outcome(row: ProgressRow, shown: frozenset[str]) -> Outcome | None:
         pending_approvers=row.pending_approvers if live else (),
         reason=None if live else row.error_message,
         state_changed_at=row.changed_at,
+        comments=row.comments,
+        last_comment=last_comment(row.comments),
     )
 
 

@@ -133,7 +133,24 @@ class AttachmentUploader(Protocol):
         ...
 
 
-class AttachmentStore(Protocol):
+class UnionIds(Protocol):
+    """What uploads need of the directory: who a user is there (syncd/pipeline/attach.py
+    ``union_of``)."""
+
+    async def union_id(self, user_id: str) -> str | None:
+        """A present user's unionId from the directory."""
+        ...
+
+    async def left_at(self, user_id: str) -> datetime | None:
+        """When the directory saw the user leave (``None``: present, or never known)."""
+        ...
+
+    async def directory_synced(self) -> bool:
+        """Whether a full sync of the directory has finished (else nobody is known yet)."""
+        ...
+
+
+class AttachmentStore(UnionIds, Protocol):
     async def attachments(self, approval_id: int) -> dict[tuple[str, int], Attachment]:
         """The files committed for a round already, by (component, index)."""
         ...
@@ -149,16 +166,6 @@ class AttachmentStore(Protocol):
         now: datetime | None = None,
     ) -> None:
         """Record one committed file, its calls and a history line, in one transaction."""
-        ...
-
-    async def union_id(self, user_id: str) -> str | None:
-        """A present user's unionId from the directory."""
-        ...
-
-
-class UnionIds(Protocol):
-    async def union_id(self, user_id: str) -> str | None:
-        """A present user's unionId from the directory."""
         ...
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from syncd.domain import ApprovalState, Outcome
 
@@ -137,6 +137,8 @@ class ProgressRow:
     superseded: bool
     #: Failed writes of this round's progress so far.
     attempts: int
+    #: The approvers' comments so far, oldest first (``{user, at, text}``).
+    comments: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from syncd.db.mysql import migrations
 from syncd.db.mysql.engine import create_engine, describe, query
 from syncd.db.mysql.url import MySQLDatabase
-from syncd.db.writeback import key_value, mapped_update, one_row, python_type, split_name
+from syncd.db.writeback import (
+    json_params,
+    json_text,
+    key_value,
+    mapped_update,
+    one_row,
+    python_type,
+    split_name,
+)
 from syncd.domain import Outcome
 from syncd.errors import ConfigError, StoreError, WriteBackError
 from syncd.settings_kinds import WriteBackSettings
@@ -68,18 +76,22 @@ class TableWrite:
     key_is_number: bool
     status_map: Mapping[str, str]
     zone: timezone
+    #: Parameters bound to JSON columns (SQLAlchemy serialises what they are given).
+    jsons: frozenset[str] = frozenset()
 
     async def __call__(self, conn: AsyncConnection, outcome: Outcome) -> None:
-        params = {param: self._value(source, outcome) for param, source in self.sources.items()}
+        params = {p: self._value(p, source, outcome) for p, source in self.sources.items()}
         key = outcome.business_key
         params["syncd_key"] = key_value(self.name, self.key_column, self.key_is_number, key)
         result = await conn.execute(self.statement, params)
         one_row(self.name, self.key_column, outcome.business_key, result.rowcount)
 
-    def _value(self, source: str, outcome: Outcome) -> Any:
+    def _value(self, param: str, source: str, outcome: Outcome) -> Any:
         if source == "status":
             return self.status_map.get(outcome.status, outcome.status)
         value = getattr(outcome, source)
+        if source == "comments":
+            return list(value) if param in self.jsons else json_text(value)
         if source == "pending_approvers":
             return ",".join(value) or None
         if isinstance(value, datetime):
@@ -227,6 +239,7 @@ async def _table(
         key_is_number=python_type(table.c[config.key_column].type) is int,
         status_map=dict(config.status_map),
         zone=zone_of(database.time_zone),
+        jsons=json_params(sources, config, table),
     )
 
 

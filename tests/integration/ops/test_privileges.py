@@ -85,6 +85,7 @@ SQL_BUILT_IN_PYTHON = {
     "syncd/db/listen.py": "LISTEN: needs no privilege",
     "syncd/db/writeback.py": "UPDATE or CALL on a business table: granted by its DBA",
     "syncd/db/attachment_in_store.py": "INSERT into a kind's attachments_back table: its DBA",
+    "syncd/db/file_table.py": "SELECT on an attachments file table: granted by its DBA",
     "syncd/db/capture_ddl.py": "trigger DDL: the owner's `syncd capture add/remove`",
     "syncd/db/capture_checks.py": "a condition tried over no rows: the owner's `capture add`",
     "syncd/commands/devdb.py": "CREATE DATABASE on the trial server `syncd dev-db` started",

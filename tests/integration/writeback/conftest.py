@@ -58,6 +58,8 @@ COLUMNS = {
     "pc_link": "pc_url",
     "mobile_link": "mobile_url",
     "changed_at": "state_changed_at",
+    "comments": "comments",
+    "last_comment": "last_comment",
 }
 STATUS = {
     "submitted": "SUBMITTED",
@@ -126,6 +128,10 @@ class Rig(Protocol):
         """The outbox rows captures wrote: (business key, action)."""
         ...
 
+    def comments(self, key: int) -> tuple[Any, str | None]:
+        """``key``'s written comments (the JSON, parsed) and last comment."""
+        ...
+
 
 #: The business schema of the PostgreSQL rigs, made by the application's role. An audit
 #: trigger counts the writes; a second one, after it, raises while ``biz.closed`` has a
@@ -136,7 +142,8 @@ CREATE TABLE biz.request (
     id bigint PRIMARY KEY, status text, dingtalk_status text, result text, approver text,
     remark text, decided_at timestamptz, instance_id text, business_id text,
     syncd_round integer, syncd_seq bigint, waiting_at text, waiting_for text, problem text,
-    link text, pc_link text, mobile_link text, changed_at timestamptz);
+    link text, pc_link text, mobile_link text, changed_at timestamptz, comments jsonb,
+    last_comment text);
 CREATE TABLE biz.writes (n bigint GENERATED ALWAYS AS IDENTITY, id bigint, round integer,
                          status text, seq bigint);
 CREATE TABLE biz.closed (reason text NOT NULL);
@@ -185,7 +192,8 @@ BEGIN
                                  WITH ORDINALITY AS p (a, n)),
            problem = outcome->>'reason', link = outcome->>'url', pc_link = outcome->>'pc_url',
            mobile_link = outcome->>'mobile_url',
-           changed_at = (outcome->>'state_changed_at')::timestamptz
+           changed_at = (outcome->>'state_changed_at')::timestamptz,
+           comments = outcome->'comments', last_comment = outcome->>'last_comment'
      WHERE id = business_key::bigint;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no request %', business_key;
@@ -276,6 +284,11 @@ class PostgresRig:
     def captured(self) -> list[tuple[str, str]]:
         rows = run_sql(self.admin, "SELECT business_key, action FROM syncd.outbox ORDER BY id")
         return [(r["business_key"], r["action"]) for r in rows]
+
+    def comments(self, key: int) -> tuple[Any, str | None]:
+        query = "SELECT comments, last_comment FROM biz.request WHERE id = %s"
+        [row] = run_sql(self.admin, query, key)
+        return row["comments"], row["last_comment"]
 
 
 def _table(name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ server's time zone is not UTC (``tests.mysql.SERVER_TIME_ZONE``); syncd's sessio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,8 @@ BUSINESS_SQL = [
         id BIGINT PRIMARY KEY, status VARCHAR(32), dingtalk_status TEXT, result TEXT,
         approver TEXT, remark TEXT, decided_at DATETIME(6), instance_id TEXT, business_id TEXT,
         syncd_round INT, syncd_seq BIGINT, waiting_at TEXT, waiting_for TEXT, problem TEXT,
-        link TEXT, pc_link TEXT, mobile_link TEXT, changed_at DATETIME(6)
+        link TEXT, pc_link TEXT, mobile_link TEXT, changed_at DATETIME(6), comments JSON,
+        last_comment TEXT
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
     """CREATE TABLE biz_writes (n BIGINT AUTO_INCREMENT PRIMARY KEY, id BIGINT, round INT,
         status VARCHAR(32), seq BIGINT) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
@@ -83,7 +85,9 @@ PROCEDURE_SQL = [
                pc_link = biz_text(outcome, '$.pc_url'),
                mobile_link = biz_text(outcome, '$.mobile_url'),
                changed_at = CAST(LEFT(biz_text(outcome, '$.state_changed_at'), 26)
-                                 AS DATETIME(6))
+                                 AS DATETIME(6)),
+               comments = JSON_EXTRACT(outcome, '$.comments'),
+               last_comment = biz_text(outcome, '$.last_comment')
          WHERE id = CAST(business_key AS SIGNED);
         IF ROW_COUNT() = 0 THEN
             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = missing;
@@ -203,3 +207,9 @@ class MySQLRig:
     def captured(self) -> list[tuple[str, str]]:
         rows = mysql_run(self.db.admin, "SELECT business_key, action FROM syncd_outbox ORDER BY id")
         return [(r["business_key"], r["action"]) for r in rows]
+
+    def comments(self, key: int) -> tuple[Any, str | None]:
+        query = "SELECT comments, last_comment FROM biz_request WHERE id = %s"
+        [row] = mysql_run(self.db.admin, query, key)
+        raw = row["comments"]
+        return (None if raw is None else json.loads(raw)), row["last_comment"]
