@@ -121,6 +121,30 @@ async def test_files_from_the_payload_and_base_dir_are_in_the_instance(
     assert spent == len(calls)
 
 
+async def test_a_round_with_files_waits_for_the_first_full_sync_then_uploads(
+    env: Env, tmp_path: Path
+) -> None:
+    """The originator's unionId comes from the directory: before its first full sync the
+    round waits (pending, no attempt spent, nothing uploaded), as a look-up's does; after
+    it, the files go up and the instance is created."""
+    async with env.daemon(settings(env, tmp_path)) as daemon:
+        submit(env, "w1", inline("收据.png", b"receipt"))
+        await daemon.drain()
+        state, code, message, attempts = row(env, "w1")
+        assert (state, code, attempts) == ("pending", "directory_not_synced", 0)
+        assert message == (
+            "waiting for the directory's first full sync: uploads name the originator 'u1' "
+            "by the unionId it holds"
+        )
+        assert env.sim.instances() == [] and env.sim.storage.files == {}
+        await fill_directory(env, daemon)
+        await env.advance(120)
+        await daemon.drain()
+    assert row(env, "w1")[:2] == ("running", None)
+    [instance] = env.sim.instances(process_code="PROC-SIM-EXPENSE")
+    assert [env.sim.storage.files[f].data for f in instance.files] == [b"receipt"]
+
+
 async def test_a_create_that_failed_after_the_commits_reuses_the_files(
     env: Env, tmp_path: Path
 ) -> None:
