@@ -31,7 +31,11 @@ APPLICATION = "syncd_application"
 def create_roles(admin: str) -> None:
     """``deploy/sql/roles.sql`` as the superuser, in the database of ``admin``."""
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(ROLES_SQL.read_text(encoding="utf-8"))
+        # Test sessions sharing one server (SYNCD_TEST_DSN, pytest -n) take turns: roles
+        # are cluster-wide, and two "create unless it exists" at once would collide.
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('syncd tests: roles'))")
+            conn.execute(ROLES_SQL.read_text(encoding="utf-8"))
 
 
 def create_login(
