@@ -67,7 +67,10 @@ process_code = "{PROCESS}"
 table = "app.expense_in"
 key_column = "dingtalk_instance"
 columns = {{ amount = "金额（元）", category = "费用类型", spent_on = "发生日期", note = "说明" }}
-instance_columns = {{ applicant = "originator", serial = "business_id", requested_at = "created_at" }}
+[kinds.{KIND}.inbound.instance_columns]
+applicant = "originator"
+serial = "business_id"
+requested_at = "created_at"
 [kinds.{KIND}.write_back]
 table = "app.expense_in"
 key_column = "dingtalk_instance"
@@ -86,11 +89,13 @@ class People:
 
     def start(self) -> str:
         draw = self.draw
+        amount = f"{draw.randint(1, 99999)}.{draw.randint(0, 99):02d}"
+        spent = f"2026-{draw.randint(1, 12):02d}-{draw.randint(1, 28):02d}"
         form = [
-            {"name": "金额（元）", "value": f"{draw.randint(1, 99999)}.{draw.randint(0, 99):02d}"},
+            {"name": "金额（元）", "value": amount},
             {"name": "费用类型", "value": draw.choice(["差旅", "餐饮", "办公用品"])},
-            {"name": "发生日期", "value": f"2026-{draw.randint(1, 12):02d}-{draw.randint(1, 28):02d}"},
-        ]  # fmt: skip
+            {"name": "发生日期", "value": spent},
+        ]
         if draw.random() < 0.7:
             form.append({"name": "说明", "value": draw.choice(["出差 ✈ 上海", "客户餐", "笔 x3"])})
         user = APPLICANTS[len(self.started) % 6]  # the people of the default world
@@ -246,9 +251,7 @@ async def check_rows(env: FaultEnv, people: People, report: Report) -> None:
         (KIND,),
     )
     report.faults["imported_by"] = {source: int(n) for source, n in sources}
-    acked = {
-        a["processInstanceId"] for a in env.sim.log.acknowledged if a.get("type") == "start"
-    }
+    acked = {a["processInstanceId"] for a in env.sim.log.acknowledged if a.get("type") == "start"}
     report.faults["start_events_lost"] = sum(1 for i in people.started if i not in acked)
 
 
