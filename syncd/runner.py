@@ -35,7 +35,6 @@ from syncd.http import Listening
 from syncd.http import serve as http_serve
 from syncd.pipeline.directory_schedule import FORGET_EVERY
 from syncd.pipeline.directory_schedule import TICK as DIRECTORY_TICK
-from syncd.pipeline.inbound_list import LISTING_EVERY as INBOUND_LIST_EVERY
 from syncd.pipeline.retry import RetryPolicy
 from syncd.scheduler import Scheduler
 from syncd.web import Starting
@@ -316,7 +315,8 @@ class Runner:
             scheduler.every("callback_replay", max(max_age, 60.0), app.callback.forget_expired)
         listing = inbound_listing(app)
         if listing is not None:  # inbound kinds: instances whose start event was lost
-            scheduler.every("inbound_list", INBOUND_LIST_EVERY, listing.run_once)
+            every = app.settings.polling.inbound_list_interval
+            scheduler.every("inbound_list", every, listing.run_once)
         directory = app.directory_schedule
         if directory is not None:  # the directory's full syncs and forgetting leavers
             scheduler.every("directory_sync", DIRECTORY_TICK, directory.tick)

@@ -186,6 +186,9 @@ class PollingSettings(_Section):
     max_interval: float = Field(default=21600.0, ge=60, description="seconds")
     monthly_budget: int = Field(default=1000, ge=0, description="GET calls per month")
     failed_list_interval: float = Field(default=300.0, ge=10, description="seconds")
+    inbound_list_interval: float = Field(
+        default=900.0, ge=1, description="seconds between inbound kinds' listings"
+    )
 
 
 class LogSettings(_Section):

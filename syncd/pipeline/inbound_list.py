@@ -27,9 +27,8 @@ logger = logging.getLogger(__name__)
 PURPOSE = "inbound_list"
 #: DingTalk's longest listing window (contract §5.1).
 MAX_WINDOW = timedelta(days=120)
-#: The trailing window the duty lists, and how often it runs.
+#: The trailing window the duty lists (how often: ``polling.inbound_list_interval``).
 LISTING_WINDOW = timedelta(hours=24)
-LISTING_EVERY = 900.0
 _MS = timedelta(milliseconds=1)
 
 
