@@ -1,4 +1,5 @@
-"""The daemon's configuration for the demo: two kinds against the simulator's templates.
+"""The daemon's configuration for the demo: two outbound kinds and an inbound one against
+the simulator's templates.
 
 It is the configuration an integrator would write in ``syncd.toml`` for these tables,
 built in code because every address (database, simulator) is only known at run time.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncd.demo.world import EXPENSE, LEAVE
+from syncd.demo.world import EXPENSE, LEAVE, LEAVE_IN
 from syncd.settings import Settings, settings_from_data
 from syncd.simulator import World
 
@@ -48,6 +49,8 @@ KINDS: dict[str, dict[str, Any]] = {
             "说明": {"template": "{note}"},
             "明细": {"field": "items", "columns": {"项目": "name", "金额": "amount"}},
         },
+        # the receipt (a bytea column), uploaded as the applicant before the create
+        "attachments": {"附件": {"field": "receipt", "name_field": "receipt_name"}},
         "write_back": {
             "table": "app.expense_claim",
             "key_column": "id",
@@ -55,6 +58,37 @@ KINDS: dict[str, dict[str, Any]] = {
             "status_map": STATUS_MAP,
         },
     },
+}
+
+#: The inbound kind: leave requests started in DingTalk become rows of app.leave_from_dingtalk.
+INBOUND = "leave_dingtalk"
+INBOUND_TABLE = "app.leave_from_dingtalk"
+INBOUND_KINDS: dict[str, dict[str, Any]] = {
+    INBOUND: {
+        "direction": "inbound",
+        "process_code": LEAVE_IN,
+        "inbound": {
+            "table": INBOUND_TABLE,
+            "key_column": "instance_id",
+            "columns": {
+                "leave_type": "请假类型",
+                "period": '["开始时间","结束时间"]',
+                "days": "天数",
+                "reason": "请假事由",
+            },
+            "instance_columns": {
+                "serial": "business_id",
+                "applicant": "originator",
+                "started_at": "created_at",
+            },
+        },
+        "write_back": {
+            "table": INBOUND_TABLE,
+            "key_column": "instance_id",
+            "columns": {"approval_status": "status", "decided_at": "finished_at"},
+            "status_map": STATUS_MAP,
+        },
+    }
 }
 
 # Business table, key column and the condition that submits, per kind.
@@ -75,7 +109,7 @@ def business_kinds() -> dict[str, dict[str, Any]]:
         write_back = options["write_back"]
         table = write_back["table"].removeprefix("app.")
         kinds[kind] = {
-            **options,
+            **{k: v for k, v in options.items() if k != "attachments"},  # PostgreSQL only
             "database": BUSINESS,
             "write_back": {**write_back, "table": table},
         }
@@ -86,7 +120,9 @@ def demo_settings(
     dsn: str, simulator_url: str, world: World, business_url: str | None = None
 ) -> Settings:
     """Settings for a daemon that talks to the simulator at ``simulator_url``; with
-    ``business_url`` (a ``mysql://`` URL), the kinds' tables are in that database.
+    ``business_url`` (a ``mysql://`` URL), the outbound kinds' tables are in that database,
+    without the receipts or the inbound kind (both need the business tables in syncd's
+    PostgreSQL).
 
     Each section is validated, but no ``SYNCD_*`` variable or config file is read: the
     demo must never reach a real database or tenant configured for this shell.
@@ -98,13 +134,16 @@ def demo_settings(
             "dingtalk": {
                 "app_key": app.app_key,
                 "app_secret": app.app_secret,
+                "agent_id": app.agent_id,  # the approval space query needs it
                 "api_url": simulator_url,
                 "oapi_url": simulator_url,
             },
             "events": {"stream": True},
             "http": {"host": "127.0.0.1", "port": 0},
             "pipeline": {"outbox_poll_interval": 1.0},
-            "kinds": KINDS if business_url is None else business_kinds(),
+            # uploads name the applicant by the unionId the synced directory holds
+            "directory": {"enabled": True},
+            "kinds": {**KINDS, **INBOUND_KINDS} if business_url is None else business_kinds(),
             **({} if business_url is None else _databases(business_url)),
         }
     )

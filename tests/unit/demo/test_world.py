@@ -70,4 +70,4 @@ def test_the_demo_settings_ignore_the_environment(monkeypatch):
     assert settings.database.dsn.get_secret_value() == "postgresql://postgres@127.0.0.1:5/postgres"
     assert settings.dingtalk.api_url == settings.dingtalk.oapi_url == "http://s:1"
     assert settings.http.port == 0
-    assert sorted(settings.kinds) == ["expense", "leave"]
+    assert sorted(settings.kinds) == ["expense", "leave", "leave_dingtalk"]
