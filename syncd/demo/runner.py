@@ -76,9 +76,9 @@ def say(out: TextIO, *lines: str) -> None:
     out.flush()
 
 
-#: Called at the end of a run, before anything stops, with the simulator and the
-#: business database (tests compare the business rows with the simulator's record).
-Inspect = Callable[[Simulator, "MariaDBBusiness | None"], Awaitable[None]]
+#: Called at the end of a run, before anything stops, with the simulator, the business
+#: database and syncd's DSN (tests compare the business rows with the simulator's record).
+Inspect = Callable[[Simulator, "MariaDBBusiness | None", str], Awaitable[None]]
 
 
 async def run_demo(
@@ -166,7 +166,7 @@ async def _run_world(
     async with connect(dsn, autocommit=True, application_name="syncd demo") as conn:
         snapshot = await _take(conn, business, sim, app.inserted)
     if inspect is not None:
-        await inspect(sim, business)
+        await inspect(sim, business, dsn)
     return snapshot
 
 
