@@ -49,8 +49,6 @@ KINDS: dict[str, dict[str, Any]] = {
             "说明": {"template": "{note}"},
             "明细": {"field": "items", "columns": {"项目": "name", "金额": "amount"}},
         },
-        # the receipt (a bytea column), uploaded as the applicant before the create
-        "attachments": {"附件": {"field": "receipt", "name_field": "receipt_name"}},
         "write_back": {
             "table": "app.expense_claim",
             "key_column": "id",
@@ -59,6 +57,10 @@ KINDS: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+#: The expense claim's receipt (a bytea column) for the template's DDAttachment, uploaded
+#: as the applicant before the create: only with the tables in syncd's PostgreSQL.
+RECEIPTS: dict[str, Any] = {"附件": {"field": "receipt", "name_field": "receipt_name"}}
 
 #: The inbound kind: leave requests started in DingTalk become rows of app.leave_from_dingtalk.
 INBOUND = "leave_dingtalk"
@@ -109,7 +111,7 @@ def business_kinds() -> dict[str, dict[str, Any]]:
         write_back = options["write_back"]
         table = write_back["table"].removeprefix("app.")
         kinds[kind] = {
-            **{k: v for k, v in options.items() if k != "attachments"},  # PostgreSQL only
+            **options,
             "database": BUSINESS,
             "write_back": {**write_back, "table": table},
         }
@@ -143,10 +145,16 @@ def demo_settings(
             "pipeline": {"outbox_poll_interval": 1.0},
             # uploads name the applicant by the unionId the synced directory holds
             "directory": {"enabled": True},
-            "kinds": {**KINDS, **INBOUND_KINDS} if business_url is None else business_kinds(),
+            "kinds": _kinds() if business_url is None else business_kinds(),
             **({} if business_url is None else _databases(business_url)),
         }
     )
+
+
+def _kinds() -> dict[str, dict[str, Any]]:
+    """The kinds with their tables in syncd's PostgreSQL: receipts, and the inbound kind."""
+    expense = {**KINDS["expense"], "attachments": RECEIPTS}
+    return {**KINDS, "expense": expense, **INBOUND_KINDS}
 
 
 def _databases(url: str) -> dict[str, Any]:

@@ -126,7 +126,8 @@ def test_demo_runs_to_its_end_and_leaves_nothing_behind(run_dir):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_stops_everything_and_prints_the_summary(run_dir, sig):
     process, out, err = _demo(run_dir, "--requests", "1000", "--rate", "5")
-    _wait_for(err, "state=approved", process, seconds=60)
+    # the legacy app's first leave (not one started in DingTalk, keyed by its instance id)
+    _wait_for(err, "kind=leave business_key=1 state=approved", process, seconds=60)
     process.send_signal(sig)
     assert process.wait(timeout=30) == 0, err.read_text()[-3000:]
     stdout = out.read_text()
