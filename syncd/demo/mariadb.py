@@ -213,6 +213,9 @@ class MariaDBLegacyApp(LegacyApp):
 
             async def insert(request: Request) -> Any:
                 params = dict(request.params)
+                # no receipt: a MySQL/MariaDB kind takes no files from its table here
+                params.pop("receipt", None)
+                params.pop("receipt_name", None)
                 if "items" in params:
                     params["items"] = json.dumps(params["items"].obj, ensure_ascii=False)
                 rows = await run(_queries()[request.query], params)

@@ -17,6 +17,7 @@ import pwd
 import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import psycopg
@@ -24,8 +25,10 @@ import psycopg
 from syncd.app import App
 from syncd.db import migrations
 from syncd.db.connect import connect
+from syncd.db.queries import QUERIES
 from syncd.demo import stats
-from syncd.demo.config import demo_settings
+from syncd.demo.config import INBOUND, demo_settings
+from syncd.demo.inbound import start_in_dingtalk
 from syncd.demo.legacy_app import LegacyApp, prepare
 from syncd.demo.stats import Snapshot
 from syncd.demo.view import Links, LiveView, LogTail, PlainView, Progress, summary_lines
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 
 TICK = 0.25
 LISTEN_TIMEOUT = 30.0
+#: The longest the demo waits for the directory's first full sync (a dozen people).
+DIRECTORY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,9 @@ def say(out: TextIO, *lines: str) -> None:
     out.flush()
 
 
-#: Called at the end of a run, before anything stops, with the simulator and the
-#: business database (tests compare the business rows with the simulator's record).
-Inspect = Callable[[Simulator, "MariaDBBusiness | None"], Awaitable[None]]
+#: Called at the end of a run, before anything stops, with the simulator, the business
+#: database and syncd's DSN (tests compare the business rows with the simulator's record).
+Inspect = Callable[[Simulator, "MariaDBBusiness | None", str], Awaitable[None]]
 
 
 async def run_demo(
@@ -143,11 +148,15 @@ async def _run_world(
         runner = Runner(App(demo_settings(dsn, server.base_url, world, business_url)))
         async with runner, _running(runner) as (listening, daemon_task):
             shown = None if business is None else (business.label, business.shown)
-            links = Links(server.base_url, listening.base_url, dsn, shown)
+            links = Links(server.base_url, listening.base_url, dsn, shown, business is None)
             view: View = LiveView(out, links, logs or LogTail()) if options.live else PlainView()
             if not options.live:
                 say(out, *links.lines())
             try:
+                # the receipts' uploads name the applicants by the directory's unionIds
+                await _directory_synced(dsn, stop)
+                if business is None and not stop.is_set():
+                    await start_in_dingtalk(server.base_url, date.today())
                 async with _task(app.run(), "legacy app") as app_task:
                     await _watch(
                         options, dsn, business, sim, app, view, stop, [app_task, daemon_task]
@@ -157,7 +166,7 @@ async def _run_world(
     async with connect(dsn, autocommit=True, application_name="syncd demo") as conn:
         snapshot = await _take(conn, business, sim, app.inserted)
     if inspect is not None:
-        await inspect(sim, business)
+        await inspect(sim, business, dsn)
     return snapshot
 
 
@@ -168,11 +177,28 @@ async def _take(
     inserted: int,
 ) -> Snapshot:
     """A snapshot, counting the business database's outbox rows not relayed yet."""
-    snapshot = await stats.take(conn, sim, inserted)
+    snapshot = await stats.take(conn, sim, inserted, (INBOUND,) if business is None else ())
     if business is None:
         return snapshot
     unrelayed = await business.unrelayed()
     return dataclasses.replace(snapshot, unconsumed=snapshot.unconsumed + unrelayed)
+
+
+async def _directory_synced(dsn: str, stop: asyncio.Event) -> None:
+    """Wait for the daemon's first full sync of the directory (it starts at once)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DIRECTORY_TIMEOUT
+    async with connect(dsn, autocommit=True, application_name="syncd demo") as conn:
+        while not stop.is_set():
+            cursor = await conn.execute(QUERIES["directory_last_full_sync"])
+            row = await cursor.fetchone()
+            if row is not None and row["finished_at"] is not None:
+                return
+            if loop.time() > deadline:
+                raise SyncdError("the directory's first full sync did not finish in time")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK):
+                    await stop.wait()
 
 
 @contextlib.asynccontextmanager

@@ -37,10 +37,13 @@ class Links:
     database: str
     #: The business database when it is not syncd's PostgreSQL: (server, its URL).
     business: tuple[str, str] | None = None
+    #: Whether the run imports leave requests started in DingTalk (the inbound kind).
+    inbound: bool = False
 
     def lines(self) -> list[str]:
+        here = "decide, start leave here" if self.inbound else "decide requests here"
         lines = [
-            f"  simulator page  {self.simulator}/_sim/   (decide requests here)",
+            f"  simulator page  {self.simulator}/_sim/   ({here})",
             f"  metrics         {self.daemon}/metrics",
             f"  readiness       {self.daemon}/readyz",
             f"  database        {self.database}",
@@ -49,6 +52,7 @@ class Links:
             server, url = self.business
             lines[-1] = f"  syncd's state   {self.database}"
             lines.append(f"  business db     {server}  {url}")
+            lines.append("  (receipts and leave started in DingTalk: with PostgreSQL only)")
         return lines
 
 
@@ -91,6 +95,28 @@ def summary_lines(s: Snapshot) -> list[str]:
         f"  pending      {s.in_flight:>5}   ({s.waiting_for_person} waiting for a person)",
         f"  parked       {parked:>5}   (invalid {s.count('invalid')}, dead {s.count('dead')})",
         *_latency_lines(s),
+        *_inbound_summary(s),
+    ]
+
+
+def _inbound_summary(s: Snapshot) -> list[str]:
+    if not s.started_in_dingtalk and not s.inbound_states:
+        return []
+    states = s.inbound_states
+    return [
+        f"  from DingTalk {s.inbound_imported:>5}   (of {s.started_in_dingtalk} started;"
+        f" approved {states.get('approved', 0)}, rejected {states.get('rejected', 0)})"
+    ]
+
+
+def _inbound_lines(s: Snapshot) -> list[str]:
+    """Leave requests started in DingTalk: how many, the latest imported rows."""
+    return [
+        "",
+        f"  started in DingTalk {s.started_in_dingtalk:>5}, imported {s.inbound_imported}"
+        " → app.leave_from_dingtalk",
+        *(row.line() for row in s.imported),
+        "  (start more on the simulator page: Start in DingTalk, 请假（钉钉发起）)",
     ]
 
 
@@ -113,6 +139,8 @@ def frame(progress: Progress, links: Links) -> list[str]:
     parked = s.count("invalid", "dead")
     lines += [f"  {'parked':<11} {parked:>5}  {BAR * min(parked, BAR_WIDTH)}", ""]
     lines += [*_latency_lines(s), "", f"  {progress.status}"]
+    if links.inbound:
+        lines += _inbound_lines(s)
     return lines
 
 

@@ -73,7 +73,7 @@ async def _compare(sim: Simulator, business: MariaDBBusiness | None) -> dict[str
 async def test_the_demo_on_mariadb_writes_dingtalks_record_into_the_business_rows():
     seen: dict[str, Any] = {}
 
-    async def inspect(sim: Simulator, business: MariaDBBusiness | None) -> None:
+    async def inspect(sim: Simulator, business: MariaDBBusiness | None, _dsn: str) -> None:
         seen.update(await _compare(sim, business))
 
     out = io.StringIO()

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncd.demo.inbound import Imported
 from syncd.demo.runner import DemoOptions, progress_status
 from syncd.demo.stats import Snapshot
 from syncd.demo.view import (
@@ -124,6 +125,15 @@ def test_the_live_view_leaves_out_chatty_log_records():
 
 
 _COUNT = st.integers(0, 99_999)
+_STATES = st.sampled_from(["running", "approved", "rejected", "canceled", "invalid"])
+_IMPORTED = st.builds(
+    Imported,
+    id=st.integers(1, 99_999),
+    applicant=st.sampled_from(["u1", "manager1", "finance2"]),
+    leave_type=st.sampled_from(["年假", "事假", "病假"]),
+    days=st.integers(1, 999).map(str),
+    outcome=st.sampled_from(["", "APPROVED", "REJECTED", "CANCELED"]),
+)
 _SNAPSHOTS = st.builds(
     Snapshot,
     inserted=_COUNT,
@@ -150,6 +160,9 @@ _SNAPSHOTS = st.builds(
     created_p95=st.none() | st.floats(0, 9_999),
     written_p50=st.none() | st.floats(0, 9_999),
     written_p95=st.none() | st.floats(0, 9_999),
+    started_in_dingtalk=_COUNT,
+    inbound_states=st.dictionaries(_STATES, _COUNT),
+    imported=st.lists(_IMPORTED, max_size=3).map(tuple),
 )
 
 
@@ -161,15 +174,17 @@ _SNAPSHOTS = st.builds(
     elapsed=st.floats(0, 99_999),
     options=st.builds(DemoOptions, live=st.booleans(), duration=st.none() | st.floats(1, 3600)),
     submitted_all=st.booleans(),
+    inbound=st.booleans(),
 )
 def test_every_line_of_the_live_view_and_the_summary_fits_80_columns(
-    snapshot, requests, rate, elapsed, options, submitted_all
+    snapshot, requests, rate, elapsed, options, submitted_all, inbound
 ):
     _, status = progress_status(options, snapshot, submitted_all, elapsed)
     links = Links(
         "http://127.0.0.1:65535",
         "http://127.0.0.1:65534",
         "postgresql://postgres@127.0.0.1:65533/syncd_demo",
+        inbound=inbound,
     )
     lines = frame(Progress(snapshot, requests, rate, elapsed, status), links)
     lines += summary_lines(snapshot)
@@ -184,10 +199,31 @@ def test_with_a_business_database_the_links_name_both_databases_within_80_column
         ("MariaDB", "mysql://syncd_admin:***@127.0.0.1:65532/syncd_demo"),
     )
     lines = links.lines()
-    assert lines[-2] == "  syncd's state   postgresql://postgres@127.0.0.1:65533/postgres"
+    assert lines[-3] == "  syncd's state   postgresql://postgres@127.0.0.1:65533/postgres"
     assert (
-        lines[-1] == "  business db     MariaDB  mysql://syncd_admin:***@127.0.0.1:65532/syncd_demo"
+        lines[-2] == "  business db     MariaDB  mysql://syncd_admin:***@127.0.0.1:65532/syncd_demo"
     )
+    # the parts a MySQL/MariaDB business table cannot have are said to be missing
+    assert lines[-1] == "  (receipts and leave started in DingTalk: with PostgreSQL only)"
     assert all(display_width(line) <= 79 for line in lines)
     # without one, the lines are the PostgreSQL demo's
     assert Links("s", "d", "db").lines()[-1] == "  database        db"
+
+
+def test_the_live_view_lists_the_leave_imported_from_dingtalk_and_where_to_start_more():
+    snapshot = Snapshot(
+        started_in_dingtalk=2,
+        inbound_states={"approved": 1, "running": 1},
+        imported=(Imported(2, "u5", "事假", "7", ""), Imported(1, "u2", "年假", "2", "APPROVED")),
+    )
+    lines = frame(Progress(snapshot, 20, 2.0, 3.0, "working"), Links("s", "d", "db", inbound=True))
+    text = "\n".join(lines)
+    assert "started in DingTalk     2, imported 2 → app.leave_from_dingtalk" in text
+    assert "    #1 u2 年假 2 d → APPROVED" in text
+    assert "    #2 u5 事假 7 d → waiting for a decision" in text
+    assert "Start in DingTalk" in text and "start leave here" in text
+    summary = "\n".join(summary_lines(snapshot))
+    assert "from DingTalk     2   (of 2 started; approved 1, rejected 0)" in summary
+    # without the inbound part (MariaDB), the frame has no such lines
+    plain = frame(Progress(Snapshot(), 20, 2.0, 3.0, "working"), Links("s", "d", "db"))
+    assert not any("started in DingTalk" in line for line in plain)

@@ -6,7 +6,7 @@ import random
 from collections import Counter
 from datetime import UTC, date, datetime
 
-from syncd.demo.config import KINDS, demo_settings
+from syncd.demo.config import INBOUND_KINDS, KINDS, RECEIPTS, demo_settings
 from syncd.demo.legacy_app import PATTERN, Request, make_request
 from syncd.demo.world import demo_world
 from syncd.simulator.rules import decide
@@ -70,4 +70,19 @@ def test_the_demo_settings_ignore_the_environment(monkeypatch):
     assert settings.database.dsn.get_secret_value() == "postgresql://postgres@127.0.0.1:5/postgres"
     assert settings.dingtalk.api_url == settings.dingtalk.oapi_url == "http://s:1"
     assert settings.http.port == 0
-    assert sorted(settings.kinds) == ["expense", "leave"]
+    assert sorted(settings.kinds) == ["expense", "leave", "leave_dingtalk"]
+
+
+def test_the_receipt_and_the_inbound_columns_name_components_of_their_templates():
+    world = demo_world()
+    expense = world.template(KINDS["expense"]["process_code"])
+    assert expense is not None
+    types = {c.label_text: c.type for c in expense.components}
+    assert {types[label] for label in RECEIPTS} == {"DDAttachment"}
+    for name, kind in INBOUND_KINDS.items():
+        template = world.template(kind["process_code"])
+        assert template is not None, name
+        labels = {c.label_text for c in template.components}
+        assert set(kind["inbound"]["columns"].values()) <= labels, name
+        # a template of its own: no outbound kind creates instances of it
+        assert all(k["process_code"] != kind["process_code"] for k in KINDS.values())
