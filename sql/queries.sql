@@ -2003,8 +2003,10 @@ UPDATE syncd.attachment_fetch
  WHERE approval_id = %(approval_id)s AND lease_owner = %(owner)s;
 
 -- release_attachment_fetch --
--- Some file could not be fetched for now: try the round again at next_attempt_at.
+-- Some file could not be fetched for now: try the round again at next_attempt_at; or,
+-- with give_up (pipeline.max_attempts spent), not again: done, the error kept.
 UPDATE syncd.attachment_fetch
    SET attempts = attempts + 1, next_attempt_at = %(next_attempt_at)s,
-       lease_owner = NULL, lease_expires_at = NULL, last_error = %(error)s
+       lease_owner = NULL, lease_expires_at = NULL, last_error = %(error)s,
+       done_at = CASE WHEN %(give_up)s THEN %(now)s ELSE done_at END
  WHERE approval_id = %(approval_id)s AND lease_owner = %(owner)s;

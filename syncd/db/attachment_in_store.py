@@ -154,9 +154,11 @@ class PostgresAttachmentInStore(BaseStore):
         retry_at: datetime,
         error: str,
         calls: Sequence[CallRecord],
+        *,
+        give_up: bool = False,
     ) -> None:
         params = {"approval_id": item.approval_id, "owner": owner, "error": error[:2000]}
-        params["next_attempt_at"] = retry_at
+        params |= {"next_attempt_at": retry_at, "give_up": give_up, "now": now}
         async with self.transaction() as conn:
             await conn.execute(QUERIES["release_attachment_fetch"], params)
             await self.calls(conn, item.approval_id, now, calls)

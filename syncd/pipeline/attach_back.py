@@ -189,16 +189,22 @@ class AttachmentsBack:
         """Try the round again later, with backoff: DingTalk unreachable or throttled, or
         a database error while recording a file (what was recorded stays)."""
         code = getattr(exc, "code", None) or type(exc).__name__
+        tried = item.attempts + 1  # this pass included
+        give_up = self.retry.exhausted(tried)  # each pass spends calls: not forever
         logger.warning(
-            "attachments back: will try again",
-            extra={"action": "attach_back_retry", "approval_id": item.approval_id,
-                   "error": type(exc).__name__, "code": code},
+            "attachments back: given up" if give_up else "attachments back: will try again",
+            extra={"action": "attach_back_gave_up" if give_up else "attach_back_retry",
+                   "approval_id": item.approval_id, "error": type(exc).__name__, "code": code,
+                   "attempts": tried},
         )  # fmt: skip
         now = self.clock.now()
         delay = timedelta(seconds=self.retry.delay(item.attempts + 1))
+        error = f"{code}: {exc.message}"
+        if give_up:
+            error = f"given up after {tried} attempts: {error}"
         try:
             await self.store.release(
-                item, now, self.owner, now + delay, f"{code}: {exc.message}", calls
+                item, now, self.owner, now + delay, error, calls, give_up=give_up
             )
         except StoreError:  # the database is away: the lease expires instead
             logger.warning(

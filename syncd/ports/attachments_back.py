@@ -187,7 +187,12 @@ class AttachmentInStore(Protocol):
         retry_at: datetime,
         error: str,
         calls: Sequence[CallRecord],
-    ) -> None: ...
+        *,
+        give_up: bool = False,
+    ) -> None:
+        """Put the round back to be tried at ``retry_at``; with ``give_up``, not again
+        (done, the error kept)."""
+        ...
 
 
 #: The files per kind: label filter (``None``: every DDAttachment) and comments or not.

@@ -306,3 +306,31 @@ async def test_since_leaves_out_rounds_finished_before_it(env: Env, tmp_path: Pa
         " JOIN syncd.approval a ON a.id = f.approval_id"
     )
     assert fetched == [("after",)]
+
+
+async def test_a_round_that_keeps_failing_is_given_up_after_max_attempts(
+    env: Env, tmp_path: Path
+) -> None:
+    """Every pass spends calls (the GET, the grants): a round whose grants always fail is
+    tried ``pipeline.max_attempts`` times, then done with the error kept, and not again."""
+    env.app_sql(CREATE)
+    settings = back_settings(env, tmp_path).model_copy(
+        update={"pipeline": env.settings().pipeline.model_copy(update={"max_attempts": 3})}
+    )
+    async with env.daemon(settings) as daemon:
+        await fill_directory(env, daemon)
+        submit(env, "c1", inline("a.pdf", b"%PDF a"))
+        await daemon.drain()
+        env.sim.faults.update(error_5xx_rate=1.0, endpoints=["workflow.authDownload"])
+        await decide_with_comment(env, daemon, [])
+        for _ in range(6):  # past every backoff, more passes than attempts allowed
+            await env.advance(3600)
+            await daemon.drain()
+    [(attempts, done, error)] = env.sql(
+        "SELECT attempts, done_at IS NOT NULL, last_error FROM syncd.attachment_fetch"
+    )
+    assert (attempts, done) == (3, True)
+    assert error.startswith("given up after 3 attempts: ")
+    grants = env.sql("SELECT count(*) FROM syncd.approval_event WHERE endpoint = 'grant_download'")
+    assert grants == [(3,)]
+    assert table(env) == []
