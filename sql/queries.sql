@@ -1689,6 +1689,18 @@ INSERT INTO syncd.comment_file
 VALUES (%(comment_id)s, %(file_index)s, %(space_id)s, %(file_id)s, %(file_name)s,
         %(file_size)s, %(file_type)s, %(uploaded_by)s, %(now)s);
 
+-- upload_begun --
+-- A file's upload begins (0021): noted, or its attempts counted; the first attempt's time,
+-- and how many attempts began (more than 1: an earlier one may have committed the file).
+INSERT INTO syncd.upload_intent AS u (approval_id, slot, begun_at)
+VALUES (%(approval_id)s, %(slot)s, %(now)s)
+ON CONFLICT (approval_id, slot) DO UPDATE SET attempts = u.attempts + 1
+RETURNING begun_at, attempts;
+
+-- upload_recorded --
+-- The committed file is recorded: its upload is no longer in doubt (0021).
+DELETE FROM syncd.upload_intent WHERE approval_id = %(approval_id)s AND slot = %(slot)s;
+
 -- select_union_id --
 -- The unionId of a present DingTalk user, from the directory.
 SELECT union_id FROM syncd.dingtalk_user WHERE user_id = %(user_id)s AND left_at IS NULL;

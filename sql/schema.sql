@@ -1064,3 +1064,16 @@ AS $$
 $$;
 COMMENT ON FUNCTION syncd.approval_written_comments(bigint) IS
     'An approval''s comments (DingTalk''s ADD_REMARK records), oldest first, as the write-back source comments: a JSON array of {user, at, text}.';
+
+-- ===== 0021: uploads begun (a lost commit answer is adopted, not stored twice) =====
+CREATE TABLE syncd.upload_intent (
+    approval_id  bigint NOT NULL REFERENCES syncd.approval (id) ON DELETE CASCADE,
+    slot         text NOT NULL,
+    begun_at     timestamptz NOT NULL,
+    attempts     integer NOT NULL DEFAULT 1 CHECK (attempts >= 1),
+    PRIMARY KEY (approval_id, slot)
+);
+COMMENT ON TABLE syncd.upload_intent IS
+    'Uploads begun and not yet recorded (syncd.attachment, syncd.comment_file): a retry adopts the file an earlier attempt may have committed. slot names the file: ''<component>/<index>'' or ''comment <id>/<index>''.';
+COMMENT ON COLUMN syncd.upload_intent.begun_at IS
+    'When the first attempt began: a file stored under the name since then by the same person, with the same size, is taken as that attempt''s.';

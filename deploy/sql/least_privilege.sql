@@ -117,3 +117,5 @@ GRANT SELECT, INSERT                 ON syncd.attachment_in       TO syncd_daemo
 GRANT SELECT, INSERT, UPDATE         ON syncd.attachment_fetch    TO syncd_daemon;
 -- 0019: files on outgoing comments, each committed file recorded by its comment.
 GRANT SELECT, INSERT                 ON syncd.comment_file        TO syncd_daemon;
+-- 0021: uploads begun and not yet recorded.
+GRANT SELECT, INSERT, UPDATE, DELETE ON syncd.upload_intent       TO syncd_daemon;

@@ -39,7 +39,8 @@ class PostgresAttachmentStore(BaseStore):
         params: dict[str, Any] = {"approval_id": approval_id, "component": component}
         params["file_index"] = index
         params.update(_file(file), uploaded_by=uploaded_by, now=at)
-        await self._record("insert_attachment", params, approval_id, message, calls, at)
+        slot = f"{component}/{index}"
+        await self._record("insert_attachment", params, approval_id, slot, message, calls, at)
 
     async def comment_files(self, comment_id: int) -> dict[int, Attachment]:
         rows = await self.fetch_all("select_comment_files", {"comment_id": comment_id})
@@ -61,23 +62,34 @@ class PostgresAttachmentStore(BaseStore):
         )
         params: dict[str, Any] = {"comment_id": comment_id, "file_index": index}
         params.update(_file(file), uploaded_by=uploaded_by, now=now)
-        await self._record("insert_comment_file", params, approval_id, message, calls, now)
+        slot = f"comment {comment_id}/{index}"
+        await self._record("insert_comment_file", params, approval_id, slot, message, calls, now)
 
     async def _record(
         self,
         query: str,
         params: dict[str, Any],
         approval_id: int,
+        slot: str,
         message: str,
         calls: Sequence[CallRecord],
         at: datetime,
     ) -> None:
-        """A committed file's row, its calls and a history line, in one transaction."""
+        """A committed file's row, its calls and a history line, in one transaction; its
+        upload is no longer in doubt."""
         async with self.transaction(pipelined=True) as conn:
             await conn.execute(QUERIES[query], params)
+            await conn.execute(
+                QUERIES["upload_recorded"], {"approval_id": approval_id, "slot": slot}
+            )
             line = history_line(approval_id, event_type="note", message=message)
             await self.calls(conn, approval_id, at, calls, line)
             await conn.execute(QUERIES["add_calls"], {"id": approval_id, "calls": len(calls)})
+
+    async def upload_begun(self, approval_id: int, slot: str, now: datetime) -> datetime | None:
+        params = {"approval_id": approval_id, "slot": slot, "now": now}
+        row = await self.fetch_one("upload_begun", params)
+        return row["begun_at"] if row is not None and row["attempts"] > 1 else None
 
     async def union_id(self, user_id: str) -> str | None:
         row = await self.fetch_one("select_union_id", {"user_id": user_id})

@@ -29,7 +29,7 @@ from syncd.dingtalk import endpoints
 from syncd.dingtalk.endpoints import Endpoint
 from syncd.dingtalk.paced import log_failure, paced_send
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
-from syncd.domain import CallRecord
+from syncd.domain import DINGTALK_TZ, CallRecord
 from syncd.errors import DingTalkError, DingTalkRejected, DingTalkTransient
 from syncd.ports import Clock
 from syncd.ports.attachments import ROOT, Attachment, extension
@@ -46,6 +46,38 @@ class UploadTicket:
     url: str
     headers: Mapping[str, str]
     expires_at: datetime
+
+
+#: How far DingTalk's clock may lag ours, and its minute-granular ``createTime`` with it.
+CLOCK_MARGIN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Dentry:
+    """Who stored a committed file and when (``creatorId``, ``createTime``), where given."""
+
+    creator: str | None
+    created: datetime | None
+
+    def same_upload(self, union_id: str, size: int, stored: int, since: datetime) -> bool:
+        """Whether the file is this upload's own: stored by ``union_id`` with ``size`` bytes
+        since ``since`` (less the clock margin)."""
+        return (
+            self.creator == union_id
+            and stored == size
+            and self.created is not None
+            and self.created >= since - CLOCK_MARGIN
+        )
+
+
+def _instant(text: str) -> datetime | None:
+    """``createTime`` (ISO 8601, e.g. ``2022-07-29T14:55Z``; China time when it names no
+    zone); ``None`` if unreadable."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=DINGTALK_TZ)
 
 
 def _dict(value: Any, what: str) -> dict[str, Any]:
@@ -160,14 +192,27 @@ class HttpxAttachmentClient:
         name: str,
         size: int,
         record: list[CallRecord] | None = None,
+        strategy: str = "AUTO_RENAME",
     ) -> Attachment:
         """Commit an uploaded file (§17.5); the value item comes from the dentry (its name
         may have been renamed, ``AUTO_RENAME``)."""
+        return (await self._commit(space_id, union_id, upload_key, name, size, record, strategy))[0]
+
+    async def _commit(
+        self,
+        space_id: int,
+        union_id: str,
+        upload_key: str,
+        name: str,
+        size: int,
+        record: list[CallRecord] | None,
+        strategy: str,
+    ) -> tuple[Attachment, Dentry]:
         body = {
             "uploadKey": upload_key,
             "name": name,
             "parentId": ROOT,
-            "option": {"size": size, "conflictStrategy": "AUTO_RENAME"},
+            "option": {"size": size, "conflictStrategy": strategy},
         }
         answer = _dict(
             await self._call(
@@ -184,12 +229,17 @@ class HttpxAttachmentClient:
         if not isinstance(file_id, str | int) or not isinstance(stored_name, str):
             raise DingTalkTransient("unreadable commit answer from DingTalk (no dentry id)")
         stored_size = dentry.get("size")
-        return Attachment(
+        file = Attachment(
             space_id=str(dentry.get("spaceId") or space_id),
             file_id=str(file_id),
             file_name=stored_name,
             file_size=int(stored_size) if isinstance(stored_size, int | str) else size,
             file_type=str(dentry.get("extension") or extension(stored_name)),
+        )
+        creator, created = dentry.get("creatorId"), dentry.get("createTime")
+        return file, Dentry(
+            creator if isinstance(creator, str) else None,
+            _instant(created) if isinstance(created, str) else None,
         )
 
     async def upload(
@@ -199,14 +249,43 @@ class HttpxAttachmentClient:
         name: str,
         data: bytes,
         record: list[CallRecord] | None = None,
+        *,
+        earlier: datetime | None = None,
     ) -> Attachment:
         """The whole chain for one file, as ``user_id`` (whose unionId is ``union_id``);
         each call made, success or not, is added to ``record`` (purpose ``attach``: the
         space query, the ticket and the commit are metered, the PUT is not).
 
         A ticket that expired before its PUT (a slow pacing slot) is asked for again once.
+
+        ``earlier``: when an earlier attempt at this same file began (it may have
+        committed, its answer lost). The commit then returns the file already stored under
+        the name (``RETURN_DENTRY_IF_EXISTS``) and adopts it when it is this one: the same
+        uploader, the same size, stored since that attempt began. A file of anyone else's
+        under the name is left alone, and this one is stored beside it (``AUTO_RENAME``,
+        a new ticket: the first was spent).
         """
         space = await self.space_id(user_id, record)
+        size = len(data)
+        if earlier is not None:
+            key = await self._put(space, union_id, name, data, record)
+            found, dentry = await self._commit(
+                space, union_id, key, name, size, record, "RETURN_DENTRY_IF_EXISTS"
+            )
+            if dentry.same_upload(union_id, size, found.file_size, earlier):
+                return found
+            logger.info(
+                "%r is taken in the approval space by another file; storing this one beside it",
+                name,
+                extra={"action": "upload_name_taken"},
+            )
+        key = await self._put(space, union_id, name, data, record)
+        return await self.commit(space, union_id, key, name, size, record)
+
+    async def _put(
+        self, space: int, union_id: str, name: str, data: bytes, record: list[CallRecord] | None
+    ) -> str:
+        """A ticket and the bytes PUT to it; its upload key."""
         for attempt in (1, 2):
             ticket = await self.upload_ticket(space, union_id, name, len(data), record)
             try:
@@ -215,7 +294,7 @@ class HttpxAttachmentClient:
                 if attempt == 2 or exc.code != "AccessDenied":
                     raise
                 continue
-            return await self.commit(space, union_id, ticket.upload_key, name, len(data), record)
+            return ticket.upload_key
         raise AssertionError("unreachable")
 
     async def _call(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from syncd.dingtalk.models import FormComponentValue
@@ -173,7 +174,8 @@ class Attacher:
         failed: list[CallRecord],
     ) -> Attachment:
         what = f"attachment {label!r} file {index + 1} {ref.describe()}"
-        file, calls = await upload_file(self, ref, what, user_id, union, failed)
+        earlier = await self.store.upload_begun(item.id, f"{label}/{index}", self.clock.now())
+        file, calls = await upload_file(self, ref, what, user_id, union, failed, earlier)
         await self.store.record_attachment(
             item.id, label, index, file, user_id, calls, self.clock.now()
         )
@@ -215,10 +217,17 @@ async def union_of(store: UnionIds, user_id: str, who: str) -> str:
 
 
 async def upload_file(
-    parts: Uploading, ref: FileRef, what: str, user_id: str, union: str, failed: list[CallRecord]
+    parts: Uploading,
+    ref: FileRef,
+    what: str,
+    user_id: str,
+    union: str,
+    failed: list[CallRecord],
+    earlier: datetime | None,
 ) -> tuple[Attachment, list[CallRecord]]:
     """One file fetched, checked and uploaded as ``user_id``, with its calls (space info,
-    upload info, PUT, commit: each its own); a failed upload's calls go to ``failed``."""
+    upload info, PUT, commit: each its own); a failed upload's calls go to ``failed``.
+    ``earlier``: when an earlier attempt at this file began (its commit is then adopted)."""
     try:
         data = await parts.fetcher.fetch(ref, parts.limits.max_file_size)
     except FileUnavailable as exc:
@@ -227,7 +236,7 @@ async def upload_file(
         raise AttachmentProblem(f"{what}: {problem}", code="attachment_refused")
     calls: list[CallRecord] = []
     try:
-        file = await parts.uploader.upload(user_id, union, ref.name, data, calls)
+        file = await parts.uploader.upload(user_id, union, ref.name, data, calls, earlier=earlier)
     except Exception:
         failed.extend(calls)
         raise

@@ -59,7 +59,12 @@ class CommentFiles:
                 if union is None:
                     union = await union_of(self.store, user_id, "the commenting user")
                 what = f"comment {item.id} file {index + 1} {ref.describe()}"
-                recorded, calls = await upload_file(self, ref, what, user_id, union, failed)
+                earlier = await self.store.upload_begun(
+                    item.approval_id, f"comment {item.id}/{index}", self.clock.now()
+                )
+                recorded, calls = await upload_file(
+                    self, ref, what, user_id, union, failed, earlier
+                )
                 await self.store.record_comment_file(
                     item.id, item.approval_id, index, recorded, user_id, calls, self.clock.now()
                 )

@@ -127,9 +127,13 @@ class AttachmentUploader(Protocol):
         name: str,
         data: bytes,
         record: list[CallRecord] | None = None,
+        *,
+        earlier: datetime | None = None,
     ) -> Attachment:
         """Into the approval space as ``user_id``, adding each DingTalk call it makes to
-        ``record`` (success or not); a ``DingTalkError`` on failure."""
+        ``record`` (success or not); a ``DingTalkError`` on failure. ``earlier``: when an
+        earlier attempt at the same file began (its commit may have happened, the answer
+        lost): the file it stored is adopted rather than stored again."""
         ...
 
 
@@ -150,7 +154,17 @@ class UnionIds(Protocol):
         ...
 
 
-class AttachmentStore(UnionIds, Protocol):
+class UploadIntents(Protocol):
+    """Each file's upload begun, kept until the committed file is recorded: a retry after a
+    crash knows an earlier attempt may have committed it (``syncd.upload_intent``)."""
+
+    async def upload_begun(self, approval_id: int, slot: str, now: datetime) -> datetime | None:
+        """Note that the upload of ``slot`` (a component's or comment's file) begins; when an
+        earlier attempt at it began, that attempt's time, else ``None``."""
+        ...
+
+
+class AttachmentStore(UnionIds, UploadIntents, Protocol):
     async def attachments(self, approval_id: int) -> dict[tuple[str, int], Attachment]:
         """The files committed for a round already, by (component, index)."""
         ...
@@ -169,7 +183,7 @@ class AttachmentStore(UnionIds, Protocol):
         ...
 
 
-class CommentFileStore(UnionIds, Protocol):
+class CommentFileStore(UnionIds, UploadIntents, Protocol):
     """The files committed for outgoing comments (``syncd.comment_file``)."""
 
     async def comment_files(self, comment_id: int) -> dict[int, Attachment]:

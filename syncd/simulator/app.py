@@ -225,7 +225,7 @@ class Api:
 
 
 class FaultLayer:
-    """Counts calls and injects latency, resets, 5xx, 429 and lost create responses."""
+    """Counts calls and injects latency, resets, 5xx, 429 and lost responses."""
 
     def __init__(self, inner: ASGIApp, sim: Simulator) -> None:
         self.inner = inner
@@ -246,10 +246,9 @@ class FaultLayer:
         if fault is not None:
             await self._fault_response(call, fault, scope, receive, send)
             return
-        if call == ep.CREATE and faults.applies_to(call.api):
-            if faults.lose_create_response():
-                await self._lose_response(scope, receive, send)
-                return
+        if faults.applies_to(call.api) and faults.lose_response(call.api):
+            await self._lose_response(scope, receive, send)
+            return
         await self.inner(scope, receive, send)
 
     async def _fault_response(

@@ -82,8 +82,12 @@ class Faults:
             return "429"
         return None
 
-    def lose_create_response(self) -> bool:
-        return self._draw(self.settings.create_response_lost_rate)
+    def lose_response(self, api: str) -> bool:
+        """Whether this call is carried out and its answer then lost (a broken connection)."""
+        rate = self.settings.response_lost_rate
+        if api == "workflow.create":
+            rate = max(rate, self.settings.create_response_lost_rate)
+        return self._draw(rate)
 
     def duplicate_event(self) -> bool:
         return self._draw(self.settings.event_duplicate_rate)

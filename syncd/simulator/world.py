@@ -189,6 +189,7 @@ class FaultSettings(_Model):
     error_429_rate: float = Field(default=0.0, ge=0, le=1)
     reset_rate: float = Field(default=0.0, ge=0, le=1)
     create_response_lost_rate: float = Field(default=0.0, ge=0, le=1)
+    response_lost_rate: float = Field(default=0.0, ge=0, le=1)
     event_duplicate_rate: float = Field(default=0.0, ge=0, le=1)
     event_reorder_rate: float = Field(default=0.0, ge=0, le=1)
     reorder_delay: float = 3.0

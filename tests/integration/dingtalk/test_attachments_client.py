@@ -246,3 +246,51 @@ def test_files_around_the_limits_upload_exactly_when_allowed(
             await sim.aclose()
 
     asyncio.run(run())
+
+
+HOLDERS = ["nobody", "this upload", "same person, other size", "another person", "same, older"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(holder=st.sampled_from(HOLDERS), minutes=st.integers(min_value=0, max_value=90))
+def test_a_retry_adopts_only_the_file_its_earlier_attempt_stored(holder: str, minutes: int) -> None:
+    """A retry of an upload whose commit answer was lost (``earlier`` given) adopts the file
+    under the name only when it is that attempt's own: same person, same size, stored since
+    the attempt began (``minutes`` later, as long as a restart takes). Any other file under
+    the name is left alone and this one stored beside it, renamed."""
+    data = b"%PDF receipt"
+
+    async def run() -> None:
+        clock = FakeClock(datetime(2026, 1, 5, 9, tzinfo=UTC))
+        sim = Simulator(World.default(), clock=clock)
+        env = SimEnv(sim, clock, MemoryPacer(clock=clock, sleep=FakeSleeper(clock)))
+        try:
+            client = attachments(env)
+            me = union(sim, "u1")
+            if holder == "same, older":
+                await client.upload("u1", me, "收据.pdf", data)
+                clock.advance(7 * 60)
+            begun = clock.now()
+            held = None
+            if holder in ("this upload", "same person, other size", "another person"):
+                who = "u2" if holder == "another person" else "u1"
+                content = data + b"!" if holder == "same person, other size" else data
+                held = await client.upload(who, union(sim, who), "收据.pdf", content)
+            clock.advance(minutes * 60)
+            before = set(sim.storage.files)
+            done = await client.upload("u1", me, "收据.pdf", data, earlier=begun)
+            assert sim.storage.files[done.file_id].data == data
+            if holder == "this upload":
+                assert held is not None and done == held
+                assert set(sim.storage.files) == before  # nothing stored twice
+            elif holder == "nobody":
+                assert done.file_name == "收据.pdf"
+            else:
+                assert done.file_name == "收据(1).pdf"  # stored beside the other file
+                assert set(sim.storage.files) == before | {done.file_id}
+        finally:
+            for http in env.opened:
+                await http.aclose()
+            await sim.aclose()
+
+    asyncio.run(run())

@@ -167,6 +167,34 @@ async def test_a_create_that_failed_after_the_commits_reuses_the_files(
     assert usage(env, "attach") == 3
 
 
+async def test_a_commit_whose_answer_was_lost_is_adopted_not_stored_again(
+    env: Env, tmp_path: Path
+) -> None:
+    """DingTalk stored the file but its answer never came: the retry finds the upload begun
+    (syncd.upload_intent), takes the file under the name as its own (same person, same
+    size, stored since), and the instance names that one file; nothing is stored twice
+    and nothing is left in doubt."""
+    env.sim.faults.update(response_lost_rate=1.0, endpoints=["storage.commit"])
+    data = b"%PDF receipt"
+    async with env.daemon(settings(env, tmp_path)) as daemon:
+        await fill_directory(env, daemon)
+        submit(env, "c1", inline("a.pdf", data))
+        await daemon.drain()
+        assert row(env, "c1")[0] != "running"
+        assert [f.name for f in env.sim.storage.files.values()] == ["a.pdf"]
+        assert env.sql("SELECT slot, attempts FROM syncd.upload_intent") == [("附件/0", 1)]
+        env.sim.faults.reset()
+        await env.advance(120)
+        await daemon.drain()
+    assert row(env, "c1")[0] == "running"
+    [instance] = env.sim.instances()
+    [(file_id,)] = env.sql("SELECT file_id FROM syncd.attachment")
+    assert instance.files == [file_id]
+    assert [f.name for f in env.sim.storage.files.values()] == ["a.pdf"]
+    assert env.sim.storage.files[file_id].data == data
+    assert env.sql("SELECT count(*) FROM syncd.upload_intent") == [(0,)]
+
+
 def refusing_port() -> int:
     """A loopback port nothing listens on (bound, then closed)."""
     with socket.socket() as s:

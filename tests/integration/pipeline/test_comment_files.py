@@ -145,6 +145,25 @@ async def test_an_upload_that_failed_leaves_the_comment_unsent_and_not_in_doubt(
     assert env.sql("SELECT state, in_doubt FROM syncd.comment") == [("sent", False)]
 
 
+async def test_a_lost_commit_answer_is_adopted_for_a_comments_file(
+    env: Env, tmp_path: Path
+) -> None:
+    key = env.submit_leave(applicant="u1")
+    env.sim.faults.update(response_lost_rate=1.0, endpoints=["storage.commit"])
+    async with env.daemon(config(env, tmp_path)) as daemon:
+        await fill_directory(env, daemon)
+        await daemon.drain()
+        comment(env, key, "lost", [inline("a.pdf", b"%PDF a")])
+        await daemon.drain()
+        assert env.sql("SELECT state FROM syncd.comment") == [("waiting",)]
+        env.sim.faults.reset()
+        await env.advance(2)
+        await daemon.drain()
+    assert commented(env) == [("u1", "lost", [("a.pdf", b"%PDF a", "u1")])]
+    assert [f.name for f in env.sim.storage.files.values()] == ["a.pdf"]
+    assert env.sql("SELECT count(*) FROM syncd.upload_intent") == [(0,)]
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(files=st.lists(st.tuples(NAMES, st.binary(max_size=2048)), min_size=1, max_size=3))
 async def test_any_names_and_contents_reach_the_comment_as_sent(
