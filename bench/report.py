@@ -8,55 +8,126 @@ from __future__ import annotations
 from typing import Any
 
 from bench.plots import load
+from bench.throughput import summarise
 
 
 def row(*cells: Any) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def figure(summary: dict[str, Any], key: str, digits: int) -> str:
+    """A figure as its median with the range over the runs: ``281.8 (266.0–290.1)``."""
+    f = summary.get(key)
+    if f is None or not f["samples"]:
+        return ""
+    if len(f["samples"]) == 1:
+        return f"{f['median']:.{digits}f}"
+    return f"{f['median']:.{digits}f} ({f['min']:.{digits}f}–{f['max']:.{digits}f})"
+
+
 def throughput(name: str) -> list[str]:
     data = load(name)
     if data is None:
         return []
+    if "summary" not in data:
+        data = repeated(data)
+    summary = data["summary"]
+    runs = data["runs_per_system"]
+    order = " ".join("S" if system == "syncd" else "B" for _, system in data["order"])
+    how = (
+        f"{runs} runs of each system, each on a fresh database, in the order {order}; "
+        "median (min–max)"
+        if "rounds" not in data
+        else "one run of each, syncd then the baseline on the same database"
+    )
     lines = [
-        f"**{name}** (backlog {data['backlog']:,}, wall time {data['wall_seconds']:.0f} s)",
+        f"**{name}** (backlog {data['backlog']:,}; {how}; wall time "
+        f"{data['wall_seconds'] / 60:.0f} min)",
         "",
         row(
             "",
             "approvals/s",
-            "seconds",
             "CPU ms/approval (own process)",
-            "PostgreSQL CPU s",
-            "simulator CPU s",
+            "PostgreSQL CPU ms/approval",
+            "simulator CPU ms/approval",
             "statements/approval",
             "commits/approval",
             "peak RSS MiB",
         ),
-        row(*["---"] * 9),
+        row(*["---"] * 8),
     ]
     for label, key, cpu, rss in (
         ("syncd", "syncd", "daemon_cpu_ms_per_approval", "daemon_peak_rss_mib"),
         ("Procrastinate baseline", "baseline", "worker_cpu_ms_per_approval", "worker_peak_rss_mib"),
     ):
-        r = data.get(key)
-        if r is None:
+        sm = summary.get(key)
+        if sm is None:
             continue
         lines.append(
             row(
                 label,
-                f"{r['approvals_per_second']:.1f}",
-                f"{r['seconds']:.1f}",
-                f"{r[cpu]:.2f}",
-                f"{r['postgres_cpu_seconds']:.1f}",
-                f"{r.get('simulator_cpu_seconds', float('nan')):.1f}",
-                f"{r['statements_per_approval']:.1f}",
-                f"{r['commits_per_approval']:.1f}",
-                f"{r[rss]:.0f}" if r.get(rss) is not None else "",
+                figure(sm, "approvals_per_second", 1),
+                figure(sm, cpu, 2),
+                figure(sm, "postgres_cpu_ms_per_approval", 2),
+                figure(sm, "simulator_cpu_ms_per_approval", 2),
+                figure(sm, "statements_per_approval", 1),
+                figure(sm, "commits_per_approval", 1),
+                figure(sm, rss, 0),
             )
         )
-    if "ratio_syncd_to_baseline" in data:
-        lines += ["", f"syncd/baseline throughput ratio: **{data['ratio_syncd_to_baseline']:.2f}**"]
-    return [*lines, ""]
+    if "ratio_syncd_to_baseline" in summary:
+        ratio = summary["ratio_syncd_to_baseline"]
+        noise = (
+            "too few runs to tell the noise"
+            if runs < 3
+            else "the two systems' ranges overlap: the difference is inside the noise"
+            if summary["throughput_inside_noise"]
+            else "the ranges do not overlap: the difference is outside the noise"
+        )
+        lines += [
+            "",
+            f"syncd/baseline throughput ratio: **{ratio['median']:.2f}** (range "
+            f"{ratio['min']:.2f}–{ratio['max']:.2f} over the rounds' ratios); {noise}.",
+        ]
+    lines += ["", *start_rates(data), ""]
+    return lines
+
+
+def start_rates(data: dict[str, Any]) -> list[str]:
+    """Each run's rate in its first 20 s against the rest (a slow start shows here)."""
+    cells = []
+    for run in data["runs"]:
+        written = run["timeline"]["written"]
+        first = sum(p["count"] for p in written if p["second"] < 20)
+        rest = [p for p in written if p["second"] >= 20]
+        if not rest:
+            continue
+        later = sum(p["count"] for p in rest) / len(rest)
+        cells.append(f"{run['system']} {first / 20:.0f}/s then {later:.0f}/s")
+    return ["First 20 s against the rest, run by run: " + "; ".join(cells) + "."] if cells else []
+
+
+def repeated(data: dict[str, Any]) -> dict[str, Any]:
+    """A result file from before runs were repeated (one run of each system, syncd first,
+    on one database) in the shape of one with rounds: one round, its figures its own."""
+    runs = []
+    for system in ("syncd", "baseline"):
+        if system in data:
+            run = {"round": 0, "system": system, **data[system]}
+            for part in ("postgres", "simulator"):
+                if f"{part}_cpu_seconds" in run:
+                    run[f"{part}_cpu_ms_per_approval"] = (
+                        1000 * run[f"{part}_cpu_seconds"] / max(1, run["approvals"])
+                    )
+            runs.append(run)
+    return {
+        **data,
+        "rounds": 1,
+        "runs": runs,
+        "runs_per_system": 1,
+        "order": [(0, r["system"]) for r in runs],
+        "summary": summarise(runs),
+    }
 
 
 def latency() -> list[str]:

@@ -1,13 +1,21 @@
 """Throughput: approvals per second end to end, syncd against the Procrastinate baseline.
 
-``python -m bench.throughput --backlog 10000`` fills the business table with a backlog
-(one INSERT; the capture trigger writes the outbox rows), then starts the daemon
-(``syncd run`` with its pacing lifted, see ``bench.daemonproc``) against a simulator with
-no limits, no latency and a rule that agrees at once, and waits until every row has its
-outcome written back. Then, in the same run and on the same PostgreSQL and simulator,
-the baseline worker does the same job (``bench.baseline``). Reports approvals/s, CPU
-seconds per approval (daemon, PostgreSQL, simulator) and statements and commits per
-approval (``pg_stat_statements``, ``pg_stat_database``), and a per-second timeline.
+``python -m bench.throughput --backlog 10000 --runs 3`` measures each system ``--runs``
+times, alternating which goes first (syncd, baseline; baseline, syncd; syncd, baseline;
+… so neither always runs on a warmer machine), and every run gets its own freshly
+created PostgreSQL and simulator: no run pays for another's tables, dead rows or
+checkpoints. A syncd run fills the business table with the backlog (one INSERT; the
+capture trigger writes the outbox rows), starts the daemon (``syncd run`` with its pacing
+lifted, see ``bench.daemonproc``) against a simulator with no limits, no latency and a
+rule that agrees at once, and waits until every row has its outcome written back; a
+baseline run enqueues the same backlog and runs its worker (``bench.baseline``).
+
+Each run reports approvals/s, CPU seconds per approval (daemon or worker, PostgreSQL,
+simulator), statements and commits per approval (``pg_stat_statements``,
+``pg_stat_database``) and a per-second timeline; the result file keeps every run, and a
+summary per system: the median with the range (min–max) of each figure, and the
+syncd/baseline ratio of approvals/s as the median of the rounds' ratios with its range.
+Two figures are "inside the noise" when their ranges overlap.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
 import time
 from typing import Any
 
@@ -149,27 +159,121 @@ def run_baseline(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[s
     return result
 
 
-def main() -> None:
+#: The figures summarised per system (median and range over the runs).
+FIGURES = {
+    "syncd": [
+        "approvals_per_second",
+        "daemon_cpu_ms_per_approval",
+        "postgres_cpu_ms_per_approval",
+        "simulator_cpu_ms_per_approval",
+        "statements_per_approval",
+        "commits_per_approval",
+        "daemon_peak_rss_mib",
+    ],
+    "baseline": [
+        "approvals_per_second",
+        "worker_cpu_ms_per_approval",
+        "postgres_cpu_ms_per_approval",
+        "simulator_cpu_ms_per_approval",
+        "statements_per_approval",
+        "commits_per_approval",
+        "worker_peak_rss_mib",
+    ],
+}
+
+
+def one_run(system: str) -> dict[str, Any]:
+    """One system over the whole backlog, on a PostgreSQL and a simulator of its own."""
     started = time.time()
     with bench() as b:
-        b.submit(args.backlog)
-        log(f"backlog of {args.backlog} business rows submitted")
+        if system == "syncd":
+            b.submit(args.backlog)
+            log(f"backlog of {args.backlog} business rows submitted")
         sim, sim_url = b.simulator(rule_delay=0.0, qps=None)
         sim_cpu0 = sim.cpu()
-        syncd = run_syncd(b, sim_url, args.backlog, args.timeout)
-        syncd["simulator_cpu_seconds"] = sim.cpu() - sim_cpu0
-        result: dict[str, Any] = {"backlog": args.backlog, "syncd": syncd}
-        if not args.no_baseline:
-            sim_cpu0 = sim.cpu()
-            base = run_baseline(b, sim_url, args.backlog, args.timeout)
-            base["simulator_cpu_seconds"] = sim.cpu() - sim_cpu0
-            result["baseline"] = base
-            result["ratio_syncd_to_baseline"] = (
-                syncd["approvals_per_second"] / base["approvals_per_second"]
-            )
-            log(f"syncd/baseline throughput ratio: {result['ratio_syncd_to_baseline']:.2f}")
-        stats = Bench.sim_stats(sim)
-        result["simulator_calls"] = stats["calls"]
+        run = run_syncd if system == "syncd" else run_baseline
+        result = run(b, sim_url, args.backlog, args.timeout)
+        result["simulator_cpu_seconds"] = sim.cpu() - sim_cpu0
+        result["simulator_calls"] = Bench.sim_stats(sim)["calls"]
+    for part in ("postgres", "simulator"):
+        result[f"{part}_cpu_ms_per_approval"] = (
+            1000 * result[f"{part}_cpu_seconds"] / max(1, result["approvals"])
+        )
+    result["system"] = system
+    result["wall_seconds"] = time.time() - started
+    result["load_average_at_end"] = os.getloadavg()
+    return result
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """Median and range of a figure over the runs, with the samples."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "samples": values,
+    }
+
+
+def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two figures' ranges overlap: their difference is inside the noise."""
+    return bool(a["min"] <= b["max"] and b["min"] <= a["max"])
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for system, figures in FIGURES.items():
+        mine = [r for r in runs if r["system"] == system]
+        if mine:
+            summary[system] = {
+                f: spread([float(r[f]) for r in mine if r.get(f) is not None]) for f in figures
+            }
+    if "baseline" in summary:
+        rounds = sorted({r["round"] for r in runs})
+        rate = {(r["round"], r["system"]): r["approvals_per_second"] for r in runs}
+        summary["ratio_syncd_to_baseline"] = spread(
+            [rate[n, "syncd"] / rate[n, "baseline"] for n in rounds]
+        )
+        summary["throughput_inside_noise"] = overlap(
+            summary["syncd"]["approvals_per_second"], summary["baseline"]["approvals_per_second"]
+        )
+    return summary
+
+
+def median_run(runs: list[dict[str, Any]], system: str) -> dict[str, Any]:
+    """The run whose approvals/s is the median of its system's (the one plotted)."""
+    mine = sorted(
+        (r for r in runs if r["system"] == system), key=lambda r: r["approvals_per_second"]
+    )
+    return mine[(len(mine) - 1) // 2]
+
+
+def main() -> None:
+    started = time.time()
+    systems = ["syncd"] if args.no_baseline else ["syncd", "baseline"]
+    runs: list[dict[str, Any]] = []
+    for n in range(args.runs):
+        order = systems if n % 2 == 0 else systems[::-1]
+        for position, system in enumerate(order):
+            log(f"round {n + 1} of {args.runs}: {system}")
+            runs.append({"round": n, "position": position, **one_run(system)})
+    summary = summarise(runs)
+    result: dict[str, Any] = {
+        "backlog": args.backlog,
+        "runs_per_system": args.runs,
+        "order": [(r["round"], r["system"]) for r in runs],
+        "summary": summary,
+        "syncd": median_run(runs, "syncd"),
+    }
+    if not args.no_baseline:
+        result["baseline"] = median_run(runs, "baseline")
+        ratio = summary["ratio_syncd_to_baseline"]
+        result["ratio_syncd_to_baseline"] = ratio["median"]
+        log(
+            f"syncd/baseline throughput ratio: median {ratio['median']:.2f} "
+            f"(range {ratio['min']:.2f}–{ratio['max']:.2f} over {args.runs} rounds)"
+        )
+    result["runs"] = runs
     result["wall_seconds"] = time.time() - started
     result["settings"] = {"batch_size": args.batch_size, "concurrency": args.concurrency}
     save(args.name or f"throughput-{args.backlog}", result)
@@ -181,6 +285,7 @@ if __name__ == "__main__":
     parser.add_argument("--timeout", type=float, default=3600, help="per system, seconds")
     parser.add_argument("--batch-size", type=int, default=50, help="[pipeline] batch_size")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight, both")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each system, alternating")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--name", help="result file name (default: throughput-BACKLOG)")
     args = parser.parse_args()
