@@ -408,6 +408,7 @@ def bench(*, keep: bool = False) -> Iterator[Bench]:
             "pg_stat_statements.max": "5000",
             "shared_buffers": "512MB",
             "max_wal_size": "4GB",
+            "log_autovacuum_min_duration": "0",
         },
         keep=keep,
     )

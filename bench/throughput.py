@@ -32,12 +32,37 @@ from bench.harness import PY, Bench, Child, bench, log, save, wait_until
 
 
 def sample(b: Bench, query: str, child: Child, t0: float, series: list[dict[str, Any]]) -> int:
+    """One sample a second: rows done, memory, CPU, and the tables (auto)vacuum is working
+    on at that moment (``pg_stat_progress_vacuum``), to tell whether a dip is vacuum's."""
     [(done,)] = b.sql(query)
     rss, _ = child.rss()
+    vacuum = b.sql(
+        "SELECT p.relid::regclass::text, p.phase FROM pg_stat_progress_vacuum p "
+        "JOIN pg_database d ON d.oid = p.datid WHERE d.datname = current_database()"
+    )
     series.append(
-        {"t": round(time.time() - t0, 2), "done": done, "rss_mib": rss, "cpu": child.cpu()}
+        {
+            "t": round(time.time() - t0, 2),
+            "done": done,
+            "rss_mib": rss,
+            "cpu": child.cpu(),
+            "vacuum": [f"{table}: {phase}" for table, phase in vacuum],
+        }
     )
     return int(done)
+
+
+def vacuums(b: Bench) -> list[dict[str, Any]]:
+    """Each table's (auto)vacuums and analyses during the run."""
+    rows = b.sql(
+        "SELECT schemaname || '.' || relname, autovacuum_count, vacuum_count, "
+        "autoanalyze_count, n_dead_tup, n_live_tup FROM pg_stat_user_tables "
+        "WHERE autovacuum_count + vacuum_count + autoanalyze_count > 0 ORDER BY 1"
+    )
+    return [
+        {"table": t, "autovacuum": av, "vacuum": v, "autoanalyze": aa, "dead": d, "live": live}
+        for t, av, v, aa, d, live in rows
+    ]
 
 
 def timeline(b: Bench, t0: float, column: str, table: str) -> list[dict[str, Any]]:
@@ -69,6 +94,7 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
     pg_cpu = b.postgres_cpu() - pg_cpu0
     top = b.top_statements()
     claims = b.claim_statements()
+    vacuumed = vacuums(b)
     [(written,)] = b.sql(query)
     states = dict(b.sql("SELECT state, count(*) FROM syncd.approval GROUP BY state"))
     [(inbox,)] = b.sql("SELECT count(*) FROM syncd.inbox")
@@ -92,6 +118,7 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
         "counters": counters,
         "top_statements": top,
         "claims": claims,
+        "vacuums": vacuumed,
         "samples": series,
         "timeline": {
             "ingested": timeline(b, t0, "created_at", "syncd.approval"),
@@ -149,6 +176,7 @@ def run_baseline(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[s
         "db_exec_ms_per_approval": counters["exec_ms"] / max(1, written),
         "counters": counters,
         "top_statements": b.top_statements(),
+        "vacuums": vacuums(b),
         "samples": series,
         "timeline": {"written": timeline(b, t0, "decided_at", "app.leave_baseline")},
     }
