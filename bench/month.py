@@ -270,6 +270,8 @@ class Month:
             "wall_seconds": wall,
             "approvals": approvals,
             "calls_by_endpoint": calls,
+            "metered_endpoints": sorted(METERED),
+            "per_approval_purposes": list(PER_APPROVAL),
             "metered_calls": metered,
             "usage_by_purpose": dict(sorted(usage.items())),
             "per_approval_calls": per_approval,
