@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import APP_KEY, APP_SECRET, bench, log, save
+from bench.harness import APP_KEY, APP_SECRET, bench, log, save, summary
 from syncd.app import App
 from syncd.dingtalk.endpoints import ENDPOINTS
 from syncd.dingtalk.pacing import MemoryPacer
@@ -170,9 +170,10 @@ class Month:
         async def sleep(seconds: float) -> None:
             self.clock.advance(seconds)
 
-        pacer = MemoryPacer(clock=self.clock, rate=1000, sleep=sleep)
+        settings = self.settings()  # paced as shipped (15/s), on the simulated clock
+        pacer = MemoryPacer(clock=self.clock, rate=settings.dingtalk.rate_per_second, sleep=sleep)
         app = App(
-            self.settings(),
+            settings,
             clock=self.clock,
             transport=httpx.ASGITransport(app=self.sim.app),
             pacer=pacer,
@@ -210,10 +211,26 @@ class Month:
                     daily.append(day)
                     log(f"{day['day']}: {submitted} submitted, calls {dict(after - before)}")
                     before, day_start = after, self.clock.now()
-            await daemon.drain()
-            usage = await daemon.app.control.usage(self.clock.now() - timedelta(seconds=1))
+            # the month's figures as they stood at its end (a drain now would spend the
+            # next month's polling budget, and its pacing moves the clock)
+            usage = await daemon.app.control.usage(self.end - timedelta(seconds=1))
+            calls = self.endpoint_calls()
             await receiver.aclose()
-        return self._result(daily, usage, time.perf_counter() - started)
+        return self._result(daily, usage, calls, time.perf_counter() - started)
+
+    def _delays(self) -> list[float]:
+        """Seconds from each decision in DingTalk to its outcome written back, this month."""
+        from bench.harness import sql
+
+        rows = sql(
+            self.dsn,
+            "SELECT instance_id, written_back_at FROM syncd.approval "
+            "WHERE written_back_at IS NOT NULL",
+        )
+        written = {str(i): at for i, at in rows}
+        return sorted(
+            (written[i] - at).total_seconds() for i, at in self.decided.items() if i in written
+        )
 
     def _submit(self, count: int) -> None:
         from bench.harness import sql
@@ -243,10 +260,10 @@ class Month:
         }
 
     def _result(
-        self, daily: list[dict[str, Any]], usage: dict[str, int], wall: float
+        self, daily: list[dict[str, Any]], usage: dict[str, int], calls: dict[str, int], wall: float
     ) -> dict[str, Any]:
         args = self.args
-        calls = self.endpoint_calls()
+        delays = self._delays()
         approvals = int(self._states()["states"].get("running", 0)) + sum(
             n for s, n in self._states()["states"].items() if s != "running"
         )
@@ -282,6 +299,11 @@ class Month:
             "token_calls": calls.get("token", 0),
             "events_lost_or_listed": dict(self.loss),
             "end": self._states(),
+            "decision_to_written": {
+                **summary(delays),
+                "over_an_hour": sum(1 for d in delays if d > 3600),
+                "seconds": [round(d, 1) for d in delays],
+            },
             "daily": daily,
         }
 
