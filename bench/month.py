@@ -13,8 +13,9 @@ transport: nothing waits for the wall clock. Over one DingTalk month (China time
   are lost for good (neither pushed nor listed: only polling finds those outcomes), and
   the receiver is unreachable for ``--outage-hours`` once mid-month, so DingTalk lists
   that stretch's events as failed pushes for the sweeper;
-- tokens expire every two hours; the poller and the failed-push sweep run on their
-  schedules (``polling`` settings as shipped), the month's quota ``--quota``.
+- tokens expire every two hours; the poller, the failed-push sweep and the directory's
+  full re-syncs run on their schedules (settings as shipped), the month's quota
+  ``--quota``.
 
 Every call is counted twice: by the simulator, per endpoint (what DingTalk would count),
 and by syncd in ``syncd.usage``, per purpose. The result (``bench/results/<name>.json``)
@@ -107,6 +108,7 @@ class Month:
             },
             kinds={"leave": _leave_kind()},
             events={"stream": False, "callback": CALLBACK},
+            directory={"enabled": self.args.directory},  # full re-syncs on their schedule
         )
 
     # --- DingTalk's side ------------------------------------------------------------------
@@ -199,6 +201,8 @@ class Month:
                 await daemon.drain()
                 self.decide_new_instances()
                 await daemon.sweep(backoff=TICK)
+                if daemon.app.directory_schedule is not None:
+                    await daemon.app.directory_schedule.run_due()  # the duty's tick, in line
                 await self.sim.advance(TICK)
                 if self.clock.now() - day_start >= timedelta(days=1):
                     after = Counter(self.endpoint_calls())
@@ -279,6 +283,7 @@ class Month:
                 "refused_share": args.refuse,
                 "events_lost_share": args.lost,
                 "outage_hours": args.outage_hours,
+                "directory": args.directory,
                 "quota": args.quota,
                 "seed": args.seed,
                 "events": "HTTP callbacks (in process); Stream mode has no failed-push sweep",
@@ -325,6 +330,9 @@ def main() -> None:
     parser.add_argument("--quota", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--name", default="month")
+    parser.add_argument(
+        "--no-directory", dest="directory", action="store_false", help="no directory syncs"
+    )
     args = parser.parse_args()
     with bench() as b:
         result = asyncio.run(Month(args, b.dsn).run())
