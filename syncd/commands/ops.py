@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--check",
         action="store_true",
         help="exit 1 when something needs attention (parked, quarantined, unwritten, "
-        "live status refused, stuck, paused)",
+        "live status refused, stuck, paused, this month's calls projected past the quota)",
     )
     status.add_argument("--dsn", help="database (default: database.dsn)")
     status.set_defaults(handler=run_status)
