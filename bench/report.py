@@ -194,19 +194,27 @@ def month(name: str = "month") -> list[str]:
             if purpose in data.get("per_approval_purposes", ["create"])
             else "polling budget"
             if purpose in ("poll", "inbound_list")
+            else "fixed overhead, exempt"
+            if purpose == "directory"
             else "fixed monthly overhead"
         )
         lines.append(row(purpose, calls, what))
+    overhead = data["fixed_overhead"]
+    counted = {k: v for k, v in overhead.items() if k != "directory"}  # contact calls: exempt
+    delays = data["decision_to_written"]
     lines += [
         "",
         f"calls per approval: **{data['per_approval']:.3f}**; polling "
         f"{data['polling_calls']} calls (its budget: what the quota leaves, at most "
-        f"{p['polling']['monthly_budget']}); fixed overhead {data['fixed_overhead_calls']} "
-        f"calls ({', '.join(f'{k} {v}' for k, v in data['fixed_overhead'].items()) or 'none'}), "
-        f"tokens {data['token_calls']} (not metered); metered in all "
-        f"{data['metered_calls']} of {p['quota']}. At month's end "
-        f"{end['outcomes_not_yet_known']} outcomes decided in DingTalk were not yet known "
-        f"to syncd.",
+        f"{p['polling']['monthly_budget']}); fixed overhead counted by the quota "
+        f"**{sum(counted.values())}** calls "
+        f"({', '.join(f'{k} {v}' for k, v in counted.items()) or 'none'}), not counted: "
+        f"directory {overhead.get('directory', 0)}, tokens {data['token_calls']}; metered "
+        f"in all **{data['metered_calls']} of {p['quota']}**. Decision to outcome written "
+        f"back: p50 {delays['p50']:.0f} s, p99 {delays['p99'] / 3600:.1f} h, max "
+        f"{delays['max'] / 3600:.1f} h, {delays['over_an_hour']} over an hour (events lost, "
+        f"found by polling); at the month's end {end['outcomes_not_yet_known']} outcomes "
+        "decided in DingTalk were not yet known to syncd.",
         "",
     ]
     return lines
