@@ -29,6 +29,9 @@ MIN_ELAPSED = timedelta(hours=1)
 POLLING_PURPOSES = ("poll", "inbound_list")
 #: How far ahead of an even spread over the month polling may run: a day's share.
 POLLING_HEADROOM = timedelta(days=1)
+#: The polling budget projects the other purposes over at least a week: a month's first
+#: hours (a Monday morning's creates times 744) would otherwise stop polling for a day.
+POLLING_LEAST = timedelta(days=7)
 
 
 def counted(usage: Mapping[str, int]) -> int:
@@ -36,16 +39,17 @@ def counted(usage: Mapping[str, int]) -> int:
     return sum(n for purpose, n in usage.items() if purpose not in EXEMPT_PURPOSES)
 
 
-def month_share(now: datetime) -> float:
-    """The share of this month gone by at ``now`` (at least :data:`MIN_ELAPSED`'s)."""
+def month_share(now: datetime, least: timedelta = MIN_ELAPSED) -> float:
+    """The share of this month gone by at ``now`` (at least ``least``'s)."""
     start, end = month_start(now), next_month_start(now)
-    elapsed = max(now - start, MIN_ELAPSED)
+    elapsed = max(now - start, least)
     return min(1.0, elapsed / (end - start))
 
 
-def projected(calls: float, now: datetime) -> float:
-    """``calls`` spent so far this month, projected to its end at the month's rate so far."""
-    return calls / month_share(now)
+def projected(calls: float, now: datetime, least: timedelta = MIN_ELAPSED) -> float:
+    """``calls`` spent so far this month, projected to its end at the month's rate so far
+    (over at least ``least`` of it)."""
+    return calls / month_share(now, least)
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,10 @@ class PollingBudget:
     """What polling (and the inbound listing, which shares it) may spend this month.
 
     Without a monthly quota (``quota`` 0) it is ``configured`` calls, spent as needed.
-    With one, it is what the quota leaves after the other purposes' projected use, never
-    more than ``configured``; and it is spread over the month (at most the elapsed share
-    of it, plus a day's), so a lost event late in the month still finds calls left.
+    With one, it is what the quota leaves after the other purposes' projected use (over
+    at least a week of the month), never more than ``configured``; and it is spread over
+    the month (at most the elapsed share of it, plus a day's), so a lost event late in
+    the month still finds calls left.
     """
 
     configured: int
@@ -70,7 +75,7 @@ class PollingBudget:
         if not self.quota:
             return self.configured
         others = counted({p: n for p, n in usage.items() if p not in POLLING_PURPOSES})
-        left = self.quota - math.ceil(projected(others, now))
+        left = self.quota - math.ceil(projected(others, now, POLLING_LEAST))
         return max(0, min(self.configured, left))
 
     def left(self, usage: Mapping[str, int], now: datetime) -> int:

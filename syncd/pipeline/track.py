@@ -119,8 +119,10 @@ class FailedEventSource(Protocol):
         ...
 
 
-#: The longest wait between two sweeps of DingTalk's failed-push list.
+#: The longest wait between two sweeps of DingTalk's failed-push list (and at most
+#: :data:`MAX_SWEEP_FACTOR` times the configured interval).
 MAX_SWEEP_INTERVAL = timedelta(hours=1)
+MAX_SWEEP_FACTOR = 12
 
 
 class SweepFailed:
@@ -128,7 +130,7 @@ class SweepFailed:
 
     Every read is a metered call and the list is nearly always empty (DingTalk lists an
     event only after three failed pushes), so :meth:`run_due` waits twice as long after
-    each sweep that found nothing, up to :data:`MAX_SWEEP_INTERVAL`, and goes back to
+    each sweep that found nothing, up to twelve intervals (an hour at most), and goes back to
     the base interval after one that found events: a month of empty sweeps costs about
     720 calls instead of 8,640 at five minutes.
     """
@@ -149,7 +151,8 @@ class SweepFailed:
         if self._next is not None and now < self._next:
             return 0
         stored = await self.run_once()
-        empty = max(min(self._wait * 2, MAX_SWEEP_INTERVAL), base)
+        longest = min(MAX_SWEEP_INTERVAL, base * MAX_SWEEP_FACTOR)
+        empty = max(min(self._wait * 2, longest), base)
         self._wait = base if stored else empty
         self._next = now + self._wait - base / 2  # the schedule's jitter is not a skip
         return stored

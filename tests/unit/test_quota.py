@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from syncd.domain import month_start, next_month_start
-from syncd.quota import MIN_ELAPSED, PollingBudget, counted, projected
+from syncd.quota import MIN_ELAPSED, POLLING_LEAST, PollingBudget, counted, projected
 
 MOMENTS = st.datetimes(
     min_value=datetime(2025, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)
@@ -45,7 +45,8 @@ def test_polling_never_spends_more_than_the_quota_leaves_or_the_budget_allows(
         assert whole == configured and budget.left(usage, now) == configured - spent
         return
     others = counted(usage) - spent
-    assert whole <= max(0, quota - projected(others, now))
+    assert whole <= max(0, quota - projected(others, now, POLLING_LEAST))
+    assert projected(others, now, POLLING_LEAST) <= max(projected(others, now), others)
     # spread over the month: never more than the elapsed share plus a day's
     share = (now - month_start(now) + timedelta(days=1)) / (
         next_month_start(now) - month_start(now)
