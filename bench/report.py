@@ -231,6 +231,66 @@ def scale() -> list[str]:
     return [*lines, ""]
 
 
+# --- the monthly quota (bench/month.py) -------------------------------------------------
+
+
+def month(name: str = "month") -> list[str]:
+    """Calls per approval by endpoint and purpose over a simulated month."""
+    data = load(name)
+    if data is None:
+        return []
+    p, end = data["parameters"], data["end"]
+    approvals = data["approvals"]
+    lines = [
+        f"**month** ({approvals} approvals over {p['days']} days, decisions after a median "
+        f"of {p['decision_hours_median']:g} h per node, {100 * p['events_lost_share']:g}% of "
+        f"events lost, a {p['outage_hours']:g} h receiver outage, quota {p['quota']}; "
+        f"wall time {data['wall_seconds']:.0f} s)",
+        "",
+        row("endpoint", "calls", "per approval", "metered"),
+        row(*["---"] * 4),
+    ]
+    metered = data.get("metered_endpoints", [])
+    for endpoint, calls in sorted(data["calls_by_endpoint"].items(), key=lambda kv: -kv[1]):
+        shown = "yes" if not metered or endpoint in metered else "no"
+        lines.append(row(endpoint, calls, f"{calls / approvals:.3f}", shown))
+    lines += [
+        "",
+        row("syncd purpose", "calls", "counted as"),
+        row(*["---"] * 3),
+    ]
+    for purpose, calls in data["usage_by_purpose"].items():
+        what = (
+            "per approval"
+            if purpose in data.get("per_approval_purposes", ["create"])
+            else "polling budget"
+            if purpose in ("poll", "inbound_list")
+            else "fixed overhead, exempt"
+            if purpose == "directory"
+            else "fixed monthly overhead"
+        )
+        lines.append(row(purpose, calls, what))
+    overhead = data["fixed_overhead"]
+    counted = {k: v for k, v in overhead.items() if k != "directory"}  # contact calls: exempt
+    delays = data["decision_to_written"]
+    lines += [
+        "",
+        f"calls per approval: **{data['per_approval']:.3f}**; polling "
+        f"{data['polling_calls']} calls (its budget: what the quota leaves, at most "
+        f"{p['polling']['monthly_budget']}); fixed overhead counted by the quota "
+        f"**{sum(counted.values())}** calls "
+        f"({', '.join(f'{k} {v}' for k, v in counted.items()) or 'none'}), not counted: "
+        f"directory {overhead.get('directory', 0)}, tokens {data['token_calls']}; metered "
+        f"in all **{data['metered_calls']} of {p['quota']}**. Decision to outcome written "
+        f"back: p50 {delays['p50']:.0f} s, p99 {delays['p99'] / 3600:.1f} h, max "
+        f"{delays['max'] / 3600:.1f} h, {delays['over_an_hour']} over an hour (events lost, "
+        f"found by polling); at the month's end {end['outcomes_not_yet_known']} outcomes "
+        "decided in DingTalk were not yet known to syncd.",
+        "",
+    ]
+    return lines
+
+
 def main() -> None:
     lines: list[str] = []
     for name in (
@@ -244,6 +304,7 @@ def main() -> None:
     ):
         lines += throughput(name)
     lines += latency() + quota() + scale()
+    lines += month()
     print("\n".join(lines))  # noqa: T201 - the report is the output
 
 

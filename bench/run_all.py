@@ -33,6 +33,7 @@ COMMANDS: dict[str, list[str]] = {
     "throughput-10k": ["bench.throughput", "--backlog", "10000"],
     "scale": ["bench.scale", "--history", "1000000", "--backlog", "100000"],
     "throughput-100k": ["bench.throughput", "--backlog", "100000"],
+    "month": ["bench.month"],  # the monthly quota: a simulated month, counts only
     "plots": ["bench.plots"],
 }
 

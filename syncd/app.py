@@ -63,7 +63,7 @@ from syncd.pipeline.reconcile_window import ReconcileProgress, ReconcileWindow
 from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.schemas import SchemaCache
 from syncd.pipeline.submit import Submit, Timing
-from syncd.pipeline.track import Poll, SweepFailed
+from syncd.pipeline.track import Poll, PollingBudget, SweepFailed
 from syncd.pipeline.writeback import WriteBackRetry
 from syncd.ports import BusinessTarget, Clock, Observer
 from syncd.settings import Settings
@@ -364,7 +364,7 @@ class App:
                 self.clock,
                 quiet_after=self.timing.quiet_after,
                 max_interval=timedelta(seconds=polling.max_interval),
-                monthly_budget=polling.monthly_budget,
+                monthly_budget=PollingBudget.of(self.settings),
                 lease=lease,
             ),
         }

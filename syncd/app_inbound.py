@@ -17,6 +17,7 @@ from syncd.db.inbound_store import PostgresInboundStore
 from syncd.metrics.inbound import InboundMetrics
 from syncd.pipeline.inbound import Inbound
 from syncd.pipeline.inbound_list import MAX_WINDOW, Backfill, Listing
+from syncd.quota import PollingBudget
 from syncd.settings import Settings
 from syncd.settings_inbound import InboundSettings
 
@@ -73,7 +74,7 @@ def inbound_listing(app: App) -> Listing | None:
     return Listing(
         app.client, _store(app), app.control, app.pauses, app.clock,
         kinds={name: app.settings.kinds[name].process_code for name in targets},
-        monthly_budget=app.settings.polling.monthly_budget,
+        budget=PollingBudget.of(app.settings),
     )  # fmt: skip
 
 

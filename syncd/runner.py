@@ -307,7 +307,9 @@ class Runner:
             return await app.control.claim_turn(name, now, now + period)
 
         scheduler = Scheduler(app.clock, take_turn)
-        scheduler.every("sweep_failed", app.settings.polling.failed_list_interval, self.sweep)
+        if app.callback is not None:  # Stream mode has no failed-push list (contract §9.7)
+            sweep_every = app.settings.polling.failed_list_interval
+            scheduler.every("sweep_failed", sweep_every, lambda: self.sweep(backoff=sweep_every))
         scheduler.every("retention", 3600, self.purge)
         if app.callback is not None:
             # Replay claims outlive their pushes' freshness by at most one interval.
@@ -327,10 +329,13 @@ class Runner:
             scheduler.every("ledger_retention", LEDGER_RETENTION_EVERY, ledger)
         return scheduler
 
-    async def sweep(self) -> int:
-        """Move DingTalk's failed-push list into the inbox (skipped while paused)."""
+    async def sweep(self, backoff: float | None = None) -> int:
+        """Move DingTalk's failed-push list into the inbox (skipped while paused); with
+        ``backoff`` (the schedule's interval), only when the sweeper's backoff allows."""
         if await self.app.pause():
             return 0
+        if backoff is not None:
+            return await self.app.sweeper.run_due(backoff)
         return await self.app.sweeper.run_once()
 
     async def purge(self) -> int:

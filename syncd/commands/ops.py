@@ -19,6 +19,7 @@ from syncd.errors import ConfigError, SyncdError
 from syncd.metrics.labels import EXEMPT_PURPOSES
 from syncd.pipeline.pauses import Pause, Pauses
 from syncd.pipeline.repair import not_found
+from syncd.quota import PollingBudget, counted, projected
 from syncd.settings import Settings
 
 #: The same threshold as the ``syncd.stuck`` view.
@@ -41,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--check",
         action="store_true",
         help="exit 1 when something needs attention (parked, quarantined, unwritten, "
-        "live status refused, stuck, paused)",
+        "live status refused, stuck, paused, this month's calls projected past the quota)",
     )
     status.add_argument("--dsn", help="database (default: database.dsn)")
     status.set_defaults(handler=run_status)
@@ -136,20 +137,36 @@ def status_report(
             "calls_spent": sum(r["calls_spent"] for r in mine),
         }
     dt = settings.dingtalk
+    polling = PollingBudget.of(settings)
+    total = counted(usage)  # the contact calls are recorded but exempt (contract §15.1)
     report: dict[str, Any] = {
         "kinds": kinds,
         "dingtalk": {
             "month": usage_month(now).strftime("%Y-%m"),
             "calls": dict(sorted(usage.items())),
-            # the contact calls are recorded but exempt from the quota (contract §15.1)
-            "total": sum(n for p, n in usage.items() if p not in EXEMPT_PURPOSES),
+            "total": total,
+            # at the month's rate so far, as syncd_dingtalk_quota_projected_calls
+            "projected": round(projected(total, now)),
             "monthly_quota": dt.monthly_quota,
-            "polling_budget": settings.polling.monthly_budget,
+            "polling_budget": polling.budget(usage, now),
+            "polling_budget_configured": settings.polling.monthly_budget,
             "paused": None if pause is None else {"reason": pause.reason, "until": pause.until},
         },
     }
-    report["attention"] = _attention(kinds, pause)
+    report["attention"] = _attention(kinds, pause) + _quota_attention(report["dingtalk"])
     return report
+
+
+def _quota_attention(d: dict[str, Any]) -> list[str]:
+    quota = d["monthly_quota"]
+    if not quota or d["projected"] <= quota:
+        return []
+    return [
+        f"DingTalk calls in {d['month']} project to {d['projected']} by the month's end, "
+        f"over the monthly quota of {quota}: polling already holds back; see which "
+        "purpose grows (`syncd status`), or raise dingtalk.monthly_quota if the tenant's "
+        "quota is higher"
+    ]
 
 
 def _state_rank(state: str) -> int:
@@ -241,15 +258,21 @@ def render_status(report: dict[str, Any], now: datetime) -> str:
 def _render_dingtalk(d: dict[str, Any]) -> str:
     quota = d["monthly_quota"]
     used = f"{d['total']} (no monthly quota)"
+    projection = f"projected to the month's end: {d['projected']}"
     if quota:
         used = f"{d['total']} of {quota} ({100 * d['total'] / quota:.1f}%)"
+        projection += f" ({100 * d['projected'] / quota:.0f}% of the quota)"
     calls = d["calls"].items()
     purposes = ", ".join(f"{p} {n}" for p, n in calls if p not in EXEMPT_PURPOSES)
     lines = [f"DingTalk calls in {d['month']}: {used}" + (f": {purposes}" if purposes else "")]
     exempt = ", ".join(f"{p} {n}" for p, n in calls if p in EXEMPT_PURPOSES)
     if exempt:
         lines.append(f"not counted against the quota (contact calls): {exempt}")
-    lines.append(f"polling: {d['calls'].get('poll', 0)} of {d['polling_budget']} budgeted calls")
+    lines.append(projection)
+    budget = f"{d['polling_budget']} budgeted calls"
+    if d["polling_budget"] < d["polling_budget_configured"]:
+        budget += f" (what the quota leaves; {d['polling_budget_configured']} configured)"
+    lines.append(f"polling: {d['calls'].get('poll', 0)} of {budget}")
     paused = d["paused"]
     if paused:
         until = f" until {when(paused['until'])}" if paused["until"] else ""

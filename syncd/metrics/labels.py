@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from syncd import quota
 from syncd.dingtalk.callback import REASONS as CALLBACK_REASONS
 from syncd.dingtalk.endpoints import ENDPOINTS, OUTCOMES
 from syncd.dingtalk.events import CONTACT_EVENTS
@@ -75,9 +76,9 @@ PURPOSES = (
     "inbound_list",  # listing inbound kinds' instance ids (the safety net, backfill)
     "attach_back",
 )
-#: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts (the contact
-#: calls, contract §15.1): shown by ``syncd status``, left out of the quota's gauges.
-EXEMPT_PURPOSES = ("directory",)
+#: Calls recorded in ``syncd.usage`` that DingTalk's monthly quota exempts: see
+#: :data:`syncd.quota.EXEMPT_PURPOSES`.
+EXEMPT_PURPOSES = quota.EXEMPT_PURPOSES
 #: How a run of the directory's full sync ended (``syncd_directory_syncs_total``).
 DIRECTORY_SYNC_OUTCOMES = SYNC_OUTCOMES
 #: The directory's users (``syncd_directory_users``).

@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from syncd import errors
-from syncd.domain import CHANNELS, month_start, next_month_start
+from syncd.domain import CHANNELS, month_start
 from syncd.metrics.labels import (
     DIRECTORY_USER_STATES,
     DUTIES,
@@ -34,6 +34,7 @@ from syncd.metrics.labels import (
     PURPOSES,
     Labels,
 )
+from syncd.quota import projected
 
 SCRAPE_TIMEOUT = 5.0
 
@@ -237,15 +238,12 @@ class ScrapeCollector(Collector):
             calls[purpose] = calls.get(purpose, 0.0) + float(row["calls"])
         for purpose, count in calls.items():
             used.add_metric([purpose], count)
-        total = sum(calls.values())
-        start, end = month_start(now), next_month_start(now)
-        elapsed = max((now - start).total_seconds(), 3600.0)  # no wild guesses on day one
-        projected = GaugeMetricFamily(
+        projection = GaugeMetricFamily(
             "syncd_dingtalk_quota_projected_calls",
             "Calls this month projected to the month's end at the month's rate so far",
         )
-        projected.add_metric([], total * (end - start).total_seconds() / elapsed)
-        families: list[Metric] = [used, projected]
+        projection.add_metric([], projected(sum(calls.values()), now))  # as `syncd status`
+        families: list[Metric] = [used, projection]
         if self._monthly_quota:
             limit = GaugeMetricFamily(
                 "syncd_dingtalk_quota_limit_calls", "The configured monthly call quota"

@@ -21,6 +21,7 @@ from syncd.pipeline.calls import call
 from syncd.pipeline.pauses import Pauses
 from syncd.ports import Clock, ControlStore
 from syncd.ports.inbound import BackfillCursor, InboundStore, InstanceLister
+from syncd.quota import PollingBudget
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +49,15 @@ class Listing:
         clock: Clock,
         *,
         kinds: Mapping[str, str],
-        monthly_budget: int,
+        budget: PollingBudget,
         window: timedelta = LISTING_WINDOW,
     ) -> None:
         """``kinds`` maps each inbound kind to its process code; the duty's calls and the
-        poller's share ``monthly_budget``."""
+        poller's share ``budget``."""
         self.lister, self.store, self.control = lister, store, control
         self.pauses, self.clock = pauses, clock
         self.kinds = dict(kinds)
-        self.monthly_budget = monthly_budget
+        self.budget = budget
         self.window = window
 
     async def run_once(self) -> int:
@@ -64,7 +65,7 @@ class Listing:
         if not self.kinds or await self.pauses.active(now):
             return 0
         usage = await self.control.usage(now)
-        left = self.monthly_budget - usage.get("poll", 0) - usage.get(PURPOSE, 0)
+        left = self.budget.left(usage, now)
         queued = 0
         for kind, code in sorted(self.kinds.items()):
             token: int | None = 0

@@ -20,10 +20,17 @@ class _Entry:
     fetched_at: float
 
 
+#: How long a template's form schema is used before it is read again. Each read is a
+#: metered call (at ten minutes: up to 54 a working day per template, a tenth of a call
+#: per approval at 8,000 a month); a changed template is found sooner anyway: a create
+#: refused for its form drops the schema (``forget``) and the retry reads it afresh.
+SCHEMA_TTL = 6 * 3600.0
+
+
 class SchemaCache:
     """``get`` returns a schema no older than ``ttl`` seconds; ``forget`` drops one."""
 
-    def __init__(self, client: ApprovalClient, clock: Clock, *, ttl: float = 600.0) -> None:
+    def __init__(self, client: ApprovalClient, clock: Clock, *, ttl: float = SCHEMA_TTL) -> None:
         self.client = client
         self.clock = clock
         self.ttl = ttl

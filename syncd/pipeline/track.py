@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from syncd.dingtalk.events import InboundEvent
@@ -21,6 +21,7 @@ from syncd.pipeline.calls import call
 from syncd.pipeline.outcomes import final_from_instance, tasks_from_instance
 from syncd.pipeline.pauses import Pauses
 from syncd.ports import ApprovalClient, Clock, ControlStore, InboxWriter, PollStore
+from syncd.quota import PollingBudget as PollingBudget
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Poll:
         *,
         quiet_after: timedelta,
         max_interval: timedelta,
-        monthly_budget: int,
+        monthly_budget: int | PollingBudget,
         batch_size: int = 20,
         lease: timedelta = timedelta(minutes=5),
     ) -> None:
@@ -50,7 +51,12 @@ class Poll:
         self.clock = clock
         self.quiet_after = quiet_after
         self.max_interval = max_interval
-        self.monthly_budget = monthly_budget
+        # an int: that many calls a month; a PollingBudget: within the monthly quota too
+        self.budget = (
+            monthly_budget
+            if isinstance(monthly_budget, PollingBudget)
+            else PollingBudget(monthly_budget)
+        )
         self.batch_size = batch_size
         self.budget_exhausted = False
 
@@ -64,8 +70,7 @@ class Poll:
         now = self.clock.now()
         if await self.pauses.active(now):
             return 0
-        spent = (await self.control.usage(now)).get("poll", 0)
-        left = self.monthly_budget - spent
+        left = self.budget.left(await self.control.usage(now), now)
         self.budget_exhausted = left <= 0
         if self.budget_exhausted:
             return 0
@@ -114,8 +119,21 @@ class FailedEventSource(Protocol):
         ...
 
 
+#: The longest wait between two sweeps of DingTalk's failed-push list (and at most
+#: :data:`MAX_SWEEP_FACTOR` times the configured interval).
+MAX_SWEEP_INTERVAL = timedelta(hours=1)
+MAX_SWEEP_FACTOR = 12
+
+
 class SweepFailed:
-    """Moves DingTalk's failed-push list into the inbox, where apply picks it up."""
+    """Moves DingTalk's failed-push list into the inbox, where apply picks it up.
+
+    Every read is a metered call and the list is nearly always empty (DingTalk lists an
+    event only after three failed pushes), so :meth:`run_due` waits twice as long after
+    each sweep that found nothing, up to twelve intervals (an hour at most), and goes back to
+    the base interval after one that found events: a month of empty sweeps costs about
+    720 calls instead of 8,640 at five minutes.
+    """
 
     def __init__(
         self, source: FailedEventSource, inbox: InboxWriter, control: ControlStore, clock: Clock
@@ -124,6 +142,20 @@ class SweepFailed:
         self.inbox = inbox
         self.control = control
         self.clock = clock
+        self._wait = timedelta(0)
+        self._next: datetime | None = None
+
+    async def run_due(self, interval: float) -> int:
+        """Sweep if the backoff allows it (called every ``interval`` seconds)."""
+        base, now = timedelta(seconds=interval), self.clock.now()
+        if self._next is not None and now < self._next:
+            return 0
+        stored = await self.run_once()
+        longest = min(MAX_SWEEP_INTERVAL, base * MAX_SWEEP_FACTOR)
+        empty = max(min(self._wait * 2, longest), base)
+        self._wait = base if stored else empty
+        self._next = now + self._wait - base / 2  # the schedule's jitter is not a skip
+        return stored
 
     async def run_once(self) -> int:
         stored = 0
