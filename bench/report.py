@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.plots import load
@@ -122,6 +123,49 @@ def quota() -> list[str]:
     return [*lines, ""]
 
 
+def quota_runs(name: str = "quota") -> list[str]:
+    """Medians and ranges over repeated runs, and the neighbour phases (if any)."""
+    data = load(name)
+    if data is None or "runs" not in data:
+        return []
+    lines = [
+        f"**{name}**: medians (min–max) over {data['runs']} run(s) per replica count",
+        "",
+        row("replicas", "creates/s", "share of limit", "throttled", "min span of 21", "retaken"),
+        row(*["---"] * 6),
+    ]
+    for replicas in sorted({p["replicas"] for p in data["phases"]}):
+        runs = [p for p in data["phases"] if p["replicas"] == replicas]
+
+        def spread(key: str, fmt: str, runs: list[dict[str, Any]] = runs) -> str:
+            values = sorted(float(p[key] or 0) for p in runs)
+            mid = statistics.median(values)
+            return f"{mid:{fmt}} ({values[0]:{fmt}}–{values[-1]:{fmt}})"
+
+        lines.append(
+            row(
+                replicas,
+                spread("sustained_creates_per_second", ".2f"),
+                spread("share_of_limit", ".3f"),
+                spread("throttled_creates", ".0f"),
+                spread("min_span_of_21_creates", ".3f"),
+                spread("slots_retaken", ".0f"),
+            )
+        )
+    for p in data.get("neighbour_phases", []):
+        n = p["neighbour"]
+        settled = n["curve"]["syncd_accepted"][30:]
+        lines.append("")
+        lines.append(
+            f"neighbour {n['rate']:g}/s for {n['seconds']:g} s, {p['replicas']} replica(s): "
+            f"syncd throttled {p['throttled_creates']} times, the neighbour {n['throttled']}; "
+            f"syncd from its 30th second: {statistics.mean(settled):.1f}/s on average"
+            if settled
+            else ""
+        )
+    return [*lines, ""]
+
+
 def scale() -> list[str]:
     data = load("scale")
     if data is None:
@@ -172,7 +216,7 @@ def main() -> None:
         "before-2000",
     ):
         lines += throughput(name)
-    lines += latency() + quota() + scale()
+    lines += latency() + quota() + quota_runs() + scale()
     print("\n".join(lines))  # noqa: T201 - the report is the output
 
 
