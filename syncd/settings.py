@@ -99,20 +99,10 @@ class DingTalkSettings(_Section):
     oapi_url: str = Field(default="https://oapi.dingtalk.com", pattern=r"^https?://")
     timeout: float = Field(default=10.0, gt=0, le=120, description="seconds per request")
     rate_per_second: float = Field(
-        default=20.0,
-        gt=0,
-        le=20,
-        description="DingTalk's limit per API (20 on standard tenants): all replicas together "
-        "send at most this many calls in any window of 1 + pacing_margin seconds",
+        default=20.0, gt=0, le=20, description="DingTalk's limit per API, all replicas together"
     )
-    # Pacing's safety margin (docs/dingtalk-client.md#pacing): 40% of it is how late a
-    # call may wake after its slot, the rest the network's jitter on the way to DingTalk.
-    pacing_margin: float = Field(
-        default=0.025,
-        ge=0.005,
-        le=0.5,
-        description="seconds added to each one-second window; raise it if DingTalk throttles",
-    )
+    # 40% of it: how late a call may wake after its slot; the rest: the network's jitter.
+    pacing_margin: float = Field(default=0.025, ge=0.005, le=0.5, description="s added to 1 s")
     # DingTalk's figure for standard organisations; a tenant with more sets its own (a
     # value too high would let the quota alert fire only after the calls were paused).
     monthly_quota: int = Field(

@@ -169,7 +169,11 @@ async def wait_for_slot(
             "%s woke %.0f ms after its slot; taking a new one",
             endpoint,
             1000 * lateness,
-            extra={"action": "pacing_slot_retaken", "endpoint": endpoint, "late_ms": lateness},
+            extra={
+                "action": "pacing_slot_retaken",
+                "endpoint": endpoint,
+                "late_ms": round(1000 * lateness, 1),
+            },
         )
     raise DingTalkThrottled(
         f"{endpoint} woke late for {RETAKES + 1} slots in a row (a busy process); try again",
