@@ -123,6 +123,10 @@ def quota() -> list[str]:
     return [*lines, ""]
 
 
+def left_of_limit(neighbour: float) -> str:
+    return f"{20 - neighbour:g}/s"
+
+
 def quota_runs(name: str = "quota") -> list[str]:
     """Medians and ranges over repeated runs, and the neighbour phases (if any)."""
     data = load(name)
@@ -153,16 +157,17 @@ def quota_runs(name: str = "quota") -> list[str]:
             )
         )
     for p in data.get("neighbour_phases", []):
-        n = p["neighbour"]
-        settled = n["curve"]["syncd_accepted"][30:]
-        lines.append("")
-        lines.append(
+        n, curve = p["neighbour"], p["neighbour"]["curve"]
+        on = [i for i, v in enumerate(curve["neighbour_accepted"]) if v]
+        # from 10 s after the neighbour started until it stopped: the settled share
+        settled = [curve["syncd_accepted"][i] for i in on if i >= on[0] + 10] if on else []
+        lines += [
+            "",
             f"neighbour {n['rate']:g}/s for {n['seconds']:g} s, {p['replicas']} replica(s): "
             f"syncd throttled {p['throttled_creates']} times, the neighbour {n['throttled']}; "
-            f"syncd from its 30th second: {statistics.mean(settled):.1f}/s on average"
-            if settled
-            else ""
-        )
+            f"syncd {statistics.mean(settled or [0]):.1f}/s on average while the neighbour ran "
+            f"(from its 10th second; {left_of_limit(n['rate'])} left)",
+        ]
     return [*lines, ""]
 
 
