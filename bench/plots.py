@@ -146,6 +146,35 @@ def quota() -> None:
     save(fig, "quota")
 
 
+def quota_neighbour(name: str = "quota") -> None:
+    """Per-second accepted and throttled creates of syncd and a neighbour on the same app."""
+    data = load(name)
+    phases = (data or {}).get("neighbour_phases") or []
+    if not phases:
+        return
+    fig, axes = plt.subplots(len(phases), 1, figsize=(9, 3.2 * len(phases)), squeeze=False)
+    for ax, phase in zip(axes[:, 0], phases, strict=True):
+        curve = phase["neighbour"]["curve"]
+        xs = list(range(len(curve["syncd_accepted"])))
+        ax.plot(xs, curve["syncd_accepted"], label="syncd accepted", lw=1.2)
+        ax.plot(xs, curve["neighbour_accepted"], label="neighbour accepted", lw=1)
+        pairs = zip(curve["syncd_accepted"], curve["neighbour_accepted"], strict=True)
+        total = [a + b for a, b in pairs]
+        ax.plot(xs, total, label="together", lw=0.8, color="grey")
+        ax.bar(xs, curve["syncd_throttled"], label="syncd throttled", color="red", width=0.8)
+        ax.axhline(20, color="red", ls="--", lw=0.8)
+        ax.set_title(
+            f"{phase['replicas']} replica(s), rate {phase['rate_per_second_setting']:.0f}, "
+            f"neighbour {phase['neighbour']['rate']:g}/s"
+        )
+        ax.set_xlabel("seconds since syncd's first create")
+        ax.set_ylabel("creates per second")
+        ax.set_ylim(0, 25)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    save(fig, f"{name}-neighbour")
+
+
 def scale() -> None:
     data = load("scale")
     if data is None:
@@ -175,6 +204,7 @@ def main() -> None:
     )
     before_after()
     quota()
+    quota_neighbour()
     scale()
 
 

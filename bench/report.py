@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.plots import load
@@ -193,6 +194,54 @@ def quota() -> list[str]:
     return [*lines, ""]
 
 
+def left_of_limit(neighbour: float) -> str:
+    return f"{20 - neighbour:g}/s"
+
+
+def quota_runs(name: str = "quota") -> list[str]:
+    """Medians and ranges over repeated runs, and the neighbour phases (if any)."""
+    data = load(name)
+    if data is None or "runs" not in data:
+        return []
+    lines = [
+        f"**{name}**: medians (min–max) over {data['runs']} run(s) per replica count",
+        "",
+        row("replicas", "creates/s", "share of limit", "throttled", "min span of 21", "retaken"),
+        row(*["---"] * 6),
+    ]
+    for replicas in sorted({p["replicas"] for p in data["phases"]}):
+        runs = [p for p in data["phases"] if p["replicas"] == replicas]
+
+        def spread(key: str, fmt: str, runs: list[dict[str, Any]] = runs) -> str:
+            values = sorted(float(p[key] or 0) for p in runs)
+            mid = statistics.median(values)
+            return f"{mid:{fmt}} ({values[0]:{fmt}}–{values[-1]:{fmt}})"
+
+        lines.append(
+            row(
+                replicas,
+                spread("sustained_creates_per_second", ".2f"),
+                spread("share_of_limit", ".3f"),
+                spread("throttled_creates", ".0f"),
+                spread("min_span_of_21_creates", ".3f"),
+                spread("slots_retaken", ".0f"),
+            )
+        )
+    for p in data.get("neighbour_phases", []):
+        n, curve = p["neighbour"], p["neighbour"]["curve"]
+        on = [i for i, v in enumerate(curve["neighbour_accepted"]) if v]
+        # from 10 s after the neighbour started until it stopped: the settled share
+        settled = [curve["syncd_accepted"][i] for i in on if i >= on[0] + 10] if on else []
+        lines += [
+            "",
+            f"neighbour {n['rate']:g}/s for {n['seconds']:g} s, {p['replicas']} replica(s): "
+            f"syncd throttled {p['throttled_creates']} times, the neighbour {n['throttled']}; "
+            f"syncd {statistics.mean(settled or [0]):.1f}/s on average while the neighbour ran "
+            f"(from its 10th second; {left_of_limit(n['rate'])} left)",
+        ]
+    return [*lines, ""]
+
+
 def scale() -> list[str]:
     data = load("scale")
     if data is None:
@@ -303,7 +352,7 @@ def main() -> None:
         "before-2000",
     ):
         lines += throughput(name)
-    lines += latency() + quota() + scale()
+    lines += latency() + quota() + quota_runs() + scale()
     lines += month()
     print("\n".join(lines))  # noqa: T201 - the report is the output
 

@@ -19,7 +19,7 @@ from bench.harness import BENCH, RESULTS, log
 
 COMMANDS: dict[str, list[str]] = {
     "latency": ["bench.latency", "--count", "120", "--rate", "2"],
-    "quota": ["bench.quota", "--backlog", "600"],
+    "quota": ["bench.quota", "--backlog", "1000", "--runs", "3"],
     "throughput-2k": [
         "bench.throughput",
         "--backlog",

@@ -815,19 +815,23 @@ VALUES (%(endpoint)s)
 ON CONFLICT (endpoint) DO NOTHING;
 
 -- reserve_rate_slot --
--- Take the endpoint's next free slot unless it is more than max_wait seconds away; no row means "too far off" (or no pacing row yet).
+-- Take the endpoint's next free slot unless it is more than max_wait seconds away; no row means "too far off" (or no pacing row yet). now is NULL (the database's clock, shared by every replica) except in tests.
 UPDATE syncd.rate_limit
-   SET next_slot_at = greatest(next_slot_at, clock_timestamp())
+   SET next_slot_at = greatest(next_slot_at, coalesce(%(now)s::timestamptz, clock_timestamp()))
                       + make_interval(secs => %(interval)s::float8)
  WHERE endpoint = %(endpoint)s
-   AND next_slot_at <= clock_timestamp() + make_interval(secs => %(max_wait)s::float8)
+   AND next_slot_at <= coalesce(%(now)s::timestamptz, clock_timestamp())
+                       + make_interval(secs => %(max_wait)s::float8)
 RETURNING next_slot_at - make_interval(secs => %(interval)s::float8) AS slot_at,
-          greatest(0, extract(epoch FROM next_slot_at - clock_timestamp())::float8
+          greatest(0, extract(epoch FROM next_slot_at
+                                         - coalesce(%(now)s::timestamptz, clock_timestamp()))::float8
                       - %(interval)s::float8) AS wait_seconds;
 
 -- select_rate_slot_wait --
 -- Seconds until the endpoint's next free slot (reserves nothing).
-SELECT greatest(0, extract(epoch FROM next_slot_at - clock_timestamp()))::float8 AS wait_seconds
+SELECT greatest(0, extract(epoch FROM next_slot_at
+                                      - coalesce(%(now)s::timestamptz, clock_timestamp())))::float8
+       AS wait_seconds
   FROM syncd.rate_limit
  WHERE endpoint = %(endpoint)s;
 
@@ -835,7 +839,8 @@ SELECT greatest(0, extract(epoch FROM next_slot_at - clock_timestamp()))::float8
 -- DingTalk throttled the endpoint: no replica gets a slot before now + seconds.
 UPDATE syncd.rate_limit
    SET next_slot_at = greatest(next_slot_at,
-                               clock_timestamp() + make_interval(secs => %(seconds)s::float8))
+                               coalesce(%(now)s::timestamptz, clock_timestamp())
+                               + make_interval(secs => %(seconds)s::float8))
  WHERE endpoint = %(endpoint)s;
 
 -- claim_turn --

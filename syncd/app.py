@@ -36,7 +36,7 @@ from syncd.db.directory_store import PostgresDirectoryStore
 from syncd.db.inbox import PostgresInbox, WakingInbox
 from syncd.db.ingest_store import PostgresIngestStore
 from syncd.db.listen import Listener
-from syncd.db.pacing import PostgresPacer
+from syncd.db.pacing import pacer_for
 from syncd.db.poll_store import PostgresPollStore
 from syncd.db.store import Conn, PostgresControlStore
 from syncd.db.submit_store import PostgresSubmitStore
@@ -256,8 +256,7 @@ class App:
         )
 
     def _pacer(self) -> Pacer:
-        rate = self.settings.dingtalk.rate_per_second
-        return self.pacer or PostgresPacer(self.pool, clock=self.clock, rate=rate)
+        return self.pacer or pacer_for(self.pool, self.clock, self.settings.dingtalk)
 
     def _build_stages(self) -> None:
         s, p = self.settings, self.settings.pipeline

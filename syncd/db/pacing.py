@@ -1,13 +1,20 @@
 """``PostgresPacer``: DingTalk call slots handed out by PostgreSQL to every replica.
 
 Each endpoint has a row in ``syncd.rate_limit`` holding its next free slot. Reserving a
-call is one autocommitted ``UPDATE`` that moves the slot forward by ``1 / rate`` seconds
-and returns how long the caller must wait, computed on the database's clock. The row
-lock serialises replicas, so the slots all replicas get are at least ``1 / rate`` apart
-and together they stay under the rate. A throttle answer pushes the shared slot past
-DingTalk's penalty for everyone, and halves this replica's own rate for a while
-(:class:`~syncd.dingtalk.pacing.Backoff`). If the database cannot be reached the call is
-not sent: :class:`~syncd.errors.DingTalkTransient`.
+call is one autocommitted ``UPDATE`` that moves the slot forward by
+``(1 + margin) / rate`` seconds and returns how long the caller must wait, computed on
+the database's clock. The row lock serialises replicas, so the slots all replicas get
+are at least that far apart and any ``rate`` of them span ``1 + margin`` seconds.
+
+A replica measures its lateness from just before the statement (the slot is no earlier
+than the database's clock then): the statement's round trip and the wake-up after the
+wait both count. A call later than ``late`` takes a new slot instead of being sent
+(:func:`~syncd.dingtalk.pacing.wait_for_slot`), so calls from every replica leave at
+most ``late`` after their slots and DingTalk sees no window over the rate.
+
+A throttle answer pushes the shared slot past DingTalk's penalty for everyone, and cuts
+this replica's own rate for a while (:class:`~syncd.dingtalk.pacing.Backoff`). If the
+database cannot be reached the call is not sent: :class:`~syncd.errors.DingTalkTransient`.
 """
 
 from __future__ import annotations
@@ -23,9 +30,19 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.queries import QUERIES
-from syncd.dingtalk.pacing import DEFAULT_MAX_WAIT, DEFAULT_RATE, Backoff, Sleep
+from syncd.dingtalk.pacing import (
+    DEFAULT_LATE,
+    DEFAULT_MARGIN,
+    DEFAULT_MAX_WAIT,
+    DEFAULT_RATE,
+    LATE_SHARE,
+    Backoff,
+    Sleep,
+    wait_for_slot,
+)
 from syncd.errors import DingTalkThrottled, DingTalkTransient
 from syncd.ports import Clock
+from syncd.settings import DingTalkSettings
 
 logger = logging.getLogger(__name__)
 
@@ -49,24 +66,35 @@ class PostgresPacer:
         rate: float = DEFAULT_RATE,
         rates: Mapping[str, float] | None = None,
         max_wait: float = DEFAULT_MAX_WAIT,
+        margin: float = DEFAULT_MARGIN,
+        late: float = DEFAULT_LATE,
         sleep: Sleep = asyncio.sleep,
         queries: Mapping[str, LiteralString] = QUERIES,
+        database_clock: bool = True,
     ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
+        """``database_clock=False`` takes the time from ``clock`` (deterministic tests);
+        replicas must share the database's clock."""
+        if rate <= 0 or not 0 <= late <= margin:
+            raise ValueError("rate must be positive and 0 <= late <= margin")
         self._pool = pool
         self._clock = clock
         self._rate = rate
         self._rates = dict(rates or {})
         self._max_wait = max_wait
+        self._margin = margin
+        self._late = late
         self._sleep = sleep
+        self._database_clock = database_clock
         self._queries = queries
         self._backoff: dict[str, Backoff] = {}
         self._known: set[str] = set()
 
     def _interval(self, endpoint: str) -> float:
         factor = self._backoff.setdefault(endpoint, Backoff()).factor(self._clock.monotonic())
-        return 1.0 / (self._rates.get(endpoint, self._rate) * factor)
+        return (1.0 + self._margin) / (self._rates.get(endpoint, self._rate) * factor)
+
+    def _now(self) -> datetime | None:
+        return None if self._database_clock else self._clock.now()
 
     async def _fetch(self, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         try:
@@ -91,28 +119,49 @@ class PostgresPacer:
             "endpoint": endpoint,
             "interval": self._interval(endpoint),
             "max_wait": self._max_wait,
+            "now": self._now(),
         }
         row = await self._fetch("reserve_rate_slot", params)
         return None if row is None else Slot(at=row[0], wait=float(row[1]))
 
-    async def acquire(self, endpoint: str) -> None:
+    async def _wait(self, endpoint: str) -> float:
         slot = await self.reserve(endpoint)
         if slot is None:
-            row = await self._fetch("select_rate_slot_wait", {"endpoint": endpoint})
+            params = {"endpoint": endpoint, "now": self._now()}
+            row = await self._fetch("select_rate_slot_wait", params)
             wait = float(row[0]) if row is not None else self._max_wait
             raise DingTalkThrottled(
                 f"{endpoint} is paced; try again later", retry_after=wait, code="localPacing"
             )
-        if slot.wait > 0:
-            await self._sleep(slot.wait)
+        return slot.wait
+
+    async def acquire(self, endpoint: str) -> None:
+        await wait_for_slot(
+            endpoint,
+            lambda: self._wait(endpoint),
+            clock=self._clock,
+            sleep=self._sleep,
+            late=self._late,
+        )
 
     async def penalize(self, endpoint: str, seconds: float) -> None:
         self._backoff.setdefault(endpoint, Backoff()).throttled(self._clock.monotonic())
         await self._ensure(endpoint)
-        await self._fetch("penalize_rate_limit", {"endpoint": endpoint, "seconds": seconds})
+        params = {"endpoint": endpoint, "seconds": seconds, "now": self._now()}
+        await self._fetch("penalize_rate_limit", params)
         logger.warning(
             "DingTalk throttled %s; all replicas pause it for %ss",
             endpoint,
             seconds,
             extra={"action": "dingtalk_throttled", "endpoint": endpoint, "retry_after": seconds},
         )
+
+
+def pacer_for(
+    pool: AsyncConnectionPool[Any], clock: Clock, settings: DingTalkSettings
+) -> PostgresPacer:
+    """The daemon's pacer: ``[dingtalk]`` gives the rate and the margin."""
+    margin = settings.pacing_margin
+    return PostgresPacer(
+        pool, clock=clock, rate=settings.rate_per_second, margin=margin, late=margin * LATE_SHARE
+    )

@@ -82,7 +82,7 @@ async def test_a_slot_too_far_off_is_not_taken(replicas: list[AsyncConnectionPoo
     assert [slot is None for slot in slots] == [False, False, False, True]
     with pytest.raises(DingTalkThrottled) as caught:
         await pacer.acquire("create")
-    assert 0 < caught.value.retry_after <= 3.0
+    assert 0 < caught.value.retry_after <= 3 * 1.025  # three slots, each (1 + margin) / rate
 
 
 async def test_a_throttle_seen_by_one_replica_pauses_the_other(
