@@ -4,15 +4,19 @@
 [--callback-url URL]`` serves the demo world with one rule (every leave request is
 agreed at each node after ``--rule-delay`` seconds), the QPS limit given (none by
 default) and no latency. On SIGTERM it writes ``FILE``: the calls it received per
-endpoint and, per instance, when it was created and decided (epoch seconds).
+endpoint, per instance when it was created and decided (epoch seconds), and the garbage
+collections that took over 20 ms (when, how long, which generation): the simulator keeps
+every instance, so its heap grows through a run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,21 @@ def world(rule_delay: float, qps: int | None, callback_url: str | None, seed: in
     return World.model_validate(data)
 
 
+#: Garbage collections over ``GC_REPORTED`` seconds: start (epoch), seconds, generation.
+GC_PAUSES: list[tuple[float, float, int]] = []
+GC_REPORTED = 0.02
+_gc_started = 0.0
+
+
+def _time_gc(phase: str, info: dict[str, Any]) -> None:
+    global _gc_started
+    now = time.time()
+    if phase == "start":
+        _gc_started = now
+    elif now - _gc_started > GC_REPORTED:
+        GC_PAUSES.append((round(_gc_started, 3), round(now - _gc_started, 3), info["generation"]))
+
+
 def stats(sim: Simulator) -> dict[str, Any]:
     instances = [
         {
@@ -45,10 +64,11 @@ def stats(sim: Simulator) -> dict[str, Any]:
         }
         for i in sim.workflow.instances.values()
     ]
-    return {"calls": dict(sim.calls), "instances": instances}
+    return {"calls": dict(sim.calls), "instances": instances, "gc_pauses": GC_PAUSES}
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    gc.callbacks.append(_time_gc)
     sim = Simulator(world(args.rule_delay, args.qps, args.callback_url, args.port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

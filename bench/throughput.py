@@ -222,7 +222,9 @@ def one_run(system: str) -> dict[str, Any]:
         run = run_syncd if system == "syncd" else run_baseline
         result = run(b, sim_url, args.backlog, args.timeout)
         result["simulator_cpu_seconds"] = sim.cpu() - sim_cpu0
-        result["simulator_calls"] = Bench.sim_stats(sim)["calls"]
+        sim_stats = Bench.sim_stats(sim)
+        result["simulator_calls"] = sim_stats["calls"]
+        result["simulator_gc_pauses"] = sim_stats.get("gc_pauses", [])
     for part in ("postgres", "simulator"):
         result[f"{part}_cpu_ms_per_approval"] = (
             1000 * result[f"{part}_cpu_seconds"] / max(1, result["approvals"])
