@@ -11,7 +11,7 @@ from typing import Any
 from syncd.db.queries import QUERIES
 from syncd.db.store import BaseStore, history_line
 from syncd.domain import CallRecord
-from syncd.ports.attachments import Attachment
+from syncd.ports.attachments import Attachment, attachment_slot, comment_slot
 
 
 class PostgresAttachmentStore(BaseStore):
@@ -39,7 +39,7 @@ class PostgresAttachmentStore(BaseStore):
         params: dict[str, Any] = {"approval_id": approval_id, "component": component}
         params["file_index"] = index
         params.update(_file(file), uploaded_by=uploaded_by, now=at)
-        slot = f"{component}/{index}"
+        slot = attachment_slot(component, index)
         await self._record("insert_attachment", params, approval_id, slot, message, calls, at)
 
     async def comment_files(self, comment_id: int) -> dict[int, Attachment]:
@@ -62,7 +62,7 @@ class PostgresAttachmentStore(BaseStore):
         )
         params: dict[str, Any] = {"comment_id": comment_id, "file_index": index}
         params.update(_file(file), uploaded_by=uploaded_by, now=now)
-        slot = f"comment {comment_id}/{index}"
+        slot = comment_slot(comment_id, index)
         await self._record("insert_comment_file", params, approval_id, slot, message, calls, now)
 
     async def _record(

@@ -192,11 +192,11 @@ class HttpxAttachmentClient:
         name: str,
         size: int,
         record: list[CallRecord] | None = None,
-        strategy: str = "AUTO_RENAME",
     ) -> Attachment:
         """Commit an uploaded file (§17.5); the value item comes from the dentry (its name
         may have been renamed, ``AUTO_RENAME``)."""
-        return (await self._commit(space_id, union_id, upload_key, name, size, record, strategy))[0]
+        args = (space_id, union_id, upload_key, name, size, record, "AUTO_RENAME")
+        return (await self._commit(*args))[0]
 
     async def _commit(
         self,

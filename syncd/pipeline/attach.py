@@ -34,6 +34,7 @@ from syncd.ports.attachments import (
     FileRef,
     FileUnavailable,
     UnionIds,
+    attachment_slot,
     attachment_value,
     file_problem,
 )
@@ -174,7 +175,8 @@ class Attacher:
         failed: list[CallRecord],
     ) -> Attachment:
         what = f"attachment {label!r} file {index + 1} {ref.describe()}"
-        earlier = await self.store.upload_begun(item.id, f"{label}/{index}", self.clock.now())
+        slot = attachment_slot(label, index)
+        earlier = await self.store.upload_begun(item.id, slot, self.clock.now())
         file, calls = await upload_file(self, ref, what, user_id, union, failed, earlier)
         await self.store.record_attachment(
             item.id, label, index, file, user_id, calls, self.clock.now()

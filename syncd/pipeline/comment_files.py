@@ -20,6 +20,7 @@ from syncd.ports.attachments import (
     AttachmentUploader,
     CommentFileStore,
     FileFetcher,
+    comment_slot,
 )
 
 
@@ -60,7 +61,7 @@ class CommentFiles:
                     union = await union_of(self.store, user_id, "the commenting user")
                 what = f"comment {item.id} file {index + 1} {ref.describe()}"
                 earlier = await self.store.upload_begun(
-                    item.approval_id, f"comment {item.id}/{index}", self.clock.now()
+                    item.approval_id, comment_slot(item.id, index), self.clock.now()
                 )
                 recorded, calls = await upload_file(
                     self, ref, what, user_id, union, failed, earlier

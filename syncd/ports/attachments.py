@@ -154,6 +154,16 @@ class UnionIds(Protocol):
         ...
 
 
+def attachment_slot(component: str, index: int) -> str:
+    """How ``syncd.upload_intent`` names a component's file."""
+    return f"{component}/{index}"
+
+
+def comment_slot(comment_id: int, index: int) -> str:
+    """How ``syncd.upload_intent`` names a comment's file."""
+    return f"comment {comment_id}/{index}"
+
+
 class UploadIntents(Protocol):
     """Each file's upload begun, kept until the committed file is recorded: a retry after a
     crash knows an earlier attempt may have committed it (``syncd.upload_intent``)."""
