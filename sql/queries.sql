@@ -815,17 +815,20 @@ VALUES (%(endpoint)s)
 ON CONFLICT (endpoint) DO NOTHING;
 
 -- reserve_rate_slot --
--- Take the endpoint's next free slot unless it is more than max_wait seconds away; no row means "too far off" (or no pacing row yet). now is NULL (the database's clock, shared by every replica) except in tests.
-UPDATE syncd.rate_limit
-   SET next_slot_at = greatest(next_slot_at, coalesce(%(now)s::timestamptz, clock_timestamp()))
-                      + make_interval(secs => %(interval)s::float8)
- WHERE endpoint = %(endpoint)s
-   AND next_slot_at <= coalesce(%(now)s::timestamptz, clock_timestamp())
-                       + make_interval(secs => %(max_wait)s::float8)
-RETURNING next_slot_at - make_interval(secs => %(interval)s::float8) AS slot_at,
-          greatest(0, extract(epoch FROM next_slot_at
-                                         - coalesce(%(now)s::timestamptz, clock_timestamp()))::float8
-                      - %(interval)s::float8) AS wait_seconds;
+-- Take the endpoint's next free slot unless it is more than max_wait seconds away; no row means "too far off" (or no pacing row yet). now is NULL (the database's clock, shared by every replica) except in tests. Returns the database's time of the reservation (epoch seconds), how far after it the slot starts, and the shared rate cut (cut_ago: seconds since it).
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+UPDATE syncd.rate_limit AS r
+   SET next_slot_at = greatest(r.next_slot_at, clock.now) + make_interval(secs => %(interval)s::float8)
+  FROM clock
+ WHERE r.endpoint = %(endpoint)s
+   AND r.next_slot_at <= clock.now + make_interval(secs => %(max_wait)s::float8)
+RETURNING r.next_slot_at - make_interval(secs => %(interval)s::float8) AS slot_at,
+          extract(epoch FROM clock.now)::float8 AS database_now,
+          greatest(0, extract(epoch FROM r.next_slot_at - clock.now)::float8
+                      - %(interval)s::float8) AS wait_seconds,
+          extract(epoch FROM clock.now - r.cut_at)::float8 AS cut_ago,
+          r.cut_peak,
+          r.cut_share;
 
 -- select_rate_slot_wait --
 -- Seconds until the endpoint's next free slot (reserves nothing).
@@ -842,6 +845,16 @@ UPDATE syncd.rate_limit
                                coalesce(%(now)s::timestamptz, clock_timestamp())
                                + make_interval(secs => %(seconds)s::float8))
  WHERE endpoint = %(endpoint)s;
+
+-- cut_rate_limit --
+-- Record a replica's rate cut for every replica, unless another replica cut it within cooldown seconds (that throttle answered calls sent before its cut). Returns the row when this cut is the one kept.
+WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
+UPDATE syncd.rate_limit AS r
+   SET cut_at = clock.now, cut_peak = %(peak)s::float8, cut_share = %(share)s::float8
+  FROM clock
+ WHERE r.endpoint = %(endpoint)s
+   AND (r.cut_at IS NULL OR r.cut_at <= clock.now - make_interval(secs => %(cooldown)s::float8))
+RETURNING r.endpoint;
 
 -- claim_turn --
 -- Take a periodic job's turn: at most one replica runs it per interval (a lease, no lock).

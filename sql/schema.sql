@@ -219,12 +219,22 @@ CREATE TABLE syncd.usage (
 -- One row per DingTalk endpoint: the next free call slot (GCRA "theoretical arrival
 -- time"). A replica reserves a slot by moving next_slot_at forward by 1/rate in one
 -- UPDATE, so slots handed to all replicas together are at least 1/rate apart.
+-- After a throttle, the rate cut is shared too (cut_*: see syncd/dingtalk/pacing.py Backoff).
 CREATE TABLE syncd.rate_limit (
     endpoint      text PRIMARY KEY,
-    next_slot_at  timestamptz NOT NULL DEFAULT now()
+    next_slot_at  timestamptz NOT NULL DEFAULT now(),
+    cut_at        timestamptz NULL,
+    cut_peak      float8 NULL CHECK (cut_peak > 0 AND cut_peak <= 1),
+    cut_share     float8 NULL CHECK (cut_share > 0 AND cut_share <= 1)
 );
 COMMENT ON TABLE syncd.rate_limit IS
     'Next free DingTalk call slot per endpoint, shared by all replicas (pacing under the QPS limit).';
+COMMENT ON COLUMN syncd.rate_limit.cut_at IS
+    'When a replica last cut the rate after DingTalk throttled this endpoint (NULL: never).';
+COMMENT ON COLUMN syncd.rate_limit.cut_peak IS
+    'The share of the configured rate the climb after the cut flattens out at.';
+COMMENT ON COLUMN syncd.rate_limit.cut_share IS
+    'The share of the configured rate right after the cut.';
 
 -- Capture triggers installed by `syncd capture add`.
 CREATE TABLE syncd.capture (

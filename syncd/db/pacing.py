@@ -2,18 +2,21 @@
 
 Each endpoint has a row in ``syncd.rate_limit`` holding its next free slot. Reserving a
 call is one autocommitted ``UPDATE`` that moves the slot forward by
-``(1 + margin) / rate`` seconds and returns how long the caller must wait, computed on
-the database's clock. The row lock serialises replicas, so the slots all replicas get
-are at least that far apart and any ``rate`` of them span ``1 + margin`` seconds.
+``(1 + margin) / rate`` seconds and returns when the slot starts, on the database's
+clock. The row lock serialises replicas, so the slots all replicas get are at least that
+far apart and any ``rate`` of them span ``1 + margin`` seconds.
 
-A replica measures its lateness from just before the statement (the slot is no earlier
-than the database's clock then): the statement's round trip and the wake-up after the
-wait both count. A call later than ``late`` takes a new slot instead of being sent
-(:func:`~syncd.dingtalk.pacing.wait_for_slot`), so calls from every replica leave at
-most ``late`` after their slots and DingTalk sees no window over the rate.
+A replica measures its lateness from the slot's start, placed on its own clock by
+:class:`DatabaseClock` (the reservations' round trips bound where the database's clock
+stands, to within the fastest of them, and a slot is placed as early as those bounds
+allow): waiting for a pool connection and the statement's way there do not count, the
+wake-up after the wait does. A call later than ``late`` takes a new slot instead of
+being sent (:func:`~syncd.dingtalk.pacing.wait_for_slot`), so calls from every replica
+leave at most ``late`` after their slots and DingTalk sees no window over the rate.
 
-A throttle answer pushes the shared slot past DingTalk's penalty for everyone, and cuts
-this replica's own rate for a while (:class:`~syncd.dingtalk.pacing.Backoff`). If the
+A throttle answer pushes the shared slot past DingTalk's penalty for everyone and cuts
+the rate (:class:`~syncd.dingtalk.pacing.Backoff`); the cut is kept in the row too, and
+every replica follows it from its next slot on, so replicas climb back together. If the
 database cannot be reached the call is not sent: :class:`~syncd.errors.DingTalkTransient`.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,10 +53,48 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Slot:
-    """A reserved call slot: when it starts (database time) and how long to wait for it."""
+    """A reserved call slot: when it starts (database time), how long after the
+    reservation, and on this process's monotonic clock (as early as it may be)."""
 
     at: datetime
     wait: float
+    due: float
+
+
+class DatabaseClock:
+    """Where the database's clock stands against this process's monotonic clock.
+
+    The database read its clock (``database``) somewhere between ``asked`` and ``got`` on
+    ours, so its offset lies between ``database - got`` and ``database - asked``. The
+    samples of the last ``keep`` seconds together narrow it to the fastest round trip
+    among them. :meth:`local` uses the upper bound, so a time placed on our clock is never
+    later than it really is there and a lateness is never under-counted. Samples that
+    cannot all hold (a clock was stepped) are forgotten but the newest.
+    """
+
+    def __init__(self, keep: float = 10.0) -> None:
+        self._keep = keep
+        self._high: deque[tuple[float, float]] = deque()  # (asked, bound): increasing
+        self._low: deque[tuple[float, float]] = deque()  # (asked, bound): decreasing
+
+    def observe(self, asked: float, got: float, database: float) -> None:
+        high, low = database - asked, database - got
+        while self._high and self._high[-1][1] >= high:
+            self._high.pop()
+        self._high.append((asked, high))
+        while self._low and self._low[-1][1] <= low:
+            self._low.pop()
+        self._low.append((asked, low))
+        for bounds in (self._high, self._low):
+            while bounds[0][0] < asked - self._keep:
+                bounds.popleft()
+        if self._low[0][1] > self._high[0][1]:
+            self._high = deque([(asked, high)])
+            self._low = deque([(asked, low)])
+
+    def local(self, database: float) -> float:
+        """The earliest time on our clock the database's ``database`` may be."""
+        return database - self._high[0][1]
 
 
 class PostgresPacer:
@@ -88,6 +130,7 @@ class PostgresPacer:
         self._queries = queries
         self._backoff: dict[str, Backoff] = {}
         self._known: set[str] = set()
+        self._clock_bounds = DatabaseClock()
 
     def _interval(self, endpoint: str) -> float:
         factor = self._backoff.setdefault(endpoint, Backoff()).factor(self._clock.monotonic())
@@ -121,8 +164,18 @@ class PostgresPacer:
             "max_wait": self._max_wait,
             "now": self._now(),
         }
+        asked = self._clock.monotonic()
         row = await self._fetch("reserve_rate_slot", params)
-        return None if row is None else Slot(at=row[0], wait=float(row[1]))
+        if row is None:
+            return None
+        got = self._clock.monotonic()
+        at, database_now, wait, cut_ago, cut_peak, cut_share = row
+        self._clock_bounds.observe(asked, got, database_now)
+        if cut_ago is not None:
+            since = (asked + got) / 2 - cut_ago
+            self._backoff.setdefault(endpoint, Backoff()).adopt(cut_peak, cut_share, since)
+        due = self._clock_bounds.local(database_now) + wait
+        return Slot(at=at, wait=float(wait), due=due)
 
     async def _wait(self, endpoint: str) -> float:
         slot = await self.reserve(endpoint)
@@ -133,7 +186,7 @@ class PostgresPacer:
             raise DingTalkThrottled(
                 f"{endpoint} is paced; try again later", retry_after=wait, code="localPacing"
             )
-        return slot.wait
+        return slot.due
 
     async def acquire(self, endpoint: str) -> None:
         await wait_for_slot(
@@ -145,10 +198,24 @@ class PostgresPacer:
         )
 
     async def penalize(self, endpoint: str, seconds: float) -> None:
-        self._backoff.setdefault(endpoint, Backoff()).throttled(self._clock.monotonic())
+        backoff = self._backoff.setdefault(endpoint, Backoff())
+        cut = backoff.throttled(self._clock.monotonic())
         await self._ensure(endpoint)
         params = {"endpoint": endpoint, "seconds": seconds, "now": self._now()}
         await self._fetch("penalize_rate_limit", params)
+        shared = backoff.last_cut()
+        if cut and shared is not None:
+            peak, share, _ = shared
+            await self._fetch(
+                "cut_rate_limit",
+                {
+                    "endpoint": endpoint,
+                    "peak": peak,
+                    "share": share,
+                    "cooldown": backoff.cooldown,
+                    "now": self._now(),
+                },
+            )
         logger.warning(
             "DingTalk throttled %s; all replicas pause it for %ss",
             endpoint,

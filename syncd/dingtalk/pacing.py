@@ -115,6 +115,14 @@ class Backoff:
         self._since = now
         return True
 
+    def last_cut(self) -> tuple[float, float, float] | None:
+        """The last cut as ``(peak, cut, since)``, to share with other replicas."""
+        return None if self._since is None else (self._peak, self._cut, self._since)
+
+    def adopt(self, peak: float, cut: float, since: float) -> None:
+        """Follow a cut made elsewhere (``since`` on this process's clock)."""
+        self._peak, self._cut, self._since = peak, cut, since
+
 
 @dataclass
 class Bucket:
@@ -154,15 +162,15 @@ async def wait_for_slot(
     sleep: Sleep,
     late: float,
 ) -> float:
-    """Wait for a slot from ``reserve`` (it returns the wait, measured from just before it
-    was called); take a new slot when woken more than ``late`` seconds after one.
-    Returns the lateness of the call sent (seconds)."""
+    """Wait for a slot from ``reserve`` (it returns when the slot starts, on
+    ``clock.monotonic()``, as early as it may be); take a new slot when woken more than
+    ``late`` seconds after one. Returns the lateness of the call sent (seconds)."""
     for _ in range(RETAKES + 1):
-        asked = clock.monotonic()
-        wait = await reserve()
+        due = await reserve()
+        wait = due - clock.monotonic()
         if wait > 0:
             await sleep(wait)
-        lateness = clock.monotonic() - asked - wait
+        lateness = clock.monotonic() - due
         if lateness <= late:
             return max(0.0, lateness)
         logger.info(
@@ -228,7 +236,7 @@ class MemoryPacer:
             )
         wait = bucket.reserve(now)
         self.waited += wait
-        return wait
+        return now + wait
 
     async def acquire(self, endpoint: str) -> None:
         await wait_for_slot(

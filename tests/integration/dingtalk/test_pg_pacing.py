@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
 
 import httpx
@@ -19,6 +21,7 @@ from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
 from syncd.errors import DingTalkThrottled, DingTalkTransient
 from syncd.simulator import Simulator, World
+from syncd.testing import FakeClock
 
 from .conftest import APP_KEY, APP_SECRET, LEAVE
 
@@ -53,6 +56,10 @@ async def replicas(database: str) -> AsyncIterator[list[AsyncConnectionPool[Any]
 
 def _pacer(pool: AsyncConnectionPool[Any], **kw: Any) -> PostgresPacer:
     return PostgresPacer(pool, clock=SystemClock(), queries=_queries(), **kw)
+
+
+def _pacer_on(pool: AsyncConnectionPool[Any], clock: FakeClock, **kw: Any) -> PostgresPacer:
+    return PostgresPacer(pool, clock=clock, queries=_queries(), **kw)
 
 
 async def test_two_replicas_get_slots_one_interval_apart(
@@ -93,6 +100,35 @@ async def test_a_throttle_seen_by_one_replica_pauses_the_other(
     with pytest.raises(DingTalkThrottled) as caught:
         await second.acquire("create")
     assert caught.value.retry_after > 25.0
+
+
+async def test_a_rate_cut_by_one_replica_is_followed_by_the_other(
+    replicas: list[AsyncConnectionPool[Any]],
+) -> None:
+    # Ahead of the database's own clock, so the pacing row's default lies in the past.
+    clock = FakeClock(datetime.now(UTC) + timedelta(days=1))
+    first, second = (
+        _pacer_on(pool, clock, rate=10.0, max_wait=60.0, database_clock=False) for pool in replicas
+    )
+    endpoint = f"cut-{uuid.uuid4().hex[:8]}"
+    await second.reserve(endpoint)
+    await first.penalize(endpoint, 0.0)  # DingTalk throttled the first replica
+
+    async def gaps() -> list[float]:
+        slots = [await second.reserve(endpoint) for _ in range(3)]
+        times = [slot.at for slot in slots if slot is not None]
+        return [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+
+    # The first slot after the cut was asked for at the full rate; the next at 80% of it.
+    assert await gaps() == pytest.approx([1.025 / 10, 1.025 / 8], rel=1e-3)
+    # The second replica throttled too, by a call sent before the cut: not cut again.
+    await second.penalize(endpoint, 0.0)
+    assert await gaps() == pytest.approx([1.025 / 8, 1.025 / 8], rel=1e-3)
+    # Later, a new throttle cuts again, from where the climb had got to (below 1).
+    clock.advance(5.0)
+    await second.penalize(endpoint, 0.0)
+    later = await gaps()
+    assert 1.025 / 8 < later[1] < 1.025 / 6
 
 
 async def test_database_down_means_the_call_is_not_sent(
