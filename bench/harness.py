@@ -243,6 +243,12 @@ class Bench:
             (days, count),
         )
 
+    def settle(self) -> None:
+        """After loading a backlog: ``VACUUM ANALYZE`` and ``CHECKPOINT``, so the run starts
+        on tables with statistics and no loading left to flush (the same for every system)."""
+        self.sql("VACUUM ANALYZE")
+        self.sql("CHECKPOINT")
+
     def simulator(
         self, *, rule_delay: float = 0.0, qps: int | None = None, callback_url: str | None = None
     ) -> tuple[Child, str]:

@@ -4,8 +4,10 @@
 times, alternating which goes first (syncd, baseline; baseline, syncd; syncd, baseline;
 … so neither always runs on a warmer machine), and every run gets its own freshly
 created PostgreSQL and simulator: no run pays for another's tables, dead rows or
-checkpoints. A syncd run fills the business table with the backlog (one INSERT; the
-capture trigger writes the outbox rows), starts the daemon (``syncd run`` with its pacing
+checkpoints; once its backlog is loaded the database is vacuumed, analysed and
+checkpointed (``Bench.settle``), so neither system starts on tables without statistics.
+A syncd run fills the business table with the backlog (one INSERT; the capture trigger
+writes the outbox rows), starts the daemon (``syncd run`` with its pacing
 lifted, see ``bench.daemonproc``) against a simulator with no limits, no latency and a
 rule that agrees at once, and waits until every row has its outcome written back; a
 baseline run enqueues the same backlog and runs its worker (``bench.baseline``).
@@ -138,6 +140,7 @@ def run_baseline(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[s
 
     asyncio.run(baseline.prepare(b.dsn))
     asyncio.run(baseline.enqueue(b.dsn, backlog))
+    b.settle()
     b.reset_counters()
     pg_cpu0 = b.postgres_cpu()
     argv = [PY, "-m", "bench.baseline", "worker", "--dsn", b.dsn, "--sim", sim_url]
@@ -217,6 +220,7 @@ def one_run(system: str) -> dict[str, Any]:
         if system == "syncd":
             b.submit(args.backlog)
             log(f"backlog of {args.backlog} business rows submitted")
+            b.settle()
         sim, sim_url = b.simulator(rule_delay=0.0, qps=None)
         sim_cpu0 = sim.cpu()
         run = run_syncd if system == "syncd" else run_baseline
