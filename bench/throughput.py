@@ -4,8 +4,15 @@
 times, alternating which goes first (syncd, baseline; baseline, syncd; syncd, baseline;
 … so neither always runs on a warmer machine), and every run gets its own freshly
 created PostgreSQL and simulator: no run pays for another's tables, dead rows or
-checkpoints; once its backlog is loaded the database is vacuumed, analysed and
-checkpointed (``Bench.settle``), so neither system starts on tables without statistics.
+checkpoints. Each database first gets as much finished work as the run will do
+(``--history``, by default the backlog: decided business rows, and syncd's approvals with
+their history or the baseline's succeeded jobs with their events), as a database that has
+run a while holds; once the backlog is loaded too the database is vacuumed, analysed and
+checkpointed (``Bench.settle``). So neither system starts on tables without statistics,
+or with statistics taken while its tables were empty: a plan chosen then (a sequential
+scan of a table thought empty) stays in each connection's cache until the next
+``ANALYZE`` of that table, which for a table filled during the run comes a minute or
+more later.
 A syncd run fills the business table with the backlog (one INSERT; the capture trigger
 writes the outbox rows), starts the daemon (``syncd run`` with its pacing
 lifted, see ``bench.daemonproc``) against a simulator with no limits, no latency and a
@@ -31,6 +38,39 @@ import time
 from typing import Any
 
 from bench.harness import PY, Bench, Child, bench, log, save, wait_until
+from bench.scale import HISTORY
+
+#: The baseline's finished work: each job succeeded, with Procrastinate's three events.
+BASELINE_HISTORY = [
+    """
+    INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, attempts)
+    SELECT 'default', 'approve', jsonb_build_object('row_id', b.id), 'succeeded', 1
+      FROM app.leave_baseline b
+     WHERE b.status = 'approved'
+    """,
+    """
+    INSERT INTO procrastinate_events (job_id, type, at)
+    SELECT j.id, e.type::procrastinate_job_event_type, now() - interval '30 days'
+      FROM procrastinate_jobs j
+     CROSS JOIN (VALUES ('deferred'), ('started'), ('succeeded')) e (type)
+    """,
+]
+
+
+def history(b: Bench, system: str, count: int) -> None:
+    """``count`` approvals of finished work, as a database that has run a while holds:
+    business rows decided, and each system's own records of them (for syncd the approvals
+    with their outbox rows, history lines and inbox events, as ``bench.scale`` makes them;
+    for the baseline succeeded jobs with their events)."""
+    table = "app.leave_request" if system == "syncd" else "app.leave_baseline"
+    b.sql(
+        f"INSERT INTO {table} (applicant, days, reason, status, approval_status, instance_id, "
+        "decided_at) SELECT 'u1', 2, 'old ' || g, 'approved', 'APPROVED', 'hist-' || g, "
+        "now() - interval '30 days' FROM generate_series(1, %s::int) g",
+        (count,),
+    )
+    for statement in HISTORY if system == "syncd" else BASELINE_HISTORY:
+        b.sql(statement, {"n": count} if system == "syncd" else None)  # type: ignore[arg-type]
 
 
 def sample(b: Bench, query: str, child: Child, t0: float, series: list[dict[str, Any]]) -> int:
@@ -68,27 +108,31 @@ def vacuums(b: Bench) -> list[dict[str, Any]]:
 
 
 def timeline(b: Bench, t0: float, column: str, table: str) -> list[dict[str, Any]]:
-    """Per second since ``t0``: how many rows got ``column`` set in that second."""
+    """Per second since ``t0``: how many rows got ``column`` set in that second (the
+    history's rows, the first ``--history`` ids, left out)."""
     rows = b.sql(
         f"SELECT floor(extract(epoch FROM {column}) - %s)::int AS s, count(*) "
-        f"FROM {table} WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY 1",
-        (t0,),
+        f"FROM {table} WHERE {column} IS NOT NULL AND id > %s GROUP BY 1 ORDER BY 1",
+        (t0, args.history),
     )
     return [{"second": int(s), "count": int(c)} for s, c in rows]
 
 
 def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str, Any]:
+    h = int(args.history)  # the history's rows are the first ids
     config = b.config(sim_url, batch_size=args.batch_size, concurrency=args.concurrency)
     b.reset_counters()
     pg_cpu0 = b.postgres_cpu()
     daemon = b.daemon(config, unpaced=True)
     t0 = daemon.ready_at
     series: list[dict[str, Any]] = []
-    query = "SELECT count(*) FROM syncd.approval WHERE written_back_at IS NOT NULL"
+    query = f"SELECT count(*) FROM syncd.approval WHERE written_back_at IS NOT NULL AND id > {h}"
     done = wait_until(
         lambda: sample(b, query, daemon, t0, series) >= backlog, timeout=timeout, every=1.0
     )
-    [(last,)] = b.sql("SELECT extract(epoch FROM max(written_back_at)) FROM syncd.approval")
+    [(last,)] = b.sql(
+        f"SELECT extract(epoch FROM max(written_back_at)) FROM syncd.approval WHERE id > {h}"
+    )
     elapsed = float(last) - t0 if last else float("nan")
     cpu = daemon.cpu() - daemon.cpu_at_ready
     _, peak = daemon.rss()
@@ -98,9 +142,9 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
     claims = b.claim_statements()
     vacuumed = vacuums(b)
     [(written,)] = b.sql(query)
-    states = dict(b.sql("SELECT state, count(*) FROM syncd.approval GROUP BY state"))
-    [(inbox,)] = b.sql("SELECT count(*) FROM syncd.inbox")
-    [(history,)] = b.sql("SELECT count(*) FROM syncd.approval_event")
+    states = dict(b.sql(f"SELECT state, count(*) FROM syncd.approval WHERE id > {h} GROUP BY 1"))
+    [(inbox,)] = b.sql("SELECT count(*) - %s FROM syncd.inbox", (h,))
+    [(history,)] = b.sql("SELECT count(*) - 2 * %s FROM syncd.approval_event", (h,))
     daemon.stop()
     result = {
         "completed": done,
@@ -136,9 +180,11 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
 
 
 def run_baseline(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str, Any]:
+    h = int(args.history)  # the history's rows are the first ids
     from bench import baseline
 
     asyncio.run(baseline.prepare(b.dsn))
+    history(b, "baseline", args.history)
     asyncio.run(baseline.enqueue(b.dsn, backlog))
     b.settle()
     b.reset_counters()
@@ -149,7 +195,7 @@ def run_baseline(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[s
     b.children.append(worker)
     t0 = worker.ready_at
     series: list[dict[str, Any]] = []
-    query = "SELECT count(*) FROM app.leave_baseline WHERE decided_at IS NOT NULL"
+    query = f"SELECT count(*) FROM app.leave_baseline WHERE decided_at IS NOT NULL AND id > {h}"
     done = wait_until(
         lambda: sample(b, query, worker, t0, series) >= backlog, timeout=timeout, every=1.0
     )
@@ -160,7 +206,9 @@ def run_baseline(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[s
     except Exception:
         usage = {}
     worker.stop()
-    [(last,)] = b.sql("SELECT extract(epoch FROM max(decided_at)) FROM app.leave_baseline")
+    [(last,)] = b.sql(
+        f"SELECT extract(epoch FROM max(decided_at)) FROM app.leave_baseline WHERE id > {h}"
+    )
     elapsed = float(last) - t0 if last else float("nan")
     [(written,)] = b.sql(query)
     counters = b.counters()
@@ -218,6 +266,7 @@ def one_run(system: str) -> dict[str, Any]:
     started = time.time()
     with bench() as b:
         if system == "syncd":
+            history(b, "syncd", args.history)
             b.submit(args.backlog)
             log(f"backlog of {args.backlog} business rows submitted")
             b.settle()
@@ -295,6 +344,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "backlog": args.backlog,
         "runs_per_system": args.runs,
+        "history": args.history,
         "order": [(r["round"], r["system"]) for r in runs],
         "summary": summary,
         "syncd": median_run(runs, "syncd"),
@@ -320,7 +370,12 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=50, help="[pipeline] batch_size")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight, both")
     parser.add_argument("--runs", type=int, default=3, help="runs of each system, alternating")
+    parser.add_argument(
+        "--history", type=int, help="approvals of finished work first (default: the backlog)"
+    )
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--name", help="result file name (default: throughput-BACKLOG)")
     args = parser.parse_args()
+    if args.history is None:
+        args.history = args.backlog
     main()
