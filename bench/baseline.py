@@ -119,7 +119,8 @@ async def prepare(dsn: str) -> None:
 
 
 async def enqueue(dsn: str, count: int) -> None:
-    """``count`` business rows, each with its job (deferred in batches of 1,000)."""
+    """``count`` business rows, each with its job (deferred in batches of 1,000); rows
+    already decided (a history) get none."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO app.leave_baseline (applicant, days, reason, status) "
@@ -127,7 +128,12 @@ async def enqueue(dsn: str, count: int) -> None:
             "FROM generate_series(1, %s) g",
             (count,),
         )
-        ids = [r[0] for r in conn.execute("SELECT id FROM app.leave_baseline ORDER BY id")]
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM app.leave_baseline WHERE status = 'submitted' ORDER BY id"
+            )
+        ]
     app = build_app(dsn)
     task = app.task(name="approve")(_noop)
     async with app.open_async():
