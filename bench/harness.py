@@ -340,13 +340,15 @@ class Bench:
             "rollbacks": int(rollbacks),
         }
 
-    def top_statements(self, limit: int = 12) -> list[dict[str, Any]]:
+    def top_statements(self, limit: int = 12, by: str = "calls") -> list[dict[str, Any]]:
+        """The statements run most often (``by="calls"``) or longest (``"time"``)."""
+        order = "total_exec_time" if by == "time" else "calls"
         rows = self.sql(
             "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3),"
             " left(regexp_replace(query, '\\s+', ' ', 'g'), 90) "
             "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
             "WHERE d.datname = current_database() AND s.query NOT LIKE '%%pg_stat%%' "
-            "ORDER BY calls DESC LIMIT %s",
+            f"ORDER BY {order} DESC LIMIT %s",
             (limit,),
         )
         return [

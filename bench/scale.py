@@ -1,10 +1,10 @@
 """Scale: claim time and daemon memory with 1M rows of history and a 100k backlog.
 
 ``python -m bench.scale --history 1000000 --backlog 100000`` generates, with SQL,
-``history`` finished approvals (each with its consumed outbox row, its processed inbox
-event and two history lines), then runs the daemon (pacing lifted, as in the throughput
-benchmark) twice on that database: with a small backlog (1,000) and with the large one,
-each for ``--seconds``. It reports the claim queries' execution time
+``history`` finished approvals (each with its consumed outbox row, its two agreed
+tasks, its processed inbox event and two history lines), then runs the daemon (pacing
+lifted, as in the throughput benchmark) twice on that database: with a small backlog
+(1,000) and with the large one, each for ``--seconds``. It reports the claim queries' execution time
 (``pg_stat_statements``) and the daemon's resident memory over time: memory must not
 grow with the backlog.
 """
@@ -43,6 +43,15 @@ HISTORY = [
     SELECT a.id, a.updated_at, 'transition', x.f, x.t, 'history'
       FROM syncd.approval a
      CROSS JOIN (VALUES ('submitting', 'running'), ('running', 'approved')) x (f, t)
+    """,
+    """
+    INSERT INTO syncd.task
+           (approval_id, instance_id, record_type, record_key, activity_id, user_id, status,
+            result, started_at, finished_at)
+    SELECT a.id, a.instance_id, 'task', 'hist-task-' || a.id || '-' || n, 'node' || n, 'u2',
+           'COMPLETED', 'AGREE', a.created_at, a.finished_at
+      FROM syncd.approval a
+     CROSS JOIN generate_series(1, 2) n
     """,
     """
     INSERT INTO syncd.inbox

@@ -139,6 +139,7 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
     counters = b.counters()
     pg_cpu = b.postgres_cpu() - pg_cpu0
     top = b.top_statements()
+    longest = b.top_statements(by="time")
     claims = b.claim_statements()
     vacuumed = vacuums(b)
     [(written,)] = b.sql(query)
@@ -163,6 +164,7 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
         "history_rows_per_approval": history / max(1, written),
         "counters": counters,
         "top_statements": top,
+        "longest_statements": longest,
         "claims": claims,
         "vacuums": vacuumed,
         "samples": series,
@@ -227,6 +229,7 @@ def run_baseline(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[s
         "db_exec_ms_per_approval": counters["exec_ms"] / max(1, written),
         "counters": counters,
         "top_statements": b.top_statements(),
+        "longest_statements": b.top_statements(by="time"),
         "vacuums": vacuums(b),
         "samples": series,
         "timeline": {"written": timeline(b, t0, "decided_at", "app.leave_baseline")},
