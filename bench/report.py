@@ -344,6 +344,10 @@ def main() -> None:
     lines: list[str] = []
     for name in (
         "throughput-10000",
+        # the same comparison started three other ways (bench/RESULTS.md, section 1)
+        "throughput-10000-fresh",
+        "throughput-10000-settled-empty",
+        "throughput-10000-notasks",
         "throughput-100000",
         "final-2000",
         "nagle-2000",
