@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -48,6 +49,7 @@ from httpx_aiohttp import AiohttpTransport
 SMALL_BODY = 32 * 1024
 #: The variables httpx reads proxies from (in either case).
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+_QUERY = re.compile(r"\?\S*")
 #: What aiohttp raises (itself, or under httpx-aiohttp's mapping) for a failed exchange.
 _FAILURES = (httpx.TransportError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -83,12 +85,14 @@ def error_class(failure: type[BaseException]) -> type[httpx.TransportError]:
     return httpx.ReadError
 
 
-def _failure(exc: BaseException) -> httpx.TransportError:
-    """``exc`` (aiohttp's, or httpx-aiohttp's mapping of it) as :func:`error_class` says."""
+def as_httpx_error(exc: BaseException) -> httpx.TransportError:
+    """``exc`` (aiohttp's, or httpx-aiohttp's mapping of it) as :func:`error_class` says;
+    its message without any URL's query (a signed file-store URL's signature)."""
     if isinstance(exc, httpx.UnsupportedProtocol):  # a URL that is not http(s): nothing sent
         return exc
     cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ else exc
-    return error_class(type(cause))(f"{type(cause).__name__}: {cause}")
+    message = _QUERY.sub("?…", f"{type(cause).__name__}: {cause}")
+    return error_class(type(cause))(message)
 
 
 class _Body(httpx.AsyncByteStream):
@@ -102,13 +106,13 @@ class _Body(httpx.AsyncByteStream):
             async for chunk in self._inner:
                 yield chunk
         except _FAILURES as exc:
-            raise _failure(exc) from exc
+            raise as_httpx_error(exc) from exc
 
     async def aclose(self) -> None:
         try:
             await self._inner.aclose()
         except _FAILURES as exc:
-            raise _failure(exc) from exc
+            raise as_httpx_error(exc) from exc
 
 
 def _small(request: httpx.Request) -> bool:
@@ -140,7 +144,7 @@ class DingTalkTransport(AiohttpTransport):
         try:
             response = await super().handle_async_request(request)
         except _FAILURES as exc:
-            raise _failure(exc) from exc
+            raise as_httpx_error(exc) from exc
         if isinstance(response.stream, httpx.AsyncByteStream):
             response.stream = _Body(response.stream)
         return response

@@ -14,7 +14,7 @@ import pytest
 from syncd.dingtalk import endpoints
 from syncd.dingtalk.client import HttpxApprovalClient, build_http_client
 from syncd.dingtalk.models import CreateInstanceRequest
-from syncd.dingtalk.transport import error_class
+from syncd.dingtalk.transport import as_httpx_error, error_class
 from syncd.errors import DingTalkOutcomeUnknown, DingTalkTransient
 
 
@@ -69,3 +69,11 @@ async def test_a_create_is_unsent_only_when_aiohttp_wrote_nothing(failure) -> No
     assert isinstance(create.value, DingTalkOutcomeUnknown) is not unsent
     assert not isinstance(read.value, DingTalkOutcomeUnknown)  # a read is always retried
     assert isinstance(create.value.__cause__, error_class(failure))
+
+
+@pytest.mark.parametrize("failure", [aiohttp.ConnectionTimeoutError, aiohttp.ClientOSError])
+def test_a_failure_names_no_query_of_a_signed_url(failure) -> None:
+    signed = "https://oss.example/upload/k?Expires=1&Signature=SeCrEt%2F"
+    error = as_httpx_error(failure(f"Connection timeout to host {signed}"))
+    assert "SeCrEt" not in str(error) and "https://oss.example/upload/k?…" in str(error)
+    assert isinstance(error, error_class(failure))
