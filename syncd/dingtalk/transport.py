@@ -19,8 +19,11 @@ bench/RESULTS.md ("HTTP client and event loop").
   ``ProxyError``; a read timeout becomes ``httpx.ReadTimeout``, a server that closed the
   connection ``httpx.RemoteProtocolError``, anything else ``httpx.ReadError``: the
   request may have been sent.
-- **No cookie jar** of aiohttp's own (httpx keeps the client's cookies), limits and
-  keep-alive expiry from the ``httpx.Limits`` given.
+- **httpx's headers, no more.** aiohttp adds ``Content-Type: application/octet-stream``
+  (and a few others) to a request that lacks them; a file-store upload is signed over
+  its headers, so DingTalk would refuse it. None is added here. No cookie jar of
+  aiohttp's own either (httpx keeps the client's cookies); limits and keep-alive expiry
+  from the ``httpx.Limits`` given.
 - **Large bodies on httpx's transport.** aiohttp has no write timeout: its read timeout
   starts once the body is sent, so a peer that stops reading a large upload would hold
   it forever. Bodies over :data:`SMALL_BODY` (file uploads) and streamed ones go on
@@ -50,6 +53,9 @@ SMALL_BODY = 32 * 1024
 #: The variables httpx reads proxies from (in either case).
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 _QUERY = re.compile(r"\?\S*")
+#: Headers aiohttp adds when a request lacks them; a file-store upload is signed over its
+#: headers (Content-Type among them), so it must go out with httpx's headers alone.
+_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 #: What aiohttp raises (itself, or under httpx-aiohttp's mapping) for a failed exchange.
 _FAILURES = (httpx.TransportError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -123,7 +129,8 @@ def _small(request: httpx.Request) -> bool:
 
 
 class DingTalkTransport(AiohttpTransport):
-    """httpx-aiohttp's transport with the error mapping above and no cookie jar; a
+    """httpx-aiohttp's transport with the error mapping above, httpx's headers alone and
+    no cookie jar; a
     request with a large or streamed body goes on httpx's own transport instead."""
 
     def __init__(self, limits: httpx.Limits) -> None:
@@ -136,7 +143,11 @@ class DingTalkTransport(AiohttpTransport):
             keepalive_timeout=self.limits.keepalive_expiry,
             ssl=self.ssl_context,
         )
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_AUTO_HEADERS,  # the request's headers are httpx's, no more
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not _small(request):

@@ -215,3 +215,40 @@ async def test_a_large_upload_to_a_peer_that_stops_reading_times_out() -> None:
                 async with asyncio.timeout(10):
                     await http.put(f"http://127.0.0.1:{port}/upload", content=bytes(64 << 20))
         stalled.set()
+
+
+class Headers:
+    """An HTTP server that answers 200 to anything and notes each request's headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.seen.append(sorted(scope["headers"]))
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def test_requests_leave_with_httpx_headers_and_no_others() -> None:
+    """A file-store upload is signed over its headers: aiohttp must add none (it would
+    give a body without a type ``application/octet-stream``)."""
+    app = Headers()
+    requests = [
+        ("PUT", {"content": b"receipt bytes"}),
+        ("PUT", {"content": b"%PDF", "headers": {"Content-Type": "application/pdf"}}),
+        ("POST", {"json": {"a": 1}}),
+        ("GET", {"params": {"q": "1"}}),
+        ("POST", {}),
+    ]
+    async with http_serve(app) as listening:
+        for transport in (
+            httpx.AsyncHTTPTransport(),
+            DingTalkTransport(httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)),
+        ):
+            async with httpx.AsyncClient(transport=transport) as http:
+                for method, kw in requests:
+                    await http.request(method, f"{listening.base_url}/x", **kw)
+    by_httpx, by_aiohttp = app.seen[: len(requests)], app.seen[len(requests) :]
+    assert by_aiohttp == by_httpx
