@@ -235,7 +235,7 @@ async def test_requests_leave_with_httpx_headers_and_no_others() -> None:
     """A file-store upload is signed over its headers: aiohttp must add none (it would
     give a body without a type ``application/octet-stream``)."""
     app = Headers()
-    requests = [
+    requests: list[tuple[str, dict[str, Any]]] = [
         ("PUT", {"content": b"receipt bytes"}),
         ("PUT", {"content": b"%PDF", "headers": {"Content-Type": "application/pdf"}}),
         ("POST", {"json": {"a": 1}}),
