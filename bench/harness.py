@@ -219,6 +219,25 @@ class Child:
             self.process.wait(10)
 
 
+def start_simulator(
+    work: Path,
+    *,
+    rule_delay: float = 0.0,
+    qps: int | None = None,
+    callback_url: str | None = None,
+) -> tuple[Child, str]:
+    """``bench.simproc`` as a child process (its logs and stats in ``work``), and its URL."""
+    port = free_port()
+    argv = [PY, "-m", "bench.simproc", "--port", str(port), "--rule-delay", str(rule_delay)]
+    argv += ["--stats", str(work / f"sim-{port}.json")]
+    if qps is not None:
+        argv += ["--qps", str(qps)]
+    if callback_url:
+        argv += ["--callback-url", callback_url]
+    child = Child("simulator", argv, work / f"sim-{port}.log").start()
+    return child, f"http://127.0.0.1:{port}"
+
+
 # --- the world ---------------------------------------------------------------------------
 
 
@@ -252,16 +271,11 @@ class Bench:
     def simulator(
         self, *, rule_delay: float = 0.0, qps: int | None = None, callback_url: str | None = None
     ) -> tuple[Child, str]:
-        port = free_port()
-        argv = [PY, "-m", "bench.simproc", "--port", str(port), "--rule-delay", str(rule_delay)]
-        argv += ["--stats", str(self.work / f"sim-{port}.json")]
-        if qps is not None:
-            argv += ["--qps", str(qps)]
-        if callback_url:
-            argv += ["--callback-url", callback_url]
-        child = Child("simulator", argv, self.work / f"sim-{port}.log").start()
+        child, url = start_simulator(
+            self.work, rule_delay=rule_delay, qps=qps, callback_url=callback_url
+        )
         self.children.append(child)
-        return child, f"http://127.0.0.1:{port}"
+        return child, url
 
     @staticmethod
     def sim_stats(sim: Child) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from syncd.dingtalk.models import (
 )
 from syncd.dingtalk.paced import log_failure
 from syncd.dingtalk.pacing import MemoryPacer, Pacer
+from syncd.dingtalk.transport import dingtalk_transport
 from syncd.errors import (
     DingTalkError,
     DingTalkNotSent,
@@ -83,20 +84,23 @@ def build_http_client(
     observer: CallObserver | None = None,
 ) -> ObservedClient:
     """An ``httpx.AsyncClient`` configured for DingTalk's new API, with token auth; every
-    exchange (token fetches included) is reported to ``observer``."""
+    exchange (token fetches included) is reported to ``observer``. Without a
+    ``transport``, it sends over aiohttp (:mod:`syncd.dingtalk.transport`), or over
+    httpx's own transport where the environment names a proxy."""
     auth = DingTalkTokenAuth(
         app_key,
         app_secret,
         clock=clock or SystemClock(),
         token_url=f"{base_url.rstrip('/')}{endpoints.TOKEN.path}",
     )
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
     return ObservedClient(
         base_url=base_url,
         auth=auth,
         timeout=httpx.Timeout(timeout, connect=5.0),
         headers={"Accept": "application/json"},
-        transport=transport,
-        limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+        transport=transport or dingtalk_transport(limits),
+        limits=limits,
         observer=observer,
     )
 
