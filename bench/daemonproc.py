@@ -39,9 +39,10 @@ TRANSPORT = "SYNCD_BENCH_TRANSPORT"
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     if os.environ.get(LOOP) == "uvloop":
-        import uvloop
+        import uvloop  # the bench extra; not in CI's environment, hence no stubs there
 
-        return uvloop.new_event_loop
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
     return None
 
 
