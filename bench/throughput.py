@@ -61,8 +61,7 @@ def history(b: Bench, system: str, count: int) -> None:
     """``count`` approvals of finished work, as a database that has run a while holds:
     business rows decided, and each system's own records of them (for syncd the approvals
     with their outbox rows, tasks, history lines and inbox events, as ``bench.scale``
-    makes them;
-    for the baseline succeeded jobs with their events)."""
+    makes them; for the baseline succeeded jobs with their events)."""
     table = "app.leave_request" if system == "syncd" else "app.leave_baseline"
     b.sql(
         f"INSERT INTO {table} (applicant, days, reason, status, approval_status, instance_id, "
