@@ -1,0 +1,206 @@
+"""Where the CPU goes: one syncd run over a backlog, with the database and the daemon profiled.
+
+``python -m bench.cpu --backlog 10000 --name cpu-HEAD [--py-spy 25]`` runs the daemon as
+the throughput benchmark does (the same fair start: a history as large as the backlog,
+then ``VACUUM ANALYZE`` and ``CHECKPOINT``; pacing lifted, the simulator with no limits),
+waits for the end on the business table's update count from the statistics (so its own
+polling costs PostgreSQL next to nothing), and records,
+per approval: the daemon's CPU, PostgreSQL's CPU split by process (the backends serving
+syncd, autovacuum, the checkpointer and WAL writer, and exited children), the statements
+by total execution time with ``pg_stat_statements.track = all`` (so the statements inside
+syncd's SQL functions are counted too), and, with ``--py-spy SECONDS``, a py-spy profile
+of the daemon (the folded stacks next to the result file, their top shares in it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.harness import CLK_TCK, RESULTS, Bench, bench, cpu_seconds, log, save, wait_until
+from bench.throughput import history
+
+DONE = "SELECT count(*) FROM syncd.approval WHERE written_back_at IS NOT NULL AND id > %s"
+
+#: PostgreSQL's own processes, by what their command line says.
+ROLES = (
+    ("autovacuum", "autovacuum"),
+    ("checkpointer", "checkpointer"),
+    ("walwriter", "walwriter"),
+    ("background writer", "bgwriter"),
+)
+
+
+def postgres_cpu_by_role(b: Bench) -> dict[str, float]:
+    """CPU seconds of the postmaster's children by role, plus what exited children used."""
+    postmaster = int((b.pg.data_dir / "postmaster.pid").read_text().split()[0])
+    stat = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    roles: dict[str, float] = collections.defaultdict(float)
+    roles["postmaster"] = cpu_seconds(postmaster)
+    roles["exited"] = (int(stat[13]) + int(stat[14])) / CLK_TCK
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid != postmaster:
+                continue
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        role = next((name for marker, name in ROLES if marker in cmdline), "backends")
+        roles[role] += cpu_seconds(int(entry.name))
+    return dict(roles)
+
+
+def written_back(b: Bench) -> int:
+    """Approvals written back: the business table's updates as the statistics count them
+    (no scan, so the benchmark's own polling costs PostgreSQL next to nothing), then, once
+    they say all, the exact count."""
+    [(updates,)] = b.sql(
+        "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'app.leave_request'::regclass"
+    )
+    return int(b.sql(DONE, (args.history,))[0][0]) if updates >= args.backlog else int(updates)
+
+
+def statements_by_time(b: Bench, limit: int = 25) -> list[dict[str, Any]]:
+    rows = b.sql(
+        "SELECT calls, total_exec_time, rows, toplevel,"
+        " left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
+        "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+        "WHERE d.datname = current_database() AND s.query NOT LIKE '%%pg_stat%%' "
+        "ORDER BY total_exec_time DESC LIMIT %s",
+        (limit,),
+    )
+    return [
+        {
+            "calls": int(c),
+            "total_ms": round(float(t), 1),
+            "rows": int(r),
+            "top": bool(top),
+            "query": q,
+        }
+        for c, t, r, top, q in rows
+    ]
+
+
+def fold(path: Path, top: int = 40) -> dict[str, list[tuple[str, float]]]:
+    """Inclusive and leaf shares (percent of samples) of a py-spy raw (folded) profile."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    leaf: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, count = line.rsplit(" ", 1)
+        n = int(count)
+        total += n
+        names = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        for name in set(names):
+            inclusive[name] += n
+        leaf[names[-1]] += n
+    share = 100 / max(1, total)
+
+    def pick(counter: collections.Counter[str]) -> list[tuple[str, float]]:
+        return [(name, round(n * share, 1)) for name, n in counter.most_common(top)]
+
+    return {"inclusive": pick(inclusive), "leaf": pick(leaf)}
+
+
+def main() -> None:
+    with bench() as b:
+        b.sql("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+        if args.explain is not None:  # plans of the slow statements, in the server's log
+            b.sql("ALTER SYSTEM SET session_preload_libraries = 'auto_explain'")
+            b.sql(f"ALTER SYSTEM SET auto_explain.log_min_duration = {int(args.explain)}")
+            b.sql("ALTER SYSTEM SET auto_explain.log_nested_statements = on")
+        b.sql("SELECT pg_reload_conf()")
+        history(b, "syncd", args.history)
+        b.submit(args.backlog)
+        b.settle()
+        sim, sim_url = b.simulator(rule_delay=0.0, qps=None)
+        config = b.config(sim_url)
+        b.reset_counters()
+        pg0 = postgres_cpu_by_role(b)
+        sim0 = sim.cpu()
+        daemon = b.daemon(config, unpaced=True)
+        spy = None
+        folded = RESULTS / f"{args.name}.folded"
+        spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if args.py_spy and Path(spy_bin).exists():
+            argv = [spy_bin, "record", "--pid", str(daemon.pid), "--duration", str(args.py_spy)]
+            argv += ["--rate", "100", "--format", "raw", "--nonblocking", "-o", str(folded)]
+            spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = wait_until(lambda: written_back(b) >= args.backlog, args.timeout, every=1.0)
+        [(last,)] = b.sql(
+            "SELECT extract(epoch FROM max(written_back_at)) FROM syncd.approval WHERE id > %s",
+            (args.history,),
+        )
+        cpu = daemon.cpu() - daemon.cpu_at_ready
+        pg1 = postgres_cpu_by_role(b)
+        counters = b.counters()
+        statements = statements_by_time(b)
+        [(toplevel,)] = b.sql(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+            "AND s.toplevel AND s.query NOT LIKE '%pg_stat%'"
+        )
+        [(written,)] = b.sql(DONE, (args.history,))
+        daemon.stop()
+        if spy is not None:
+            spy.wait(args.py_spy + 30)
+        n = max(1, int(written))
+        roles = {k: round(1000 * (pg1.get(k, 0.0) - pg0.get(k, 0.0)) / n, 3) for k in pg1}
+        result: dict[str, Any] = {
+            "backlog": args.backlog,
+            "history": args.history,
+            "completed": done,
+            "approvals": int(written),
+            "approvals_per_second": written / (float(last) - daemon.ready_at),
+            "daemon_cpu_ms_per_approval": 1000 * cpu / n,
+            "postgres_cpu_ms_per_approval": sum(roles.values()),
+            "postgres_cpu_ms_per_approval_by_role": roles,
+            "simulator_cpu_ms_per_approval": 1000 * (sim.cpu() - sim0) / n,
+            "statements_per_approval": counters["statements"] / n,
+            "toplevel_statements_per_approval": int(toplevel) / n,
+            "commits_per_approval": counters["commits"] / n,
+            "db_exec_ms_per_approval": counters["exec_ms"] / n,
+            "statements_by_time": statements,
+        }
+        if args.explain is not None:
+            plans = RESULTS / f"{args.name}.plans.log"
+            plans.write_text((b.pg.home / "postgres.log").read_text(errors="replace"))
+            result["plans"] = plans.name
+        if spy is not None and folded.exists():
+            result["py_spy"] = fold(folded)
+    log(
+        f"{written} approvals, {result['approvals_per_second']:.0f}/s: daemon "
+        f"{result['daemon_cpu_ms_per_approval']:.2f} ms, PostgreSQL "
+        f"{result['postgres_cpu_ms_per_approval']:.2f} ms {roles}, "
+        f"{result['statements_per_approval']:.2f} statements per approval"
+    )
+    save(args.name, result)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backlog", type=int, default=10_000)
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--history", type=int, help="approvals of finished work first (default: the backlog)"
+    )
+    parser.add_argument("--py-spy", type=int, default=0, help="profile the daemon this long")
+    parser.add_argument("--name", default="cpu")
+    parser.add_argument(
+        "--explain", type=int, help="log the plans of statements slower than this many ms"
+    )
+    args = parser.parse_args()
+    if args.history is None:
+        args.history = args.backlog
+    main()
