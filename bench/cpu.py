@@ -120,6 +120,10 @@ def main() -> None:
             b.sql("ALTER SYSTEM SET session_preload_libraries = 'auto_explain'")
             b.sql(f"ALTER SYSTEM SET auto_explain.log_min_duration = {int(args.explain)}")
             b.sql("ALTER SYSTEM SET auto_explain.log_nested_statements = on")
+            if args.analyze:  # actual rows, loops and buffers (slows every statement)
+                b.sql("ALTER SYSTEM SET auto_explain.log_analyze = on")
+                b.sql("ALTER SYSTEM SET auto_explain.log_buffers = on")
+                b.sql("ALTER SYSTEM SET auto_explain.log_timing = off")
         b.sql("SELECT pg_reload_conf()")
         history(b, "syncd", args.history)
         b.submit(args.backlog)
@@ -143,6 +147,8 @@ def main() -> None:
             (args.history,),
         )
         cpu = daemon.cpu() - daemon.cpu_at_ready
+        stat = Path(f"/proc/{daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        system_share = int(stat[12]) / max(1, int(stat[11]) + int(stat[12]))
         pg1 = postgres_cpu_by_role(b)
         counters = b.counters()
         statements = statements_by_time(b)
@@ -164,6 +170,7 @@ def main() -> None:
             "approvals": int(written),
             "approvals_per_second": written / (float(last) - daemon.ready_at),
             "daemon_cpu_ms_per_approval": 1000 * cpu / n,
+            "daemon_system_cpu_share": system_share,  # the kernel's part (whole life)
             "postgres_cpu_ms_per_approval": sum(roles.values()),
             "postgres_cpu_ms_per_approval_by_role": roles,
             "simulator_cpu_ms_per_approval": 1000 * (sim.cpu() - sim0) / n,
@@ -199,6 +206,9 @@ if __name__ == "__main__":
     parser.add_argument("--name", default="cpu")
     parser.add_argument(
         "--explain", type=int, help="log the plans of statements slower than this many ms"
+    )
+    parser.add_argument(
+        "--analyze", action="store_true", help="with --explain: actual rows and buffers"
     )
     args = parser.parse_args()
     if args.history is None:
