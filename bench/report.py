@@ -349,6 +349,7 @@ def main() -> None:
         "throughput-10000-settled-empty",
         "throughput-10000-notasks",
         "throughput-100000",
+        "throughput-100000-fresh",  # the earlier one-run comparison, fresh databases
         "final-2000",
         "nagle-2000",
         "lanes-2000",

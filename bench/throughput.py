@@ -149,6 +149,7 @@ def run_syncd(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[str,
     daemon.stop()
     result = {
         "completed": done,
+        "t0": t0,  # the epoch the timeline's seconds count from (for the simulator's GC pauses)
         "approvals": int(written),
         "states": states,
         "seconds": elapsed,
@@ -217,6 +218,7 @@ def run_baseline(b: Bench, sim_url: str, backlog: int, timeout: float) -> dict[s
     cpu = float(usage.get("cpu", float("nan")))
     result = {
         "completed": done,
+        "t0": t0,  # the epoch the timeline's seconds count from (for the simulator's GC pauses)
         "approvals": int(written),
         "seconds": elapsed,
         "approvals_per_second": written / elapsed,

@@ -41,6 +41,7 @@ from syncd.dingtalk.pacing import (
     DEFAULT_RATE,
     LATE_SHARE,
     Backoff,
+    SendWindow,
     Sleep,
     wait_for_slot,
 )
@@ -188,8 +189,8 @@ class PostgresPacer:
             )
         return slot.due
 
-    async def acquire(self, endpoint: str) -> None:
-        await wait_for_slot(
+    async def acquire(self, endpoint: str) -> SendWindow:
+        return await wait_for_slot(
             endpoint,
             lambda: self._wait(endpoint),
             clock=self._clock,

@@ -22,6 +22,7 @@ import httpx
 
 from syncd.dingtalk.endpoints import Endpoint, Host, Outcome
 from syncd.dingtalk.mapping import error_from_response, oss_error_from_response
+from syncd.dingtalk.pacing import SendWindow, SlotMissed
 from syncd.errors import (
     DingTalkAuthError,
     DingTalkError,
@@ -34,6 +35,7 @@ from syncd.ports import CallObserver
 
 #: The key of a request's declared endpoint in ``request.extensions``.
 ENDPOINT_KEY = "syncd_endpoint"
+WINDOW_KEY = "syncd_send_window"
 _ERROR_KEY = "syncd_error"
 _OUTCOMES: tuple[tuple[type[DingTalkError], Outcome], ...] = (
     (DingTalkThrottled, "throttled"),
@@ -81,13 +83,16 @@ async def send(
     url: str | None = None,
     content: bytes | None = None,
     headers: Mapping[str, str] | None = None,
+    window: SendWindow | None = None,
 ) -> httpx.Response:
     """Send the call ``endpoint`` declares on ``http`` (based on the endpoint's host), with
     ``http``'s own auth unless ``auth`` is given.
 
     ``path_params`` fill the declared path's ``{name}`` parts (quoted); ``url`` replaces
     the path altogether (a signed file-store URL, used verbatim); ``content`` and
-    ``headers`` are the raw body and the request's own headers.
+    ``headers`` are the raw body and the request's own headers; ``window``, a paced
+    call's: :class:`ObservedClient` raises :class:`SlotMissed` instead of writing the
+    request after it.
     """
     target = url if url is not None else endpoint.path
     for name, value in (path_params or {}).items():
@@ -100,7 +105,7 @@ async def send(
         content=content,
         headers=headers,
         auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
-        extensions=tagged(endpoint),
+        extensions=tagged(endpoint, None if window is None else {WINDOW_KEY: window}),
     )
 
 
@@ -138,7 +143,9 @@ def _failed(exc: httpx.TransportError, sent: httpx.Request) -> httpx.Request:
 class ObservedClient(httpx.AsyncClient):
     """An ``httpx.AsyncClient`` for declared calls, each reported to ``observer``.
 
-    Its request hook refuses an undeclared request; its response hook reports each
+    Its request hook refuses an undeclared request, and a paced one that would leave
+    after its window (the hook runs after the token is added, just before the transport
+    writes the request); its response hook reports each
     answer; :meth:`send` reports a request that got no answer at all (refused, reset,
     timed out; a token fetch under its own name), which httpx's hooks never see.
     (Wrapping the transport instead would turn off the proxies taken from the
@@ -162,6 +169,9 @@ class ObservedClient(httpx.AsyncClient):
 
     async def _sent(self, request: httpx.Request) -> None:
         declared(request)
+        window = request.extensions.get(WINDOW_KEY)
+        if isinstance(window, SendWindow) and (late_by := window.late_by()) > 0:
+            raise SlotMissed(late_by)
         self._sent_at[request] = time.perf_counter()
 
     async def _answered(self, response: httpx.Response) -> None:

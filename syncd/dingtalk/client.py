@@ -44,7 +44,7 @@ from syncd.dingtalk.models import (
     SchemaResponse,
 )
 from syncd.dingtalk.paced import log_failure
-from syncd.dingtalk.pacing import MemoryPacer, Pacer
+from syncd.dingtalk.pacing import MemoryPacer, Pacer, SendWindow, SlotMissed, send_paced
 from syncd.dingtalk.transport import dingtalk_transport
 from syncd.errors import (
     DingTalkError,
@@ -287,23 +287,28 @@ class HttpxApprovalClient:
         params: dict[str, str] | None = None,
         send_before: datetime | None = None,
     ) -> bytes:
-        await self._pacer.acquire(endpoint.name)
-        if send_before is not None and self._clock.now() >= send_before:
-            late = DingTalkNotSent(
-                f"{endpoint.name} kept back: its lease ends before an answer could"
-            )
-            self._log_failure(endpoint, late)
-            raise late
-        self.calls += 1
-        try:
-            response = await send(self._http, endpoint, json=json, params=params)
-        except httpx.HTTPError as exc:
-            failure = _transport_error(exc, endpoint)
-            self._log_failure(endpoint, failure)
-            raise failure from exc
-        except DingTalkError as token_failure:  # from the token auth: the call was not sent
-            self._log_failure(endpoint, token_failure)
-            raise
+        async def attempt(window: SendWindow) -> httpx.Response:
+            if send_before is not None and self._clock.now() >= send_before:
+                late = DingTalkNotSent(
+                    f"{endpoint.name} kept back: its lease ends before an answer could"
+                )
+                self._log_failure(endpoint, late)
+                raise late
+            self.calls += 1
+            try:
+                return await send(self._http, endpoint, json=json, params=params, window=window)
+            except SlotMissed:
+                self.calls -= 1  # not written: it goes again with another slot
+                raise
+            except httpx.HTTPError as exc:
+                failure = _transport_error(exc, endpoint)
+                self._log_failure(endpoint, failure)
+                raise failure from exc
+            except DingTalkError as token_failure:  # from the token auth: the call was not sent
+                self._log_failure(endpoint, token_failure)
+                raise
+
+        response = await send_paced(self._pacer, endpoint.name, attempt)
         error = error_of(response)
         if error is None:
             return response.content

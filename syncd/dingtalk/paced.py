@@ -12,7 +12,7 @@ import httpx
 from syncd.dingtalk.auth import DingTalkTokenAuth
 from syncd.dingtalk.calls import error_of, send
 from syncd.dingtalk.endpoints import Endpoint
-from syncd.dingtalk.pacing import Pacer
+from syncd.dingtalk.pacing import Pacer, SendWindow, send_paced
 from syncd.errors import DingTalkAuthError, DingTalkError, DingTalkThrottled, DingTalkTransient
 
 logger = logging.getLogger(__name__)
@@ -40,12 +40,15 @@ async def paced_send(
     http: httpx.AsyncClient, pacer: Pacer, endpoint: Endpoint, **request: Any
 ) -> httpx.Response:
     """The successful answer to ``endpoint`` (``request`` as :func:`send` takes it)."""
-    for attempt in (1, 2):
-        await pacer.acquire(endpoint.name)
+
+    async def once(window: SendWindow) -> httpx.Response:
         try:
-            response = await send(http, endpoint, **request)
+            return await send(http, endpoint, window=window, **request)
         except httpx.HTTPError as exc:
             raise DingTalkTransient(f"DingTalk unreachable ({type(exc).__name__})") from exc
+
+    for attempt in (1, 2):
+        response = await send_paced(pacer, endpoint.name, once)
         error = error_of(response)
         if isinstance(error, DingTalkAuthError) and attempt == 1:
             if isinstance(http.auth, DingTalkTokenAuth):

@@ -12,7 +12,8 @@ apart only if both leave on time and the network delays both alike. Two things m
 them: the *lateness* of a call (it wakes after its slot: a busy event loop, a busy
 machine) and the *jitter* of the delay between sending and DingTalk counting it. A call
 that wakes more than ``late`` seconds after its slot is not sent late: it takes a new
-slot (the old one stays spent, so the schedule other calls were given still holds). So
+slot (the old one stays spent, so the schedule other calls were given still holds); so
+does one whose request would be written later than that (:class:`SendWindow`). So
 any ``rate`` calls a bucket lets through leave at least ``1 + margin - late`` seconds
 apart, and reach DingTalk more than one second apart as long as the jitter stays under
 ``margin - late``. The defaults (``margin`` 25 ms, ``late`` 10 ms: 15 ms for the
@@ -39,7 +40,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from syncd.errors import DingTalkThrottled
 from syncd.ports import Clock
@@ -60,13 +61,41 @@ RETAKES = 3
 MIN_FACTOR = 0.125
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """How long a call that got its slot may still leave: until ``until`` on
+    ``clock.monotonic()`` (the slot's start plus the lateness allowed).
+
+    The pacer checks it when the call wakes; the request is checked again just before it
+    is written (:class:`~syncd.dingtalk.calls.ObservedClient`'s request hook), since
+    building it, fetching a token and a busy event loop can delay it past that check."""
+
+    clock: Clock
+    until: float
+
+    def late_by(self) -> float:
+        """Seconds past the window (0 or less: still open)."""
+        return self.clock.monotonic() - self.until
+
+
+class SlotMissed(Exception):
+    """A paced request that would leave after its window: it was not written. Its slot
+    stays spent (the schedule other calls were given still holds); take a new one."""
+
+    def __init__(self, late_by: float) -> None:
+        super().__init__(f"{1000 * late_by:.0f} ms past its pacing window")
+        self.late_by = late_by
 
 
 class Pacer(Protocol):
     """Decides when a call to an endpoint may be sent."""
 
-    async def acquire(self, endpoint: str) -> None:
-        """Return when a call may be sent; raise DingTalkThrottled if that is too far off."""
+    async def acquire(self, endpoint: str) -> SendWindow:
+        """Return when a call may be sent, with how long it may still leave; raise
+        DingTalkThrottled if that is too far off."""
         ...
 
     async def penalize(self, endpoint: str, seconds: float) -> None:
@@ -154,6 +183,28 @@ class Bucket:
         self.tat = max(self.tat, now + seconds + tolerance)
 
 
+def _retaken(endpoint: str, lateness: float, what: str) -> None:
+    logger.info(
+        "%s %s by %.0f ms; taking a new slot",
+        endpoint,
+        what,
+        1000 * lateness,
+        extra={
+            "action": "pacing_slot_retaken",
+            "endpoint": endpoint,
+            "late_ms": round(1000 * lateness, 1),
+        },
+    )
+
+
+def _late_too_often(endpoint: str) -> DingTalkThrottled:
+    return DingTalkThrottled(
+        f"{endpoint} was late for {RETAKES + 1} slots in a row (a busy process); try again",
+        retry_after=1.0,
+        code="localPacing",
+    )
+
+
 async def wait_for_slot(
     endpoint: str,
     reserve: Callable[[], Awaitable[float]],
@@ -161,10 +212,10 @@ async def wait_for_slot(
     clock: Clock,
     sleep: Sleep,
     late: float,
-) -> float:
+) -> SendWindow:
     """Wait for a slot from ``reserve`` (it returns when the slot starts, on
     ``clock.monotonic()``, as early as it may be); take a new slot when woken more than
-    ``late`` seconds after one. Returns the lateness of the call sent (seconds)."""
+    ``late`` seconds after one. Returns how long the call may still leave."""
     for _ in range(RETAKES + 1):
         due = await reserve()
         wait = due - clock.monotonic()
@@ -172,22 +223,21 @@ async def wait_for_slot(
             await sleep(wait)
         lateness = clock.monotonic() - due
         if lateness <= late:
-            return max(0.0, lateness)
-        logger.info(
-            "%s woke %.0f ms after its slot; taking a new one",
-            endpoint,
-            1000 * lateness,
-            extra={
-                "action": "pacing_slot_retaken",
-                "endpoint": endpoint,
-                "late_ms": round(1000 * lateness, 1),
-            },
-        )
-    raise DingTalkThrottled(
-        f"{endpoint} woke late for {RETAKES + 1} slots in a row (a busy process); try again",
-        retry_after=1.0,
-        code="localPacing",
-    )
+            return SendWindow(clock, due + late)
+        _retaken(endpoint, lateness, "woke after its slot")
+    raise _late_too_often(endpoint)
+
+
+async def send_paced(pacer: Pacer, endpoint: str, send: Callable[[SendWindow], Awaitable[T]]) -> T:
+    """``send(window)`` once the pacer gives a slot; if the request would have left after
+    its window (:class:`SlotMissed`: nothing was written), again with a new slot."""
+    for _ in range(RETAKES + 1):
+        window = await pacer.acquire(endpoint)
+        try:
+            return await send(window)
+        except SlotMissed as missed:
+            _retaken(endpoint, missed.late_by, "would have left after its window")
+    raise _late_too_often(endpoint)
 
 
 class MemoryPacer:
@@ -238,8 +288,8 @@ class MemoryPacer:
         self.waited += wait
         return now + wait
 
-    async def acquire(self, endpoint: str) -> None:
-        await wait_for_slot(
+    async def acquire(self, endpoint: str) -> SendWindow:
+        return await wait_for_slot(
             endpoint,
             lambda: self._reserve(endpoint),
             clock=self._clock,

@@ -18,7 +18,7 @@ import pytest
 
 from syncd.app import App
 from syncd.db.submit_store import PostgresSubmitStore
-from syncd.dingtalk.pacing import MemoryPacer
+from syncd.dingtalk.pacing import MemoryPacer, SendWindow
 from syncd.domain import ApprovalState
 from syncd.runner import Runner
 
@@ -98,11 +98,11 @@ class StallingPacer(MemoryPacer):
         self.stalled = asyncio.Event()
         self.go = asyncio.Event()
 
-    async def acquire(self, endpoint: str) -> None:
+    async def acquire(self, endpoint: str) -> SendWindow:
         if endpoint == "create":
             self.stalled.set()
             await self.go.wait()
-        await super().acquire(endpoint)
+        return await super().acquire(endpoint)
 
 
 async def test_a_create_stalled_past_its_lease_is_not_sent(env):

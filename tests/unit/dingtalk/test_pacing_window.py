@@ -2,7 +2,9 @@
 
 Workers call through one :class:`MemoryPacer` in virtual time (``tests.virtual_time``):
 Hypothesis draws how many there are, how long each thinks between calls, and how late
-the process wakes each sleeping call. The send times must keep every ``limit``
+the process wakes each sleeping call, and how long each call then takes on its way to the
+socket (building the request, a token, a busy event loop: the window is checked again
+there, as the HTTP client's request hook does). The send times must keep every ``limit``
 consecutive calls at least ``1 + margin - late`` seconds apart, so that a network delay
 varying by up to ``margin - late`` still puts no more than ``limit`` calls in any window
 DingTalk counts (``(t - 1, t]``), and the pacer must use the rate it is given.
@@ -13,12 +15,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.dingtalk.pacing import DEFAULT_LATE, DEFAULT_MARGIN, MemoryPacer
+from syncd.dingtalk.pacing import (
+    DEFAULT_LATE,
+    DEFAULT_MARGIN,
+    MemoryPacer,
+    SendWindow,
+    SlotMissed,
+    send_paced,
+)
 from syncd.errors import DingTalkThrottled
 from syncd.simulator.faults import Faults, Limiter
 from syncd.simulator.world import FaultSettings, Limits
@@ -40,20 +50,32 @@ def max_in_window(times: list[float], span: float) -> int:
 
 
 async def _worker(
-    vt: VirtualTime, pacer: MemoryPacer, thinks: list[float], sent: list[float]
+    vt: VirtualTime,
+    pacer: MemoryPacer,
+    thinks: list[float],
+    sent: list[float],
+    on_the_way: Callable[[], float] = lambda: 0.0,
 ) -> None:
     """Calls after each think time; a call refused 10 times is given up (a process late on
-    every wake-up sends nothing: that is the price of never sending late)."""
+    every wake-up sends nothing: that is the price of never sending late). A call takes
+    ``on_the_way()`` seconds from its slot to the socket, where its window is checked."""
+
+    async def write(window: SendWindow) -> None:
+        if delay := on_the_way():
+            await vt.nap(delay)
+        if window.late_by() > 0:
+            raise SlotMissed(window.late_by())
+        sent.append(vt.clock.monotonic())
+
     for think in thinks:
         if think:
             await vt.nap(think)
         for _ in range(10):
             try:
-                await pacer.acquire("create")
+                await send_paced(pacer, "create", write)
             except DingTalkThrottled as refused:
                 await vt.nap(refused.retry_after)
                 continue
-            sent.append(vt.clock.monotonic())
             break
 
 
@@ -64,16 +86,18 @@ async def _worker(
         st.lists(st.floats(0, 0.3) | st.just(0.0), min_size=5, max_size=25), min_size=1, max_size=6
     ),
     lateness=st.lists(st.floats(0, DEFAULT_LATE) | st.floats(0, 0.2), min_size=1, max_size=40),
+    on_the_way=st.lists(st.just(0.0) | st.floats(0, DEFAULT_LATE) | st.floats(0, 0.5), min_size=1),
 )
 def test_no_window_holds_more_than_the_rate(
-    rate: int, workers: list[list[float]], lateness: list[float]
+    rate: int, workers: list[list[float]], lateness: list[float], on_the_way: list[float]
 ) -> None:
     clock = FakeClock()
-    late = itertools.cycle(lateness)
+    late, way = itertools.cycle(lateness), itertools.cycle(on_the_way)
     vt = VirtualTime(clock, lambda: next(late))
     pacer = MemoryPacer(clock=clock, rate=rate, sleep=vt.sleep)
     sent: list[float] = []
-    asyncio.run(vt.run(*(_worker(vt, pacer, thinks, sent) for thinks in workers)))
+    calls = (_worker(vt, pacer, thinks, sent, lambda: next(way)) for thinks in workers)
+    asyncio.run(vt.run(*calls))
     assert len(sent) <= sum(len(w) for w in workers)
     # Each call reaches DingTalk after a delay in [d, d + jitter]: the worst case moves
     # the earlier calls of a window late and the later ones early.
