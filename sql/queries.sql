@@ -1,12 +1,6 @@
 -- Named queries: every statement syncd runs, each under a `-- name --` header followed by
 -- a one-line description. Parameters use psycopg's %(name)s style. Loaded by
 -- syncd/db/queries.py; a test checks that every QUERIES["..."] in syncd/ exists here.
---
--- A statement that finds rows by their key names only the key where it scans, and checks
--- the state on the locked row. Given ``id = $1 AND state = 'running'`` the planner may pick
--- a partial index (``WHERE state = 'running'``) that statistics taken before a backlog
--- arrived call empty, and then each call scans it whole (tests/integration/
--- test_key_lookup_plans.py).
 
 -- create_migrations_table --
 -- Bootstrap the schema and the migration ledger before the first migration runs.
@@ -394,8 +388,10 @@ RETURNING a.id, prev.originator_user_id AS previous_user_id;
 -- transition in the history, the metered calls in the monthly usage (contact reads are not
 -- metered). The calls are recorded even when the approval had moved on (nothing returned):
 -- the instance exists all the same.
-WITH prev AS MATERIALIZED (
-    SELECT id, state, instance_id FROM syncd.approval WHERE id = %(id)s FOR UPDATE
+WITH prev AS (
+    SELECT id, state FROM syncd.approval
+     WHERE id = %(id)s AND state IN ('submitting', 'unknown') AND instance_id IS NULL
+       FOR UPDATE
 ), moved AS (
     UPDATE syncd.approval a
        SET state = 'running', instance_id = %(instance_id)s, process_code = %(process_code)s,
@@ -405,7 +401,7 @@ WITH prev AS MATERIALIZED (
            last_error_message = NULL, calls_spent = a.calls_spent + %(calls)s,
            next_poll_at = %(next_poll_at)s, updated_at = %(now)s
       FROM prev
-     WHERE a.id = prev.id AND prev.state IN ('submitting', 'unknown') AND prev.instance_id IS NULL
+     WHERE a.id = prev.id
     RETURNING prev.state AS from_state
 ), spent AS (
     SELECT * FROM ROWS FROM (jsonb_to_recordset(%(call_lines)s::jsonb)
@@ -437,8 +433,11 @@ SELECT from_state FROM moved;
 
 -- record_attempt_failed --
 -- A submit attempt ended without an instance: back to pending, unknown, invalid or dead (only by the claim's owner).
-WITH prev AS MATERIALIZED (
-    SELECT id, state, instance_id, lease_owner FROM syncd.approval WHERE id = %(id)s FOR UPDATE
+WITH prev AS (
+    SELECT id, state FROM syncd.approval
+     WHERE id = %(id)s AND state IN ('submitting', 'unknown') AND instance_id IS NULL
+       AND (%(owner)s::text IS NULL OR lease_owner = %(owner)s)
+       FOR UPDATE
 )
 UPDATE syncd.approval a
    SET state = %(to_state)s, next_attempt_at = %(next_attempt_at)s,
@@ -449,8 +448,7 @@ UPDATE syncd.approval a
        last_error_code = %(error_code)s, last_error_message = %(error_message)s,
        calls_spent = a.calls_spent + %(calls)s, updated_at = %(now)s
   FROM prev
- WHERE a.id = prev.id AND prev.state IN ('submitting', 'unknown') AND prev.instance_id IS NULL
-   AND (%(owner)s::text IS NULL OR prev.lease_owner = %(owner)s)
+ WHERE a.id = prev.id
 RETURNING prev.state AS from_state;
 
 -- expire_submit_leases --
@@ -539,13 +537,8 @@ UPDATE syncd.inbox SET next_attempt_at = %(next_attempt_at)s, last_error = %(err
 
 -- mark_inbox_processed --
 -- Events handled (or deliberately dropped, with the reason in last_error).
-WITH mine AS MATERIALIZED (
-    SELECT id, processed_at FROM syncd.inbox WHERE id = ANY(%(ids)s) ORDER BY id
-       FOR NO KEY UPDATE
-)
-UPDATE syncd.inbox i SET processed_at = %(now)s, last_error = %(note)s
-  FROM mine
- WHERE i.id = mine.id AND mine.processed_at IS NULL;
+UPDATE syncd.inbox SET processed_at = %(now)s, last_error = %(note)s
+ WHERE id = ANY(%(ids)s) AND processed_at IS NULL;
 
 -- select_approval_by_instance --
 -- The approval a DingTalk instance belongs to.
@@ -564,8 +557,11 @@ SELECT id, kind, business_key, round, state, instance_id, instance_created_at, c
 -- order, as every batch is. What they told (tasks; the instance's link, ``urls`` aligned
 -- with ``ids``) is a change the business row may show: a new progress version, due at
 -- ``progress_due`` unless a write is pending already.
-WITH locked AS MATERIALIZED (
-    SELECT id, state FROM syncd.approval WHERE id = ANY(%(ids)s) ORDER BY id FOR NO KEY UPDATE
+WITH locked AS (
+    SELECT id FROM syncd.approval
+     WHERE id = ANY(%(ids)s) AND state = 'running'
+     ORDER BY id
+       FOR NO KEY UPDATE
 ), told AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(urls)s::text[]) AS l (id, url)
 )
@@ -577,7 +573,7 @@ UPDATE syncd.approval a
                                THEN a.progress_next_at ELSE %(progress_due)s END,
        updated_at = %(now)s
   FROM locked JOIN told ON told.id = locked.id
- WHERE a.id = locked.id AND locked.state = 'running';
+ WHERE a.id = locked.id;
 
 -- upsert_tasks --
 -- Approver tasks and operation records, as last seen (a JSON array of objects, one row per
@@ -621,15 +617,9 @@ ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
 -- returns nothing. Who decided and the last remark are kept with the approval: as the
 -- instance said (``decided``, from a GET), else from the tasks recorded so far (earlier
 -- in the transaction included).
-WITH mine AS MATERIALIZED (
-    SELECT id, processed_at FROM syncd.inbox
-     WHERE id = ANY(%(inbox_ids)s::bigint[])
-     ORDER BY id
-       FOR NO KEY UPDATE
-), done AS (
-    UPDATE syncd.inbox i SET processed_at = %(now)s
-      FROM mine
-     WHERE i.id = mine.id AND mine.processed_at IS NULL
+WITH done AS (
+    UPDATE syncd.inbox SET processed_at = %(now)s
+     WHERE id = ANY(%(inbox_ids)s::bigint[]) AND processed_at IS NULL
 ), f AS (
     SELECT * FROM jsonb_to_recordset(%(finals)s::jsonb)
            AS (id bigint, from_states text[], to_state text, dingtalk_status text,
@@ -768,13 +758,8 @@ RETURNING a.id, a.kind, a.business_key, a.round, a.instance_id, a.instance_creat
 
 -- set_next_poll --
 -- When to poll a running approval next.
-WITH k AS MATERIALIZED (
-    SELECT id, state FROM syncd.approval WHERE id = %(id)s FOR NO KEY UPDATE
-)
-UPDATE syncd.approval a
-   SET next_poll_at = %(next_poll_at)s, calls_spent = a.calls_spent + %(calls)s
-  FROM k
- WHERE a.id = k.id AND k.state = 'running';
+UPDATE syncd.approval SET next_poll_at = %(next_poll_at)s, calls_spent = calls_spent + %(calls)s
+ WHERE id = %(id)s AND state = 'running';
 
 -- claim_cancel_batch --
 -- Running approvals asked to cancel, older than DingTalk's 15 s revoke guard; takes a lease.
@@ -803,15 +788,11 @@ SELECT id FROM syncd.approval
 
 -- release_cancel --
 -- A terminate attempt failed for now: try again later.
-WITH k AS MATERIALIZED (
-    SELECT id, state FROM syncd.approval WHERE id = %(id)s FOR NO KEY UPDATE
-)
-UPDATE syncd.approval a
+UPDATE syncd.approval
    SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = %(next_attempt_at)s,
        last_error_code = %(error_code)s, last_error_message = %(error_message)s,
-       calls_spent = a.calls_spent + %(calls)s, updated_at = %(now)s
-  FROM k
- WHERE a.id = k.id AND k.state = 'running';
+       calls_spent = calls_spent + %(calls)s, updated_at = %(now)s
+ WHERE id = %(id)s AND state = 'running';
 
 -- select_procedure_exists --
 -- Whether a write-back procedure exists.
@@ -1333,15 +1314,11 @@ RETURNING progress_attempts >= %(max_attempts)s AS gave_up;
 -- record_polled_progress --
 -- A poll found the instance still running and recorded its tasks: a change the business
 -- row may show, due now unless a write is pending already.
-WITH k AS MATERIALIZED (
-    SELECT id, state FROM syncd.approval WHERE id = %(id)s FOR NO KEY UPDATE
-)
-UPDATE syncd.approval a
-   SET progress_seq = a.progress_seq + 1, progress_at = %(now)s,
-       progress_next_at = CASE WHEN a.progress_seq > a.progress_written_seq
-                               THEN a.progress_next_at ELSE %(now)s END
-  FROM k
- WHERE a.id = k.id AND k.state = 'running';
+UPDATE syncd.approval
+   SET progress_seq = progress_seq + 1, progress_at = %(now)s,
+       progress_next_at = CASE WHEN progress_seq > progress_written_seq
+                               THEN progress_next_at ELSE %(now)s END
+ WHERE id = %(id)s AND state = 'running';
 
 -- save_directory_users --
 -- Upsert users read from DingTalk at read_at (a JSON array of objects with the columns):
