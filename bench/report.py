@@ -90,8 +90,48 @@ def throughput(name: str) -> list[str]:
             f"syncd/baseline throughput ratio: **{ratio['median']:.2f}** (range "
             f"{ratio['min']:.2f}–{ratio['max']:.2f} over the rounds' ratios); {noise}.",
         ]
-    lines += ["", *start_rates(data), ""]
+    lines += ["", *start_rates(data), "", *dips(data)]
     return lines
+
+
+def dips(data: dict[str, Any], long: float = 0.2, near: float = 1.5) -> list[str]:
+    """Per run: the seconds written at under half the run's median rate, how many of them
+    lie within ``near`` seconds of a simulator garbage collection of ``long`` seconds or
+    more, and those collections (runs that know their ``t0`` only)."""
+    lines = [
+        row(
+            "run",
+            "approvals/s",
+            "seconds under half the median rate",
+            f"of them within {near} s of a simulator collection ≥ {long} s",
+            "such collections (their total)",
+            "longest collection",
+        ),
+        row(*["---"] * 6),
+    ]
+    seen: dict[str, int] = {}
+    for run in data["runs"]:
+        if "t0" not in run:
+            continue
+        counts = {p["second"]: p["count"] for p in run["timeline"]["written"]}
+        seconds = range(5, max(counts) - 5)  # not the start's ramp nor the end's tail
+        median = statistics.median(counts.get(s, 0) for s in seconds)
+        slow = [s for s in seconds if counts.get(s, 0) < median / 2]
+        pauses = [(at - run["t0"], took) for at, took, _ in run["simulator_gc_pauses"]]
+        longs = [(at, took) for at, took in pauses if took >= long]
+        on_one = [s for s in slow if any(at - near <= s <= at + took + near for at, took in longs)]
+        seen[run["system"]] = seen.get(run["system"], 0) + 1
+        lines.append(
+            row(
+                f"{run['system']} {seen[run['system']]}",
+                f"{run['approvals_per_second']:.1f}",
+                f"{len(slow)} of {len(seconds)}",
+                len(on_one),
+                f"{len(longs)} ({sum(took for _, took in longs):.1f} s)",
+                f"{max((took for _, took in pauses), default=0.0):.2f} s",
+            )
+        )
+    return [*lines, ""] if len(lines) > 2 else []
 
 
 def start_rates(data: dict[str, Any]) -> list[str]:
