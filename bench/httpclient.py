@@ -35,6 +35,7 @@ import asyncio
 import gc
 import importlib.metadata
 import json
+import math
 import os
 import subprocess
 import sys
@@ -52,7 +53,9 @@ from bench.daemonproc import LOOP, TRANSPORT
 from bench.harness import APP_KEY, APP_SECRET, PY, RESULTS, log, save, start_simulator
 from bench.quota import NEIGHBOUR_REQUEST
 from bench.throughput import overlap, spread
+from syncd.clock import SystemClock
 from syncd.dingtalk.client import KEEPALIVE_EXPIRY, HttpxApprovalClient, build_http_client
+from syncd.dingtalk.pacing import SendWindow
 from syncd.dingtalk.transport import DingTalkTransport
 from syncd.metrics import Metrics
 
@@ -76,8 +79,8 @@ PACKAGES = ("httpx", "httpcore", "h11", "anyio", "aiohttp", "httpx-aiohttp", "uv
 class NoWait:
     """A pacer that never waits (the benchmark measures the client, not the rate limit)."""
 
-    async def acquire(self, endpoint: str) -> None:
-        return None
+    async def acquire(self, endpoint: str) -> SendWindow:
+        return SendWindow(SystemClock(), until=math.inf)  # never closes
 
     async def penalize(self, endpoint: str, seconds: float) -> None:
         return None
