@@ -75,3 +75,32 @@ async def test_a_request_past_its_window_is_not_written() -> None:
         assert written == []
         await send(http, ep.CREATE, json={}, window=SendWindow(clock, until=clock.monotonic()))
         assert len(written) == 1
+
+
+async def test_a_resend_after_a_refused_token_takes_its_own_slot(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DingTalk refuses an expired token; the client fetches a new one (slowly) and sends
+    the create again. That resend is a call of its own: past the first slot's window it
+    takes a new slot, and the create is made once."""
+    clock = FakeClock(datetime(2026, 1, 5, 9, tzinfo=UTC))
+    sim = Simulator(World.default(), clock=clock)
+    transport = SlowTokens(sim, clock, 0.0)
+    api = build_http_client(
+        APP_KEY, APP_SECRET, base_url="http://sim", clock=clock, transport=transport
+    )
+    pacer = MemoryPacer(clock=clock, rate=20, sleep=FakeSleeper(clock))
+    client = HttpxApprovalClient(api, pacer=pacer, clock=clock)
+    caplog.set_level("INFO", logger="syncd.dingtalk.pacing")
+    async with api:
+        first = await client.create_instance(LEAVE)
+        sim.tokens.expire_all()
+        transport.seconds = 0.2
+        second = await client.create_instance(LEAVE)
+    await sim.aclose()
+    assert [i.instance_id for i in sim.instances()] == [first, second]
+    # the refused create, the resend on a new slot, and one more token
+    assert sim.calls == Counter({ep.TOKEN.api: 2, ep.CREATE.api: 3})
+    assert client.calls == 2
+    retaken = [r for r in caplog.records if getattr(r, "action", "") == "pacing_slot_retaken"]
+    assert len(retaken) == 1
