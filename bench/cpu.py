@@ -23,40 +23,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.harness import CLK_TCK, RESULTS, Bench, bench, cpu_seconds, log, save, wait_until
+from bench.harness import RESULTS, Bench, bench, log, save, wait_until
 from bench.throughput import history
 
 DONE = "SELECT count(*) FROM syncd.approval WHERE written_back_at IS NOT NULL AND id > %s"
-
-#: PostgreSQL's own processes, by what their command line says.
-ROLES = (
-    ("autovacuum", "autovacuum"),
-    ("checkpointer", "checkpointer"),
-    ("walwriter", "walwriter"),
-    ("background writer", "bgwriter"),
-)
-
-
-def postgres_cpu_by_role(b: Bench) -> dict[str, float]:
-    """CPU seconds of the postmaster's children by role, plus what exited children used."""
-    postmaster = int((b.pg.data_dir / "postmaster.pid").read_text().split()[0])
-    stat = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-    roles: dict[str, float] = collections.defaultdict(float)
-    roles["postmaster"] = cpu_seconds(postmaster)
-    roles["exited"] = (int(stat[13]) + int(stat[14])) / CLK_TCK
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid != postmaster:
-                continue
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        role = next((name for marker, name in ROLES if marker in cmdline), "backends")
-        roles[role] += cpu_seconds(int(entry.name))
-    return dict(roles)
 
 
 def written_back(b: Bench) -> int:
@@ -131,7 +101,7 @@ def main() -> None:
         sim, sim_url = b.simulator(rule_delay=0.0, qps=None)
         config = b.config(sim_url)
         b.reset_counters()
-        pg0 = postgres_cpu_by_role(b)
+        pg0 = b.postgres_cpu_by_role()
         sim0 = sim.cpu()
         daemon = b.daemon(config, unpaced=True)
         spy = None
@@ -149,7 +119,7 @@ def main() -> None:
         cpu = daemon.cpu() - daemon.cpu_at_ready
         stat = Path(f"/proc/{daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
         system_share = int(stat[12]) / max(1, int(stat[11]) + int(stat[12]))
-        pg1 = postgres_cpu_by_role(b)
+        pg1 = b.postgres_cpu_by_role()
         counters = b.counters()
         statements = statements_by_time(b)
         [(toplevel,)] = b.sql(

@@ -384,22 +384,39 @@ class Bench:
             for c, m, x, q in rows
         ]
 
-    def postgres_cpu(self) -> float:
-        """CPU of the postmaster, its live backends and the children it reaped."""
-        pid_file = self.pg.data_dir / "postmaster.pid"
-        postmaster = int(pid_file.read_text().split()[0])
-        total = cpu_seconds(postmaster, children=True)
+    def postgres_cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds of the postmaster, its live children by role (from their command
+        line), and what its exited children used."""
+        postmaster = int((self.pg.data_dir / "postmaster.pid").read_text().split()[0])
+        stat = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        roles: dict[str, float] = {"postmaster": cpu_seconds(postmaster)}
+        roles["exited"] = (int(stat[13]) + int(stat[14])) / CLK_TCK
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid != postmaster:
+                    continue
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
             except (OSError, ValueError, IndexError):
                 continue
-            if ppid == postmaster:
-                total += cpu_seconds(int(entry.name))
-        return total
+            role = next((name for marker, name in _ROLES if marker in cmdline), "backends")
+            roles[role] = roles.get(role, 0.0) + cpu_seconds(int(entry.name))
+        return roles
 
+    def postgres_cpu(self) -> float:
+        """CPU of the postmaster, its live backends and the children it reaped."""
+        return sum(self.postgres_cpu_by_role().values())
+
+
+#: PostgreSQL's own processes, by what their command line says (the rest are backends).
+_ROLES = (
+    ("autovacuum", "autovacuum"),
+    ("checkpointer", "checkpointer"),
+    ("walwriter", "walwriter"),
+    ("background writer", "bgwriter"),
+)
 
 _CLAIMS = (
     ("cancel_requested_at IS NOT NULL", "cancel"),

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -154,7 +155,15 @@ class PostgresWriteBackStore(OutcomeWrites):
         """Write one round's latest state if still due (see ``WriteBackStore``)."""
         async with self.transaction() as conn:
             params = {"id": approval_id, "now": now, "lock_timeout": LOCK_TIMEOUT}
-            if await (await conn.execute(QUERIES["lock_progress"], params)).fetchone() is None:
+            try:
+                async with conn.transaction():  # a savepoint: a lock timeout leaves it usable
+                    locked = await (await conn.execute(QUERIES["lock_progress"], params)).fetchone()
+            except psycopg.errors.LockNotAvailable:
+                # SKIP LOCKED skips a round whose final outcome is being written, but not the
+                # newer version of a row updated meanwhile: PostgreSQL waits for that one.
+                # Skipped all the same; it stays due for the next pass.
+                return None
+            if locked is None:
                 return None
             query = QUERIES["select_progress"]
             found = await (await conn.execute(query, {"id": approval_id})).fetchone()
