@@ -25,6 +25,7 @@ from typing import Any
 
 from syncd.simulator import Simulator, World, serve
 from syncd.simulator.default_world import DEFAULT_WORLD
+from syncd.simulator.heap import freeze_heap_every
 
 
 def world(rule_delay: float, qps: int | None, callback_url: str | None, seed: int) -> World:
@@ -70,16 +71,10 @@ def stats(sim: Simulator) -> dict[str, Any]:
     return {"calls": dict(sim.calls), "instances": instances, "gc_pauses": GC_PAUSES}
 
 
-async def _freeze_every(seconds: float) -> None:
-    while True:
-        gc.freeze()
-        await asyncio.sleep(seconds)
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     gc.callbacks.append(_time_gc)
     sim = Simulator(world(args.rule_delay, args.qps, args.callback_url, args.port))
-    freezer = asyncio.create_task(_freeze_every(args.gc_every)) if args.gc_every > 0 else None
+    freezer = asyncio.create_task(freeze_heap_every(args.gc_every)) if args.gc_every > 0 else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

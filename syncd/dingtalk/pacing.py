@@ -183,7 +183,10 @@ class Bucket:
         self.tat = max(self.tat, now + seconds + tolerance)
 
 
-def _retaken(endpoint: str, lateness: float, what: str) -> None:
+def _retaken(endpoint: str, lateness: float, check: str) -> None:
+    """Log a slot given up: ``check`` is ``wake`` (``lateness`` is past the slot's start)
+    or ``send`` (past its window, just before the request was written)."""
+    what = "woke after its slot" if check == "wake" else "would have left after its window"
     logger.info(
         "%s %s by %.0f ms; taking a new slot",
         endpoint,
@@ -192,6 +195,7 @@ def _retaken(endpoint: str, lateness: float, what: str) -> None:
         extra={
             "action": "pacing_slot_retaken",
             "endpoint": endpoint,
+            "check": check,
             "late_ms": round(1000 * lateness, 1),
         },
     )
@@ -224,7 +228,7 @@ async def wait_for_slot(
         lateness = clock.monotonic() - due
         if lateness <= late:
             return SendWindow(clock, due + late)
-        _retaken(endpoint, lateness, "woke after its slot")
+        _retaken(endpoint, lateness, "wake")
     raise _late_too_often(endpoint)
 
 
@@ -236,7 +240,7 @@ async def send_paced(pacer: Pacer, endpoint: str, send: Callable[[SendWindow], A
         try:
             return await send(window)
         except SlotMissed as missed:
-            _retaken(endpoint, missed.late_by, "would have left after its window")
+            _retaken(endpoint, missed.late_by, "send")
     raise _late_too_often(endpoint)
 
 

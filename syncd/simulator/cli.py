@@ -16,6 +16,7 @@ import httpx
 
 from syncd.signals import stop_on_signals
 from syncd.simulator.core import Simulator
+from syncd.simulator.heap import DEFAULT_FREEZE_EVERY, freeze_heap_every
 from syncd.simulator.server import serve
 from syncd.simulator.world import World
 
@@ -35,6 +36,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run_p.add_argument("--time-scale", type=float, default=1.0, help="multiply all delays")
     run_p.add_argument(
         "--seed", type=int, help="repeat a run's ids and faults (default: the world's, or fresh)"
+    )
+    run_p.add_argument(
+        "--freeze-heap-every",
+        type=float,
+        default=DEFAULT_FREEZE_EVERY,
+        metavar="SECONDS",
+        help="move the heap out of the garbage collector's reach this often, so a "
+        "simulator holding many instances does not pause for seconds (0: never)",
     )
     for action in ("approve", "refuse", "terminate"):
         p = sub.add_parser(action, help=f"{action} an instance of a running simulator")
@@ -89,12 +98,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
+        every = args.freeze_heap_every
+        freezer = asyncio.create_task(freeze_heap_every(every)) if every > 0 else None
         async with serve(sim, args.host, args.port, log_level="info") as server:
             _out(f"DingTalk simulator listening on {server.base_url}")
             _out(f"  API base URL: {server.base_url}  page: {server.base_url}/_sim/")
             _out(f"  seed: {sim.seed} (--seed {sim.seed} repeats this run's ids)")
             with stop_on_signals(stop):
                 await stop.wait()
+        if freezer is not None:
+            freezer.cancel()
 
     asyncio.run(main())
     return 0

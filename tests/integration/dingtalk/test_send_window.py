@@ -58,6 +58,7 @@ async def test_a_create_delayed_past_its_window_takes_a_new_slot(
     assert client.calls == 1
     retaken = [r for r in caplog.records if getattr(r, "action", "") == "pacing_slot_retaken"]
     assert len(retaken) == (token_seconds > DEFAULT_LATE)
+    assert all(getattr(r, "check", "") == "send" for r in retaken)
 
 
 async def test_a_request_past_its_window_is_not_written() -> None:
@@ -103,4 +104,4 @@ async def test_a_resend_after_a_refused_token_takes_its_own_slot(
     assert sim.calls == Counter({ep.TOKEN.api: 2, ep.CREATE.api: 3})
     assert client.calls == 2
     retaken = [r for r in caplog.records if getattr(r, "action", "") == "pacing_slot_retaken"]
-    assert len(retaken) == 1
+    assert [getattr(r, "check", "") for r in retaken] == ["send"]
