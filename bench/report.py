@@ -384,6 +384,9 @@ def main() -> None:
     lines: list[str] = []
     for name in (
         "throughput-10000",
+        # the simulator's heap frozen, so it never stops for a full collection (section 1)
+        "throughput-10000-frozen",
+        "throughput-100000-frozen",
         # the same comparison started three other ways (bench/RESULTS.md, section 1)
         "throughput-10000-fresh",
         "throughput-10000-settled-empty",
