@@ -6,10 +6,14 @@ then ``VACUUM ANALYZE`` and ``CHECKPOINT``; pacing lifted, the simulator with no
 waits for the end on the business table's update count from the statistics (so its own
 polling costs PostgreSQL next to nothing), and records,
 per approval: the daemon's CPU, PostgreSQL's CPU split by process (the backends serving
-syncd, autovacuum, the checkpointer and WAL writer, and exited children), the statements
+syncd, autovacuum, the checkpointer and WAL writer, and exited children), the WAL written
+and the rows each table had inserted, updated (HOT or not) and deleted, the statements
 by total execution time with ``pg_stat_statements.track = all`` (so the statements inside
 syncd's SQL functions are counted too), and, with ``--py-spy SECONDS``, a py-spy profile
-of the daemon (the folded stacks next to the result file, their top shares in it).
+of the daemon (the folded stacks next to the result file, their top shares in it), and,
+with ``--waits``, what the busy backends were doing 20 times a second (running, or waiting
+on a lock, on I/O or on the client) per statement, from ``pg_stat_activity``: a statement's
+execution time counts its waits, its CPU does not.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from bench.harness import RESULTS, Bench, bench, log, save, wait_until
 from bench.throughput import history
@@ -58,6 +65,47 @@ def statements_by_time(b: Bench, limit: int = 25) -> list[dict[str, Any]]:
         }
         for c, t, r, top, q in rows
     ]
+
+
+ACTIVE = (
+    "SELECT coalesce(wait_event_type || ':' || wait_event, 'running'),"
+    " left(regexp_replace(query, '\\s+', ' ', 'g'), 120) FROM pg_stat_activity"
+    " WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
+
+
+class WaitSampler(threading.Thread):
+    """Samples what the busy backends are doing, ``every`` seconds, until stopped."""
+
+    def __init__(self, dsn: str, every: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.dsn = dsn
+        self.every = every
+        self.samples = 0
+        self.seen: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.halt.wait(self.every):
+                self.samples += 1
+                for state, query in conn.execute(ACTIVE).fetchall():
+                    self.seen[(state, query)] += 1
+
+    def report(self, top: int = 30) -> dict[str, Any]:
+        """Busy backends on average, by state, and the statements most often seen busy."""
+        n = max(1, self.samples)
+        states: collections.Counter[str] = collections.Counter()
+        for (state, _), count in self.seen.items():
+            states[state] += count
+        return {
+            "samples": self.samples,
+            "busy_backends_by_state": {k: round(v / n, 3) for k, v in states.most_common()},
+            "statements": [
+                {"state": state, "query": query, "busy": round(count / n, 3)}
+                for (state, query), count in self.seen.most_common(top)
+            ],
+        }
 
 
 def fold(path: Path, top: int = 40) -> dict[str, list[tuple[str, float]]]:
@@ -101,6 +149,7 @@ def main() -> None:
         sim, sim_url = b.simulator(rule_delay=0.0, qps=None)
         config = b.config(sim_url)
         b.reset_counters()
+        [(wal0,)] = b.sql("SELECT pg_current_wal_lsn()::text")
         pg0 = b.postgres_cpu_by_role()
         sim0 = sim.cpu()
         daemon = b.daemon(config, unpaced=True)
@@ -111,7 +160,13 @@ def main() -> None:
             argv = [spy_bin, "record", "--pid", str(daemon.pid), "--duration", str(args.py_spy)]
             argv += ["--rate", "100", "--format", "raw", "--nonblocking", "-o", str(folded)]
             spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sampler = WaitSampler(b.dsn) if args.waits else None
+        if sampler is not None:
+            sampler.start()
         done = wait_until(lambda: written_back(b) >= args.backlog, args.timeout, every=1.0)
+        if sampler is not None:
+            sampler.halt.set()
+            sampler.join()
         [(last,)] = b.sql(
             "SELECT extract(epoch FROM max(written_back_at)) FROM syncd.approval WHERE id > %s",
             (args.history,),
@@ -120,6 +175,11 @@ def main() -> None:
         stat = Path(f"/proc/{daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
         system_share = int(stat[12]) / max(1, int(stat[11]) + int(stat[12]))
         pg1 = b.postgres_cpu_by_role()
+        [(wal,)] = b.sql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (wal0,))
+        writes = b.sql(
+            "SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_hot_upd,"
+            " n_tup_del FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0"
+        )
         counters = b.counters()
         statements = statements_by_time(b)
         [(toplevel,)] = b.sql(
@@ -148,6 +208,12 @@ def main() -> None:
             "toplevel_statements_per_approval": int(toplevel) / n,
             "commits_per_approval": counters["commits"] / n,
             "db_exec_ms_per_approval": counters["exec_ms"] / n,
+            "wal_bytes_per_approval": float(wal) / n,
+            # rows inserted, updated (of them HOT) and deleted per approval, by table
+            "rows_written_per_approval": {
+                table: [round(int(v) / n, 2) for v in counts]
+                for table, *counts in sorted(writes, key=lambda w: -(w[1] + w[2] + w[4]))
+            },
             "statements_by_time": statements,
         }
         if args.explain is not None:
@@ -156,11 +222,14 @@ def main() -> None:
             result["plans"] = plans.name
         if spy is not None and folded.exists():
             result["py_spy"] = fold(folded)
+        if sampler is not None:
+            result["waits"] = sampler.report()
     log(
         f"{written} approvals, {result['approvals_per_second']:.0f}/s: daemon "
         f"{result['daemon_cpu_ms_per_approval']:.2f} ms, PostgreSQL "
         f"{result['postgres_cpu_ms_per_approval']:.2f} ms {roles}, "
-        f"{result['statements_per_approval']:.2f} statements per approval"
+        f"{result['statements_per_approval']:.2f} statements, "
+        f"{result['wal_bytes_per_approval']:.0f} WAL bytes per approval"
     )
     save(args.name, result)
 
@@ -179,6 +248,9 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--analyze", action="store_true", help="with --explain: actual rows and buffers"
+    )
+    parser.add_argument(
+        "--waits", action="store_true", help="sample what the busy backends wait on"
     )
     args = parser.parse_args()
     if args.history is None:

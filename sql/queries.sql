@@ -172,17 +172,28 @@ SELECT p.proname
 
 -- insert_inbox_events --
 -- Store received DingTalk events, each once (the first of equal dedup keys wins); returns
--- the dedup keys that were new. One statement for a whole burst of Stream frames (a JSON
--- array of objects).
-INSERT INTO syncd.inbox (dedup_key, channel, event_type, instance_id, payload)
-SELECT e.dedup_key, e.channel, e.event_type, e.instance_id, e.payload
+-- the new rows (id, dedup key, time received). One statement for a whole burst of Stream
+-- frames (a JSON array of objects). With lease_until the storing replica takes them for
+-- its own apply at once (syncd/held.py): claimed once, leased until then.
+INSERT INTO syncd.inbox (dedup_key, channel, event_type, instance_id, payload, attempts,
+                         next_attempt_at)
+SELECT e.dedup_key, e.channel, e.event_type, e.instance_id, e.payload,
+       CASE WHEN %(lease_until)s::timestamptz IS NULL THEN 0 ELSE 1 END,
+       %(lease_until)s::timestamptz
   FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb)
                   AS (dedup_key text, channel text, event_type text, instance_id text,
                       payload jsonb))
        WITH ORDINALITY AS e (dedup_key, channel, event_type, instance_id, payload, n)
  ORDER BY e.n
 ON CONFLICT (dedup_key) DO NOTHING
-RETURNING dedup_key;
+RETURNING id, dedup_key, received_at;
+
+-- release_inbox_events --
+-- A replica that stops gives back the leases of the events it stored for itself and did
+-- not apply (syncd/held.py): due at once, for any replica, as if never claimed.
+UPDATE syncd.inbox SET next_attempt_at = NULL, attempts = attempts - 1
+ WHERE id = ANY(%(ids)s::bigint[]) AND processed_at IS NULL AND attempts = 1
+   AND next_attempt_at IS NOT NULL;
 
 -- claim_callback_signature --
 -- An HTTP callback push, accepted once across all replicas: claim its signature and, only
@@ -515,12 +526,14 @@ ON CONFLICT (name) DO UPDATE
 DELETE FROM syncd.control WHERE name = %(name)s;
 
 -- claim_inbox_batch --
--- Due unprocessed events; pushing next_attempt_at forward works as a lease.
+-- Due unprocessed events; pushing next_attempt_at forward works as a lease. New events
+-- (no next_attempt_at) first; the index (inbox_due_idx) ends the scan at the first event
+-- not due, so events leased or deferred cost the claim nothing.
 WITH due AS (
     SELECT id FROM syncd.inbox
      WHERE processed_at IS NULL
-       AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
-     ORDER BY next_attempt_at NULLS FIRST, id
+       AND coalesce(next_attempt_at, '-infinity'::timestamptz) <= %(now)s
+     ORDER BY coalesce(next_attempt_at, '-infinity'::timestamptz), id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 )

@@ -194,8 +194,11 @@ CREATE TABLE syncd.inbox (
     last_error    text NULL,
     CONSTRAINT inbox_channel_check CHECK (channel IN ('stream', 'callback', 'failed_list', 'poll'))
 );
--- New events have no next_attempt_at (due at once, whatever the clocks say); retries do.
-CREATE INDEX inbox_unprocessed_idx ON syncd.inbox (next_attempt_at NULLS FIRST, id)
+-- New events have no next_attempt_at (due at once, whatever the clocks say); retries and
+-- leases do. The claim's order: new events first, then by when they are due; the claim's
+-- scan ends at the first event not due yet (migration 0023).
+CREATE INDEX inbox_due_idx
+    ON syncd.inbox ((coalesce(next_attempt_at, '-infinity'::timestamptz)), id)
     WHERE processed_at IS NULL;
 CREATE INDEX inbox_processed_at_idx ON syncd.inbox (processed_at) WHERE processed_at IS NOT NULL;
 

@@ -50,6 +50,7 @@ from syncd.dingtalk.failed import FailedPushList
 from syncd.dingtalk.pacing import Pacer
 from syncd.dingtalk.stream import StreamClient
 from syncd.errors import ConfigError, StoreError
+from syncd.held import HELD_LEASE, HeldEvents
 from syncd.metrics import Metrics
 from syncd.metrics.lookups import LookupMetrics
 from syncd.pipeline.apply import Apply
@@ -157,7 +158,10 @@ class App:
         self.writeback_store = PostgresWriteBackStore(self.pool, writebacks, **stores)
         self.poll_store = PostgresPollStore(self.pool, actor=self.owner)
         self.cancel_store = PostgresCancelStore(self.pool, actor=self.owner)
-        self.inbox = WakingInbox(PostgresInbox(self.pool), self.wake_back, self.observer)
+        held_lease = min(HELD_LEASE, timedelta(seconds=self.settings.pipeline.lease_seconds))
+        inbox = PostgresInbox(self.pool, HeldEvents(self.clock, lease=held_lease))
+        self._closers.append(inbox.release)  # before the pool closes: closed last first
+        self.inbox = WakingInbox(inbox, self.wake_back, self.observer)
         self.pauses = Pauses(self.control)
         self.listener = Listener(self.dsn, ("syncd_outbox",), lambda _channel: self.wake.set())
         self._build_events()
@@ -273,16 +277,11 @@ class App:
             enabled=s.directory_enabled, observer=self.metrics,
         )  # fmt: skip
         apply = Apply(
-            self.apply_store,
-            self.client,
-            self.clock,
-            quiet_after=self.timing.quiet_after,
-            batch_size=p.batch_size,
-            lease=self.timing.lease,
+            self.apply_store, self.client, self.clock,
+            quiet_after=self.timing.quiet_after, batch_size=p.batch_size, lease=self.timing.lease,
             needs={name: k.write_back.sources for name, k in s.kinds.items() if k.write_back},
-            observer=self.observer,
-            directory=directory,
-        )
+            observer=self.observer, directory=directory, held=self.inbox.inner.held,
+        )  # fmt: skip
         self.apply = apply
         self.stages = {**self._way_in(apply), **self._way_back(apply)}
 

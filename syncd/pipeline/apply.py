@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from syncd.dingtalk.events import APPROVAL_EVENTS
 from syncd.domain import ApprovalRef, CallRecord, Final, FinishResult, InboxItem, TaskRecord
 from syncd.errors import DingTalkError
+from syncd.held import HeldEvents
 from syncd.logging import approval_fields
 from syncd.pipeline.calls import call
 from syncd.pipeline.directory_events import DirectoryEvents
@@ -93,10 +94,13 @@ class Apply:
         observer: Observer | None = None,
         progress_coalesce: timedelta = PROGRESS_COALESCE,
         directory: DirectoryEvents | None = None,
+        held: HeldEvents | None = None,
     ) -> None:
         """``needs`` maps a kind to the outcome fields its write-back uses; ``directory``
-        takes the events that are not approval events (without it they are dropped)."""
+        takes the events that are not approval events (without it they are dropped);
+        ``held``: the events this replica stored for itself, taken with each claim."""
         self.directory = directory
+        self.held = held
         #: Queues an unknown instance of an inbound kind (``Inbound.intake``; set by the App).
         self.intake: Callable[[InboxItem], Awaitable[bool]] | None = None
         self.progress_coalesce = progress_coalesce
@@ -117,7 +121,12 @@ class Apply:
         given) the others, so that a leave finds the tasks the batch just started."""
         now = self.clock.now()
         limit = self.batch_size * EVENTS_PER_APPROVAL
-        items = await self.store.claim_inbox(limit, now, now + self.lease)
+        waiting = len(self.held) if self.held is not None else 0
+        items = []  # claimed first: if the claim fails, the held events stay held
+        if waiting < limit:
+            items = await self.store.claim_inbox(limit - waiting, now, now + self.lease)
+        if self.held is not None:
+            items = sorted(items + self.held.take(limit - len(items)), key=lambda i: i.id)
         self.behind = len(items) >= limit
         if self.directory is None:
             await self._approval_events(items, now)

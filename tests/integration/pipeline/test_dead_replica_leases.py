@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 
 from syncd.app import App
 from syncd.db.submit_store import PostgresSubmitStore
+from syncd.dingtalk.events import InboundEvent, make_event
 from syncd.dingtalk.pacing import MemoryPacer, SendWindow
 from syncd.domain import ApprovalState
 from syncd.runner import Runner
+from syncd.simulator.events import instance_data
 
 LEASE = 30
 
@@ -155,3 +158,38 @@ async def test_a_late_failure_report_leaves_the_new_owners_claim_alone(env):
         )  # fmt: skip
     assert not moved and claimed.id == item.id
     assert env.sql("SELECT state, lease_owner FROM syncd.approval") == [("submitting", "b")]
+
+
+def _finish_event(instance: Any) -> InboundEvent:
+    return make_event(
+        "stream", "bpms_instance_change", instance_data(instance, "finish"), instance.instance_id
+    )
+
+
+@pytest.mark.parametrize("stop", ["clean", "dies"])
+async def test_events_a_replica_stored_for_itself_are_applied_by_another(env, stop):
+    """A replica stores a burst leased to its own apply (``syncd/held.py``) and goes away
+    before applying it. Stopped cleanly, it gives the leases back and a survivor applies
+    the events at once; dead (its memory gone), the survivor applies them once the held
+    lease (here ``lease_seconds``, shorter than 30 s) has passed, not before."""
+    env.submit_leave(days=5)  # no rule decides: it waits for a person
+    async with replica(env, "first") as first:
+        await first.app.stages["ingest"].run_once()
+        await first.app.stages["submit"].run_once()
+        [instance] = env.sim.instances()
+        env.sim.approve(instance.instance_id)
+        env.sim.approve(instance.instance_id)
+        [instance] = env.sim.instances()
+        assert await first.app.inbox.put_many([_finish_event(instance)]) == [True]
+        assert env.sql("SELECT attempts FROM syncd.inbox WHERE processed_at IS NULL") == [(1,)]
+        if stop == "dies":
+            held = first.app.inbox.inner.held
+            assert held is not None
+            held.release()  # forgotten, leases kept
+    async with replica(env, "survivor") as survivor:
+        await survivor.app.stages["apply"].run_once()
+        state = "approved" if stop == "clean" else "running"
+        assert env.sql("SELECT state FROM syncd.approval") == [(state,)]
+        await env.advance(LEASE)
+        await survivor.app.stages["apply"].run_once()
+    assert env.sql("SELECT state FROM syncd.approval") == [("approved",)]
