@@ -84,7 +84,9 @@ class PostgresInbox:
             await self._run_update("release_inbox_events", {"ids": ids})
         except StoreError as exc:
             logger.warning(
-                "could not give back held events: %s", exc, extra={"action": "held_release"}
+                "could not give back held events: %s",
+                exc,
+                extra={"action": "held_release", "count": len(ids), "error": str(exc)},
             )
 
     async def put_signed(

@@ -100,3 +100,15 @@ async def test_a_burst_that_does_not_fit_is_stored_for_any_claim(pool: Any) -> N
     assert len(held) == 2
     [claimed] = await _claim(pool, clock)
     assert claimed.payload["taskId"] == 3 and claimed.attempts == 1
+
+
+async def test_leases_that_cannot_be_given_back_are_left_to_end(pool: Any, caplog: Any) -> None:
+    """The database gone at the stop: a warning, no failure; the leases end on their own."""
+    held = HeldEvents(FakeClock(NOW), lease=LEASE)
+    inbox = PostgresInbox(pool, held)
+    await inbox.put_many([_task(1), _task(2)])
+    await pool.close()
+    await inbox.release()
+    [record] = [r for r in caplog.records if getattr(r, "action", "") == "held_release"]
+    assert record.levelname == "WARNING" and getattr(record, "count", 0) == 2
+    assert len(held) == 0
