@@ -13,7 +13,8 @@ syncd's SQL functions are counted too), and, with ``--py-spy SECONDS``, a py-spy
 of the daemon (the folded stacks next to the result file, their top shares in it), and,
 with ``--waits``, what the busy backends were doing 20 times a second (running, or waiting
 on a lock, on I/O or on the client) per statement, from ``pg_stat_activity``: a statement's
-execution time counts its waits, its CPU does not.
+execution time counts its waits, its CPU does not. ``--set NAME=VALUE`` runs with a server
+setting changed, for an A/B of the setting.
 """
 
 from __future__ import annotations
@@ -131,18 +132,26 @@ def fold(path: Path, top: int = 40) -> dict[str, list[tuple[str, float]]]:
     return {"inclusive": pick(inclusive), "leaf": pick(leaf)}
 
 
+def configure(b: Bench) -> None:
+    """The server's settings for the run: statements counted, plans logged, ``--set``."""
+    b.sql("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+    if args.explain is not None:  # plans of the slow statements, in the server's log
+        b.sql("ALTER SYSTEM SET session_preload_libraries = 'auto_explain'")
+        b.sql(f"ALTER SYSTEM SET auto_explain.log_min_duration = {int(args.explain)}")
+        b.sql("ALTER SYSTEM SET auto_explain.log_nested_statements = on")
+        if args.analyze:  # actual rows, loops and buffers (slows every statement)
+            b.sql("ALTER SYSTEM SET auto_explain.log_analyze = on")
+            b.sql("ALTER SYSTEM SET auto_explain.log_buffers = on")
+            b.sql("ALTER SYSTEM SET auto_explain.log_timing = off")
+    for setting in args.set:  # e.g. plan_cache_mode=force_generic_plan, for an A/B
+        name, _, value = setting.partition("=")
+        b.sql(f"ALTER SYSTEM SET {name} = '{value}'")
+    b.sql("SELECT pg_reload_conf()")
+
+
 def main() -> None:
     with bench() as b:
-        b.sql("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
-        if args.explain is not None:  # plans of the slow statements, in the server's log
-            b.sql("ALTER SYSTEM SET session_preload_libraries = 'auto_explain'")
-            b.sql(f"ALTER SYSTEM SET auto_explain.log_min_duration = {int(args.explain)}")
-            b.sql("ALTER SYSTEM SET auto_explain.log_nested_statements = on")
-            if args.analyze:  # actual rows, loops and buffers (slows every statement)
-                b.sql("ALTER SYSTEM SET auto_explain.log_analyze = on")
-                b.sql("ALTER SYSTEM SET auto_explain.log_buffers = on")
-                b.sql("ALTER SYSTEM SET auto_explain.log_timing = off")
-        b.sql("SELECT pg_reload_conf()")
+        configure(b)
         history(b, "syncd", args.history)
         b.submit(args.backlog)
         b.settle()
@@ -252,6 +261,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--waits", action="store_true", help="sample what the busy backends wait on"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="a PostgreSQL setting for the run (ALTER SYSTEM), e.g. for an A/B",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.history is None:
         args.history = args.backlog
