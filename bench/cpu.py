@@ -14,7 +14,8 @@ of the daemon (the folded stacks next to the result file, their top shares in it
 with ``--waits``, what the busy backends were doing 20 times a second (running, or waiting
 on a lock, on I/O or on the client) per statement, from ``pg_stat_activity``: a statement's
 execution time counts its waits, its CPU does not. ``--set NAME=VALUE`` runs with a server
-setting changed, for an A/B of the setting.
+setting changed, for an A/B of the setting; ``--unix`` connects the daemon over the
+server's Unix socket instead of loopback TCP.
 """
 
 from __future__ import annotations
@@ -157,6 +158,9 @@ def main() -> None:
         b.settle()
         sim, sim_url = b.simulator(rule_delay=0.0, qps=None)
         config = b.config(sim_url)
+        if args.unix:  # the daemon connects over the server's Unix socket, not loopback TCP
+            unix = f"postgresql://postgres@/postgres?host={b.pg.home}&port={b.pg.port}"
+            config.write_text(config.read_text().replace(b.dsn, unix))
         b.reset_counters()
         [(wal0,)] = b.sql("SELECT pg_current_wal_lsn()::text")
         pg0 = b.postgres_cpu_by_role()
@@ -260,6 +264,9 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--waits", action="store_true", help="sample what the busy backends wait on"
+    )
+    parser.add_argument(
+        "--unix", action="store_true", help="the daemon connects over the Unix socket"
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE",
