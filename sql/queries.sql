@@ -193,7 +193,8 @@ RETURNING id, dedup_key, received_at;
 -- not apply (syncd/held.py): due at once, for any replica, as if never claimed.
 UPDATE syncd.inbox SET next_attempt_at = NULL, attempts = attempts - 1
  WHERE id = ANY(%(ids)s::bigint[]) AND processed_at IS NULL AND attempts = 1
-   AND next_attempt_at IS NOT NULL;
+   AND next_attempt_at IS NOT NULL
+RETURNING id;
 
 -- claim_callback_signature --
 -- An HTTP callback push, accepted once across all replicas: claim its signature and, only

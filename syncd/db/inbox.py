@@ -81,7 +81,7 @@ class PostgresInbox:
         if not ids:
             return
         try:
-            await self._run_update("release_inbox_events", {"ids": ids})
+            await self._run("release_inbox_events", {"ids": ids}, "the leases given back")
         except StoreError as exc:
             logger.warning(
                 "could not give back held events: %s",
@@ -123,13 +123,6 @@ class PostgresInbox:
                 return list(await cursor.fetchall())
         except psycopg.Error as exc:
             raise StoreError(f"cannot store {what}: {redact(str(exc)).strip()}") from exc
-
-    async def _run_update(self, query: str, params: dict[str, Any]) -> None:
-        try:
-            async with self._pool.connection() as conn:
-                await conn.execute(QUERIES[query], params)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot update the inbox: {redact(str(exc)).strip()}") from exc
 
 
 def _item(row: dict[str, Any], event: dict[str, Any]) -> InboxItem:
