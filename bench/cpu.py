@@ -15,13 +15,16 @@ with ``--waits``, what the busy backends were doing 20 times a second (running, 
 on a lock, on I/O or on the client) per statement, from ``pg_stat_activity``: a statement's
 execution time counts its waits, its CPU does not. ``--set NAME=VALUE`` runs with a server
 setting changed, for an A/B of the setting; ``--unix`` connects the daemon over the
-server's Unix socket instead of loopback TCP.
+server's Unix socket instead of loopback TCP; ``--pin`` runs the daemon alone on CPU 0
+and the rest on CPU 1, so that a py-spy profile counts the daemon's own work rather than
+the time the database held its core.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import shutil
 import subprocess
@@ -150,7 +153,25 @@ def configure(b: Bench) -> None:
     b.sql("SELECT pg_reload_conf()")
 
 
+def pin(pid: int) -> None:
+    """Move every thread of ``pid`` to CPU 0; this process and what it starts keep CPU 1."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {0})
+
+
+def py_spy(pid: int, folded: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy recording ``pid`` into ``folded`` for ``--py-spy`` seconds, if asked for."""
+    spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not args.py_spy or not Path(spy_bin).exists():
+        return None
+    argv = [spy_bin, "record", "--pid", str(pid), "--duration", str(args.py_spy)]
+    argv += ["--rate", "100", "--format", "raw", "--nonblocking", "-o", str(folded)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
+    if args.pin:  # the database and the simulator inherit this
+        os.sched_setaffinity(0, {1})
     with bench() as b:
         configure(b)
         history(b, "syncd", args.history)
@@ -166,13 +187,10 @@ def main() -> None:
         pg0 = b.postgres_cpu_by_role()
         sim0 = sim.cpu()
         daemon = b.daemon(config, unpaced=True)
-        spy = None
+        if args.pin:
+            pin(daemon.pid)
         folded = RESULTS / f"{args.name}.folded"
-        spy_bin = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        if args.py_spy and Path(spy_bin).exists():
-            argv = [spy_bin, "record", "--pid", str(daemon.pid), "--duration", str(args.py_spy)]
-            argv += ["--rate", "100", "--format", "raw", "--nonblocking", "-o", str(folded)]
-            spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = py_spy(daemon.pid, folded)
         sampler = WaitSampler(b.dsn) if args.waits else None
         if sampler is not None:
             sampler.start()
@@ -255,6 +273,12 @@ if __name__ == "__main__":
         "--history", type=int, help="approvals of finished work first (default: the backlog)"
     )
     parser.add_argument("--py-spy", type=int, default=0, help="profile the daemon this long")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the daemon alone on CPU 0, the rest on CPU 1: a py-spy profile then counts "
+        "the daemon's own work, not the time the database took its core",
+    )
     parser.add_argument("--name", default="cpu")
     parser.add_argument(
         "--explain", type=int, help="log the plans of statements slower than this many ms"

@@ -631,6 +631,10 @@ ON CONFLICT (approval_id, record_type, record_key) DO UPDATE
 -- returns nothing. Who decided and the last remark are kept with the approval: as the
 -- instance said (``decided``, from a GET), else from the tasks recorded so far (earlier
 -- in the transaction included).
+-- With ``written``, the approvals that moved are also marked written back (unless they
+-- were already): the caller writes their outcomes in the same transaction, and a refusal
+-- rolls it all back, so the row is rewritten once, not twice. ``written_back_at`` is
+-- returned as it was before the statement (NULL: the outcome is due).
 WITH done AS (
     UPDATE syncd.inbox SET processed_at = %(now)s
      WHERE id = ANY(%(inbox_ids)s::bigint[]) AND processed_at IS NULL
@@ -641,7 +645,7 @@ WITH done AS (
                decided boolean, approver text, remark text, calls integer, message text,
                url text)
 ), prev AS (
-    SELECT a.id, a.state FROM syncd.approval a JOIN f ON f.id = a.id
+    SELECT a.id, a.state, a.written_back_at FROM syncd.approval a JOIN f ON f.id = a.id
      WHERE a.state = ANY(f.from_states)
      ORDER BY a.id
        FOR UPDATE OF a
@@ -656,11 +660,20 @@ WITH done AS (
            remark = CASE WHEN f.decided THEN f.remark ELSE syncd.approval_remark(a.id) END,
            calls_spent = a.calls_spent + f.calls, url = coalesce(f.url, a.url),
            lease_owner = NULL, lease_expires_at = NULL, next_poll_at = NULL,
-           next_attempt_at = %(now)s, updated_at = %(now)s
+           next_attempt_at = %(now)s, updated_at = %(now)s,
+           written_back_at = CASE WHEN %(written)s THEN coalesce(a.written_back_at, %(now)s)
+                                  ELSE a.written_back_at END,
+           writeback_attempts = a.writeback_attempts
+                                + CASE WHEN %(written)s AND a.written_back_at IS NULL
+                                       THEN 1 ELSE 0 END,
+           last_error_code = CASE WHEN %(written)s AND a.written_back_at IS NULL
+                                  THEN NULL ELSE a.last_error_code END,
+           last_error_message = CASE WHEN %(written)s AND a.written_back_at IS NULL
+                                     THEN NULL ELSE a.last_error_message END
       FROM prev JOIN f ON f.id = prev.id
      WHERE a.id = prev.id
     RETURNING a.id, a.kind, a.business_key, a.round, a.state, a.instance_id, a.business_id,
-              a.dingtalk_status, a.dingtalk_result, a.finished_at, a.written_back_at,
+              a.dingtalk_status, a.dingtalk_result, a.finished_at, prev.written_back_at,
               a.calls_spent, a.remark, a.approver, a.url, a.progress_seq,
               syncd.approval_task_url(a.id, 'pc') AS task_pc_url,
               syncd.approval_task_url(a.id, 'mobile') AS task_mobile_url,
@@ -728,6 +741,18 @@ WITH w AS (
     SELECT id, %(now)s, 'note', message, %(actor)s FROM marked ORDER BY id
 )
 SELECT pg_notify('syncd_result', id::text) FROM marked ORDER BY id;
+
+-- note_written_back --
+-- The outcomes of approvals ``finish_approvals`` marked written are in the business table
+-- (same transaction; a JSON array of objects: approval id and history note): the notes in
+-- their history, and a wake-up for listeners of syncd_result (the approval id as payload).
+WITH w AS (
+    SELECT * FROM jsonb_to_recordset(%(written)s::jsonb) AS (id bigint, message text)
+), logged AS (
+    INSERT INTO syncd.approval_event (approval_id, at, event_type, message, actor)
+    SELECT id, %(now)s, 'note', message, %(actor)s FROM w ORDER BY id
+)
+SELECT pg_notify('syncd_result', id::text) FROM w ORDER BY id;
 
 -- record_writeback_failed --
 -- The write-back failed; it is retried later, and shows in syncd.unwritten.

@@ -148,10 +148,12 @@ class PostgresApplyStore(OutcomeWrites, TaskRecords):
         """Make the approval final and write the outcome back, exactly once."""
         try:
             async with self.transaction() as conn:
-                row = await self._finish(conn, approval, final, now, tasks, inbox_ids, calls)
+                row = await self._finish(
+                    conn, approval, final, now, tasks, inbox_ids, calls, written=True
+                )
                 if row is None:
                     return FinishResult(moved=False, written=False)
-                await self.write_outcomes(conn, [row], now)
+                await self.write_outcomes(conn, [row], now, marked=True)
             return FinishResult(moved=True, written=True, calls_spent=int(row["calls_spent"]))
         except WriteBackError as exc:
             error = str(exc)
@@ -173,13 +175,14 @@ class PostgresApplyStore(OutcomeWrites, TaskRecords):
         inbox_ids: Sequence[int] = (),
     ) -> dict[int, FinishResult] | None:
         """Several :meth:`finish` (without tasks or calls, one final per approval) in one
-        transaction: the transitions in one statement, then each write-back, then the marks
-        in one statement. Returns what moved, by approval id; ``None`` when a write-back
-        failed, in which case nothing was done and each should be finished on its own."""
+        transaction: the transitions (marked written) in one statement, then each
+        write-back, then the history notes in one statement. Returns what moved, by
+        approval id; ``None`` when a write-back failed, in which case nothing was done and
+        each should be finished on its own."""
         try:
             async with self.transaction() as conn:
-                rows = await self._finish_rows(conn, finals, now, inbox_ids)
-                await self.write_outcomes(conn, rows, now)
+                rows = await self._finish_rows(conn, finals, now, inbox_ids, written=True)
+                await self.write_outcomes(conn, rows, now, marked=True)
         except WriteBackError:
             return None
         return {
@@ -196,12 +199,15 @@ class PostgresApplyStore(OutcomeWrites, TaskRecords):
         tasks: Sequence[TaskRecord],
         inbox_ids: Sequence[int],
         calls: Sequence[CallRecord],
+        *,
+        written: bool = False,
     ) -> dict[str, Any] | None:
         """The final transition (tasks and calls recorded first); returns the outcome row,
         or None when nothing moved."""
         await self._tasks(conn, approval, tasks, now)
         await self.calls(conn, approval.id, now, calls)
-        rows = await self._finish_rows(conn, [(approval, final)], now, inbox_ids, len(calls))
+        finals = [(approval, final)]
+        rows = await self._finish_rows(conn, finals, now, inbox_ids, len(calls), written=written)
         return rows[0] if rows else None
 
     async def _finish_rows(
@@ -211,9 +217,13 @@ class PostgresApplyStore(OutcomeWrites, TaskRecords):
         now: datetime,
         inbox_ids: Sequence[int],
         calls: int = 0,
+        *,
+        written: bool = False,
     ) -> list[dict[str, Any]]:
         """Move approvals to their final states, mark the events processed, write the
-        history; returns the outcome rows of those that moved, in id order."""
+        history; returns the outcome rows of those that moved, in id order. ``written``
+        marks them written back too: the caller writes their outcomes in the same
+        transaction (``write_outcomes(..., marked=True)``)."""
         rows = [
             {
                 "id": approval.id,
@@ -237,6 +247,7 @@ class PostgresApplyStore(OutcomeWrites, TaskRecords):
             "inbox_ids": list(inbox_ids),
             "now": now,
             "actor": self.actor,
+            "written": written,
         }
         return await (await conn.execute(QUERIES["finish_approvals"], params)).fetchall()
 

@@ -52,15 +52,22 @@ class OutcomeWrites(BaseStore):
         self.corp_id = corp_id
 
     async def write_outcomes(
-        self, conn: Conn, rows: Sequence[dict[str, Any]], now: datetime, force: bool = False
+        self,
+        conn: Conn,
+        rows: Sequence[dict[str, Any]],
+        now: datetime,
+        force: bool = False,
+        *,
+        marked: bool = False,
     ) -> None:
         """Write outcome rows to their targets (each once, unless ``force``) and mark the
-        approvals written, in one statement. Raises ``WriteBackError`` when a target
-        refuses: the caller's transaction must then roll back."""
+        approvals written, in one statement (only their history notes when the statement
+        that made them final ``marked`` them already). Raises ``WriteBackError`` when a
+        target refuses: the caller's transaction must then roll back."""
         due = [r for r in rows if force or r["written_back_at"] is None]
         newer = await self._newer_writes(conn, [r for r in due if r["kind"] in self.targets])
         written = []
-        marked = False
+        begun = False
         for row in due:
             target = self.targets.get(row["kind"])
             if target is None:
@@ -72,15 +79,16 @@ class OutcomeWrites(BaseStore):
                     "a newer one"
                 )
             else:
-                if not marked:  # capture triggers skip what follows
+                if not begun:  # capture triggers skip what follows
                     await conn.execute(QUERIES["begin_writeback"])
-                    marked = True
+                    begun = True
                 await target.write(conn, _outcome(row, self.corp_id), again=force)
                 message = f"written back to {target.name}"
             written.append({"id": row["id"], "message": message})
         if written:
             params = {"written": Jsonb(written), "now": now, "actor": self.actor}
-            await conn.execute(QUERIES["mark_written_back"], params)
+            query = QUERIES["note_written_back" if marked else "mark_written_back"]
+            await conn.execute(query, params)
 
     async def _newer_writes(self, conn: Conn, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
         """Of ``rows`` (outcomes to write), those a newer round of their key has written
