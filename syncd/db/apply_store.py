@@ -11,7 +11,7 @@ second one records the final state with the write-back error, to be retried and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -110,8 +110,10 @@ class PostgresApplyStore(OutcomeWrites, TaskRecords):
         inbox_ids: Sequence[int] = (),
         urls: Mapping[int, str] | None = None,
         progress_due: datetime | None = None,
+        finishing: Collection[int] = (),
     ) -> None:
-        """Several :meth:`touch` (without calls) in one transaction: three statements.
+        """Several :meth:`touch` (without calls) in one transaction: three statements
+        (two when every approval is ``finishing``: its row is left to the finish).
 
         Task rows are locked first (in key order), then the approvals (in id order), as
         ``touch`` and ``finish`` do, so replicas never wait on each other in a circle.
@@ -120,11 +122,12 @@ class PostgresApplyStore(OutcomeWrites, TaskRecords):
             await self.upsert_tasks(
                 conn, [(approval, task) for approval, tasks in touches for task in tasks], now
             )
-            ids = sorted({approval.id for approval, _ in touches})
-            params = _touched(ids, urls or {}, now, next_poll_at)
-            await conn.execute(
-                QUERIES["touch_approvals"], params | {"progress_due": progress_due or now}
-            )
+            ids = sorted({approval.id for approval, _ in touches} - set(finishing))
+            if ids:
+                params = _touched(ids, urls or {}, now, next_poll_at)
+                await conn.execute(
+                    QUERIES["touch_approvals"], params | {"progress_due": progress_due or now}
+                )
             await self._processed(conn, inbox_ids, now)
 
     async def _tasks(

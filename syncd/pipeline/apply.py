@@ -166,23 +166,13 @@ class Apply:
                 final_items.append((approval, item))
             else:
                 rest.append(item)
-        if progress:
-            # Approval order (stable, so each approval's events keep theirs): replicas
-            # touching the same approvals lock them in the same order.
-            progress.sort(key=lambda touch: touch[0].id)
-            await self.store.touch_many(
-                [(approval, tasks) for approval, tasks, _ in progress],
-                now,
-                next_poll_at=now + self.quiet_after,
-                inbox_ids=[inbox_id for _, _, inbox_id in progress],
-                urls=urls,
-                progress_due=now + self.progress_coalesce,
-            )
         reads = {a for a, (ref, f, _) in finals.items() if needs_reading(f, self._needs(ref))}
         if reads:
             rest = [item for a, item in final_items if a.id in reads] + rest
             final_items = [(a, item) for a, item in final_items if a.id not in reads]
             finals = {a: f for a, f in finals.items() if a not in reads}
+        if progress:
+            await self._progress(progress, urls, finals, now)
         if finals:
             await self._finish_all(list(finals.values()), final_items)
         for item in rest:
@@ -190,6 +180,32 @@ class Apply:
             # A duplicate reads too: if the first read failed and was deferred, the
             # duplicate must not finish the approval on the event's word alone.
             await self._apply(item, approval, read=approval is not None and approval.id in reads)
+
+    async def _progress(
+        self,
+        progress: list[tuple[ApprovalRef, list[TaskRecord], int]],
+        urls: dict[int, str],
+        finals: dict[int, tuple[ApprovalRef, Final, InboxItem]],
+        now: datetime,
+    ) -> None:
+        """Record the events that only show progress, in one transaction. An approval the
+        batch also finishes (its approver's task ended with it) gets its tasks and its
+        link, but its row is rewritten once, by the finish: its final takes the link."""
+        # Approval order (stable, so each approval's events keep theirs): replicas
+        # touching the same approvals lock them in the same order.
+        progress.sort(key=lambda touch: touch[0].id)
+        await self.store.touch_many(
+            [(approval, tasks) for approval, tasks, _ in progress],
+            now,
+            next_poll_at=now + self.quiet_after,
+            inbox_ids=[inbox_id for _, _, inbox_id in progress],
+            urls=urls,
+            progress_due=now + self.progress_coalesce,
+            finishing=finals.keys(),
+        )
+        for approval_id, (approval, final, item) in finals.items():
+            if final.url is None and approval_id in urls:
+                finals[approval_id] = (approval, replace(final, url=urls[approval_id]), item)
 
     def _needs(self, approval: ApprovalRef) -> frozenset[str]:
         return self.needs.get(approval.kind, frozenset())

@@ -8,7 +8,7 @@ guarded transitions: a lost lease, a duplicate or a late event changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -170,9 +170,12 @@ class ApplyStore(Protocol):
         inbox_ids: Sequence[int] = (),
         urls: Mapping[int, str] | None = None,
         progress_due: datetime | None = None,
+        finishing: Collection[int] = (),
     ) -> None:
         """Several :meth:`touch` without calls, in one transaction (``urls``: the links
-        told, by approval id)."""
+        told, by approval id). The approvals in ``finishing`` are about to be finished
+        (their final events came in the same batch): only their tasks are recorded and
+        their events marked, their rows are left to the finish."""
         ...
 
     async def finish(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
 from syncd.dingtalk.events import InboundEvent
@@ -115,6 +115,7 @@ class MemoryApplyStore(OutcomeWrites):
         inbox_ids: Sequence[int] = (),
         urls: Mapping[int, str] | None = None,
         progress_due: datetime | None = None,
+        finishing: Collection[int] = (),
     ) -> None:
         with self.db.transaction("touch_many") as t:
             by_approval: dict[int, list[TaskRecord]] = {}
@@ -122,7 +123,7 @@ class MemoryApplyStore(OutcomeWrites):
                 by_approval.setdefault(approval.id, []).extend(tasks)
             for approval_id, tasks in by_approval.items():
                 self.db.upsert_tasks(approval_id, tasks)
-            _touch(t, sorted(by_approval), now, next_poll_at)
+            _touch(t, sorted(set(by_approval) - set(finishing)), now, next_poll_at)
             _processed(t, inbox_ids, now, None, set_note=True)
 
     async def finish(

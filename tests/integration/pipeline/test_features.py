@@ -84,6 +84,55 @@ async def test_failed_write_back_is_retried_and_shown_until_it_succeeds(env):
     assert env.sql("SELECT approval_status FROM app.leave_request") == [("APPROVED",)]
 
 
+#: Every rewrite of an approval's row, in a table of the test's own (the trigger runs as
+#: its owner, so the daemon needs no grant on it).
+COUNT_REWRITES = """
+CREATE TABLE public.rewrites (approval_id bigint, state text);
+CREATE FUNCTION public.count_rewrite() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog AS $$
+BEGIN
+    INSERT INTO public.rewrites VALUES (NEW.id, NEW.state);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER count_rewrite AFTER UPDATE ON syncd.approval
+    FOR EACH ROW EXECUTE FUNCTION public.count_rewrite();
+"""
+
+
+async def test_a_task_ending_with_its_instance_rewrites_the_approval_once(env):
+    """DingTalk sends the approver's task end and the instance's end together: in one
+    batch, the task is recorded, the link a start event told is kept, the outcome is
+    written back, and the approval's row is rewritten once, by the finish."""
+    key = env.submit_leave(days=2)
+    async with env.daemon(env.settings(events={"stream": False})) as daemon:
+        await daemon.drain()
+        [(approval_id, instance_id)] = env.sql("SELECT id, instance_id FROM syncd.approval")
+        env.sql(COUNT_REWRITES)
+        link = f"https://aflow.dingtalk.com/approval?procInsId={instance_id}&told=start"
+        said = {"processInstanceId": instance_id}
+        events = [
+            make_event("callback", "bpms_instance_change", said | {"type": "start", "url": link}),
+            make_event(
+                "callback",
+                "bpms_task_change",
+                said | {"type": "finish", "result": "agree", "taskId": 77, "staffId": "hr1"},
+            ),
+            make_event(
+                "callback", "bpms_instance_change", said | {"type": "finish", "result": "agree"}
+            ),
+        ]
+        await daemon.app.inbox.put_many(events)
+        assert await daemon.app.apply.run_once() == len(events)
+    assert env.sql("SELECT * FROM public.rewrites") == [(approval_id, "approved")]
+    row = env.sql("SELECT state, url, written_back_at IS NOT NULL, approver FROM syncd.approval")
+    assert row == [("approved", link, True, "hr1")]
+    task = "SELECT user_id, status, result FROM syncd.task WHERE record_key = '77'"
+    assert env.sql(task) == [("hr1", "COMPLETED", "AGREE")]
+    assert env.sql("SELECT count(*) FROM syncd.inbox WHERE processed_at IS NULL") == [(0,)]
+    business = "SELECT approval_status FROM app.leave_request WHERE id = %s"
+    assert env.app_sql(business, key) == [("APPROVED",)]
+
+
 async def test_one_failed_write_back_in_a_batch_of_outcomes_holds_up_no_other(env):
     """Outcomes claimed together are finished together; when one write-back fails, each is
     finished on its own: the others are written, that one waits in syncd.unwritten."""
