@@ -395,53 +395,62 @@ UPDATE syncd.approval a
 RETURNING a.id, prev.originator_user_id AS previous_user_id;
 
 -- record_created --
--- DingTalk created the instance: the approval runs (also adopts one found by reconciling).
--- One statement: the transition, the DingTalk calls spent (a JSON array of objects) and the
--- transition in the history, the metered calls in the monthly usage (contact reads are not
--- metered). The calls are recorded even when the approval had moved on (nothing returned):
--- the instance exists all the same.
-WITH prev AS (
-    SELECT id, state FROM syncd.approval
-     WHERE id = %(id)s AND state IN ('submitting', 'unknown') AND instance_id IS NULL
-       FOR UPDATE
+-- DingTalk created these instances (a JSON array of objects, one per approval: creates
+-- answered while another was being recorded are recorded together): the approvals run
+-- (also adopts one found by reconciling). One statement: the transitions, the DingTalk
+-- calls spent (each create's, in ``calls``) and the transitions in the history, the
+-- metered calls in the monthly usage (contact reads are not metered). The calls are
+-- recorded even when an approval had moved on (it is not returned): the instance exists
+-- all the same. Returns the approvals that moved.
+WITH c AS (
+    SELECT * FROM jsonb_to_recordset(%(created)s::jsonb)
+           AS (id bigint, instance_id text, process_code text, form_values jsonb,
+               created_at timestamptz, now timestamptz, next_poll_at timestamptz,
+               month date, message text, calls jsonb)
+), prev AS (
+    SELECT a.id, a.state FROM syncd.approval a JOIN c ON c.id = a.id
+     WHERE a.state IN ('submitting', 'unknown') AND a.instance_id IS NULL
+     ORDER BY a.id
+       FOR UPDATE OF a
 ), moved AS (
     UPDATE syncd.approval a
-       SET state = 'running', instance_id = %(instance_id)s, process_code = %(process_code)s,
-           form_values = coalesce(%(form_values)s, a.form_values),
-           instance_created_at = coalesce(%(created_at)s, %(now)s),
+       SET state = 'running', instance_id = c.instance_id, process_code = c.process_code,
+           form_values = coalesce(c.form_values, a.form_values),
+           instance_created_at = coalesce(c.created_at, c.now),
            lease_owner = NULL, lease_expires_at = NULL, last_error_code = NULL,
-           last_error_message = NULL, calls_spent = a.calls_spent + %(calls)s,
-           next_poll_at = %(next_poll_at)s, updated_at = %(now)s
-      FROM prev
+           last_error_message = NULL, next_poll_at = c.next_poll_at, updated_at = c.now,
+           calls_spent = a.calls_spent + jsonb_array_length(c.calls)
+      FROM prev JOIN c ON c.id = prev.id
      WHERE a.id = prev.id
-    RETURNING prev.state AS from_state
+    RETURNING a.id, prev.state AS from_state
 ), spent AS (
-    SELECT * FROM ROWS FROM (jsonb_to_recordset(%(call_lines)s::jsonb)
-                             AS (endpoint text, purpose text, http_status integer, code text,
-                                 duration_ms integer, message text, metered boolean))
-           WITH ORDINALITY AS c (endpoint, purpose, http_status, code, duration_ms, message,
-                                 metered, n)
+    SELECT c.id, c.now, c.month, s.*
+      FROM c, ROWS FROM (jsonb_to_recordset(c.calls)
+                         AS (endpoint text, purpose text, http_status integer, code text,
+                             duration_ms integer, message text, metered boolean))
+              WITH ORDINALITY AS s (endpoint, purpose, http_status, code, duration_ms,
+                                    message, metered, n)
 ), logged AS (
     INSERT INTO syncd.approval_event
            (approval_id, at, event_type, from_state, to_state, endpoint, http_status, code,
             duration_ms, message, actor)
-    SELECT %(id)s, %(now)s, e.event_type, e.from_state, e.to_state, e.endpoint,
-           e.http_status, e.code, e.duration_ms, e.message, %(actor)s
-      FROM (SELECT 'call' AS event_type, NULL AS from_state, NULL AS to_state, endpoint,
-                   http_status, code, duration_ms, message, n
+    SELECT e.id, e.now, e.event_type, e.from_state, e.to_state, e.endpoint, e.http_status,
+           e.code, e.duration_ms, e.message, %(actor)s
+      FROM (SELECT id, now, 'call' AS event_type, NULL AS from_state, NULL AS to_state,
+                   endpoint, http_status, code, duration_ms, message, n
               FROM spent
             UNION ALL
-            SELECT 'transition', from_state, 'running', NULL, NULL, NULL, NULL,
-                   %(message)s, 2147483647
-              FROM moved) e
-     ORDER BY e.n
+            SELECT c.id, c.now, 'transition', moved.from_state, 'running', NULL, NULL, NULL,
+                   NULL, c.message, 2147483647
+              FROM moved JOIN c ON c.id = moved.id) e
+     ORDER BY e.id, e.n
 ), used AS (
     INSERT INTO syncd.usage (month, purpose, calls)
-    SELECT %(month)s, purpose, count(*) FROM spent WHERE metered IS NOT FALSE
-     GROUP BY purpose ORDER BY purpose
+    SELECT month, purpose, count(*) FROM spent WHERE metered IS NOT FALSE
+     GROUP BY month, purpose ORDER BY month, purpose
     ON CONFLICT (month, purpose) DO UPDATE SET calls = syncd.usage.calls + EXCLUDED.calls
 )
-SELECT from_state FROM moved;
+SELECT id FROM moved ORDER BY id;
 
 -- record_attempt_failed --
 -- A submit attempt ended without an instance: back to pending, unknown, invalid or dead (only by the claim's owner).

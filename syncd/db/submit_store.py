@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.queries import QUERIES
 from syncd.db.store import (
@@ -23,12 +24,21 @@ from syncd.db.store import (
     submit_item,
     usage_month,
 )
+from syncd.db.task_records import iso
+from syncd.db.together import Together
 from syncd.domain import ApprovalState, CallRecord, Intent, SubmitItem
 
 
 class PostgresSubmitStore(BaseStore):
     """Claims and outcomes of creates and reconciliations (implements
     ``syncd.ports.SubmitStore``)."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *, actor: str = "syncd") -> None:
+        super().__init__(pool, actor=actor)
+        #: Creates being recorded; those answered meanwhile are recorded together next.
+        self.creates: Together[dict[str, Any], bool] = Together(
+            self._record_created, key=lambda created: created["id"]
+        )
 
     async def claim_submits(
         self, limit: int, now: datetime, owner: str, lease_until: datetime
@@ -93,22 +103,27 @@ class PostgresSubmitStore(BaseStore):
         created_at: datetime | None = None,
         calls: Sequence[CallRecord] = (),
     ) -> bool:
-        """Store the new instance id; False if the approval already moved on."""
-        params = {
+        """Store the new instance id; False if the approval already moved on. Creates
+        recorded at the same time share one statement (:class:`Together`)."""
+        created = {
             "id": approval_id,
             "instance_id": instance_id,
             "process_code": process_code,
-            "form_values": jsonb(form_values),
-            "created_at": created_at,
-            "now": now,
-            "next_poll_at": next_poll_at,
-            "calls": len(calls),
-            "call_lines": Jsonb([call_line(approval_id, c) for c in calls]),
-            "month": usage_month(now),
+            "form_values": form_values,
+            "created_at": iso(created_at),
+            "now": iso(now),
+            "next_poll_at": iso(next_poll_at),
+            "month": usage_month(now).isoformat(),
             "message": f"instance {instance_id}",
-            "actor": self.actor,
+            "calls": [call_line(approval_id, c) for c in calls],
         }
-        return await self.fetch_one("record_created", params) is not None
+        return await self.creates(created)
+
+    async def _record_created(self, created: Sequence[dict[str, Any]]) -> list[bool]:
+        """``record_created`` for several creates; whether each approval moved."""
+        params = {"created": Jsonb(list(created)), "actor": self.actor}
+        moved = {row["id"] for row in await self.fetch_all("record_created", params)}
+        return [c["id"] in moved for c in created]
 
     async def record_failed(
         self,

@@ -115,3 +115,74 @@ async def test_a_late_create_outcome_still_counts_its_call(env):
     assert env.sql("SELECT state, instance_id, calls_spent FROM syncd.approval") == [
         ("running", "first", 1)
     ]
+
+
+def _calls(n: int) -> list[CallRecord]:
+    """None to three calls: a failed create before the one that worked, a contact read
+    (not metered), a message with what a history line may hold."""
+    calls = [
+        CallRecord("create", "create", False, 30 + n, code="busy", http_status=503),
+        CallRecord("contacts", "lookup", True, 5, metered=False, message=f"找到 {n}\t'\""),
+        CallRecord("create", "create", True, 40 + n, http_status=200),
+    ]
+    return calls[3 - n % 4 :] if n % 4 else []
+
+
+async def test_creates_answered_together_are_recorded_each_as_it_would_be_alone(env):
+    """Creates recorded while another is being recorded share a statement (group commit);
+    every row, history line and usage count is what recording each alone gives, and a
+    second answer for one approval still moves nothing."""
+    for i in range(12):
+        env.submit_leave(applicant=f"u{1 + i % 3}", days=1)
+    async with env.daemon() as daemon:
+        await daemon.app.stages["ingest"].run_once()
+        now = env.clock.now()
+        store = PostgresSubmitStore(daemon.app.pool, actor="together")
+        items = await store.claim_submits(12, now, "together", now + timedelta(seconds=60))
+
+        def record(n: int, approval_id: int, instance_id: str):
+            return store.record_created(
+                approval_id,
+                instance_id=instance_id,
+                process_code="PROC-LEAVE",
+                form_values=[{"name": "天数", "value": str(n)}],
+                now=now + timedelta(seconds=n),
+                next_poll_at=now + timedelta(minutes=n),
+                calls=_calls(n),
+            )
+
+        records = [record(n, item.id, f"inst-{item.id}") for n, item in enumerate(items)]
+        again = record(13, items[0].id, "again")  # a late second answer for the first
+        assert await asyncio.gather(*records, again) == [True] * len(items) + [False]
+        assert store.creates.items == len(items) + 1
+        assert store.creates.statements < len(items) + 1  # some were recorded together
+    for n, item in enumerate(items):
+        at = now + timedelta(seconds=n)
+        row = env.sql(
+            "SELECT state, instance_id, form_values, calls_spent, updated_at, next_poll_at,"
+            " instance_created_at, lease_owner FROM syncd.approval WHERE id = %s",
+            item.id,
+        )
+        spent = len(_calls(n))  # a late answer's calls are in the history and usage only
+        form = [{"name": "天数", "value": str(n)}]
+        poll = now + timedelta(minutes=n)
+        assert row == [("running", f"inst-{item.id}", form, spent, at, poll, at, None)]
+        history = env.sql(
+            "SELECT event_type, to_state, endpoint, http_status, code, duration_ms, message,"
+            " at FROM syncd.approval_event WHERE approval_id = %s AND actor = 'together'"
+            " AND to_state IS DISTINCT FROM 'submitting' ORDER BY id",
+            item.id,
+        )
+        expected = [
+            ("call", None, c.endpoint, c.http_status, c.code, c.duration_ms, c.message, at)
+            for c in _calls(n)
+        ] + [("transition", "running", None, None, None, None, f"instance inst-{item.id}", at)]
+        if n == 0:
+            late = now + timedelta(seconds=13)
+            expected += [
+                ("call", None, c.endpoint, c.http_status, c.code, c.duration_ms, c.message, late)
+                for c in _calls(13)
+            ]
+        assert history == expected
+    metered = sum(1 for n in [*range(12), 13] for c in _calls(n) if c.metered)
+    assert env.sql("SELECT purpose, calls FROM syncd.usage") == [("create", metered)]
