@@ -380,6 +380,41 @@ def month(name: str = "month") -> list[str]:
     return lines
 
 
+#: What a ``bench.cpu`` A/B reports per side: the result's key, its label, its digits.
+CPU_FIGURES = (
+    ("approval_updates", "rows of syncd.approval updated per approval", 1),
+    ("wal_bytes_per_approval", "WAL bytes per approval", 0),
+    ("toplevel_statements_per_approval", "statements per approval (top level)", 2),
+    ("db_exec_ms_per_approval", "PostgreSQL execution ms", 2),
+    ("postgres_cpu_ms_per_approval", "PostgreSQL CPU ms", 2),
+    ("daemon_cpu_ms_per_approval", "daemon CPU ms", 2),
+    ("approvals_per_second", "approvals/s", 0),
+)
+
+
+def cpu_pairs(pairs: list[tuple[str, str, str]]) -> list[str]:
+    """``bench.cpu`` A/Bs (``PREFIX-old-N``, ``PREFIX-new-N`` in ``results/``): each side's
+    median and range per figure; ``pairs`` names each side (prefix, before, after)."""
+    lines = ["", "bench.cpu A/B runs", ""]
+    lines += [row("runs", *(label for _, label, _ in CPU_FIGURES)), row(*["---"] * 8)]
+    for prefix, before, after in pairs:
+        for side, label in (("old", before), ("new", after)):
+            runs = [d for n in range(1, 9) if (d := load(f"{prefix}-{side}-{n}")) is not None]
+            for d in runs:
+                d["approval_updates"] = d["rows_written_per_approval"]["syncd.approval"][1]
+            cells = []
+            for key, _, digits in CPU_FIGURES:
+                values = [float(d[key]) for d in runs]
+                cells.append(
+                    f"{statistics.median(values):,.{digits}f} "
+                    f"({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+                    if values
+                    else ""
+                )
+            lines.append(row(f"{label} (`{prefix}-{side}-*`, {len(runs)})", *cells))
+    return lines
+
+
 def main() -> None:
     lines: list[str] = []
     for name in (
@@ -387,6 +422,7 @@ def main() -> None:
         # the simulator's heap frozen, so it never stops for a full collection (section 1)
         "throughput-10000-frozen",
         "throughput-100000-frozen",
+        "throughput-10000-rows",  # after the approval's rewrites were cut (section 1)
         # the same comparison started three other ways (bench/RESULTS.md, section 1)
         "throughput-10000-fresh",
         "throughput-10000-settled-empty",
@@ -402,6 +438,14 @@ def main() -> None:
         lines += throughput(name)
     lines += latency() + quota() + quota_runs() + scale()
     lines += month()
+    lines += cpu_pairs(  # bench/RESULTS.md, section 8: the approval's rewrites
+        [
+            ("fold2", "before 1 (`b53b954`)", "1: the finish marks written back (`c6ff5e6`)"),
+            ("touch", "before 2 (`c6ff5e6`)", "2: no touch before a finish (`f45c792`)"),
+            ("group", "before 3 (`f45c792`)", "3: creates recorded together (`d0e6dc3`)"),
+            ("net", "`b53b954`, again", "1–3 (`d0e6dc3`)"),
+        ]
+    )
     print("\n".join(lines))  # noqa: T201 - the report is the output
 
 
