@@ -3,10 +3,13 @@
 Submit records each create as its answer comes, ``concurrency`` at a time. A caller hands
 its item to :class:`Together`: when no statement of the group is running, the item's
 starts at once, alone; items that arrive while one runs wait for it and go together in
-the next. So nothing waits that would not have, and under load many items share one
-statement (one round trip, one commit). Each caller returns once its own item is
-committed, with its own result. If a statement for several items fails, each is run
-again alone, so that one item's failure is its own caller's.
+the next. Under load many items share one statement (one round trip, one commit); a
+create record waits at most for the one before it, which it would have waited for
+anyway on the month's usage row that both update. Each caller returns once its own item
+is committed, with its own result. If a statement for several items fails, each is run
+again alone, so that one item's failure is its own caller's. A caller cancelled while
+its item waits does not take the item back: it is still recorded (an instance DingTalk
+created is recorded whether or not anyone waits for it).
 """
 
 from __future__ import annotations
