@@ -863,19 +863,17 @@ VALUES (%(endpoint)s)
 ON CONFLICT (endpoint) DO NOTHING;
 
 -- reserve_rate_slot --
--- Take the endpoint's next `count` free slots (one per call asking at the same time) unless the first is more than max_wait seconds away; no row means "too far off" (or no pacing row yet). now is NULL (the database's clock, shared by every replica) except in tests. Returns the database's time of the reservation (epoch seconds), how far after it the first slot starts (the others follow one interval apart), and the shared rate cut (cut_ago: seconds since it).
+-- Take the endpoint's next free slot unless it is more than max_wait seconds away; no row means "too far off" (or no pacing row yet). now is NULL (the database's clock, shared by every replica) except in tests. Returns the database's time of the reservation (epoch seconds), how far after it the slot starts, and the shared rate cut (cut_ago: seconds since it).
 WITH clock AS (SELECT coalesce(%(now)s::timestamptz, clock_timestamp()) AS now)
 UPDATE syncd.rate_limit AS r
-   SET next_slot_at = greatest(r.next_slot_at, clock.now)
-                      + make_interval(secs => %(interval)s::float8 * %(count)s::integer)
+   SET next_slot_at = greatest(r.next_slot_at, clock.now) + make_interval(secs => %(interval)s::float8)
   FROM clock
  WHERE r.endpoint = %(endpoint)s
    AND r.next_slot_at <= clock.now + make_interval(secs => %(max_wait)s::float8)
-RETURNING r.next_slot_at - make_interval(secs => %(interval)s::float8 * %(count)s::integer)
-              AS slot_at,
+RETURNING r.next_slot_at - make_interval(secs => %(interval)s::float8) AS slot_at,
           extract(epoch FROM clock.now)::float8 AS database_now,
           greatest(0, extract(epoch FROM r.next_slot_at - clock.now)::float8
-                      - %(interval)s::float8 * %(count)s::integer) AS wait_seconds,
+                      - %(interval)s::float8) AS wait_seconds,
           extract(epoch FROM clock.now - r.cut_at)::float8 AS cut_ago,
           r.cut_peak,
           r.cut_share;

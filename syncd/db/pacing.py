@@ -3,10 +3,8 @@
 Each endpoint has a row in ``syncd.rate_limit`` holding its next free slot. Reserving a
 call is one autocommitted ``UPDATE`` that moves the slot forward by
 ``(1 + margin) / rate`` seconds and returns when the slot starts, on the database's
-clock; calls of one replica that ask while its reservation is on the way reserve
-together, in the next ``UPDATE``, that many consecutive slots. The row lock serialises
-replicas, so the slots all replicas get are at least that far apart and any ``rate`` of
-them span ``1 + margin`` seconds.
+clock. The row lock serialises replicas, so the slots all replicas get are at least that
+far apart and any ``rate`` of them span ``1 + margin`` seconds.
 
 A replica measures its lateness from the slot's start, placed on its own clock by
 :class:`DatabaseClock` (the reservations' round trips bound where the database's clock
@@ -29,14 +27,13 @@ import logging
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.queries import QUERIES
-from syncd.db.together import Together
 from syncd.dingtalk.pacing import (
     DEFAULT_LATE,
     DEFAULT_MARGIN,
@@ -135,7 +132,6 @@ class PostgresPacer:
         self._backoff: dict[str, Backoff] = {}
         self._known: set[str] = set()
         self._clock_bounds = DatabaseClock()
-        self._together: dict[str, Together[object, Slot | None]] = {}
 
     def _interval(self, endpoint: str) -> float:
         factor = self._backoff.setdefault(endpoint, Backoff()).factor(self._clock.monotonic())
@@ -161,33 +157,18 @@ class PostgresPacer:
             self._known.add(endpoint)
 
     async def reserve(self, endpoint: str) -> Slot | None:
-        """Take the next slot, or ``None`` when it is more than ``max_wait`` away. Calls
-        that ask while another reservation of the endpoint is on its way take their slots
-        together in the next (:class:`Together`): consecutive slots, as one after the
-        other would have had, in one statement."""
+        """Take the next slot, or ``None`` when it is more than ``max_wait`` away."""
         await self._ensure(endpoint)
-        together = self._together.get(endpoint)
-        if together is None:
-            together = self._together[endpoint] = Together(
-                lambda calls: self._reserve(endpoint, len(calls)), key=id
-            )
-        return await together(object())
-
-    async def _reserve(self, endpoint: str, count: int) -> list[Slot | None]:
-        """``count`` consecutive slots of ``endpoint``, or ``None`` for each when the first
-        is more than ``max_wait`` away."""
-        interval = self._interval(endpoint)
         params = {
             "endpoint": endpoint,
-            "interval": interval,
-            "count": count,
+            "interval": self._interval(endpoint),
             "max_wait": self._max_wait,
             "now": self._now(),
         }
         asked = self._clock.monotonic()
         row = await self._fetch("reserve_rate_slot", params)
         if row is None:
-            return [None] * count
+            return None
         got = self._clock.monotonic()
         at, database_now, wait, cut_ago, cut_peak, cut_share = row
         self._clock_bounds.observe(asked, got, database_now)
@@ -195,15 +176,7 @@ class PostgresPacer:
             since = (asked + got) / 2 - cut_ago
             self._backoff.setdefault(endpoint, Backoff()).adopt(cut_peak, cut_share, since)
         due = self._clock_bounds.local(database_now) + wait
-        slots = [
-            Slot(
-                at=at + timedelta(seconds=n * interval),
-                wait=float(wait) + n * interval,
-                due=due + n * interval,
-            )
-            for n in range(count)
-        ]  # a slot past max_wait is not taken (left unused: the rate is never exceeded)
-        return [slot if slot.wait <= self._max_wait else None for slot in slots]
+        return Slot(at=at, wait=float(wait), due=due)
 
     async def _wait(self, endpoint: str) -> float:
         slot = await self.reserve(endpoint)

@@ -75,29 +75,6 @@ async def test_two_replicas_get_slots_one_interval_apart(
     assert max(slot.wait for slot in slots if slot is not None) >= 2.8
 
 
-async def test_calls_asking_at_once_reserve_consecutive_slots_together(
-    replicas: list[AsyncConnectionPool[Any]],
-) -> None:
-    """One replica's calls that ask while a reservation is on its way take their slots in
-    the next statement: exactly one interval apart, as one after the other would have,
-    and none further than ``max_wait`` (such a call is told to wait, as when alone)."""
-    clock = FakeClock(datetime.now(UTC) + timedelta(days=1))
-    pacer = _pacer_on(replicas[0], clock, rate=10.0, max_wait=2.0, database_clock=False)
-    endpoint = f"together-{uuid.uuid4().hex[:8]}"
-    slots = await asyncio.gather(*(pacer.reserve(endpoint) for _ in range(30)))
-    taken = [slot for slot in slots if slot is not None]
-    together = pacer._together[endpoint]
-    assert together.statements < together.items == len(slots)  # some shared a statement
-    interval = 1.025 / 10
-    assert len(taken) == 1 + int(2.0 / interval)  # the first 20 slots lie within 2 s
-    taken.sort(key=lambda slot: slot.at)
-    assert [slot.wait for slot in taken] == pytest.approx(
-        [n * interval for n in range(len(taken))], abs=1e-6
-    )
-    gaps = [(b.at - a.at).total_seconds() for a, b in itertools.pairwise(taken)]
-    assert gaps == pytest.approx([interval] * (len(taken) - 1), abs=1e-6)
-
-
 async def test_other_endpoints_have_their_own_slots(
     replicas: list[AsyncConnectionPool[Any]],
 ) -> None:
