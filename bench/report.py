@@ -436,7 +436,7 @@ def main() -> None:
         "before-2000",
     ):
         lines += throughput(name)
-    lines += latency() + quota() + quota_runs() + scale()
+    lines += latency() + quota() + quota_runs() + quota_runs("quota-together") + scale()
     lines += month()
     lines += cpu_pairs(  # bench/RESULTS.md, section 8: the approval's rewrites
         [
@@ -444,6 +444,8 @@ def main() -> None:
             ("touch", "before 2 (`c6ff5e6`)", "2: no touch before a finish (`f45c792`)"),
             ("group", "before 3 (`f45c792`)", "3: creates recorded together (`d0e6dc3`)"),
             ("net", "`b53b954`, again", "1–3 (`d0e6dc3`)"),
+            ("slots", "`bd0c010`", "slots reserved together (`36e88a1`, reverted)"),
+            ("slots2", "`bd0c010`, again", "the same, again"),
         ]
     )
     print("\n".join(lines))  # noqa: T201 - the report is the output
