@@ -39,7 +39,7 @@ class Together(Generic[Item, Result]):
         self._limit = limit
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._runner: asyncio.Task[None] | None = None
-        #: Statements run, and items recorded by them (for the tests and benchmarks).
+        #: Statements run, and items recorded by them (what the tests check).
         self.statements = 0
         self.items = 0
 
