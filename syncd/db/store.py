@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncd.db.connect import redact
 from syncd.db.queries import QUERIES
+from syncd.db.text import pg_text
 from syncd.domain import ApprovalRef, ApprovalState, CallRecord, SubmitItem, month_start
 from syncd.errors import StoreError
 
@@ -129,27 +130,30 @@ def history_line(
     to_state: str | None = None,
     message: str | None = None,
 ) -> HistoryLine:
-    """A transition (or, with ``event_type="note"``, a note) for :meth:`BaseStore.log`."""
+    """A transition (or, with ``event_type="note"``, a note) for :meth:`BaseStore.log`;
+    the message as PostgreSQL can store it (:func:`~syncd.db.text.pg_text`)."""
     return {
         "approval_id": approval_id,
         "event_type": event_type,
         "from_state": from_state,
         "to_state": to_state,
-        "message": message,
+        "message": pg_text(message),
     }
 
 
 def call_line(approval_id: int, call: CallRecord) -> HistoryLine:
-    """A DingTalk call for :meth:`BaseStore.log` (and, with its purpose, the usage)."""
+    """A DingTalk call for :meth:`BaseStore.log` (and, with its purpose, the usage). Its
+    code and message are DingTalk's text, as PostgreSQL can store it: a NUL in them must
+    not make the record fail every time it is tried."""
     return {
         "approval_id": approval_id,
         "event_type": "call",
         "purpose": call.purpose,
         "endpoint": call.endpoint,
         "http_status": call.http_status,
-        "code": call.code,
+        "code": pg_text(call.code),
         "duration_ms": call.duration_ms,
-        "message": call.message,
+        "message": pg_text(call.message),
         "metered": call.metered,
     }
 

@@ -25,6 +25,7 @@ from syncd.db.store import (
     usage_month,
 )
 from syncd.db.task_records import iso
+from syncd.db.text import pg_text
 from syncd.db.together import Together
 from syncd.domain import ApprovalState, CallRecord, Intent, SubmitItem
 
@@ -149,8 +150,8 @@ class PostgresSubmitStore(BaseStore):
             "now": now,
             "next_attempt_at": next_attempt_at,
             "refund": 1 if refund else 0,
-            "error_code": error_code,
-            "error_message": error_message[:2000],
+            "error_code": pg_text(error_code),  # DingTalk's words, as PostgreSQL stores them
+            "error_message": pg_text(error_message[:2000]),
             "process_code": process_code,
             "form_values": jsonb(form_values),
             "calls": len(calls),

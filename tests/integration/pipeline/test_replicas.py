@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from syncd.db.submit_store import PostgresSubmitStore
-from syncd.domain import CallRecord
+from syncd.db.text import pg_text
+from syncd.domain import ApprovalState, CallRecord
 from syncd.pipeline.submit import Submit
 
 
@@ -16,6 +22,17 @@ async def drain_together(*daemons):
         counts = await asyncio.gather(*(d.cycle() for d in daemons))
         if not any(sum(c.values()) for c in counts):
             return
+
+
+async def claim_as(env, daemon, actor: str, count: int):
+    """The pending rounds ingested and ``count`` of them claimed by a replica named
+    ``actor`` (a minute's lease): its store, the items and the time of the claim."""
+    await daemon.app.stages["ingest"].run_once()
+    now = env.clock.now()
+    store = PostgresSubmitStore(daemon.app.pool, actor=actor)
+    items = await store.claim_submits(count, now, actor, now + timedelta(seconds=60))
+    assert len(items) == count
+    return store, items, now
 
 
 async def test_two_replicas_share_the_work_and_create_each_instance_once(env):
@@ -87,10 +104,7 @@ async def test_a_late_create_outcome_still_counts_its_call(env):
     spent and an instance exists: both show in the history and the monthly usage."""
     env.submit_leave(days=1)
     async with env.daemon() as daemon:
-        await daemon.app.stages["ingest"].run_once()
-        now = env.clock.now()
-        store = PostgresSubmitStore(daemon.app.pool, actor="late")
-        [item] = await store.claim_submits(1, now, "late", now + timedelta(seconds=60))
+        store, [item], now = await claim_as(env, daemon, "late", 1)
         call = CallRecord(endpoint="create", purpose="create", ok=True, duration_ms=12)
         created = {
             "process_code": "PROC-LEAVE",
@@ -117,30 +131,49 @@ async def test_a_late_create_outcome_still_counts_its_call(env):
     ]
 
 
-def _calls(n: int) -> list[CallRecord]:
-    """None to three calls: a failed create before the one that worked, a contact read
-    (not metered), a message with what a history line may hold."""
-    calls = [
-        CallRecord("create", "create", False, 30 + n, code="busy", http_status=503),
-        CallRecord("contacts", "lookup", True, 5, metered=False, message=f"找到 {n}\t'\""),
-        CallRecord("create", "create", True, 40 + n, http_status=200),
-    ]
-    return calls[3 - n % 4 :] if n % 4 else []
+#: DingTalk calls as a create may have spent them: failed or not, metered or not (contact
+#: reads), with whatever code and message DingTalk sent (NUL included).
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+CALLS = st.lists(
+    st.builds(
+        CallRecord,
+        endpoint=st.sampled_from(["create", "contacts", "schema"]),
+        purpose=st.sampled_from(["create", "lookup", "schema"]),
+        ok=st.booleans(),
+        duration_ms=st.integers(0, 60_000),
+        code=st.none() | TEXT,
+        http_status=st.none() | st.integers(100, 599),
+        message=st.none() | TEXT,
+        metered=st.booleans(),
+    ),
+    max_size=4,
+)
 
 
-async def test_creates_answered_together_are_recorded_each_as_it_would_be_alone(env):
+@example(
+    creates=[[CallRecord("create", "create", False, 3, code="a\x00b", message="busy\x00")]],
+    late=[],
+)
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(creates=st.lists(CALLS, min_size=1, max_size=10), late=CALLS)
+async def test_creates_answered_together_are_recorded_each_as_it_would_be_alone(
+    env, creates: list[list[CallRecord]], late: list[CallRecord]
+):
     """Creates recorded while another is being recorded share a statement (group commit);
-    every row, history line and usage count is what recording each alone gives, and a
-    second answer for one approval still moves nothing."""
-    for i in range(12):
-        env.submit_leave(applicant=f"u{1 + i % 3}", days=1)
+    every column of the approval, every history line and the usage counts are what
+    recording each alone gives, and a late second answer for one approval still moves
+    nothing (its calls are in the history and the usage only)."""
+    for _ in creates:
+        env.submit_leave(days=1)
+    usage_before = dict(env.sql("SELECT purpose, calls FROM syncd.usage"))
     async with env.daemon() as daemon:
-        await daemon.app.stages["ingest"].run_once()
-        now = env.clock.now()
-        store = PostgresSubmitStore(daemon.app.pool, actor="together")
-        items = await store.claim_submits(12, now, "together", now + timedelta(seconds=60))
+        store, items, now = await claim_as(env, daemon, "together", len(creates))
 
-        def record(n: int, approval_id: int, instance_id: str):
+        def record(n: int, approval_id: int, instance_id: str, calls: list[CallRecord]):
             return store.record_created(
                 approval_id,
                 instance_id=instance_id,
@@ -148,41 +181,100 @@ async def test_creates_answered_together_are_recorded_each_as_it_would_be_alone(
                 form_values=[{"name": "天数", "value": str(n)}],
                 now=now + timedelta(seconds=n),
                 next_poll_at=now + timedelta(minutes=n),
-                calls=_calls(n),
+                calls=calls,
             )
 
-        records = [record(n, item.id, f"inst-{item.id}") for n, item in enumerate(items)]
-        again = record(13, items[0].id, "again")  # a late second answer for the first
+        records = [
+            record(n, item.id, f"inst-{item.id}", calls)
+            for n, (item, calls) in enumerate(zip(items, creates, strict=True))
+        ]
+        again = record(len(items), items[0].id, f"again-{items[0].id}", late)
         assert await asyncio.gather(*records, again) == [True] * len(items) + [False]
         assert store.creates.items == len(items) + 1
-        assert store.creates.statements < len(items) + 1  # some were recorded together
-    for n, item in enumerate(items):
+    shown = pg_text  # what PostgreSQL can store of a text: NUL as U+FFFD
+    for n, (item, calls) in enumerate(zip(items, creates, strict=True)):
         at = now + timedelta(seconds=n)
         row = env.sql(
-            "SELECT state, instance_id, form_values, calls_spent, updated_at, next_poll_at,"
-            " instance_created_at, lease_owner FROM syncd.approval WHERE id = %s",
+            "SELECT state, instance_id, process_code, form_values, calls_spent, updated_at,"
+            " next_poll_at, instance_created_at, lease_owner, lease_expires_at"
+            " FROM syncd.approval WHERE id = %s",
             item.id,
         )
-        spent = len(_calls(n))  # a late answer's calls are in the history and usage only
         form = [{"name": "天数", "value": str(n)}]
         poll = now + timedelta(minutes=n)
-        assert row == [("running", f"inst-{item.id}", form, spent, at, poll, at, None)]
+        assert row == [
+            ("running", f"inst-{item.id}", "PROC-LEAVE", form, len(calls), at, poll, at, None, None)
+        ]
         history = env.sql(
             "SELECT event_type, to_state, endpoint, http_status, code, duration_ms, message,"
             " at FROM syncd.approval_event WHERE approval_id = %s AND actor = 'together'"
             " AND to_state IS DISTINCT FROM 'submitting' ORDER BY id",
             item.id,
         )
-        expected = [
-            ("call", None, c.endpoint, c.http_status, c.code, c.duration_ms, c.message, at)
-            for c in _calls(n)
-        ] + [("transition", "running", None, None, None, None, f"instance inst-{item.id}", at)]
-        if n == 0:
-            late = now + timedelta(seconds=13)
-            expected += [
-                ("call", None, c.endpoint, c.http_status, c.code, c.duration_ms, c.message, late)
-                for c in _calls(13)
+
+        def lines(spent: list[CallRecord], when: datetime) -> list[tuple[Any, ...]]:
+            return [
+                (
+                    "call",
+                    None,
+                    c.endpoint,
+                    c.http_status,
+                    shown(c.code),
+                    c.duration_ms,
+                    shown(c.message),
+                    when,
+                )
+                for c in spent
             ]
+
+        expected = lines(calls, at)
+        expected.append(
+            ("transition", "running", None, None, None, None, f"instance inst-{item.id}", at)
+        )
+        if n == 0:
+            expected += lines(late, now + timedelta(seconds=len(items)))
         assert history == expected
-    metered = sum(1 for n in [*range(12), 13] for c in _calls(n) if c.metered)
-    assert env.sql("SELECT purpose, calls FROM syncd.usage") == [("create", metered)]
+    metered = Counter(c.purpose for calls in [*creates, late] for c in calls if c.metered)
+    usage = dict(env.sql("SELECT purpose, calls FROM syncd.usage"))
+    assert {k: usage.get(k, 0) - usage_before.get(k, 0) for k in usage} == {
+        k: metered.get(k, 0) for k in usage
+    }
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(code=TEXT.filter(bool), message=TEXT, calls=CALLS)
+async def test_an_attempt_that_failed_is_recorded_whatever_dingtalk_said(
+    env, code: str, message: str, calls: list[CallRecord]
+):
+    """DingTalk's code and message (NUL included) are recorded with the failed attempt,
+    as PostgreSQL can store them, and the approval goes back to pending."""
+    env.submit_leave(days=1)
+    async with env.daemon() as daemon:
+        store, [item], now = await claim_as(env, daemon, "failed", 1)
+        retry = now + timedelta(seconds=30)
+        assert await store.record_failed(
+            item.id,
+            to_state=ApprovalState.PENDING,
+            now=now,
+            next_attempt_at=retry,
+            error_code=code,
+            error_message=message,
+            calls=calls,
+            owner="failed",
+        )
+    row = env.sql(
+        "SELECT state, last_error_code, last_error_message, next_attempt_at, calls_spent"
+        " FROM syncd.approval WHERE id = %s",
+        item.id,
+    )
+    assert row == [("pending", pg_text(code), pg_text(message), retry, len(calls))]
+    [(note,)] = env.sql(
+        "SELECT message FROM syncd.approval_event WHERE approval_id = %s AND actor = 'failed'"
+        " AND event_type = 'transition' AND to_state = 'pending'",
+        item.id,
+    )
+    assert note == pg_text(f"{code}: {message}")
